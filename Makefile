@@ -1,0 +1,73 @@
+# Sync operator: build, generate, test and demo. `make help` lists the targets.
+SHELL := /usr/bin/env bash -o pipefail
+.SHELLFLAGS := -ec
+
+BIN        := $(CURDIR)/bin
+K8S_VERSION ?= v1.37.2
+ENVTEST_DIR := $(BIN)/k8s-$(K8S_VERSION)
+TOOLS      := $(CURDIR)/hack/tools
+
+CONTROLLER_GEN      := $(BIN)/controller-gen
+PROTOC_GEN_GO       := $(BIN)/protoc-gen-go
+PROTOC_GEN_GO_GRPC  := $(BIN)/protoc-gen-go-grpc
+GOLANGCI_LINT       := $(BIN)/golangci-lint
+
+export TEST_ASSET_KUBE_APISERVER ?= $(ENVTEST_DIR)/kube-apiserver
+export TEST_ASSET_ETCD           ?= $(ENVTEST_DIR)/etcd
+export TEST_ASSET_KUBECTL        ?= $(ENVTEST_DIR)/kubectl
+
+.PHONY: help
+help: ## List the targets.
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-16s %s\n",$$1,$$2}'
+
+.PHONY: build
+build: ## Compile every package (and the binaries under cmd/ into bin/).
+	go build ./...
+	@if ls cmd/*/main.go >/dev/null 2>&1; then go build -o $(BIN)/ ./cmd/...; fi
+
+.PHONY: generate
+generate: $(CONTROLLER_GEN) ## Generate deepcopy code for the API types.
+	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
+
+.PHONY: manifests
+manifests: $(CONTROLLER_GEN) ## Generate the CRDs into config/crd/bases.
+	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
+
+.PHONY: proto
+proto: $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRPC) ## Generate Go code from proto/monitoring.proto.
+	./hack/protoc.sh
+
+.PHONY: verify-generated
+verify-generated: generate manifests proto ## Fail when generated files differ from what is committed.
+	@if [ -n "$$(git status --porcelain -- api config proto)" ]; then \
+	  echo "generated files are stale; run 'make generate manifests proto' and commit:"; \
+	  git status --porcelain -- api config proto; git diff --stat -- api config proto; exit 1; fi
+
+.PHONY: lint
+lint: $(GOLANGCI_LINT) ## Run golangci-lint.
+	$(GOLANGCI_LINT) run ./...
+
+.PHONY: envtest-assets
+envtest-assets: ## Build kube-apiserver, etcd and kubectl from Go modules into bin/ (once).
+	K8S_VERSION=$(K8S_VERSION) ENVTEST_DIR=$(ENVTEST_DIR) ./hack/envtest-assets.sh >/dev/null
+
+.PHONY: test
+test: envtest-assets ## Run all tests against a real API server and PostgreSQL.
+	./hack/test.sh
+
+.PHONY: demo
+demo: envtest-assets ## Run the main job: local control plane, CRDs, samples, status.
+	./hack/demo.sh
+
+.PHONY: demo-down
+demo-down: ## Stop what `make demo` started.
+	./hack/demo.sh down
+
+$(CONTROLLER_GEN):
+	cd $(TOOLS)/dev && go build -o $@ sigs.k8s.io/controller-tools/cmd/controller-gen
+$(PROTOC_GEN_GO):
+	cd $(TOOLS)/dev && go build -o $@ google.golang.org/protobuf/cmd/protoc-gen-go
+$(PROTOC_GEN_GO_GRPC):
+	cd $(TOOLS)/dev && go build -o $@ google.golang.org/grpc/cmd/protoc-gen-go-grpc
+$(GOLANGCI_LINT):
+	cd $(TOOLS)/lint && go build -o $@ github.com/golangci/golangci-lint/v2/cmd/golangci-lint

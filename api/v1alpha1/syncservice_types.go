@@ -1,0 +1,248 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ServiceType says where a sync service runs.
+//
+// +kubebuilder:validation:Enum=SaaS;OnPrem
+type ServiceType string
+
+const (
+	// ServiceTypeSaaS runs workers in this cluster, one Deployment per tenant.
+	ServiceTypeSaaS ServiceType = "SaaS"
+	// ServiceTypeOnPrem runs a worker at the tenant's edge from an onboarding bundle.
+	ServiceTypeOnPrem ServiceType = "OnPrem"
+)
+
+// IdentityProvider says how in-cluster workers get their X.509 identity.
+//
+// +kubebuilder:validation:Enum=spire;certificate
+type IdentityProvider string
+
+const (
+	// IdentityProviderSPIRE uses a SPIRE ClusterSPIFFEID and the Workload API.
+	IdentityProviderSPIRE IdentityProvider = "spire"
+	// IdentityProviderCertificate uses an SVID issued by the operator into a Secret.
+	IdentityProviderCertificate IdentityProvider = "certificate"
+)
+
+// Phase summarizes a sync service's liveness.
+//
+// +kubebuilder:validation:Enum=Online;Offline;Degraded
+type Phase string
+
+const (
+	// PhaseOnline means a heartbeat arrived within the last 2 minutes.
+	PhaseOnline Phase = "Online"
+	// PhaseOffline means no heartbeat arrived within the last 2 minutes.
+	PhaseOffline Phase = "Offline"
+	// PhaseDegraded means heartbeats arrive but some workers or sources fail.
+	PhaseDegraded Phase = "Degraded"
+)
+
+// IdentitySpec chooses how in-cluster workers get their identity.
+type IdentitySpec struct {
+	// Provider is "spire" (a ClusterSPIFFEID; the operator falls back to
+	// "certificate" when the SPIRE CRDs are absent) or "certificate" (an
+	// operator-issued SVID kept in a Secret and renewed before expiry).
+	//
+	// +optional
+	// +kubebuilder:default=spire
+	Provider IdentityProvider `json:"provider,omitempty"`
+}
+
+// SyncServiceSpec declares a sync service: the workers that poll a tenant's
+// integration sources and stream devices to the gateway.
+//
+// +kubebuilder:validation:XValidation:rule="!(has(self.platform) && self.platform) || self.serviceType == 'SaaS'",message="a platform sync service must have serviceType SaaS",fieldPath=".platform",reason=FieldValueInvalid
+// +kubebuilder:validation:XValidation:rule="self.serviceType == 'SaaS' || (!has(self.image) && !has(self.resources) && !has(self.nodeSelector) && !has(self.tolerations))",message="image, resources, nodeSelector and tolerations apply only to serviceType SaaS",fieldPath=".serviceType",reason=FieldValueForbidden
+type SyncServiceSpec struct {
+	// ServiceType is SaaS (workers run in this cluster, one Deployment per
+	// tenant with assigned sources) or OnPrem (the tenant runs the worker at its
+	// edge from the onboarding bundle Secret "<name>-onboarding"). Immutable.
+	//
+	// +optional
+	// +kubebuilder:default=SaaS
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="serviceType is immutable"
+	ServiceType ServiceType `json:"serviceType,omitempty"`
+
+	// Endpoint is where the service can be reached, for information only (for
+	// example the edge site's address of an OnPrem worker).
+	//
+	// +optional
+	// +kubebuilder:validation:MaxLength=2048
+	Endpoint string `json:"endpoint,omitempty"`
+
+	// Platform marks the platform sync service, which may serve integration
+	// sources of every tenant. Only allowed in a namespace of the platform
+	// tenant, and only with serviceType SaaS.
+	//
+	// +optional
+	// +kubebuilder:default=false
+	Platform bool `json:"platform,omitempty"`
+
+	// Capabilities are the integration types this service may run. Empty means
+	// all of them.
+	//
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:Enum=armis;netbox;faker
+	Capabilities []string `json:"capabilities,omitempty"`
+
+	// Partition is the network partition the service's workers belong to. It
+	// appears in their certificate identities, so it is a DNS label.
+	//
+	// +optional
+	// +kubebuilder:default=default
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Partition string `json:"partition,omitempty"`
+
+	// Paused stops the service's workers from running sync loops; for SaaS the
+	// Deployments are kept but scaled to zero.
+	//
+	// +optional
+	Paused bool `json:"paused,omitempty"`
+
+	// Image overrides the operator's default worker image (SaaS only).
+	//
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=512
+	Image string `json:"image,omitempty"`
+
+	// Resources are the worker container's requests and limits (SaaS only).
+	// Defaults are set by the operator when empty.
+	//
+	// +optional
+	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
+
+	// NodeSelector constrains the nodes worker pods run on (SaaS only).
+	//
+	// +optional
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
+
+	// Tolerations let worker pods run on tainted nodes (SaaS only).
+	//
+	// +optional
+	// +listType=atomic
+	Tolerations []corev1.Toleration `json:"tolerations,omitempty"`
+
+	// Identity chooses how in-cluster workers get their X.509 identity.
+	//
+	// +optional
+	// +kubebuilder:default={provider: spire}
+	Identity IdentitySpec `json:"identity,omitempty"`
+}
+
+// WorkerStatus reports one per-tenant worker Deployment of a SaaS sync service.
+type WorkerStatus struct {
+	// Tenant is the slug of the tenant the worker serves.
+	Tenant string `json:"tenant"`
+	// Deployment is the name of the worker Deployment.
+	Deployment string `json:"deployment"`
+	// ComponentID is the worker's component id in its certificate identity.
+	// +optional
+	ComponentID string `json:"componentID,omitempty"`
+	// ReadyReplicas is the number of ready worker pods.
+	// +optional
+	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
+}
+
+// SyncServiceStatus is what the operator and the gateway learned about a sync service.
+type SyncServiceStatus struct {
+	// ObservedGeneration is the metadata.generation the status was computed from.
+	//
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Phase is Online when a heartbeat arrived within the last 2 minutes,
+	// Degraded when heartbeats arrive but something fails, Offline otherwise.
+	//
+	// +optional
+	Phase Phase `json:"phase,omitempty"`
+
+	// LastHeartbeatAt is when the gateway last received a heartbeat from one of
+	// the service's workers.
+	//
+	// +optional
+	LastHeartbeatAt *metav1.Time `json:"lastHeartbeatAt,omitempty"`
+
+	// Capabilities are the capabilities the worker reported in its Hello.
+	//
+	// +optional
+	// +listType=set
+	Capabilities []string `json:"capabilities,omitempty"`
+
+	// Version is the worker version reported in its Hello.
+	//
+	// +optional
+	Version string `json:"version,omitempty"`
+
+	// Workers lists the per-tenant worker Deployments of a SaaS service.
+	//
+	// +optional
+	// +listType=map
+	// +listMapKey=tenant
+	Workers []WorkerStatus `json:"workers,omitempty"`
+
+	// OnboardingSecretName is the Secret holding an OnPrem service's onboarding
+	// bundle (worker config, client certificate and CA bundle).
+	//
+	// +optional
+	OnboardingSecretName string `json:"onboardingSecretName,omitempty"`
+
+	// Conditions describe the service's state: Ready, Available, Degraded and
+	// Progressing.
+	//
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +patchStrategy=merge
+	// +patchMergeKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty" patchStrategy:"merge" patchMergeKey:"type"`
+}
+
+// SyncService is a sync service: in-cluster (SaaS) workers run by the
+// operator, or an on-prem worker onboarded at a tenant's edge.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=ss;syncsvc,categories=serviceradar
+// +kubebuilder:printcolumn:name="Type",type=string,JSONPath=`.spec.serviceType`
+// +kubebuilder:printcolumn:name="Platform",type=boolean,JSONPath=`.spec.platform`
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Last Heartbeat",type=date,JSONPath=`.status.lastHeartbeatAt`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type SyncService struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Spec is the desired sync service.
+	// +optional
+	// +kubebuilder:default={}
+	Spec SyncServiceSpec `json:"spec,omitempty"`
+	// Status is what the operator and gateway observed.
+	// +optional
+	Status SyncServiceStatus `json:"status,omitempty"`
+}
+
+// SyncServiceList is a list of SyncServices.
+//
+// +kubebuilder:object:root=true
+type SyncServiceList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	// Items are the sync services.
+	Items []SyncService `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&SyncService{}, &SyncServiceList{})
+}

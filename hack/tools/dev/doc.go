@@ -1,0 +1,2 @@
+// Package tools pins the code generators (controller-gen, protoc plugins).
+package tools

@@ -1,0 +1,2 @@
+// Package tools pins golangci-lint.
+package tools
