@@ -43,7 +43,7 @@ KUBECTL="$ASSETS/kubectl"
 
 step "starting etcd and kube-apiserver with the CRDs installed"
 rm -f "$KUBECONFIG"
-"$ROOT/bin/localcluster" --kubeconfig "$KUBECONFIG" >"$DEMO_DIR/localcluster.log" 2>&1 &
+"$ROOT/bin/localcluster" --write-kubeconfig "$KUBECONFIG" >"$DEMO_DIR/localcluster.log" 2>&1 &
 echo $! > "$PIDFILE"
 if [[ -z "${DEMO_DETACH:-}" ]]; then trap 'down' EXIT; trap 'exit 130' INT TERM; fi
 for i in $(seq 1 240); do

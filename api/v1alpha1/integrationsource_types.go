@@ -395,7 +395,3 @@ type IntegrationSourceList struct {
 	// Items are the integration sources.
 	Items []IntegrationSource `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&IntegrationSource{}, &IntegrationSourceList{})
-}

@@ -242,7 +242,3 @@ type SyncServiceList struct {
 	// Items are the sync services.
 	Items []SyncService `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&SyncService{}, &SyncServiceList{})
-}

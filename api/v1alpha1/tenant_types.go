@@ -105,7 +105,3 @@ type TenantList struct {
 	// Items are the tenants.
 	Items []Tenant `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&Tenant{}, &TenantList{})
-}

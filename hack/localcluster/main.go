@@ -20,7 +20,7 @@ import (
 )
 
 func main() {
-	kubeconfig := flag.String("kubeconfig", ".demo/kubeconfig", "where to write the administrator kubeconfig")
+	kubeconfig := flag.String("write-kubeconfig", ".demo/kubeconfig", "where to write the administrator kubeconfig")
 	flag.Parse()
 	if err := run(*kubeconfig); err != nil {
 		fmt.Fprintln(os.Stderr, "localcluster:", err)

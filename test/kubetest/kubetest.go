@@ -47,7 +47,8 @@ type Env struct {
 	// StartupTime is how long the control plane took to start and install the CRDs.
 	StartupTime time.Duration
 
-	env *envtest.Environment
+	env   *envtest.Environment
+	admin *envtest.AuthenticatedUser
 }
 
 // NewScheme returns a scheme with the built-in kinds, CRDs and the project's API.
@@ -116,6 +117,9 @@ func Start() (*Env, error) {
 	if e.Client, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
 		return nil, errors.Join(fmt.Errorf("creating client: %w", err), env.Stop())
 	}
+	if e.admin, err = e.AddUser(envtest.User{Name: "kubetest-admin", Groups: []string{"system:masters"}}); err != nil {
+		return nil, errors.Join(err, env.Stop())
+	}
 	return e, nil
 }
 
@@ -130,7 +134,11 @@ func (e *Env) Stop() error {
 // Kubectl runs the kubectl binary against the API server and returns its
 // standard output; the error carries standard error.
 func (e *Env) Kubectl(args ...string) (string, error) {
-	stdout, stderr, err := e.env.ControlPlane.KubeCtl().Run(args...)
+	kubectl, err := e.admin.Kubectl()
+	if err != nil {
+		return "", fmt.Errorf("configuring kubectl: %w", err)
+	}
+	stdout, stderr, err := kubectl.Run(args...)
 	if err != nil {
 		msg, _ := io.ReadAll(stderr)
 		return "", fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, msg)
