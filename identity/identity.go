@@ -1,0 +1,266 @@
+// Package identity turns verified peer certificates into identities and
+// formats the identities that issuers put into certificates, so that the two
+// sides cannot drift apart (DESIGN.md section 5).
+//
+// Two forms exist. In-cluster (platform class) components carry a SPIFFE ID
+// spiffe://<trust domain>/<component type>/<tenant slug>/<partition>/<component id>.
+// Tenant edges carry no SPIFFE ID; their subject CN is
+// <component id>.<partition>.<tenant slug>.serviceradar. A CN naming the
+// reserved platform slug is a platform identity even without SPIFFE.
+package identity
+
+import (
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+// DefaultTrustDomain is the SPIFFE trust domain unless configured otherwise.
+const DefaultTrustDomain = "serviceradar.local"
+
+// DefaultPlatformSlug is the reserved slug of the platform tenant unless configured otherwise.
+const DefaultPlatformSlug = "platform"
+
+// cnSuffix ends every edge CN and tenant CA CN.
+const cnSuffix = "serviceradar"
+
+// Class says where a caller sits.
+type Class string
+
+const (
+	// ClassPlatform is an in-cluster component (SPIFFE ID), or any identity of
+	// the platform tenant.
+	ClassPlatform Class = "platform"
+	// ClassEdge is a tenant edge component identified by its CN.
+	ClassEdge Class = "edge"
+)
+
+// ComponentType is the kind of component an identity belongs to.
+type ComponentType string
+
+const (
+	// ComponentSync is a sync worker.
+	ComponentSync ComponentType = "sync"
+	// ComponentAgent is a ServiceRadar agent.
+	ComponentAgent ComponentType = "agent"
+	// ComponentGateway is an agent-gateway.
+	ComponentGateway ComponentType = "gateway"
+	// ComponentChecker is a checker.
+	ComponentChecker ComponentType = "checker"
+	// ComponentUnspecified is the type of an edge identity: its CN does not say,
+	// so the gateway authorizes it by looking up its component id.
+	ComponentUnspecified ComponentType = ""
+)
+
+// ComponentTypes are the component types a SPIFFE ID may carry.
+var ComponentTypes = []ComponentType{ComponentSync, ComponentAgent, ComponentGateway, ComponentChecker}
+
+// Rule errors: every classification failure wraps exactly one of them, so
+// callers can tell which rule failed with errors.Is.
+var (
+	ErrNoCertificate      = errors.New("no peer certificate")
+	ErrMultipleSPIFFEIDs  = errors.New("certificate carries more than one SPIFFE ID")
+	ErrTrustDomain        = errors.New("SPIFFE ID is not in the expected trust domain")
+	ErrSPIFFEPath         = errors.New("SPIFFE ID path must be /<component_type>/<tenant_slug>/<partition>/<component_id>")
+	ErrComponentType      = errors.New("unknown component type")
+	ErrCommonName         = errors.New("CN must be <component_id>.<partition>.<tenant_slug>.serviceradar")
+	ErrLabel              = errors.New("identity label must be a DNS label")
+	ErrTenantCACommonName = errors.New("tenant CA CN must be tenant-<slug>.ca.serviceradar")
+)
+
+// Identity is what a certificate says about its holder.
+type Identity struct {
+	// Class is platform or edge.
+	Class Class
+	// ComponentType comes from the SPIFFE path; unspecified for CN identities.
+	ComponentType ComponentType
+	// TenantSlug is the tenant the identity is scoped to.
+	TenantSlug string
+	// Partition is the network partition of the component.
+	Partition string
+	// ComponentID names the component within its tenant and partition.
+	ComponentID string
+	// SPIFFEID is set for SPIFFE identities and zero otherwise.
+	SPIFFEID spiffeid.ID
+}
+
+// String is a loggable form of the identity (never secret).
+func (id Identity) String() string {
+	if !id.SPIFFEID.IsZero() {
+		return id.SPIFFEID.String()
+	}
+	cn, _ := FormatCommonName(id.ComponentID, id.Partition, id.TenantSlug)
+	return "CN=" + cn
+}
+
+// IsSPIFFE reports whether the identity came from a SPIFFE ID.
+func (id Identity) IsSPIFFE() bool { return !id.SPIFFEID.IsZero() }
+
+var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+
+func checkLabel(what, v string) error {
+	if len(v) > 63 || !dnsLabel.MatchString(v) {
+		return fmt.Errorf("%s %q: %w", what, v, ErrLabel)
+	}
+	return nil
+}
+
+func checkParts(componentID, partition, tenantSlug string) error {
+	return errors.Join(
+		checkLabel("component id", componentID),
+		checkLabel("partition", partition),
+		checkLabel("tenant slug", tenantSlug),
+	)
+}
+
+// ParseComponentType accepts only the known component types.
+func ParseComponentType(s string) (ComponentType, error) {
+	for _, t := range ComponentTypes {
+		if string(t) == s {
+			return t, nil
+		}
+	}
+	return ComponentUnspecified, fmt.Errorf("%q is not one of sync, agent, gateway, checker: %w", s, ErrComponentType)
+}
+
+// FormatSPIFFEID builds the SPIFFE ID of a platform-class component.
+func FormatSPIFFEID(td spiffeid.TrustDomain, t ComponentType, tenantSlug, partition, componentID string) (spiffeid.ID, error) {
+	if _, err := ParseComponentType(string(t)); err != nil {
+		return spiffeid.ID{}, err
+	}
+	if err := checkParts(componentID, partition, tenantSlug); err != nil {
+		return spiffeid.ID{}, err
+	}
+	id, err := spiffeid.FromSegments(td, string(t), tenantSlug, partition, componentID)
+	if err != nil {
+		return spiffeid.ID{}, fmt.Errorf("building SPIFFE ID: %w", err)
+	}
+	return id, nil
+}
+
+// FormatCommonName builds the subject CN of an edge component.
+func FormatCommonName(componentID, partition, tenantSlug string) (string, error) {
+	if err := checkParts(componentID, partition, tenantSlug); err != nil {
+		return "", err
+	}
+	return strings.Join([]string{componentID, partition, tenantSlug, cnSuffix}, "."), nil
+}
+
+// TenantCACommonName is the CN of a tenant's intermediate CA.
+func TenantCACommonName(tenantSlug string) (string, error) {
+	if err := checkLabel("tenant slug", tenantSlug); err != nil {
+		return "", err
+	}
+	return "tenant-" + tenantSlug + ".ca." + cnSuffix, nil
+}
+
+// ParseTenantCACommonName returns the tenant slug of a tenant CA's CN.
+func ParseTenantCACommonName(cn string) (string, error) {
+	rest, ok := strings.CutPrefix(cn, "tenant-")
+	if !ok {
+		return "", fmt.Errorf("%q: %w", cn, ErrTenantCACommonName)
+	}
+	slug, ok := strings.CutSuffix(rest, ".ca."+cnSuffix)
+	if !ok || checkLabel("tenant slug", slug) != nil {
+		return "", fmt.Errorf("%q: %w", cn, ErrTenantCACommonName)
+	}
+	return slug, nil
+}
+
+// Classifier turns verified certificates into identities.
+type Classifier struct {
+	// TrustDomain is the SPIFFE trust domain accepted for SPIFFE IDs.
+	TrustDomain spiffeid.TrustDomain
+	// PlatformSlug is the reserved slug of the platform tenant.
+	PlatformSlug string
+}
+
+// NewClassifier returns a classifier for a trust domain and platform slug;
+// empty values take the defaults.
+func NewClassifier(trustDomain, platformSlug string) (Classifier, error) {
+	if trustDomain == "" {
+		trustDomain = DefaultTrustDomain
+	}
+	if platformSlug == "" {
+		platformSlug = DefaultPlatformSlug
+	}
+	td, err := spiffeid.TrustDomainFromString(trustDomain)
+	if err != nil {
+		return Classifier{}, fmt.Errorf("trust domain %q: %w", trustDomain, err)
+	}
+	if err := checkLabel("platform slug", platformSlug); err != nil {
+		return Classifier{}, err
+	}
+	return Classifier{TrustDomain: td, PlatformSlug: platformSlug}, nil
+}
+
+// Classify returns the identity of a peer whose chain (leaf first) has already
+// been verified. It never trusts anything but the leaf certificate's names.
+func (c Classifier) Classify(chain []*x509.Certificate) (Identity, error) {
+	if len(chain) == 0 || chain[0] == nil {
+		return Identity{}, ErrNoCertificate
+	}
+	leaf := chain[0]
+	var spiffeURIs []string
+	for _, u := range leaf.URIs {
+		if strings.EqualFold(u.Scheme, "spiffe") {
+			spiffeURIs = append(spiffeURIs, u.String())
+		}
+	}
+	switch len(spiffeURIs) {
+	case 0:
+		return c.ClassifyCommonName(leaf.Subject.CommonName)
+	case 1:
+		id, err := spiffeid.FromString(spiffeURIs[0])
+		if err != nil {
+			return Identity{}, fmt.Errorf("SPIFFE ID %q: %w: %w", spiffeURIs[0], ErrSPIFFEPath, err)
+		}
+		return c.ClassifySPIFFEID(id)
+	default:
+		return Identity{}, ErrMultipleSPIFFEIDs
+	}
+}
+
+// ClassifySPIFFEID returns the platform-class identity of a SPIFFE ID.
+func (c Classifier) ClassifySPIFFEID(id spiffeid.ID) (Identity, error) {
+	if id.TrustDomain() != c.TrustDomain {
+		return Identity{}, fmt.Errorf("SPIFFE ID %q, want trust domain %q: %w", id, c.TrustDomain, ErrTrustDomain)
+	}
+	segs := strings.Split(strings.TrimPrefix(id.Path(), "/"), "/")
+	if len(segs) != 4 {
+		return Identity{}, fmt.Errorf("SPIFFE ID %q: %w", id, ErrSPIFFEPath)
+	}
+	t, err := ParseComponentType(segs[0])
+	if err != nil {
+		return Identity{}, fmt.Errorf("SPIFFE ID %q: %w", id, err)
+	}
+	if err := checkParts(segs[3], segs[2], segs[1]); err != nil {
+		return Identity{}, fmt.Errorf("SPIFFE ID %q: %w", id, err)
+	}
+	return Identity{
+		Class: ClassPlatform, ComponentType: t,
+		TenantSlug: segs[1], Partition: segs[2], ComponentID: segs[3],
+		SPIFFEID: id,
+	}, nil
+}
+
+// ClassifyCommonName returns the identity of an edge CN; the reserved platform
+// slug makes it a platform identity.
+func (c Classifier) ClassifyCommonName(cn string) (Identity, error) {
+	labels := strings.Split(cn, ".")
+	if len(labels) != 4 || labels[3] != cnSuffix {
+		return Identity{}, fmt.Errorf("CN %q: %w", cn, ErrCommonName)
+	}
+	if err := checkParts(labels[0], labels[1], labels[2]); err != nil {
+		return Identity{}, fmt.Errorf("CN %q: %w", cn, err)
+	}
+	class := ClassEdge
+	if labels[2] == c.PlatformSlug {
+		class = ClassPlatform
+	}
+	return Identity{Class: class, ComponentID: labels[0], Partition: labels[1], TenantSlug: labels[2]}, nil
+}
