@@ -49,8 +49,12 @@ lint: $(GOLANGCI_LINT) ## Run golangci-lint.
 envtest-assets: ## Build kube-apiserver, etcd and kubectl from Go modules into bin/ (once).
 	K8S_VERSION=$(K8S_VERSION) ENVTEST_DIR=$(ENVTEST_DIR) ./hack/envtest-assets.sh >/dev/null
 
+.PHONY: spire-assets
+spire-assets: ## Build spire-server and spire-agent from Go modules into bin/ (once).
+	./hack/spire-assets.sh >/dev/null
+
 .PHONY: test
-test: envtest-assets ## Run all tests against a real API server and PostgreSQL.
+test: envtest-assets spire-assets ## Run all tests against a real API server, SPIRE and PostgreSQL.
 	./hack/test.sh
 
 .PHONY: demo
@@ -73,3 +77,12 @@ $(GOLANGCI_LINT):
 .PHONY: bench
 bench: envtest-assets ## Print benchmark figures (control-plane start time).
 	go test -run='^$$' -bench=. -benchtime=3x ./test/kubetest/
+
+.PHONY: bench-identity
+bench-identity: ## Print classification ns/op and mTLS handshakes per second (RESULT line).
+	./hack/bench-identity.sh
+
+.PHONY: fuzz
+fuzz: ## Fuzz the identity parsers for FUZZTIME each (default 2m).
+	go test -run='^$$' -fuzz=FuzzClassifyCommonName -fuzztime=$${FUZZTIME:-2m} ./identity/
+	go test -run='^$$' -fuzz=FuzzClassifySPIFFEID -fuzztime=$${FUZZTIME:-2m} ./identity/

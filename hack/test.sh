@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs every test against real services: the Kubernetes binaries built from Go
-# modules (hack/envtest-assets.sh) and one throwaway PostgreSQL server
-# (hack/postgres.sh) shared by the run, each test in its own database.
+# Runs every test against real services: the Kubernetes binaries and SPIRE
+# built from Go modules (hack/envtest-assets.sh, hack/spire-assets.sh) and one
+# throwaway PostgreSQL server (hack/postgres.sh) shared by the run, each test
+# in its own database.
 # Extra `go test` flags can be passed in GOTESTFLAGS.
 set -euo pipefail
 
@@ -13,6 +14,10 @@ export TEST_ASSET_KUBE_APISERVER="$ASSETS/kube-apiserver"
 export TEST_ASSET_ETCD="$ASSETS/etcd"
 export TEST_ASSET_KUBECTL="$ASSETS/kubectl"
 
+SPIRE="$("$ROOT/hack/spire-assets.sh")"
+export SPIRE_SERVER_BIN="$SPIRE/spire-server"
+export SPIRE_AGENT_BIN="$SPIRE/spire-agent"
+
 PGDIR="$(mktemp -d /tmp/sync-pg.XXXXXX)"
 trap '"$ROOT/hack/postgres.sh" stop "$PGDIR"' EXIT
 SYNC_TEST_POSTGRES_DSN="$("$ROOT/hack/postgres.sh" start "$PGDIR")"
@@ -20,3 +25,8 @@ export SYNC_TEST_POSTGRES_DSN
 
 # shellcheck disable=SC2086
 go test -count=1 ${GOTESTFLAGS:-} ./...
+
+# The identity parsers are fuzzed briefly on every run; `make fuzz` runs longer.
+for target in FuzzClassifyCommonName FuzzClassifySPIFFEID; do
+  go test -run='^$' -fuzz="$target" -fuzztime="${FUZZTIME:-5s}" ./identity/
+done

@@ -31,7 +31,7 @@ type pki struct {
 	root, acme, globex *ca.Authority
 }
 
-func newPKI(t *testing.T) *pki {
+func newPKI(t testing.TB) *pki {
 	t.Helper()
 	root, err := ca.NewRoot("serviceradar-root", 0, nil)
 	if err != nil {
@@ -50,7 +50,7 @@ func newPKI(t *testing.T) *pki {
 
 // writeFiles writes a certificate, its key and the CA bundle as a worker or
 // gateway would find them mounted, and returns a FileSource over them.
-func writeFiles(t *testing.T, dir string, issued *ca.Issued, roots ...*x509.Certificate) *mtls.FileSource {
+func writeFiles(t testing.TB, dir string, issued *ca.Issued, roots ...*x509.Certificate) *mtls.FileSource {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
@@ -75,7 +75,7 @@ func writeFiles(t *testing.T, dir string, issued *ca.Issued, roots ...*x509.Cert
 	return src
 }
 
-func spiffeID(t *testing.T, typ, tenant, component string) spiffeid.ID {
+func spiffeID(t testing.TB, typ, tenant, component string) spiffeid.ID {
 	t.Helper()
 	id, err := spiffeid.FromSegments(td, typ, tenant, "default", component)
 	if err != nil {
@@ -86,9 +86,16 @@ func spiffeID(t *testing.T, typ, tenant, component string) spiffeid.ID {
 
 // server is a real gRPC server over mTLS whose handlers record the caller.
 type server struct {
-	addr  string
-	mu    sync.Mutex
-	calls []identity.Identity
+	addr    string
+	mu      sync.Mutex
+	calls   []identity.Identity
+	serials []string // serial numbers of the callers' leaf certificates
+}
+
+func (s *server) callerSerials() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.serials...)
 }
 
 func (s *server) handled() []identity.Identity {
@@ -108,8 +115,10 @@ func startServer(t *testing.T, src mtls.Source) *server {
 			if err != nil {
 				return nil, err
 			}
+			p, _ := peer.FromContext(ctx)
 			s.mu.Lock()
 			s.calls = append(s.calls, id)
+			s.serials = append(s.serials, p.AuthInfo.(credentials.TLSInfo).State.PeerCertificates[0].SerialNumber.String())
 			s.mu.Unlock()
 			return h(ctx, req)
 		}),
@@ -155,6 +164,13 @@ func TestMutualTLSClassifiesAndRefuses(t *testing.T) {
 	otherRoot, _ := ca.NewRoot("someone-else", 0, nil)
 	otherAcme, _ := otherRoot.NewTenantCA("acme", 0)
 
+	shifted := func(a *ca.Authority, by time.Duration) *ca.Authority {
+		c := *a
+		c.Now = func() time.Time { return time.Now().Add(by) }
+		return &c
+	}
+	selfSigned, _ := ca.NewRoot("edge-1.hq.acme.serviceradar", time.Hour, nil)
+
 	issue := func(f func() (*ca.Issued, error)) *ca.Issued {
 		i, err := f()
 		if err != nil {
@@ -180,6 +196,26 @@ func TestMutualTLSClassifiesAndRefuses(t *testing.T) {
 		{"SVID of another trust domain", issue(func() (*ca.Issued, error) {
 			return p.root.IssueSVID(spiffeid.RequireFromString("spiffe://evil.example/sync/acme/default/w1"), time.Hour)
 		}), nil, nil},
+		{"expired edge certificate", issue(func() (*ca.Issued, error) {
+			return shifted(p.acme, -48*time.Hour).IssueEdgeClient("edge-1", "hq", "acme", time.Hour)
+		}), nil, nil},
+		{"edge certificate not yet valid", issue(func() (*ca.Issued, error) {
+			return shifted(p.acme, 48*time.Hour).IssueEdgeClient("edge-1", "hq", "acme", time.Hour)
+		}), nil, nil},
+		{"expired SVID", issue(func() (*ca.Issued, error) {
+			return shifted(p.root, -48*time.Hour).IssueSVID(spiffeID(t, "sync", "acme", "w1"), time.Hour)
+		}), nil, nil},
+		{"self-signed certificate", &selfSigned.Issued, nil, nil},
+		{"reserved platform slug from a tenant CA", issue(func() (*ca.Issued, error) {
+			return p.acme.IssueEdgeClient("sync", "default", "platform", time.Hour)
+		}), nil, nil},
+		{"platform CN from the platform tenant CA", issue(func() (*ca.Issued, error) {
+			platformCA, err := p.root.NewTenantCA("platform", 0)
+			if err != nil {
+				return nil, err
+			}
+			return platformCA.IssueEdgeClient("platform-sync", "default", "platform", time.Hour)
+		}), nil, &identity.Identity{Class: identity.ClassPlatform, TenantSlug: "platform", Partition: "default", ComponentID: "platform-sync"}},
 		{"edge CN with a malformed name", issue(func() (*ca.Issued, error) {
 			// Issued by hand through a tenant CA with a CN of three labels.
 			return p.acme.IssueServer(ca.ServerNames{DNSNames: []string{"edge.acme.serviceradar"}}, time.Hour)

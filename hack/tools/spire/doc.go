@@ -1,0 +1,2 @@
+// Package tools pins spire-server and spire-agent, built for tests.
+package tools
