@@ -1,0 +1,246 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/serviceradar/sync-operator/api/v1alpha1"
+)
+
+// IntegrationSourceReconciler checks that a source's tenant, credentials and
+// SyncService resolve, records the worker assigned to it and sets Ready. It
+// owns only status.conditions[Ready], status.observedGeneration and
+// status.assignedWorker; the run results belong to the gateway.
+type IntegrationSourceReconciler struct {
+	Client client.Client
+	// APIReader reads Secrets directly: the manager caches only their metadata.
+	APIReader client.Reader
+	Events    events.EventRecorder
+}
+
+// +kubebuilder:rbac:groups=integrations.serviceradar.io,resources=integrationsources,verbs=get;list;watch
+// +kubebuilder:rbac:groups=integrations.serviceradar.io,resources=integrationsources/status,verbs=get;patch;update
+// +kubebuilder:rbac:groups=integrations.serviceradar.io,resources=syncservices,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+
+// requiredKey is the Secret key each integration type needs.
+var requiredKey = map[v1alpha1.IntegrationType]string{
+	v1alpha1.IntegrationArmis:  v1alpha1.ArmisSecretKey,
+	v1alpha1.IntegrationNetBox: v1alpha1.NetBoxTokenKey,
+}
+
+// Reconcile implements reconcile.Reconciler.
+func (r *IntegrationSourceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	src := &v1alpha1.IntegrationSource{}
+	if err := r.Client.Get(ctx, req.NamespacedName, src); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	worker, ok, reason, msg, err := r.evaluate(ctx, src)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	ready := condition(src.Status.Conditions, v1alpha1.ConditionReady, ok, reason, msg, src.Generation)
+	if src.Status.ObservedGeneration == src.Generation && src.Status.AssignedWorker == worker &&
+		sameConditions(src.Status.Conditions, []metav1.Condition{ready}) {
+		return ctrl.Result{}, nil
+	}
+	status := map[string]any{
+		"observedGeneration": src.Generation,
+		"conditions":         []metav1.Condition{ready},
+	}
+	if worker != "" {
+		status["assignedWorker"] = worker
+	}
+	if err := applyStatus(ctx, r.Client, "IntegrationSource", src, status); err != nil {
+		return ctrl.Result{}, err
+	}
+	if r.Events != nil {
+		typ := corev1.EventTypeNormal
+		if !ok {
+			typ = corev1.EventTypeWarning
+		}
+		r.Events.Eventf(src, nil, typ, reason, "Reconcile", "%s", msg)
+	}
+	return ctrl.Result{}, nil
+}
+
+// evaluate resolves the source's references. Missing things are conditions,
+// not errors; only failed API calls are errors (and are retried).
+func (r *IntegrationSourceReconciler) evaluate(ctx context.Context, src *v1alpha1.IntegrationSource) (worker string, ok bool, reason, msg string, err error) {
+	tenant, found, err := tenantOfNamespace(ctx, r.Client, src.Namespace)
+	if err != nil || !found {
+		return "", false, v1alpha1.ReasonTenantNotFound, tenantMissing(src.Namespace), err
+	}
+	if src.Spec.Type != v1alpha1.IntegrationFaker {
+		key := requiredKey[src.Spec.Type]
+		sec := &corev1.Secret{}
+		name := src.Spec.CredentialsSecretRef.Name
+		if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: src.Namespace, Name: name}, sec); err != nil {
+			if apierrors.IsNotFound(err) {
+				return "", false, v1alpha1.ReasonSecretNotFound, fmt.Sprintf("Secret %q not found in namespace %q", name, src.Namespace), nil
+			}
+			return "", false, "", "", fmt.Errorf("reading Secret %s/%s: %w", src.Namespace, name, err)
+		}
+		if len(sec.Data[key]) == 0 {
+			return "", false, v1alpha1.ReasonSecretInvalid, fmt.Sprintf("Secret %q has no key %q, which %s sources need", name, key, src.Spec.Type), nil
+		}
+	}
+	ssKey := SyncServiceKey(src)
+	ns, name, _ := cutKey(ssKey)
+	ss := &v1alpha1.SyncService{}
+	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, ss); err != nil {
+		if apierrors.IsNotFound(err) {
+			return "", false, v1alpha1.ReasonSyncServiceNotFound, fmt.Sprintf("SyncService %s not found", ssKey), nil
+		}
+		return "", false, "", "", fmt.Errorf("reading SyncService %s: %w", ssKey, err)
+	}
+	ssTenant, ssFound, err := tenantOfNamespace(ctx, r.Client, ns)
+	if err != nil {
+		return "", false, "", "", err
+	}
+	switch {
+	case !ssFound:
+		return "", false, v1alpha1.ReasonSyncServiceNotAllowed, fmt.Sprintf("SyncService %s is in namespace %q, which belongs to no tenant", ssKey, ns), nil
+	case ss.Spec.Platform && !ssTenant.Spec.Platform:
+		return "", false, v1alpha1.ReasonSyncServiceNotAllowed, fmt.Sprintf("SyncService %s claims platform but its namespace belongs to tenant %q", ssKey, ssTenant.Spec.Slug), nil
+	case !ss.Spec.Platform && ssTenant.Spec.Slug != tenant.Spec.Slug:
+		return "", false, v1alpha1.ReasonSyncServiceNotAllowed, fmt.Sprintf("SyncService %s belongs to tenant %q, not %q", ssKey, ssTenant.Spec.Slug, tenant.Spec.Slug), nil
+	case len(ss.Spec.Capabilities) > 0 && !slices.Contains(ss.Spec.Capabilities, string(src.Spec.Type)):
+		return "", false, v1alpha1.ReasonSyncServiceNotAllowed, fmt.Sprintf("SyncService %s does not have capability %q", ssKey, src.Spec.Type), nil
+	}
+	worker = WorkerComponentID(ss, tenant.Spec.Slug)
+	if src.Spec.Paused {
+		return worker, true, v1alpha1.ReasonPaused, "source is paused; its worker keeps its devices and skips its runs", nil
+	}
+	return worker, true, v1alpha1.ReasonReconciled, fmt.Sprintf("served by SyncService %s (worker %s)", ssKey, worker), nil
+}
+
+func cutKey(k string) (string, string, bool) {
+	for i := range k {
+		if k[i] == '/' {
+			return k[:i], k[i+1:], true
+		}
+	}
+	return "", k, false
+}
+
+func tenantMissing(ns string) string {
+	return fmt.Sprintf("namespace %q has no %s label naming an existing Tenant", ns, v1alpha1.TenantLabel)
+}
+
+// tenantOfNamespace resolves a namespace's tenant through its label.
+func tenantOfNamespace(ctx context.Context, c client.Client, namespace string) (*v1alpha1.Tenant, bool, error) {
+	ns := &corev1.Namespace{}
+	if err := c.Get(ctx, types.NamespacedName{Name: namespace}, ns); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, false, nil
+		}
+		return nil, false, fmt.Errorf("reading namespace %q: %w", namespace, err)
+	}
+	slug := ns.Labels[v1alpha1.TenantLabel]
+	if slug == "" {
+		return nil, false, nil
+	}
+	var ts v1alpha1.TenantList
+	if err := c.List(ctx, &ts, client.MatchingFields{IndexTenantSlug: slug}); err != nil {
+		return nil, false, fmt.Errorf("looking up tenant %q: %w", slug, err)
+	}
+	if len(ts.Items) == 0 {
+		return nil, false, nil
+	}
+	return &ts.Items[0], true, nil
+}
+
+// WorkerComponentID is the component id of the worker a SyncService runs for
+// a tenant: the SyncService name for OnPrem (one edge worker), and
+// "<name>-<tenant>" for SaaS (one Deployment per tenant).
+func WorkerComponentID(ss *v1alpha1.SyncService, tenantSlug string) string {
+	if ss.Spec.ServiceType == v1alpha1.ServiceTypeOnPrem {
+		return ss.Name
+	}
+	id := ss.Name + "-" + tenantSlug
+	if len(id) > 63 {
+		id = id[:63]
+	}
+	return id
+}
+
+func sourcesBy(c client.Client, field string, key func(client.Object) string) handler.EventHandler {
+	return handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+		var list v1alpha1.IntegrationSourceList
+		opts := []client.ListOption{client.MatchingFields{field: key(o)}}
+		if field == IndexSourceSecret {
+			opts = append(opts, client.InNamespace(o.GetNamespace()))
+		}
+		if err := c.List(ctx, &list, opts...); err != nil {
+			return nil
+		}
+		out := make([]reconcile.Request, 0, len(list.Items))
+		for _, s := range list.Items {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&s)})
+		}
+		return out
+	})
+}
+
+// sourcesInTenantNamespaces enqueues every source in the namespaces of a
+// tenant (for Tenant events) or of a namespace (for Namespace events).
+func sourcesInNamespaces(c client.Client, namespaces func(context.Context, client.Object) []string) handler.EventHandler {
+	return handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+		var out []reconcile.Request
+		for _, ns := range namespaces(ctx, o) {
+			var list v1alpha1.IntegrationSourceList
+			if err := c.List(ctx, &list, client.InNamespace(ns)); err != nil {
+				continue
+			}
+			for _, s := range list.Items {
+				out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&s)})
+			}
+		}
+		return out
+	})
+}
+
+// SetupWithManager registers the controller. Secrets are watched as metadata
+// only, so the manager never caches Secret contents.
+func (r *IntegrationSourceReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	err := ctrl.NewControllerManagedBy(mgr).
+		For(&v1alpha1.IntegrationSource{}).
+		Named("integrationsource").
+		Watches(&corev1.Secret{}, sourcesBy(r.Client, IndexSourceSecret, func(o client.Object) string { return o.GetName() }),
+			builder.OnlyMetadata).
+		Watches(&v1alpha1.SyncService{}, sourcesBy(r.Client, IndexSourceSyncService, func(o client.Object) string {
+			return o.GetNamespace() + "/" + o.GetName()
+		})).
+		Watches(&corev1.Namespace{}, sourcesInNamespaces(r.Client, func(_ context.Context, o client.Object) []string {
+			return []string{o.GetName()}
+		})).
+		Watches(&v1alpha1.Tenant{}, sourcesInNamespaces(r.Client, func(ctx context.Context, o client.Object) []string {
+			var nss corev1.NamespaceList
+			if err := r.Client.List(ctx, &nss, client.MatchingLabels{v1alpha1.TenantLabel: o.(*v1alpha1.Tenant).Spec.Slug}); err != nil {
+				return nil
+			}
+			out := make([]string, 0, len(nss.Items))
+			for _, ns := range nss.Items {
+				out = append(out, ns.Name)
+			}
+			return out
+		})).
+		Complete(r)
+	if err != nil {
+		return fmt.Errorf("setting up integrationsource controller: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,178 @@
+// Package platform keeps the platform's persistent identity in Secrets of the
+// operator namespace: the platform tenant's UUID (random, non-nil, created
+// once and kept across restarts and upgrades), the platform root CA and the
+// per-tenant intermediate CAs. It also derives every other tenant's UUID.
+package platform
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/serviceradar/sync-operator/identity"
+	"github.com/serviceradar/sync-operator/identity/ca"
+)
+
+// Secret names and keys in the operator namespace.
+const (
+	// IdentitySecret holds the platform tenant's UUID under TenantIDKey.
+	IdentitySecret = "serviceradar-platform-identity"
+	// TenantIDKey is the key of the platform tenant UUID.
+	TenantIDKey = "tenant-id"
+	// RootCASecret holds the platform root CA.
+	RootCASecret = "serviceradar-root-ca"
+	// TenantCASecretPrefix prefixes each tenant CA Secret: <prefix><slug>.
+	TenantCASecretPrefix = "serviceradar-tenant-ca-"
+	// ComponentLabel marks the Secrets this package manages.
+	ComponentLabel = "app.kubernetes.io/component"
+	// ManagedByLabel marks objects the operator manages.
+	ManagedByLabel = "app.kubernetes.io/managed-by"
+	// ManagedBy is the value of ManagedByLabel.
+	ManagedBy = "sync-operator"
+)
+
+// ErrNilPlatformUUID refuses a persisted platform UUID that is the nil UUID.
+var ErrNilPlatformUUID = errors.New("the platform tenant UUID must not be the nil UUID")
+
+// TenantID is a non-platform tenant's UUID: UUIDv5 of the platform tenant's
+// UUID and the slug, stable across deletes and re-creates.
+func TenantID(platformID uuid.UUID, slug string) uuid.UUID {
+	return uuid.NewSHA1(platformID, []byte(slug))
+}
+
+// Store reads and creates the platform Secrets. Reads go to the API server
+// directly (Reader), so no Secret cache is needed.
+type Store struct {
+	// Client writes Secrets.
+	Client client.Client
+	// Reader reads Secrets, typically the manager's uncached API reader.
+	Reader client.Reader
+	// Namespace is the operator namespace.
+	Namespace string
+	// Now is the clock for certificates; nil means time.Now.
+	Now func() time.Time
+}
+
+func (s *Store) get(ctx context.Context, name string) (*corev1.Secret, error) {
+	sec := &corev1.Secret{}
+	err := s.Reader.Get(ctx, client.ObjectKey{Namespace: s.Namespace, Name: name}, sec)
+	if err != nil {
+		return nil, err //nolint:wrapcheck // callers test for NotFound
+	}
+	return sec, nil
+}
+
+// getOrCreate returns the Secret, creating it with data from make when missing.
+// When another replica created it first, that one wins.
+func (s *Store) getOrCreate(ctx context.Context, name, component string, make func() (map[string][]byte, error)) (*corev1.Secret, error) {
+	sec, err := s.get(ctx, name)
+	if err == nil {
+		return sec, nil
+	}
+	if !apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("reading Secret %s/%s: %w", s.Namespace, name, err)
+	}
+	data, err := make()
+	if err != nil {
+		return nil, err
+	}
+	sec = &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: s.Namespace, Labels: map[string]string{
+			ManagedByLabel: ManagedBy, ComponentLabel: component,
+		}},
+		Type: corev1.SecretTypeOpaque,
+		Data: data,
+	}
+	if err := s.Client.Create(ctx, sec); err != nil {
+		if apierrors.IsAlreadyExists(err) {
+			return s.get(ctx, name)
+		}
+		return nil, fmt.Errorf("creating Secret %s/%s: %w", s.Namespace, name, err)
+	}
+	return sec, nil
+}
+
+// PlatformTenantID returns the persisted platform tenant UUID, creating a
+// random one on first use. A stored nil or malformed UUID is refused, never
+// replaced, so that tenant UUIDs derived from it never change silently.
+func (s *Store) PlatformTenantID(ctx context.Context) (uuid.UUID, error) {
+	sec, err := s.getOrCreate(ctx, IdentitySecret, "platform-identity", func() (map[string][]byte, error) {
+		id, err := uuid.NewRandom()
+		if err != nil {
+			return nil, fmt.Errorf("generating platform tenant UUID: %w", err)
+		}
+		return map[string][]byte{TenantIDKey: []byte(id.String())}, nil
+	})
+	if err != nil {
+		return uuid.Nil, err
+	}
+	id, err := uuid.ParseBytes(sec.Data[TenantIDKey])
+	if err != nil {
+		return uuid.Nil, fmt.Errorf("secret %s/%s key %s is not a UUID: %w", s.Namespace, IdentitySecret, TenantIDKey, err)
+	}
+	if id == uuid.Nil {
+		return uuid.Nil, fmt.Errorf("secret %s/%s key %s: %w", s.Namespace, IdentitySecret, TenantIDKey, ErrNilPlatformUUID)
+	}
+	return id, nil
+}
+
+func caData(a *ca.Authority) (map[string][]byte, error) {
+	key, err := a.Key.MarshalPEM()
+	if err != nil {
+		return nil, err
+	}
+	return map[string][]byte{corev1.TLSCertKey: a.CertPEM(), corev1.TLSPrivateKeyKey: key}, nil
+}
+
+func (s *Store) load(sec *corev1.Secret) (*ca.Authority, error) {
+	a, err := ca.Load(sec.Data[corev1.TLSCertKey], sec.Data[corev1.TLSPrivateKeyKey], s.Now)
+	if err != nil {
+		return nil, fmt.Errorf("secret %s/%s does not hold a CA: %w", sec.Namespace, sec.Name, err)
+	}
+	return a, nil
+}
+
+// RootCA returns the platform root CA, creating it on first use.
+func (s *Store) RootCA(ctx context.Context) (*ca.Authority, error) {
+	sec, err := s.getOrCreate(ctx, RootCASecret, "root-ca", func() (map[string][]byte, error) {
+		root, err := ca.NewRoot("serviceradar-platform-root", 0, s.Now)
+		if err != nil {
+			return nil, err
+		}
+		return caData(root)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s.load(sec)
+}
+
+// TenantCA returns the intermediate CA of a tenant, issuing it under the root
+// CA on first use.
+func (s *Store) TenantCA(ctx context.Context, slug string) (*ca.Authority, error) {
+	if _, err := identity.TenantCACommonName(slug); err != nil {
+		return nil, err
+	}
+	sec, err := s.getOrCreate(ctx, TenantCASecretPrefix+slug, "tenant-ca", func() (map[string][]byte, error) {
+		root, err := s.RootCA(ctx)
+		if err != nil {
+			return nil, err
+		}
+		tca, err := root.NewTenantCA(slug, 0)
+		if err != nil {
+			return nil, err
+		}
+		return caData(tca)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s.load(sec)
+}
