@@ -3,13 +3,17 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 
+	"github.com/serviceradar/sync-operator/identity"
 	"github.com/serviceradar/sync-operator/platform"
+	"github.com/serviceradar/sync-operator/workload"
 )
 
-// +kubebuilder:rbac:groups="",namespace=serviceradar-system,resources=secrets,verbs=create
 // +kubebuilder:rbac:groups=coordination.k8s.io,namespace=serviceradar-system,resources=leases,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=patch
 // +kubebuilder:rbac:groups=integrations.serviceradar.io,resources=tenants,verbs=create
@@ -23,6 +27,18 @@ type Options struct {
 	PlatformSlug string
 	// PlatformSync creates the platform SyncService at bootstrap.
 	PlatformSync bool
+	// GatewayAddress (host:port) is written into worker bootstraps and onboarding bundles.
+	GatewayAddress string
+	// GatewayServerName is the DNS name edge workers verify on the gateway's certificate.
+	GatewayServerName string
+	// TrustDomain is the SPIFFE trust domain of worker identities.
+	TrustDomain spiffeid.TrustDomain
+	// WorkerImage is the default image of worker Deployments.
+	WorkerImage string
+	// SVIDLifetime is the lifetime of operator-issued worker SVIDs.
+	SVIDLifetime time.Duration
+	// EdgeLifetime is the lifetime of edge client certificates in onboarding bundles.
+	EdgeLifetime time.Duration
 }
 
 // Setup registers the indexes, the bootstrap and every controller with mgr.
@@ -44,8 +60,23 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}
-	return (&IntegrationSourceReconciler{
+	if err := (&IntegrationSourceReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
 		Events: mgr.GetEventRecorder("sync-operator-integrationsource"),
+	}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	td := opts.TrustDomain
+	if td.IsZero() {
+		td = spiffeid.RequireTrustDomainFromString(identity.DefaultTrustDomain)
+	}
+	image := opts.WorkerImage
+	if image == "" {
+		image = workload.DefaultImage
+	}
+	return (&SyncServiceReconciler{
+		Client: mgr.GetClient(), Store: store, Events: mgr.GetEventRecorder("sync-operator-syncservice"),
+		GatewayAddress: opts.GatewayAddress, GatewayServerName: opts.GatewayServerName,
+		TrustDomain: td, WorkerImage: image, SVIDLifetime: opts.SVIDLifetime, EdgeLifetime: opts.EdgeLifetime,
 	}).SetupWithManager(mgr)
 }

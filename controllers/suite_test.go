@@ -46,11 +46,16 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	ctrl.SetLogger(zap.New(zap.WriteTo(io.Discard)))
+	// Manager logs are noise in a passing run; SYNC_TEST_LOG=1 shows them.
+	logs := io.Discard
+	if os.Getenv("SYNC_TEST_LOG") != "" {
+		logs = os.Stderr
+	}
+	ctrl.SetLogger(zap.New(zap.WriteTo(logs)))
 	var err error
 	env, err = kubetest.Start()
 	if err == nil {
-		err = setupRBAC(context.Background())
+		managerConfig, err = setupRBAC(context.Background(), env)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -70,14 +75,14 @@ func TestMain(m *testing.M) {
 // setupRBAC installs the generated roles of config/rbac, binds them to the
 // manager's user and creates the operator namespace, so tests run the manager
 // with exactly the permissions it ships with.
-func setupRBAC(ctx context.Context) error {
-	c := env.Client
+func setupRBAC(ctx context.Context, e *kubetest.Env) (*rest.Config, error) {
+	c := e.Client
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: operatorNS}}); err != nil {
-		return err
+		return nil, err
 	}
 	data, err := os.ReadFile(filepath.Join(test.RepoRoot(), "config", "rbac", "role.yaml"))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
 	for {
@@ -85,13 +90,13 @@ func setupRBAC(ctx context.Context) error {
 		if err := dec.Decode(&u.Object); err == io.EOF {
 			break
 		} else if err != nil {
-			return err
+			return nil, err
 		}
 		if len(u.Object) == 0 {
 			continue
 		}
 		if err := c.Create(ctx, u); err != nil {
-			return err
+			return nil, err
 		}
 		binding := &unstructured.Unstructured{Object: map[string]any{
 			"roleRef":  map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": u.GetKind(), "name": u.GetName()},
@@ -102,15 +107,14 @@ func setupRBAC(ctx context.Context) error {
 		binding.SetName(u.GetName())
 		binding.SetNamespace(u.GetNamespace())
 		if err := c.Create(ctx, binding); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	user, err := env.AddUser(envtest.User{Name: managerUser})
+	user, err := e.AddUser(envtest.User{Name: managerUser})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	managerConfig = user.Config()
-	return nil
+	return user.Config(), nil
 }
 
 // writeCounter counts the manager's write requests to the API server.
@@ -151,11 +155,16 @@ type manager struct {
 // so the lease renewals do not count as writes) until the test ends or stop.
 func startManager(t *testing.T, opts controllers.Options) *manager {
 	t.Helper()
+	return startManagerOn(t, env, managerConfig, opts)
+}
+
+func startManagerOn(t *testing.T, e *kubetest.Env, base *rest.Config, opts controllers.Options) *manager {
+	t.Helper()
 	counter := &writeCounter{}
-	cfg := rest.CopyConfig(managerConfig)
+	cfg := rest.CopyConfig(base)
 	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { counter.rt = rt; return counter }
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 env.Scheme,
+		Scheme:                 e.Scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		Controller:             ctrlConfig(),

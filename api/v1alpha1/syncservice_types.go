@@ -103,8 +103,9 @@ type SyncServiceSpec struct {
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
 	Partition string `json:"partition,omitempty"`
 
-	// Paused stops the service's workers from running sync loops; for SaaS the
-	// Deployments are kept but scaled to zero.
+	// Paused freezes the service: the operator creates, changes and deletes none
+	// of its workers, identities or onboarding bundles until it is unpaused, and
+	// reports the pause in the Ready condition.
 	//
 	// +optional
 	Paused bool `json:"paused,omitempty"`

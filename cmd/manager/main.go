@@ -8,9 +8,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"strings"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -23,6 +27,7 @@ import (
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
 	"github.com/serviceradar/sync-operator/controllers"
 	"github.com/serviceradar/sync-operator/identity"
+	"github.com/serviceradar/sync-operator/workload"
 )
 
 func main() {
@@ -34,6 +39,12 @@ func main() {
 		metricsAddr    = flag.String("metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint (0 disables it)")
 		probeAddr      = flag.String("health-probe-bind-address", ":8081", "address of the liveness and readiness endpoints")
 		leaderElect    = flag.Bool("leader-elect", true, "elect a leader so only one replica reconciles")
+		gatewayAddr    = flag.String("gateway-address", "sync-gateway.serviceradar-system.svc:50052", "gateway host:port written into worker bootstraps and onboarding bundles")
+		gatewayName    = flag.String("gateway-server-name", "", "DNS name edge workers verify on the gateway certificate (default: the host of --gateway-address)")
+		trustDomain    = flag.String("trust-domain", identity.DefaultTrustDomain, "SPIFFE trust domain of worker identities")
+		workerImage    = flag.String("worker-image", workload.DefaultImage, "default image of worker Deployments")
+		svidLifetime   = flag.Duration("svid-lifetime", 24*time.Hour, "lifetime of operator-issued worker SVIDs (renewed at two thirds)")
+		edgeLifetime   = flag.Duration("edge-cert-lifetime", 90*24*time.Hour, "lifetime of edge certificates in onboarding bundles (renewed at two thirds)")
 	)
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -41,7 +52,23 @@ func main() {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("manager")
 
-	if err := run(ctrl.SetupSignalHandler(), *namespace, *platformSlug, !*noPlatformSync, *watchNS, *metricsAddr, *probeAddr, *leaderElect); err != nil {
+	td, err := spiffeid.TrustDomainFromString(*trustDomain)
+	if err != nil {
+		log.Error(err, "invalid --trust-domain")
+		os.Exit(2)
+	}
+	serverName := *gatewayName
+	if serverName == "" {
+		if host, _, err := net.SplitHostPort(*gatewayAddr); err == nil {
+			serverName = host
+		}
+	}
+	opts := controllers.Options{
+		Namespace: *namespace, PlatformSlug: *platformSlug, PlatformSync: !*noPlatformSync,
+		GatewayAddress: *gatewayAddr, GatewayServerName: serverName, TrustDomain: td,
+		WorkerImage: *workerImage, SVIDLifetime: *svidLifetime, EdgeLifetime: *edgeLifetime,
+	}
+	if err := run(ctrl.SetupSignalHandler(), opts, *watchNS, *metricsAddr, *probeAddr, *leaderElect); err != nil {
 		log.Error(err, "manager stopped")
 		os.Exit(1)
 	}
@@ -54,7 +81,8 @@ func envOr(k, def string) string {
 	return def
 }
 
-func run(ctx context.Context, namespace, platformSlug string, platformSync bool, watchNS, metricsAddr, probeAddr string, leaderElect bool) error {
+func run(ctx context.Context, opts controllers.Options, watchNS, metricsAddr, probeAddr string, leaderElect bool) error {
+	namespace := opts.Namespace
 	scheme := runtime.NewScheme()
 	if err := errors.Join(clientgoscheme.AddToScheme(scheme), v1alpha1.AddToScheme(scheme)); err != nil {
 		return fmt.Errorf("building scheme: %w", err)
@@ -78,7 +106,7 @@ func run(ctx context.Context, namespace, platformSlug string, platformSync bool,
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
 	}
-	if err := controllers.Setup(ctx, mgr, controllers.Options{Namespace: namespace, PlatformSlug: platformSlug, PlatformSync: platformSync}); err != nil {
+	if err := controllers.Setup(ctx, mgr, opts); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {

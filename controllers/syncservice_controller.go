@@ -1,0 +1,606 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"sort"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	applycorev1 "k8s.io/client-go/applyconfigurations/core/v1"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/serviceradar/sync-operator/api/v1alpha1"
+	"github.com/serviceradar/sync-operator/identity"
+	"github.com/serviceradar/sync-operator/identity/ca"
+	"github.com/serviceradar/sync-operator/platform"
+	"github.com/serviceradar/sync-operator/workload"
+)
+
+// SyncService condition reasons.
+const (
+	ReasonHeartbeat       = "HeartbeatReceived"
+	ReasonNoHeartbeat     = "NoHeartbeat"
+	ReasonWorkersStarting = "WorkersStarting"
+	ReasonWorkersReady    = "WorkersReady"
+	ReasonNoWorkers       = "NoWorkers"
+	ReasonSPIRECRDMissing = "ClusterSPIFFEIDMissing"
+)
+
+// OnlineWindow is how recent a heartbeat must be for a SyncService to be Online.
+const OnlineWindow = 2 * time.Minute
+
+// spireFinalizer removes a SyncService's cluster-scoped ClusterSPIFFEIDs,
+// which owner references cannot reach.
+const spireFinalizer = "integrations.serviceradar.io/clusterspiffeids"
+
+var clusterSPIFFEIDGK = schema.GroupKind{Group: workload.ClusterSPIFFEIDGVK.Group, Kind: workload.ClusterSPIFFEIDGVK.Kind}
+
+// SyncServiceReconciler runs SaaS workers (one per tenant with sources) and
+// issues OnPrem onboarding bundles, and reports phase and workers.
+type SyncServiceReconciler struct {
+	Client client.Client
+	Store  *platform.Store
+	Events events.EventRecorder
+	// GatewayAddress is written into worker bootstraps.
+	GatewayAddress string
+	// GatewayServerName is the name edge workers check on the gateway's certificate.
+	GatewayServerName string
+	TrustDomain       spiffeid.TrustDomain
+	WorkerImage       string
+	SVIDLifetime      time.Duration
+	EdgeLifetime      time.Duration
+	Now               func() time.Time
+}
+
+// +kubebuilder:rbac:groups=integrations.serviceradar.io,resources=syncservices,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=integrations.serviceradar.io,resources=syncservices/status,verbs=get;patch;update
+// +kubebuilder:rbac:groups=integrations.serviceradar.io,resources=syncservices/finalizers,verbs=update
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups="",resources=serviceaccounts;configmaps,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=create;patch;delete
+// +kubebuilder:rbac:groups=spire.spiffe.io,resources=clusterspiffeids,verbs=get;list;watch;create;patch;delete
+
+func (r *SyncServiceReconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// spireAvailable reports whether the ClusterSPIFFEID CRD is installed.
+func (r *SyncServiceReconciler) spireAvailable() bool {
+	_, err := r.Client.RESTMapper().RESTMapping(clusterSPIFFEIDGK, workload.ClusterSPIFFEIDGVK.Version)
+	return err == nil
+}
+
+// outcome collects what one reconcile found.
+type outcome struct {
+	ready           bool
+	reason, message string
+	workers         []v1alpha1.WorkerStatus
+	onboarding      string
+	requeue         time.Duration
+	notes           []string
+}
+
+func (o *outcome) requeueIn(d time.Duration) {
+	if d > 0 && (o.requeue == 0 || d < o.requeue) {
+		o.requeue = d
+	}
+}
+
+// Reconcile implements reconcile.Reconciler.
+func (r *SyncServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	ss := &v1alpha1.SyncService{}
+	if err := r.Client.Get(ctx, req.NamespacedName, ss); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !ss.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, r.finalize(ctx, ss)
+	}
+	out := &outcome{ready: true, reason: v1alpha1.ReasonReconciled}
+	tenant, found, err := tenantOfNamespace(ctx, r.Client, ss.Namespace)
+	switch {
+	case err != nil:
+		return ctrl.Result{}, err
+	case !found:
+		out.ready, out.reason, out.message = false, v1alpha1.ReasonTenantNotFound, tenantMissing(ss.Namespace)
+	case ss.Spec.Platform && !tenant.Spec.Platform:
+		out.ready, out.reason, out.message = false, v1alpha1.ReasonInvalidSpec,
+			fmt.Sprintf("platform SyncServices belong in a namespace of the platform tenant, not of %q", tenant.Spec.Slug)
+	case ss.Spec.Paused:
+		out.reason, out.message = v1alpha1.ReasonPaused, "paused: workers, identities and bundles are left as they are"
+		if out.workers, err = r.observedWorkers(ctx, ss); err != nil {
+			return ctrl.Result{}, err
+		}
+	case ss.Spec.ServiceType == v1alpha1.ServiceTypeOnPrem:
+		if err := r.reconcileOnPrem(ctx, ss, tenant, out); err != nil {
+			return ctrl.Result{}, err
+		}
+	default:
+		if err := r.reconcileSaaS(ctx, ss, tenant, out); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	if err := r.writeStatus(ctx, ss, out); err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{RequeueAfter: out.requeue}, nil
+}
+
+// sourceTenants returns the slugs of the tenants whose sources this SaaS
+// SyncService may serve and serves.
+func (r *SyncServiceReconciler) sourceTenants(ctx context.Context, ss *v1alpha1.SyncService, own *v1alpha1.Tenant) ([]string, error) {
+	var sources v1alpha1.IntegrationSourceList
+	if err := r.Client.List(ctx, &sources, client.MatchingFields{IndexSourceSyncService: ss.Namespace + "/" + ss.Name}); err != nil {
+		return nil, fmt.Errorf("listing sources of SyncService %s/%s: %w", ss.Namespace, ss.Name, err)
+	}
+	seen := map[string]bool{}
+	for _, src := range sources.Items {
+		if !src.DeletionTimestamp.IsZero() {
+			continue
+		}
+		t, ok, err := tenantOfNamespace(ctx, r.Client, src.Namespace)
+		if err != nil {
+			return nil, err
+		}
+		if !ok || (!ss.Spec.Platform && t.Spec.Slug != own.Spec.Slug) {
+			continue // such a source is not Ready and is never served
+		}
+		seen[t.Spec.Slug] = true
+	}
+	return workload.SortedKeys(seen), nil
+}
+
+func (r *SyncServiceReconciler) reconcileSaaS(ctx context.Context, ss *v1alpha1.SyncService, own *v1alpha1.Tenant, out *outcome) error {
+	slugs, err := r.sourceTenants(ctx, ss, own)
+	if err != nil {
+		return err
+	}
+	useSPIRE := ss.Spec.Identity.Provider != v1alpha1.IdentityProviderCertificate && r.spireAvailable()
+	if ss.Spec.Identity.Provider != v1alpha1.IdentityProviderCertificate && !useSPIRE {
+		out.notes = append(out.notes, "the ClusterSPIFFEID CRD is not installed; workers use operator-issued SVIDs")
+	}
+	if useSPIRE && !controllerutil.ContainsFinalizer(ss, spireFinalizer) {
+		patch := client.MergeFrom(ss.DeepCopy())
+		controllerutil.AddFinalizer(ss, spireFinalizer)
+		if err := r.Client.Patch(ctx, ss, patch); err != nil {
+			return fmt.Errorf("adding finalizer to SyncService %s/%s: %w", ss.Namespace, ss.Name, err)
+		}
+	}
+	keep := map[string]bool{}
+	for _, slug := range slugs {
+		w, err := r.worker(ss, slug, useSPIRE)
+		if err != nil {
+			return err
+		}
+		keep[w.ObjectName()] = true
+		if err := r.applyWorker(ctx, w, out); err != nil {
+			return err
+		}
+	}
+	if err := r.pruneWorkers(ctx, ss, keep); err != nil {
+		return err
+	}
+	out.workers, err = r.observedWorkers(ctx, ss)
+	if err != nil {
+		return err
+	}
+	out.message = fmt.Sprintf("%d worker(s) for tenants %v", len(slugs), slugs)
+	if len(out.notes) > 0 {
+		out.message += "; " + out.notes[0]
+	}
+	return nil
+}
+
+func (r *SyncServiceReconciler) worker(ss *v1alpha1.SyncService, slug string, useSPIRE bool) (workload.Worker, error) {
+	component := WorkerComponentID(ss, slug)
+	id, err := identity.FormatSPIFFEID(r.TrustDomain, identity.ComponentSync, slug, ss.Spec.Partition, component)
+	if err != nil {
+		return workload.Worker{}, fmt.Errorf("worker identity for tenant %q: %w", slug, err)
+	}
+	image := r.WorkerImage
+	if ss.Spec.Image != "" {
+		image = ss.Spec.Image
+	}
+	w := workload.Worker{SyncService: ss, TenantSlug: slug, ComponentID: component, Image: image, SPIRE: useSPIRE, SPIFFEID: id.String()}
+	w.Bootstrap = workload.Bootstrap{GatewayAddress: r.GatewayAddress, ComponentID: component, Partition: ss.Spec.Partition, TenantSlug: slug}
+	if useSPIRE {
+		w.Bootstrap.Identity = workload.BootstrapIdentity{Source: workload.IdentityWorkloadAPI, WorkloadAPISocket: workload.WorkloadAPISock, SPIFFEID: id.String()}
+	} else {
+		w.Bootstrap.Identity = workload.FileIdentity(workload.IdentityDir)
+		w.Bootstrap.Identity.SPIFFEID = id.String()
+	}
+	return w, nil
+}
+
+// applyIfChanged server-side applies obj unless the live object carries the
+// same rendered hash, so an unchanged worker causes no write.
+func (r *SyncServiceReconciler) applyIfChanged(ctx context.Context, live client.Object, key types.NamespacedName, cfg runtime.ApplyConfiguration, hash string) error {
+	if err := r.Client.Get(ctx, key, live); err == nil && live.GetAnnotations()[workload.HashAnnotation] == hash {
+		return nil
+	} else if err != nil && !apierrors.IsNotFound(err) && !meta.IsNoMatchError(err) {
+		return fmt.Errorf("reading %T %s: %w", live, key, err)
+	}
+	if err := r.Client.Apply(ctx, cfg, client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+		return fmt.Errorf("applying %T %s: %w", live, key, err)
+	}
+	return nil
+}
+
+func (r *SyncServiceReconciler) applyWorker(ctx context.Context, w workload.Worker, out *outcome) error {
+	ns := w.SyncService.Namespace
+	key := types.NamespacedName{Namespace: ns, Name: w.ObjectName()}
+	hashed := map[string]string{}
+	sa := w.ServiceAccount()
+	hashed[workload.HashAnnotation] = workload.Hash(sa)
+	if err := r.applyIfChanged(ctx, &corev1.ServiceAccount{}, key, sa.WithAnnotations(hashed), hashed[workload.HashAnnotation]); err != nil {
+		return err
+	}
+	cm, err := w.ConfigMap()
+	if err != nil {
+		return err
+	}
+	cmHash := workload.Hash(cm)
+	if err := r.applyIfChanged(ctx, &corev1.ConfigMap{}, key, cm.WithAnnotations(map[string]string{workload.HashAnnotation: cmHash}), cmHash); err != nil {
+		return err
+	}
+	if w.SPIRE {
+		u := w.ClusterSPIFFEID()
+		h := workload.Hash(u.Object)
+		u.SetAnnotations(map[string]string{workload.HashAnnotation: h})
+		live := &metav1.PartialObjectMetadata{}
+		live.SetGroupVersionKind(u.GroupVersionKind())
+		if err := r.applyIfChanged(ctx, live, types.NamespacedName{Name: u.GetName()}, client.ApplyConfigurationFromUnstructured(u), h); err != nil {
+			return err
+		}
+	} else {
+		if err := r.ensureSVIDSecret(ctx, w, out); err != nil {
+			return err
+		}
+	}
+	dep := w.Deployment(cmHash)
+	depHash := workload.Hash(dep)
+	return r.applyIfChanged(ctx, &appsv1.Deployment{}, key, dep.WithAnnotations(map[string]string{workload.HashAnnotation: depHash}), depHash)
+}
+
+// secretMeta reads a Secret's metadata from the cache: Secret contents are never cached.
+func (r *SyncServiceReconciler) secretMeta(ctx context.Context, key types.NamespacedName) (*metav1.PartialObjectMetadata, error) {
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	if err := r.Client.Get(ctx, key, m); err != nil {
+		return nil, err //nolint:wrapcheck // callers test for NotFound
+	}
+	return m, nil
+}
+
+// needsIssue says whether a certificate Secret must be (re)issued: missing,
+// issued for another identity, or past its renewal time.
+func (r *SyncServiceReconciler) needsIssue(ctx context.Context, key types.NamespacedName, identityName string, out *outcome) (bool, error) {
+	m, err := r.secretMeta(ctx, key)
+	if apierrors.IsNotFound(err) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("reading Secret %s: %w", key, err)
+	}
+	ann := m.GetAnnotations()
+	renewAt, ok := parseTime(ann[workload.RenewAtAnnotation])
+	if !ok || ann[identityAnnotation] != identityName {
+		return true, nil
+	}
+	if left := renewAt.Sub(r.now()); left > 0 {
+		out.requeueIn(left)
+		return false, nil
+	}
+	return true, nil
+}
+
+func parseTime(s string) (time.Time, bool) {
+	t, err := time.Parse(time.RFC3339, s)
+	return t, err == nil
+}
+
+// identityAnnotation records which identity a certificate Secret holds.
+const identityAnnotation = "integrations.serviceradar.io/identity"
+
+func (r *SyncServiceReconciler) writeCertSecret(ctx context.Context, ss *v1alpha1.SyncService, name string, labels map[string]string,
+	identityName string, issued *ca.Issued, root *ca.Authority, extra map[string][]byte, out *outcome) error {
+	keyPEM, err := issued.Key.MarshalPEM()
+	if err != nil {
+		return err
+	}
+	data := map[string][]byte{corev1.TLSCertKey: issued.CertPEM(), corev1.TLSPrivateKeyKey: keyPEM, "ca.crt": root.CertPEM()}
+	for k, v := range extra {
+		data[k] = v
+	}
+	renewAt := ca.RenewAt(issued.Cert)
+	sec := applycorev1.Secret(name, ss.Namespace).
+		WithLabels(labels).
+		WithAnnotations(map[string]string{workload.RenewAtAnnotation: renewAt.UTC().Format(time.RFC3339), identityAnnotation: identityName}).
+		WithOwnerReferences(workload.OwnerReference(ss)).
+		WithType(corev1.SecretTypeOpaque).
+		WithData(data)
+	if err := r.Client.Apply(ctx, sec, client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+		return fmt.Errorf("applying Secret %s/%s: %w", ss.Namespace, name, err)
+	}
+	out.requeueIn(renewAt.Sub(r.now()))
+	if r.Events != nil {
+		r.Events.Eventf(ss, nil, corev1.EventTypeNormal, "CertificateIssued", "Issue",
+			"issued %s for %s, renewal due %s", name, identityName, renewAt.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+func (r *SyncServiceReconciler) ensureSVIDSecret(ctx context.Context, w workload.Worker, out *outcome) error {
+	key := types.NamespacedName{Namespace: w.SyncService.Namespace, Name: w.IdentitySecretName()}
+	need, err := r.needsIssue(ctx, key, w.SPIFFEID, out)
+	if err != nil || !need {
+		return err
+	}
+	root, err := r.Store.RootCA(ctx)
+	if err != nil {
+		return err
+	}
+	id, err := spiffeid.FromString(w.SPIFFEID)
+	if err != nil {
+		return fmt.Errorf("worker SPIFFE ID %q: %w", w.SPIFFEID, err)
+	}
+	issued, err := root.IssueSVID(id, r.SVIDLifetime)
+	if err != nil {
+		return err
+	}
+	return r.writeCertSecret(ctx, w.SyncService, key.Name, w.Labels(), w.SPIFFEID, issued, root, nil, out)
+}
+
+func (r *SyncServiceReconciler) reconcileOnPrem(ctx context.Context, ss *v1alpha1.SyncService, tenant *v1alpha1.Tenant, out *outcome) error {
+	name := ss.Name + "-onboarding"
+	out.onboarding = name
+	cn, cnErr := identity.FormatCommonName(ss.Name, ss.Spec.Partition, tenant.Spec.Slug)
+	if cnErr != nil {
+		// The name cannot be an edge identity: a spec problem for the user, not a retry.
+		out.ready, out.reason, out.message = false, v1alpha1.ReasonInvalidSpec, cnErr.Error()
+		return nil //nolint:nilerr // reported in the Ready condition
+	}
+	out.message = fmt.Sprintf("onboarding bundle in Secret %s for edge identity %s", name, cn)
+	need, err := r.needsIssue(ctx, types.NamespacedName{Namespace: ss.Namespace, Name: name}, cn, out)
+	if err != nil || !need {
+		return err
+	}
+	tca, err := r.Store.TenantCA(ctx, tenant.Spec.Slug)
+	if err != nil {
+		return err
+	}
+	root, err := r.Store.RootCA(ctx)
+	if err != nil {
+		return err
+	}
+	issued, err := tca.IssueEdgeClient(ss.Name, ss.Spec.Partition, tenant.Spec.Slug, r.EdgeLifetime)
+	if err != nil {
+		return err
+	}
+	boot := workload.Bootstrap{
+		GatewayAddress: r.GatewayAddress, ComponentID: ss.Name, Partition: ss.Spec.Partition, TenantSlug: tenant.Spec.Slug,
+		Identity: workload.FileIdentity("."),
+	}
+	boot.Identity.ServerName = r.GatewayServerName
+	cfg, err := boot.JSON()
+	if err != nil {
+		return err
+	}
+	labels := map[string]string{"app.kubernetes.io/managed-by": "sync-operator", workload.SyncServiceLabel: ss.Name}
+	return r.writeCertSecret(ctx, ss, name, labels, cn, issued, root, map[string][]byte{"config.json": cfg}, out)
+}
+
+// observedWorkers reports the worker Deployments of a SyncService.
+func (r *SyncServiceReconciler) observedWorkers(ctx context.Context, ss *v1alpha1.SyncService) ([]v1alpha1.WorkerStatus, error) {
+	var deps appsv1.DeploymentList
+	if err := r.Client.List(ctx, &deps, client.InNamespace(ss.Namespace), client.MatchingLabels{workload.SyncServiceLabel: ss.Name}); err != nil {
+		return nil, fmt.Errorf("listing worker Deployments: %w", err)
+	}
+	var out []v1alpha1.WorkerStatus
+	for _, d := range deps.Items {
+		slug := d.Labels[workload.WorkerTenantLabel]
+		out = append(out, v1alpha1.WorkerStatus{Tenant: slug, Deployment: d.Name, ComponentID: WorkerComponentID(ss, slug), ReadyReplicas: d.Status.ReadyReplicas})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Tenant < out[j].Tenant })
+	return out, nil
+}
+
+// pruneWorkers deletes the worker objects of tenants that have no sources left.
+func (r *SyncServiceReconciler) pruneWorkers(ctx context.Context, ss *v1alpha1.SyncService, keep map[string]bool) error {
+	var deps appsv1.DeploymentList
+	if err := r.Client.List(ctx, &deps, client.InNamespace(ss.Namespace), client.MatchingLabels{workload.SyncServiceLabel: ss.Name}); err != nil {
+		return fmt.Errorf("listing worker Deployments: %w", err)
+	}
+	for _, d := range deps.Items {
+		if keep[d.Name] {
+			continue
+		}
+		w := workload.Worker{SyncService: ss, TenantSlug: d.Labels[workload.WorkerTenantLabel]}
+		objs := []client.Object{
+			&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ss.Namespace, Name: d.Name}},
+			&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ss.Namespace, Name: d.Name}},
+			&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ss.Namespace, Name: d.Name}},
+			&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ss.Namespace, Name: w.IdentitySecretName()}},
+		}
+		if r.spireAvailable() {
+			u := w.ClusterSPIFFEID()
+			objs = append(objs, u)
+		}
+		for _, o := range objs {
+			if err := r.Client.Delete(ctx, o, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil &&
+				!apierrors.IsNotFound(err) && !meta.IsNoMatchError(err) {
+				return fmt.Errorf("deleting %T %s: %w", o, o.GetName(), err)
+			}
+		}
+		if r.Events != nil {
+			r.Events.Eventf(ss, nil, corev1.EventTypeNormal, "WorkerRemoved", "Delete", "tenant %q has no sources left; removed worker %s", w.TenantSlug, d.Name)
+		}
+	}
+	return nil
+}
+
+// finalize deletes the SyncService's ClusterSPIFFEIDs and releases it.
+func (r *SyncServiceReconciler) finalize(ctx context.Context, ss *v1alpha1.SyncService) error {
+	if !controllerutil.ContainsFinalizer(ss, spireFinalizer) {
+		return nil
+	}
+	if r.spireAvailable() {
+		list := &metav1.PartialObjectMetadataList{}
+		list.SetGroupVersionKind(schema.GroupVersionKind{Group: clusterSPIFFEIDGK.Group, Version: workload.ClusterSPIFFEIDGVK.Version, Kind: "ClusterSPIFFEIDList"})
+		if err := r.Client.List(ctx, list, client.MatchingLabels{workload.SyncServiceLabel: ss.Name}); err != nil {
+			return fmt.Errorf("listing ClusterSPIFFEIDs: %w", err)
+		}
+		for i := range list.Items {
+			item := &list.Items[i]
+			if item.Labels[workload.SyncServiceNamespaceLabel] != ss.Namespace {
+				continue
+			}
+			item.SetGroupVersionKind(schema.GroupVersionKind{Group: clusterSPIFFEIDGK.Group, Version: workload.ClusterSPIFFEIDGVK.Version, Kind: clusterSPIFFEIDGK.Kind})
+			if err := r.Client.Delete(ctx, item); err != nil && !apierrors.IsNotFound(err) {
+				return fmt.Errorf("deleting ClusterSPIFFEID %s: %w", item.Name, err)
+			}
+		}
+	}
+	patch := client.MergeFrom(ss.DeepCopy())
+	controllerutil.RemoveFinalizer(ss, spireFinalizer)
+	if err := r.Client.Patch(ctx, ss, patch); err != nil {
+		return fmt.Errorf("removing finalizer of SyncService %s/%s: %w", ss.Namespace, ss.Name, err)
+	}
+	return nil
+}
+
+// phase derives the liveness phase from the gateway's heartbeat.
+func (r *SyncServiceReconciler) phase(ss *v1alpha1.SyncService, workers []v1alpha1.WorkerStatus, out *outcome) v1alpha1.Phase {
+	hb := ss.Status.LastHeartbeatAt
+	if hb == nil {
+		return v1alpha1.PhaseOffline
+	}
+	age := r.now().Sub(hb.Time)
+	if age >= OnlineWindow {
+		return v1alpha1.PhaseOffline
+	}
+	out.requeueIn(OnlineWindow - age + time.Second)
+	for _, w := range workers {
+		if w.ReadyReplicas == 0 && !ss.Spec.Paused {
+			return v1alpha1.PhaseDegraded
+		}
+	}
+	return v1alpha1.PhaseOnline
+}
+
+func (r *SyncServiceReconciler) writeStatus(ctx context.Context, ss *v1alpha1.SyncService, out *outcome) error {
+	phase := r.phase(ss, out.workers, out)
+	gen := ss.Generation
+	existing := ss.Status.Conditions
+	starting := 0
+	for _, w := range out.workers {
+		if w.ReadyReplicas == 0 {
+			starting++
+		}
+	}
+	progressReason, progressMsg := ReasonWorkersReady, "all workers are ready"
+	switch {
+	case ss.Spec.ServiceType == v1alpha1.ServiceTypeOnPrem:
+		progressReason, progressMsg = ReasonNoWorkers, "on-prem workers run at the tenant's edge"
+	case len(out.workers) == 0:
+		progressReason, progressMsg = ReasonNoWorkers, "no tenant has sources assigned"
+	case starting > 0:
+		progressReason, progressMsg = ReasonWorkersStarting, fmt.Sprintf("%d of %d workers are not ready", starting, len(out.workers))
+	}
+	availReason, availMsg := ReasonNoHeartbeat, fmt.Sprintf("no heartbeat within %s", OnlineWindow)
+	if phase != v1alpha1.PhaseOffline {
+		availReason, availMsg = ReasonHeartbeat, fmt.Sprintf("heartbeat within %s", OnlineWindow)
+	}
+	conds := []metav1.Condition{
+		condition(existing, v1alpha1.ConditionReady, out.ready, out.reason, out.message, gen),
+		condition(existing, v1alpha1.ConditionAvailable, phase != v1alpha1.PhaseOffline, availReason, availMsg, gen),
+		condition(existing, v1alpha1.ConditionProgressing, progressReason == ReasonWorkersStarting, progressReason, progressMsg, gen),
+		condition(existing, v1alpha1.ConditionDegraded, phase == v1alpha1.PhaseDegraded, string(phase), "phase "+string(phase), gen),
+	}
+	if ss.Status.ObservedGeneration == gen && ss.Status.Phase == phase && ss.Status.OnboardingSecretName == out.onboarding &&
+		sameWorkers(ss.Status.Workers, out.workers) && sameConditions(existing, conds) {
+		return nil
+	}
+	status := map[string]any{"observedGeneration": gen, "phase": phase, "conditions": conds}
+	if out.workers != nil {
+		status["workers"] = out.workers
+	} else {
+		status["workers"] = []v1alpha1.WorkerStatus{}
+	}
+	if out.onboarding != "" {
+		status["onboardingSecretName"] = out.onboarding
+	}
+	return applyStatus(ctx, r.Client, "SyncService", ss, status)
+}
+
+func sameWorkers(a, b []v1alpha1.WorkerStatus) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// SetupWithManager registers the controller.
+func (r *SyncServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	all := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
+		var list v1alpha1.SyncServiceList
+		if err := r.Client.List(ctx, &list); err != nil {
+			return nil
+		}
+		out := make([]reconcile.Request, 0, len(list.Items))
+		for _, s := range list.Items {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&s)})
+		}
+		return out
+	})
+	err := ctrl.NewControllerManagedBy(mgr).
+		For(&v1alpha1.SyncService{}).
+		Named("syncservice").
+		Owns(&appsv1.Deployment{}).
+		Owns(&corev1.ServiceAccount{}).
+		Owns(&corev1.ConfigMap{}).
+		Owns(&corev1.Secret{}, builder.OnlyMetadata).
+		Watches(&v1alpha1.IntegrationSource{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+			ns, name, _ := cutKey(SyncServiceKey(o.(*v1alpha1.IntegrationSource)))
+			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: ns, Name: name}}}
+		})).
+		Watches(&corev1.Namespace{}, all, builder.WithPredicates(labelChanged())).
+		Watches(&v1alpha1.Tenant{}, all).
+		Complete(r)
+	if err != nil {
+		return fmt.Errorf("setting up syncservice controller: %w", err)
+	}
+	return nil
+}
+
+// labelChanged passes creations, deletions and label changes only.
+func labelChanged() predicate.Predicate {
+	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		return !maps.Equal(e.ObjectOld.GetLabels(), e.ObjectNew.GetLabels())
+	}}
+}

@@ -1,0 +1,380 @@
+package controllers_test
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/serviceradar/sync-operator/api/v1alpha1"
+	"github.com/serviceradar/sync-operator/controllers"
+	"github.com/serviceradar/sync-operator/identity/ca"
+	"github.com/serviceradar/sync-operator/platform"
+	"github.com/serviceradar/sync-operator/test/kubetest"
+	"github.com/serviceradar/sync-operator/workload"
+)
+
+var ssOpts = controllers.Options{
+	Namespace: operatorNS, PlatformSlug: "platform", PlatformSync: true,
+	GatewayAddress: "sync-gateway.serviceradar-system.svc:50052", GatewayServerName: "sync-gateway.serviceradar-system.svc",
+	WorkerImage: "registry.example/sync-operator:test",
+}
+
+func faker(name, ns string, ref v1alpha1.SyncServiceReference) *v1alpha1.IntegrationSource {
+	return &v1alpha1.IntegrationSource{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: v1alpha1.IntegrationSourceSpec{Type: v1alpha1.IntegrationFaker, SyncServiceRef: ref}}
+}
+
+func getObj(c client.Client, obj client.Object, ns, name string) func() error {
+	return func() error {
+		return c.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, obj)
+	}
+}
+
+func rootPool(t *testing.T, c client.Client) *x509.CertPool {
+	t.Helper()
+	sec := &corev1.Secret{}
+	if err := c.Get(context.Background(), client.ObjectKey{Namespace: operatorNS, Name: platform.RootCASecret}, sec); err != nil {
+		t.Fatal(err)
+	}
+	certs, err := ca.ParseCertificatesPEM(sec.Data[corev1.TLSCertKey])
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(certs[0])
+	return pool
+}
+
+func TestSaaSWorkersPerTenant(t *testing.T) {
+	ctx := context.Background()
+	startManager(t, ssOpts)
+	// Tenants of their own: other tests leave sources of acme and globex behind.
+	for _, slug := range []string{"hooli", "initech"} {
+		mustCreate(t, &v1alpha1.Tenant{ObjectMeta: metav1.ObjectMeta{Name: slug}, Spec: v1alpha1.TenantSpec{Slug: slug}})
+	}
+	acmeNS, globexNS := tenantNamespace(t, "hooli"), tenantNamespace(t, "initech")
+	ref := v1alpha1.SyncServiceReference{Namespace: operatorNS, Name: controllers.PlatformSyncName}
+	mustCreate(t, faker("lab", acmeNS, ref), faker("lab", globexNS, ref))
+
+	for _, slug := range []string{"hooli", "initech"} {
+		name := "sync-platform-sync-" + slug
+		dep := &appsv1.Deployment{}
+		waitFor(t, "Deployment "+name, getObj(env.Client, dep, operatorNS, name))
+		pod := dep.Spec.Template.Spec
+		c := pod.Containers[0]
+		sc := c.SecurityContext
+		checks := map[string]bool{
+			"image from --worker-image":      c.Image == ssOpts.WorkerImage,
+			"non-root pod":                   pod.SecurityContext.RunAsNonRoot != nil && *pod.SecurityContext.RunAsNonRoot,
+			"seccomp RuntimeDefault":         pod.SecurityContext.SeccompProfile != nil && pod.SecurityContext.SeccompProfile.Type == corev1.SeccompProfileTypeRuntimeDefault,
+			"read-only root filesystem":      sc.ReadOnlyRootFilesystem != nil && *sc.ReadOnlyRootFilesystem,
+			"no privilege escalation":        sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation,
+			"all capabilities dropped":       sc.Capabilities != nil && len(sc.Capabilities.Drop) == 1 && sc.Capabilities.Drop[0] == "ALL",
+			"resource requests and limits":   c.Resources.Requests.Cpu().MilliValue() > 0 && c.Resources.Limits.Memory().Value() > 0,
+			"no service account token":       pod.AutomountServiceAccountToken != nil && !*pod.AutomountServiceAccountToken,
+			"own service account":            pod.ServiceAccountName == name,
+			"owned by the SyncService":       len(dep.OwnerReferences) == 1 && dep.OwnerReferences[0].Name == controllers.PlatformSyncName,
+			"SVID Secret mounted (no SPIRE)": volumeSecret(pod, "identity") == name+"-svid",
+		}
+		for what, ok := range checks {
+			if !ok {
+				t.Errorf("%s: %s does not hold", name, what)
+			}
+		}
+		cm := &corev1.ConfigMap{}
+		waitFor(t, "ConfigMap "+name, getObj(env.Client, cm, operatorNS, name))
+		var boot workload.Bootstrap
+		if err := json.Unmarshal([]byte(cm.Data[workload.BootstrapFile]), &boot); err != nil {
+			t.Fatal(err)
+		}
+		wantID := "spiffe://serviceradar.local/sync/" + slug + "/default/platform-sync-" + slug
+		if boot.GatewayAddress != ssOpts.GatewayAddress || boot.ComponentID != "platform-sync-"+slug || boot.Identity.SPIFFEID != wantID ||
+			boot.Identity.Source != workload.IdentityFiles {
+			t.Errorf("bootstrap %+v", boot)
+		}
+		sa := &corev1.ServiceAccount{}
+		waitFor(t, "ServiceAccount "+name, getObj(env.Client, sa, operatorNS, name))
+		sec := &corev1.Secret{}
+		waitFor(t, "SVID Secret", getObj(env.Client, sec, operatorNS, name+"-svid"))
+		certs, err := ca.ParseCertificatesPEM(sec.Data[corev1.TLSCertKey])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(certs[0].URIs) != 1 || certs[0].URIs[0].String() != wantID {
+			t.Errorf("SVID URIs %v, want %s", certs[0].URIs, wantID)
+		}
+		if _, err := certs[0].Verify(x509.VerifyOptions{Roots: rootPool(t, env.Client), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+			t.Errorf("SVID does not chain to the platform root: %v", err)
+		}
+	}
+	ss := &v1alpha1.SyncService{ObjectMeta: metav1.ObjectMeta{Namespace: operatorNS, Name: controllers.PlatformSyncName}}
+	waitFor(t, "status.workers of platform-sync", func() error {
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(ss), ss); err != nil {
+			return err
+		}
+		ready := meta.FindStatusCondition(ss.Status.Conditions, v1alpha1.ConditionReady)
+		if len(ss.Status.Workers) < 2 || ready == nil || ready.Status != metav1.ConditionTrue {
+			return fmt.Errorf("workers %v ready %v", ss.Status.Workers, ready)
+		}
+		if !strings.Contains(ready.Message, "ClusterSPIFFEID CRD is not installed") {
+			return fmt.Errorf("Ready message does not report the missing SPIRE CRD: %q", ready.Message)
+		}
+		return nil
+	})
+
+	t.Run("a tenant with no sources left loses its worker", func(t *testing.T) {
+		if err := env.Client.Delete(ctx, faker("lab", globexNS, ref)); err != nil {
+			t.Fatal(err)
+		}
+		for _, obj := range []client.Object{&appsv1.Deployment{}, &corev1.ConfigMap{}, &corev1.ServiceAccount{}, &corev1.Secret{}} {
+			name := "sync-platform-sync-initech"
+			if _, ok := obj.(*corev1.Secret); ok {
+				name += "-svid"
+			}
+			waitFor(t, fmt.Sprintf("%T %s deleted", obj, name), func() error {
+				err := env.Client.Get(ctx, types.NamespacedName{Namespace: operatorNS, Name: name}, obj)
+				if apierrors.IsNotFound(err) {
+					return nil
+				}
+				return errors.New("still there")
+			})
+		}
+		if err := env.Client.Get(ctx, types.NamespacedName{Namespace: operatorNS, Name: "sync-platform-sync-hooli"}, &appsv1.Deployment{}); err != nil {
+			t.Fatalf("hooli's worker went too: %v", err)
+		}
+	})
+
+	t.Run("a paused SyncService changes nothing", func(t *testing.T) {
+		paused := &v1alpha1.SyncService{ObjectMeta: metav1.ObjectMeta{Name: "frozen", Namespace: acmeNS}, Spec: v1alpha1.SyncServiceSpec{Paused: true}}
+		mustCreate(t, paused)
+		mustCreate(t, faker("frozen-src", acmeNS, v1alpha1.SyncServiceReference{Name: "frozen"}))
+		waitFor(t, "frozen Ready/Paused", readyIs(paused, func() []metav1.Condition { return paused.Status.Conditions },
+			func() int64 { return paused.Generation }, metav1.ConditionTrue, v1alpha1.ReasonPaused))
+		time.Sleep(time.Second)
+		if err := env.Client.Get(ctx, types.NamespacedName{Namespace: acmeNS, Name: "sync-frozen-hooli"}, &appsv1.Deployment{}); !apierrors.IsNotFound(err) {
+			t.Fatalf("a paused SyncService got a worker: %v", err)
+		}
+		if err := env.Client.Patch(ctx, paused, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"paused":false}}`))); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "worker after unpausing", getObj(env.Client, &appsv1.Deployment{}, acmeNS, "sync-frozen-hooli"))
+	})
+
+	t.Run("heartbeats drive the phase", func(t *testing.T) {
+		edge := &v1alpha1.SyncService{ObjectMeta: metav1.ObjectMeta{Name: "edge-hb", Namespace: acmeNS}, Spec: v1alpha1.SyncServiceSpec{ServiceType: v1alpha1.ServiceTypeOnPrem}}
+		mustCreate(t, edge)
+		for _, tc := range []struct {
+			age  time.Duration
+			want v1alpha1.Phase
+		}{{0, v1alpha1.PhaseOnline}, {3 * time.Minute, v1alpha1.PhaseOffline}, {10 * time.Second, v1alpha1.PhaseOnline}} {
+			heartbeat(t, edge, time.Now().Add(-tc.age))
+			waitFor(t, fmt.Sprintf("phase %s after a heartbeat %s ago", tc.want, tc.age), func() error {
+				if err := env.Client.Get(ctx, client.ObjectKeyFromObject(edge), edge); err != nil {
+					return err
+				}
+				avail := meta.FindStatusCondition(edge.Status.Conditions, v1alpha1.ConditionAvailable)
+				if edge.Status.Phase != tc.want || avail == nil || (avail.Status == metav1.ConditionTrue) != (tc.want == v1alpha1.PhaseOnline) {
+					return fmt.Errorf("phase %q available %v", edge.Status.Phase, avail)
+				}
+				return nil
+			})
+		}
+	})
+}
+
+// heartbeat writes lastHeartbeatAt as the gateway does, under its own field owner.
+func heartbeat(t *testing.T, ss *v1alpha1.SyncService, at time.Time) {
+	t.Helper()
+	u := &unstructured.Unstructured{Object: map[string]any{"status": map[string]any{
+		"lastHeartbeatAt": at.UTC().Format(time.RFC3339), "version": "test",
+	}}}
+	u.SetAPIVersion(v1alpha1.GroupVersion.String())
+	u.SetKind("SyncService")
+	u.SetName(ss.Name)
+	u.SetNamespace(ss.Namespace)
+	if err := env.Client.Status().Apply(context.Background(), client.ApplyConfigurationFromUnstructured(u), client.FieldOwner("sync-operator-gateway"), client.ForceOwnership); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func volumeSecret(pod corev1.PodSpec, name string) string {
+	for _, v := range pod.Volumes {
+		if v.Name == name && v.Secret != nil {
+			return v.Secret.SecretName
+		}
+	}
+	return ""
+}
+
+func TestOnPremOnboardingBundle(t *testing.T) {
+	ctx := context.Background()
+	startManager(t, ssOpts)
+	mustCreate(t, &v1alpha1.Tenant{ObjectMeta: metav1.ObjectMeta{Name: "acme"}, Spec: v1alpha1.TenantSpec{Slug: "acme"}})
+	ns := tenantNamespace(t, "acme")
+	edge := &v1alpha1.SyncService{ObjectMeta: metav1.ObjectMeta{Name: "edge-1", Namespace: ns},
+		Spec: v1alpha1.SyncServiceSpec{ServiceType: v1alpha1.ServiceTypeOnPrem, Partition: "hq"}}
+	mustCreate(t, edge)
+	sec := &corev1.Secret{}
+	waitFor(t, "onboarding Secret", getObj(env.Client, sec, ns, "edge-1-onboarding"))
+	certs, err := ca.ParseCertificatesPEM(sec.Data[corev1.TLSCertKey])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := certs[0].Subject.CommonName; got != "edge-1.hq.acme.serviceradar" {
+		t.Fatalf("edge CN %q", got)
+	}
+	if len(certs) < 2 || certs[1].Subject.CommonName != "tenant-acme.ca.serviceradar" {
+		t.Fatalf("edge certificate is not issued by acme's tenant CA: %v", certs)
+	}
+	caCerts, err := ca.ParseCertificatesPEM(sec.Data["ca.crt"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots, inter := x509.NewCertPool(), x509.NewCertPool()
+	roots.AddCert(caCerts[0])
+	inter.AddCert(certs[1])
+	if _, err := certs[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Fatalf("edge certificate does not chain to the bundled CA: %v", err)
+	}
+	var boot workload.Bootstrap
+	if err := json.Unmarshal(sec.Data["config.json"], &boot); err != nil {
+		t.Fatal(err)
+	}
+	if boot.GatewayAddress != ssOpts.GatewayAddress || boot.ComponentID != "edge-1" || boot.Partition != "hq" ||
+		boot.Identity.ServerName != ssOpts.GatewayServerName || boot.Identity.CertFile == "" {
+		t.Fatalf("onboarding config %+v", boot)
+	}
+	renewAt, err := time.Parse(time.RFC3339, sec.Annotations[workload.RenewAtAnnotation])
+	if err != nil || !renewAt.Equal(ca.RenewAt(certs[0]).Truncate(time.Second)) {
+		t.Fatalf("renew-at %q, want two thirds of the lifetime (%s)", sec.Annotations[workload.RenewAtAnnotation], ca.RenewAt(certs[0]))
+	}
+	waitFor(t, "status.onboardingSecretName", func() error {
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(edge), edge); err != nil {
+			return err
+		}
+		if edge.Status.OnboardingSecretName != "edge-1-onboarding" {
+			return fmt.Errorf("onboardingSecretName %q", edge.Status.OnboardingSecretName)
+		}
+		return nil
+	})
+
+	t.Run("a deleted bundle is issued again", func(t *testing.T) {
+		serial := certs[0].SerialNumber
+		if err := env.Client.Delete(ctx, sec); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "new onboarding Secret", func() error {
+			again := &corev1.Secret{}
+			if err := env.Client.Get(ctx, client.ObjectKeyFromObject(sec), again); err != nil {
+				return err
+			}
+			c, err := ca.ParseCertificatesPEM(again.Data[corev1.TLSCertKey])
+			if err != nil {
+				return err
+			}
+			if c[0].SerialNumber.Cmp(serial) == 0 {
+				return errors.New("same certificate")
+			}
+			return nil
+		})
+	})
+}
+
+// clusterSPIFFEIDCRD is the served shape of SPIRE controller manager's
+// ClusterSPIFFEID, enough for the API server to store and return objects.
+func clusterSPIFFEIDCRD() *apiextensionsv1.CustomResourceDefinition {
+	preserve := true
+	return &apiextensionsv1.CustomResourceDefinition{
+		ObjectMeta: metav1.ObjectMeta{Name: "clusterspiffeids.spire.spiffe.io"},
+		Spec: apiextensionsv1.CustomResourceDefinitionSpec{
+			Group: "spire.spiffe.io", Scope: apiextensionsv1.ClusterScoped,
+			Names: apiextensionsv1.CustomResourceDefinitionNames{Plural: "clusterspiffeids", Singular: "clusterspiffeid", Kind: "ClusterSPIFFEID", ListKind: "ClusterSPIFFEIDList"},
+			Versions: []apiextensionsv1.CustomResourceDefinitionVersion{{Name: "v1alpha1", Served: true, Storage: true,
+				Schema: &apiextensionsv1.CustomResourceValidation{OpenAPIV3Schema: &apiextensionsv1.JSONSchemaProps{
+					Type: "object", Properties: map[string]apiextensionsv1.JSONSchemaProps{
+						"spec": {Type: "object", XPreserveUnknownFields: &preserve},
+					}}}}},
+		},
+	}
+}
+
+func TestSPIREIdentityWithClusterSPIFFEID(t *testing.T) {
+	ctx := context.Background()
+	// A control plane of its own: installing the SPIRE CRD changes how every SyncService behaves.
+	e, err := kubetest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Stop() })
+	cfg, err := setupRBAC(ctx, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Client.Create(ctx, clusterSPIFFEIDCRD()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "ClusterSPIFFEID served", func() error {
+		return e.Client.List(ctx, &unstructured.UnstructuredList{Object: map[string]any{"apiVersion": "spire.spiffe.io/v1alpha1", "kind": "ClusterSPIFFEIDList"}})
+	})
+	startManagerOn(t, e, cfg, ssOpts)
+	if err := e.Client.Create(ctx, &v1alpha1.Tenant{ObjectMeta: metav1.ObjectMeta{Name: "acme"}, Spec: v1alpha1.TenantSpec{Slug: "acme"}}); err != nil {
+		t.Fatal(err)
+	}
+	ns, err := e.TenantNamespace(ctx, "acme", "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss := &v1alpha1.SyncService{ObjectMeta: metav1.ObjectMeta{Name: "cluster", Namespace: ns}}
+	if err := e.Client.Create(ctx, ss); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Client.Create(ctx, faker("lab", ns, v1alpha1.SyncServiceReference{Name: "cluster"})); err != nil {
+		t.Fatal(err)
+	}
+	name := workload.Name(ns, "sync-cluster-acme")
+	id := &unstructured.Unstructured{}
+	id.SetAPIVersion("spire.spiffe.io/v1alpha1")
+	id.SetKind("ClusterSPIFFEID")
+	waitFor(t, "ClusterSPIFFEID "+name, getObj(e.Client, id, "", name))
+	tmpl, _, _ := unstructured.NestedString(id.Object, "spec", "spiffeIDTemplate")
+	if tmpl != "spiffe://serviceradar.local/sync/acme/default/cluster-acme" {
+		t.Fatalf("spiffeIDTemplate %q", tmpl)
+	}
+	dep := &appsv1.Deployment{}
+	waitFor(t, "Deployment", getObj(e.Client, dep, ns, "sync-cluster-acme"))
+	var csi bool
+	for _, v := range dep.Spec.Template.Spec.Volumes {
+		csi = csi || (v.CSI != nil && v.CSI.Driver == "csi.spiffe.io")
+	}
+	if !csi {
+		t.Fatal("worker pod does not mount the SPIFFE CSI driver")
+	}
+	if err := e.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: "sync-cluster-acme-svid"}, &corev1.Secret{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("an operator-issued SVID exists in SPIRE mode: %v", err)
+	}
+
+	if err := e.Client.Delete(ctx, ss); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "ClusterSPIFFEID removed with its SyncService", func() error {
+		if err := e.Client.Get(ctx, types.NamespacedName{Name: name}, id); apierrors.IsNotFound(err) {
+			return nil
+		}
+		return errors.New("still there")
+	})
+}

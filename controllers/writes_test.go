@@ -1,0 +1,37 @@
+package controllers_test
+
+import (
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/serviceradar/sync-operator/api/v1alpha1"
+	"github.com/serviceradar/sync-operator/controllers"
+)
+
+// TestSteadyStateMakesNoWrites runs last: after everything above converged, a
+// running manager and a restarted one must not write at all.
+func TestSteadyStateMakesNoWrites(t *testing.T) {
+	m := startManager(t, opts)
+	src := &v1alpha1.IntegrationSource{ObjectMeta: metav1.ObjectMeta{Name: "settle", Namespace: tenantNamespace(t, "acme")},
+		Spec: v1alpha1.IntegrationSourceSpec{Type: v1alpha1.IntegrationFaker, SyncServiceRef: v1alpha1.SyncServiceReference{Namespace: operatorNS, Name: controllers.PlatformSyncName}}}
+	mustCreate(t, src)
+	sourceReady(t, src, metav1.ConditionTrue, v1alpha1.ReasonReconciled)
+	time.Sleep(2 * time.Second) // let the last status writes and their watch events settle
+	if len(m.writes.list()) == 0 {
+		t.Fatal("the write counter saw no writes while the source converged; it counts nothing")
+	}
+	m.writes.reset()
+	time.Sleep(5 * time.Second)
+	if w := m.writes.list(); len(w) != 0 {
+		t.Fatalf("steady state made %d writes: %v", len(w), w)
+	}
+	m.stop()
+
+	restarted := startManager(t, opts)
+	time.Sleep(8 * time.Second) // caches sync and every object is reconciled once
+	if w := restarted.writes.list(); len(w) != 0 {
+		t.Fatalf("a restarted manager made %d writes: %v", len(w), w)
+	}
+}

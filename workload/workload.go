@@ -1,0 +1,300 @@
+// Package workload renders what a SyncService runs: for SaaS, one worker per
+// tenant (ServiceAccount, bootstrap ConfigMap, identity and Deployment, with
+// restricted pod security); for OnPrem, the onboarding bundle a tenant runs
+// `worker --config` with. It only builds objects; the controller applies them.
+package workload
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sort"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	applyappsv1 "k8s.io/client-go/applyconfigurations/apps/v1"
+	applycorev1 "k8s.io/client-go/applyconfigurations/core/v1"
+	applymetav1 "k8s.io/client-go/applyconfigurations/meta/v1"
+
+	"github.com/serviceradar/sync-operator/api/v1alpha1"
+)
+
+// Labels and annotations on rendered objects.
+const (
+	// SyncServiceLabel names the SyncService an object belongs to.
+	SyncServiceLabel = "integrations.serviceradar.io/syncservice"
+	// SyncServiceNamespaceLabel names the namespace of that SyncService, on
+	// cluster-scoped objects.
+	SyncServiceNamespaceLabel = "integrations.serviceradar.io/syncservice-namespace"
+	// WorkerTenantLabel names the tenant a worker object serves.
+	WorkerTenantLabel = "integrations.serviceradar.io/worker-tenant"
+	// HashAnnotation is the hash of the rendered object; an object whose hash
+	// matches is not applied again, so a steady state makes no writes.
+	HashAnnotation = "integrations.serviceradar.io/rendered-hash"
+	// RenewAtAnnotation is when the certificate in a Secret must be renewed (RFC 3339).
+	RenewAtAnnotation = "integrations.serviceradar.io/renew-at"
+)
+
+// Paths inside worker pods.
+const (
+	BootstrapDir    = "/etc/serviceradar"
+	BootstrapFile   = "bootstrap.json"
+	IdentityDir     = "/var/run/serviceradar/identity"
+	WorkloadAPIDir  = "/spiffe-workload-api"
+	WorkloadAPISock = "unix://" + WorkloadAPIDir + "/spire-agent.sock"
+	DefaultImage    = "ghcr.io/serviceradar/sync-operator:latest"
+	workerUID       = 65532
+	spiffeCSIDriver = "csi.spiffe.io"
+	maxNameLength   = 63
+)
+
+// IdentitySource says where a worker loads its certificate from.
+type IdentitySource string
+
+const (
+	// IdentityWorkloadAPI loads an SVID from the SPIFFE Workload API.
+	IdentityWorkloadAPI IdentitySource = "workload-api"
+	// IdentityFiles loads PEM files (operator-issued SVID or edge certificate).
+	IdentityFiles IdentitySource = "files"
+)
+
+// Bootstrap is the minimal worker configuration: everything else comes from
+// the gateway.
+type Bootstrap struct {
+	// GatewayAddress is host:port of the agent-gateway.
+	GatewayAddress string `json:"gateway_address"`
+	// ComponentID is the worker's component id, as in its certificate.
+	ComponentID string `json:"component_id"`
+	// Partition is the worker's partition.
+	Partition string `json:"partition"`
+	// TenantSlug is the tenant the worker serves (informational: the gateway
+	// trusts only the certificate).
+	TenantSlug string `json:"tenant_slug"`
+	// Identity says where the certificate comes from.
+	Identity BootstrapIdentity `json:"identity"`
+}
+
+// BootstrapIdentity is the identity part of a Bootstrap.
+type BootstrapIdentity struct {
+	Source            IdentitySource `json:"source"`
+	WorkloadAPISocket string         `json:"workload_api_socket,omitempty"`
+	SPIFFEID          string         `json:"spiffe_id,omitempty"`
+	CertFile          string         `json:"cert_file,omitempty"`
+	KeyFile           string         `json:"key_file,omitempty"`
+	CAFile            string         `json:"ca_file,omitempty"`
+	// ExpectedGatewayID is the SPIFFE ID the gateway must present (empty: any gateway of the trust domain).
+	ExpectedGatewayID string `json:"expected_gateway_id,omitempty"`
+	// ServerName is checked against a gateway certificate without SPIFFE ID.
+	ServerName string `json:"server_name,omitempty"`
+}
+
+// JSON encodes the bootstrap with sorted keys and a trailing newline.
+func (b Bootstrap) JSON() ([]byte, error) {
+	out, err := json.MarshalIndent(b, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encoding worker bootstrap: %w", err)
+	}
+	return append(out, '\n'), nil
+}
+
+// FileIdentity is the bootstrap identity of a worker with mounted PEM files.
+func FileIdentity(dir string) BootstrapIdentity {
+	return BootstrapIdentity{Source: IdentityFiles, CertFile: dir + "/tls.crt", KeyFile: dir + "/tls.key", CAFile: dir + "/ca.crt"}
+}
+
+// Name is a DNS-label name made of parts, shortened with a hash when too long.
+func Name(parts ...string) string {
+	n := ""
+	for i, p := range parts {
+		if i > 0 {
+			n += "-"
+		}
+		n += p
+	}
+	if len(n) <= maxNameLength {
+		return n
+	}
+	sum := sha256.Sum256([]byte(n))
+	return n[:maxNameLength-9] + "-" + hex.EncodeToString(sum[:4])
+}
+
+// Worker is everything one SaaS worker Deployment needs.
+type Worker struct {
+	SyncService *v1alpha1.SyncService
+	TenantSlug  string
+	ComponentID string
+	Image       string
+	// SPIRE selects a Workload API identity (ClusterSPIFFEID + SPIFFE CSI
+	// driver); otherwise an operator-issued SVID is mounted from IdentitySecret.
+	SPIRE     bool
+	SPIFFEID  string
+	Bootstrap Bootstrap
+}
+
+// ObjectName is the name of the worker's Deployment, ServiceAccount and ConfigMap.
+func (w Worker) ObjectName() string { return Name("sync", w.SyncService.Name, w.TenantSlug) }
+
+// IdentitySecretName is the Secret holding the operator-issued SVID.
+func (w Worker) IdentitySecretName() string {
+	return Name("sync", w.SyncService.Name, w.TenantSlug, "svid")
+}
+
+// Labels select the worker's objects and pods.
+func (w Worker) Labels() map[string]string {
+	return map[string]string{
+		"app.kubernetes.io/name":       "sync-worker",
+		"app.kubernetes.io/managed-by": "sync-operator",
+		SyncServiceLabel:               w.SyncService.Name,
+		WorkerTenantLabel:              w.TenantSlug,
+	}
+}
+
+// OwnerReference makes the SyncService the controller of a rendered object,
+// so deleting it garbage-collects its workers and bundles.
+func OwnerReference(ss *v1alpha1.SyncService) *applymetav1.OwnerReferenceApplyConfiguration {
+	return applymetav1.OwnerReference().
+		WithAPIVersion(v1alpha1.GroupVersion.String()).WithKind("SyncService").
+		WithName(ss.Name).WithUID(ss.UID).WithController(true).WithBlockOwnerDeletion(true)
+}
+
+// ServiceAccount is the worker's own ServiceAccount; it gets no API rights.
+func (w Worker) ServiceAccount() *applycorev1.ServiceAccountApplyConfiguration {
+	return applycorev1.ServiceAccount(w.ObjectName(), w.SyncService.Namespace).
+		WithLabels(w.Labels()).WithOwnerReferences(OwnerReference(w.SyncService)).
+		WithAutomountServiceAccountToken(false)
+}
+
+// ConfigMap holds the worker's bootstrap file.
+func (w Worker) ConfigMap() (*applycorev1.ConfigMapApplyConfiguration, error) {
+	data, err := w.Bootstrap.JSON()
+	if err != nil {
+		return nil, err
+	}
+	return applycorev1.ConfigMap(w.ObjectName(), w.SyncService.Namespace).
+		WithLabels(w.Labels()).WithOwnerReferences(OwnerReference(w.SyncService)).
+		WithData(map[string]string{BootstrapFile: string(data)}), nil
+}
+
+func defaultResources() corev1.ResourceRequirements {
+	return corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
+		Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1"), corev1.ResourceMemory: resource.MustParse("256Mi")},
+	}
+}
+
+// Deployment runs one worker pod under the restricted pod security standard.
+func (w Worker) Deployment(configHash string) *applyappsv1.DeploymentApplyConfiguration {
+	ss := w.SyncService
+	res := defaultResources()
+	if ss.Spec.Resources != nil && (len(ss.Spec.Resources.Requests) > 0 || len(ss.Spec.Resources.Limits) > 0) {
+		res = *ss.Spec.Resources
+	}
+	identityVolume := applycorev1.Volume().WithName("identity")
+	identityMount := applycorev1.VolumeMount().WithName("identity").WithReadOnly(true)
+	if w.SPIRE {
+		identityVolume.WithCSI(applycorev1.CSIVolumeSource().WithDriver(spiffeCSIDriver).WithReadOnly(true))
+		identityMount.WithMountPath(WorkloadAPIDir)
+	} else {
+		identityVolume.WithSecret(applycorev1.SecretVolumeSource().WithSecretName(w.IdentitySecretName()).WithDefaultMode(0o440))
+		identityMount.WithMountPath(IdentityDir)
+	}
+	container := applycorev1.Container().
+		WithName("worker").WithImage(w.Image).
+		WithArgs("worker", "--config="+BootstrapDir+"/"+BootstrapFile).
+		WithResources(applycorev1.ResourceRequirements().WithRequests(res.Requests).WithLimits(res.Limits)).
+		WithVolumeMounts(
+			applycorev1.VolumeMount().WithName("bootstrap").WithMountPath(BootstrapDir).WithReadOnly(true),
+			identityMount,
+			applycorev1.VolumeMount().WithName("tmp").WithMountPath("/tmp"),
+		).
+		WithSecurityContext(applycorev1.SecurityContext().
+			WithAllowPrivilegeEscalation(false).WithReadOnlyRootFilesystem(true).
+			WithRunAsNonRoot(true).WithRunAsUser(workerUID).WithRunAsGroup(workerUID).
+			WithCapabilities(applycorev1.Capabilities().WithDrop("ALL")).
+			WithSeccompProfile(applycorev1.SeccompProfile().WithType(corev1.SeccompProfileTypeRuntimeDefault)))
+	pod := applycorev1.PodSpec().
+		WithServiceAccountName(w.ObjectName()).
+		WithAutomountServiceAccountToken(false).
+		WithEnableServiceLinks(false).
+		WithSecurityContext(applycorev1.PodSecurityContext().
+			WithRunAsNonRoot(true).WithRunAsUser(workerUID).WithRunAsGroup(workerUID).WithFSGroup(workerUID).
+			WithSeccompProfile(applycorev1.SeccompProfile().WithType(corev1.SeccompProfileTypeRuntimeDefault))).
+		WithContainers(container).
+		WithVolumes(
+			applycorev1.Volume().WithName("bootstrap").WithConfigMap(applycorev1.ConfigMapVolumeSource().WithName(w.ObjectName())),
+			identityVolume,
+			applycorev1.Volume().WithName("tmp").WithEmptyDir(applycorev1.EmptyDirVolumeSource().WithSizeLimit(resource.MustParse("64Mi"))),
+		)
+	if len(ss.Spec.NodeSelector) > 0 {
+		pod.WithNodeSelector(ss.Spec.NodeSelector)
+	}
+	for _, t := range ss.Spec.Tolerations {
+		tol := applycorev1.Toleration().WithKey(t.Key).WithOperator(t.Operator).WithValue(t.Value).WithEffect(t.Effect)
+		if t.TolerationSeconds != nil {
+			tol.WithTolerationSeconds(*t.TolerationSeconds)
+		}
+		pod.WithTolerations(tol)
+	}
+	return applyappsv1.Deployment(w.ObjectName(), ss.Namespace).
+		WithLabels(w.Labels()).WithOwnerReferences(OwnerReference(ss)).
+		WithSpec(applyappsv1.DeploymentSpec().
+			WithReplicas(1).
+			WithSelector(applymetav1.LabelSelector().WithMatchLabels(w.Labels())).
+			WithTemplate(applycorev1.PodTemplateSpec().
+				WithLabels(w.Labels()).
+				// A changed bootstrap rolls the pod.
+				WithAnnotations(map[string]string{"integrations.serviceradar.io/bootstrap-hash": configHash}).
+				WithSpec(pod)))
+}
+
+// ClusterSPIFFEIDGVK is the SPIRE controller manager's ClusterSPIFFEID kind.
+var ClusterSPIFFEIDGVK = struct{ Group, Version, Kind string }{"spire.spiffe.io", "v1alpha1", "ClusterSPIFFEID"}
+
+// ClusterSPIFFEID asks the SPIRE controller manager to issue the worker's
+// SVID to its pods only.
+func (w Worker) ClusterSPIFFEID() *unstructured.Unstructured {
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"spec": map[string]any{
+			"spiffeIDTemplate": w.SPIFFEID,
+			"podSelector":      map[string]any{"matchLabels": toAny(w.Labels())},
+			"namespaceSelector": map[string]any{"matchLabels": map[string]any{
+				"kubernetes.io/metadata.name": w.SyncService.Namespace,
+			}},
+			"hint": w.ComponentID,
+		},
+	}}
+	u.SetAPIVersion(ClusterSPIFFEIDGVK.Group + "/" + ClusterSPIFFEIDGVK.Version)
+	u.SetKind(ClusterSPIFFEIDGVK.Kind)
+	u.SetName(Name(w.SyncService.Namespace, w.ObjectName()))
+	labels := w.Labels()
+	labels[SyncServiceNamespaceLabel] = w.SyncService.Namespace
+	u.SetLabels(labels)
+	return u
+}
+
+func toAny(m map[string]string) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// Hash is a short stable hash of any JSON-encodable value.
+func Hash(v any) string {
+	b, _ := json.Marshal(v)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}
+
+// SortedKeys returns the keys of a map in order.
+func SortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
