@@ -87,3 +87,7 @@ bench-identity: ## Print classification ns/op and mTLS handshakes per second (RE
 fuzz: ## Fuzz the identity parsers for FUZZTIME each (default 2m).
 	go test -run='^$$' -fuzz=FuzzClassifyCommonName -fuzztime=$${FUZZTIME:-2m} ./identity/
 	go test -run='^$$' -fuzz=FuzzClassifySPIFFEID -fuzztime=$${FUZZTIME:-2m} ./identity/
+
+.PHONY: bench-operator
+bench-operator: envtest-assets ## 500 tenants x 4 sources on a real API server: convergence, steady writes, RSS (RESULT line).
+	go run ./hack/bench-operator $(BENCH_OPERATOR_FLAGS)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on one machine: a local control plane (etcd + kube-apiserver
-# built from Go modules) with the CRDs installed and the samples applied, then
-# `kubectl get serviceradar -A`. It runs until Ctrl-C; `make demo-down` (or
+# built from Go modules) with the CRDs installed, the manager (the operator)
+# running against it, the samples applied, and `kubectl get serviceradar -A`
+# once they are Ready. It runs until Ctrl-C; `make demo-down` (or
 # `hack/demo.sh down`) stops it from another shell. Set DEMO_DETACH=1 to leave
 # it running in the background and return.
 set -euo pipefail
@@ -9,21 +10,26 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DEMO_DIR="${DEMO_DIR:-$ROOT/.demo}"
 PIDFILE="$DEMO_DIR/localcluster.pid"
+MANAGER_PIDFILE="$DEMO_DIR/manager.pid"
 export KUBECONFIG="$DEMO_DIR/kubeconfig"
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
-down() {
-  if [[ -f "$PIDFILE" ]]; then
-    local pid; pid="$(cat "$PIDFILE")"
-    if kill -0 "$pid" 2>/dev/null; then
-      step "stopping the local control plane (pid $pid)"
-      kill -TERM "$pid" 2>/dev/null || true
-      for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
-    rm -f "$PIDFILE"
+stop_pid() { # stop_pid <pidfile> <what>
+  [[ -f "$1" ]] || return 0
+  local pid; pid="$(cat "$1")"
+  if kill -0 "$pid" 2>/dev/null; then
+    step "stopping $2 (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    kill -KILL "$pid" 2>/dev/null || true
   fi
+  rm -f "$1"
+}
+
+down() {
+  stop_pid "$MANAGER_PIDFILE" "the manager"
+  stop_pid "$PIDFILE" "the local control plane"
   rm -f "$KUBECONFIG"
 }
 
@@ -39,7 +45,7 @@ step "building the Kubernetes binaries (once per machine, about 12 minutes cold)
 ASSETS="$("$ROOT/hack/envtest-assets.sh")"
 export TEST_ASSET_KUBE_APISERVER="$ASSETS/kube-apiserver" TEST_ASSET_ETCD="$ASSETS/etcd" TEST_ASSET_KUBECTL="$ASSETS/kubectl"
 KUBECTL="$ASSETS/kubectl"
-(cd "$ROOT" && go build -o "$ROOT/bin/localcluster" ./hack/localcluster)
+(cd "$ROOT" && go build -o "$ROOT/bin/localcluster" ./hack/localcluster && go build -o "$ROOT/bin/manager" ./cmd/manager)
 
 step "starting etcd and kube-apiserver with the CRDs installed"
 rm -f "$KUBECONFIG"
@@ -60,8 +66,21 @@ step "applying config/samples (tenants, sync services, integration sources and t
 "$KUBECTL" apply -f "$ROOT/config/samples/namespaces.yaml"
 "$KUBECTL" apply -k "$ROOT/config/samples"
 
+step "starting the manager (platform bootstrap, Tenant, SyncService and IntegrationSource controllers)"
+"$ROOT/bin/manager" --kubeconfig "$KUBECONFIG" --namespace serviceradar-system --leader-elect=false \
+  --metrics-bind-address=0 --health-probe-bind-address=0 --gateway-address=127.0.0.1:50052 \
+  >"$DEMO_DIR/manager.log" 2>&1 &
+echo $! > "$MANAGER_PIDFILE"
+"$KUBECTL" wait --for=condition=Ready --timeout=120s tenants --all
+"$KUBECTL" wait --for=condition=Ready --timeout=120s integrationsources --all -A
+"$KUBECTL" wait --for=condition=Ready --timeout=120s syncservices --all -A
+
 step "kubectl get serviceradar -A"
 "$KUBECTL" get serviceradar -A
+echo
+echo "Worker Deployments the manager rendered (no kubelet runs here, so they stay unscheduled):"
+"$KUBECTL" get deployments,configmaps,secrets -n serviceradar-system -l app.kubernetes.io/managed-by=sync-operator
+"$KUBECTL" get secret -n acme acme-edge-onboarding -o jsonpath='{.data.config\.json}' | base64 -d
 
 cat <<MSG
 

@@ -18,6 +18,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -44,6 +45,8 @@ func main() {
 		trustDomain    = flag.String("trust-domain", identity.DefaultTrustDomain, "SPIFFE trust domain of worker identities")
 		workerImage    = flag.String("worker-image", workload.DefaultImage, "default image of worker Deployments")
 		svidLifetime   = flag.Duration("svid-lifetime", 24*time.Hour, "lifetime of operator-issued worker SVIDs (renewed at two thirds)")
+		apiQPS         = flag.Float64("kube-api-qps", 50, "requests per second to the Kubernetes API")
+		apiBurst       = flag.Int("kube-api-burst", 100, "burst of requests to the Kubernetes API")
 		edgeLifetime   = flag.Duration("edge-cert-lifetime", 90*24*time.Hour, "lifetime of edge certificates in onboarding bundles (renewed at two thirds)")
 	)
 	zapOpts := zap.Options{}
@@ -68,7 +71,9 @@ func main() {
 		GatewayAddress: *gatewayAddr, GatewayServerName: serverName, TrustDomain: td,
 		WorkerImage: *workerImage, SVIDLifetime: *svidLifetime, EdgeLifetime: *edgeLifetime,
 	}
-	if err := run(ctrl.SetupSignalHandler(), opts, *watchNS, *metricsAddr, *probeAddr, *leaderElect); err != nil {
+	cfg := ctrl.GetConfigOrDie()
+	cfg.QPS, cfg.Burst = float32(*apiQPS), *apiBurst
+	if err := run(ctrl.SetupSignalHandler(), cfg, opts, *watchNS, *metricsAddr, *probeAddr, *leaderElect); err != nil {
 		log.Error(err, "manager stopped")
 		os.Exit(1)
 	}
@@ -81,7 +86,7 @@ func envOr(k, def string) string {
 	return def
 }
 
-func run(ctx context.Context, opts controllers.Options, watchNS, metricsAddr, probeAddr string, leaderElect bool) error {
+func run(ctx context.Context, cfg *rest.Config, opts controllers.Options, watchNS, metricsAddr, probeAddr string, leaderElect bool) error {
 	namespace := opts.Namespace
 	scheme := runtime.NewScheme()
 	if err := errors.Join(clientgoscheme.AddToScheme(scheme), v1alpha1.AddToScheme(scheme)); err != nil {
@@ -94,7 +99,7 @@ func run(ctx context.Context, opts controllers.Options, watchNS, metricsAddr, pr
 			cacheOpts.DefaultNamespaces[strings.TrimSpace(ns)] = cache.Config{}
 		}
 	}
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
 		Cache:                   cacheOpts,
 		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},

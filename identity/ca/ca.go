@@ -134,6 +134,19 @@ func (a *Authority) now() time.Time {
 	return time.Now()
 }
 
+// newKeyAndSerial makes the key and serial number of a new certificate.
+func newKeyAndSerial() (Key, *big.Int, error) {
+	key, err := newKey()
+	if err != nil {
+		return Key{}, nil, err
+	}
+	sn, err := serial()
+	if err != nil {
+		return Key{}, nil, err
+	}
+	return key, sn, nil
+}
+
 func serial() (*big.Int, error) {
 	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	if err != nil {
@@ -156,11 +169,7 @@ func NewRoot(commonName string, lifetime time.Duration, now func() time.Time) (*
 	if lifetime <= 0 {
 		lifetime = DefaultRootLifetime
 	}
-	key, err := newKey()
-	if err != nil {
-		return nil, err
-	}
-	sn, err := serial()
+	key, sn, err := newKeyAndSerial()
 	if err != nil {
 		return nil, err
 	}
@@ -244,11 +253,7 @@ func isSelfSigned(c *x509.Certificate) bool {
 }
 
 func (a *Authority) sign(tmpl *x509.Certificate, lifetime time.Duration) (*Issued, error) {
-	key, err := newKey()
-	if err != nil {
-		return nil, err
-	}
-	sn, err := serial()
+	key, sn, err := newKeyAndSerial()
 	if err != nil {
 		return nil, err
 	}
