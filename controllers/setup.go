@@ -39,6 +39,8 @@ type Options struct {
 	SVIDLifetime time.Duration
 	// EdgeLifetime is the lifetime of edge client certificates in onboarding bundles.
 	EdgeLifetime time.Duration
+	// Now is the clock of certificate issuance and renewal; nil means time.Now.
+	Now func() time.Time
 }
 
 // Setup registers the indexes, the bootstrap and every controller with mgr.
@@ -46,7 +48,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if err := setupIndexes(ctx, mgr); err != nil {
 		return err
 	}
-	store := &platform.Store{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: opts.Namespace}
+	store := &platform.Store{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: opts.Namespace, Now: opts.Now}
 	if err := mgr.Add(&Bootstrap{
 		Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Store: store,
 		PlatformSlug: opts.PlatformSlug, PlatformSync: opts.PlatformSync,
@@ -78,5 +80,6 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		Client: mgr.GetClient(), Store: store, Events: mgr.GetEventRecorder("sync-operator-syncservice"),
 		GatewayAddress: opts.GatewayAddress, GatewayServerName: opts.GatewayServerName,
 		TrustDomain: td, WorkerImage: image, SVIDLifetime: opts.SVIDLifetime, EdgeLifetime: opts.EdgeLifetime,
+		Now: opts.Now,
 	}).SetupWithManager(mgr)
 }

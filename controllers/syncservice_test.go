@@ -273,6 +273,36 @@ func TestOnPremOnboardingBundle(t *testing.T) {
 		return nil
 	})
 
+	t.Run("a bundle past two thirds of its life is issued again", func(t *testing.T) {
+		current := &corev1.Secret{}
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(sec), current); err != nil {
+			t.Fatal(err)
+		}
+		old, _ := ca.ParseCertificatesPEM(current.Data[corev1.TLSCertKey])
+		later := ssOpts
+		skew := ca.RenewAt(old[0]).Sub(time.Now()) + time.Minute
+		later.Now = func() time.Time { return time.Now().Add(skew) }
+		m := startManager(t, later)
+		defer m.stop()
+		waitFor(t, "renewed onboarding Secret", func() error {
+			again := &corev1.Secret{}
+			if err := env.Client.Get(ctx, client.ObjectKeyFromObject(sec), again); err != nil {
+				return err
+			}
+			c, err := ca.ParseCertificatesPEM(again.Data[corev1.TLSCertKey])
+			if err != nil {
+				return err
+			}
+			if c[0].SerialNumber.Cmp(old[0].SerialNumber) == 0 {
+				return errors.New("not renewed yet")
+			}
+			if !c[0].NotAfter.After(old[0].NotAfter) {
+				return fmt.Errorf("renewed certificate expires %s, not after the old %s", c[0].NotAfter, old[0].NotAfter)
+			}
+			return nil
+		})
+	})
+
 	t.Run("a deleted bundle is issued again", func(t *testing.T) {
 		serial := certs[0].SerialNumber
 		if err := env.Client.Delete(ctx, sec); err != nil {
