@@ -280,7 +280,7 @@ func TestOnPremOnboardingBundle(t *testing.T) {
 		}
 		old, _ := ca.ParseCertificatesPEM(current.Data[corev1.TLSCertKey])
 		later := ssOpts
-		skew := ca.RenewAt(old[0]).Sub(time.Now()) + time.Minute
+		skew := time.Until(ca.RenewAt(old[0])) + time.Minute
 		later.Now = func() time.Time { return time.Now().Add(skew) }
 		m := startManager(t, later)
 		defer m.stop()
