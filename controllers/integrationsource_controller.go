@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
+	"github.com/serviceradar/sync-operator/workload"
 )
 
 // IntegrationSourceReconciler checks that a source's tenant, credentials and
@@ -120,7 +121,7 @@ func (r *IntegrationSourceReconciler) evaluate(ctx context.Context, src *v1alpha
 	case len(ss.Spec.Capabilities) > 0 && !slices.Contains(ss.Spec.Capabilities, string(src.Spec.Type)):
 		return "", false, v1alpha1.ReasonSyncServiceNotAllowed, fmt.Sprintf("SyncService %s does not have capability %q", ssKey, src.Spec.Type), nil
 	}
-	worker = WorkerComponentID(ss, tenant.Spec.Slug)
+	worker = workload.ComponentID(ss, tenant.Spec.Slug)
 	if src.Spec.Paused {
 		return worker, true, v1alpha1.ReasonPaused, "source is paused; its worker keeps its devices and skips its runs", nil
 	}
@@ -161,20 +162,6 @@ func tenantOfNamespace(ctx context.Context, c client.Client, namespace string) (
 		return nil, false, nil
 	}
 	return &ts.Items[0], true, nil
-}
-
-// WorkerComponentID is the component id of the worker a SyncService runs for
-// a tenant: the SyncService name for OnPrem (one edge worker), and
-// "<name>-<tenant>" for SaaS (one Deployment per tenant).
-func WorkerComponentID(ss *v1alpha1.SyncService, tenantSlug string) string {
-	if ss.Spec.ServiceType == v1alpha1.ServiceTypeOnPrem {
-		return ss.Name
-	}
-	id := ss.Name + "-" + tenantSlug
-	if len(id) > 63 {
-		id = id[:63]
-	}
-	return id
 }
 
 func sourcesBy(c client.Client, field string, key func(client.Object) string) handler.EventHandler {

@@ -212,7 +212,7 @@ func (r *SyncServiceReconciler) reconcileSaaS(ctx context.Context, ss *v1alpha1.
 }
 
 func (r *SyncServiceReconciler) worker(ss *v1alpha1.SyncService, slug string, useSPIRE bool) (workload.Worker, error) {
-	component := WorkerComponentID(ss, slug)
+	component := workload.ComponentID(ss, slug)
 	id, err := identity.FormatSPIFFEID(r.TrustDomain, identity.ComponentSync, slug, ss.Spec.Partition, component)
 	if err != nil {
 		return workload.Worker{}, fmt.Errorf("worker identity for tenant %q: %w", slug, err)
@@ -419,7 +419,7 @@ func (r *SyncServiceReconciler) observedWorkers(ctx context.Context, ss *v1alpha
 	var out []v1alpha1.WorkerStatus
 	for _, d := range deps.Items {
 		slug := d.Labels[workload.WorkerTenantLabel]
-		out = append(out, v1alpha1.WorkerStatus{Tenant: slug, Deployment: d.Name, ComponentID: WorkerComponentID(ss, slug), ReadyReplicas: d.Status.ReadyReplicas})
+		out = append(out, v1alpha1.WorkerStatus{Tenant: slug, Deployment: d.Name, ComponentID: workload.ComponentID(ss, slug), ReadyReplicas: d.Status.ReadyReplicas})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Tenant < out[j].Tenant })
 	return out, nil

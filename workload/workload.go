@@ -120,6 +120,18 @@ func Name(parts ...string) string {
 	return n[:maxNameLength-9] + "-" + hex.EncodeToString(sum[:4])
 }
 
+// ComponentID is the component id of the worker a SyncService runs for a
+// tenant, as it appears in the worker's certificate: the SyncService name for
+// OnPrem (one edge worker), "<name>-<tenant>" for SaaS (one worker per tenant),
+// shortened with a hash when longer than a DNS label. The manager and the
+// gateway both derive it here, so they always agree.
+func ComponentID(ss *v1alpha1.SyncService, tenantSlug string) string {
+	if ss.Spec.ServiceType == v1alpha1.ServiceTypeOnPrem {
+		return ss.Name
+	}
+	return Name(ss.Name, tenantSlug)
+}
+
 // Worker is everything one SaaS worker Deployment needs.
 type Worker struct {
 	SyncService *v1alpha1.SyncService
