@@ -24,7 +24,7 @@ SYNC_TEST_POSTGRES_DSN="$("$ROOT/hack/postgres.sh" start "$PGDIR")"
 export SYNC_TEST_POSTGRES_DSN
 
 # shellcheck disable=SC2086
-go test -count=1 ${GOTESTFLAGS:-} ./...
+go test -race -count=1 ${GOTESTFLAGS:-} ./...
 
 # The identity parsers are fuzzed briefly on every run; `make fuzz` runs longer.
 for target in FuzzClassifyCommonName FuzzClassifySPIFFEID; do
