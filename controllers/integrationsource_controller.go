@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
@@ -224,7 +225,7 @@ func (r *IntegrationSourceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 				out = append(out, ns.Name)
 			}
 			return out
-		})).
+		}), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Complete(r)
 	if err != nil {
 		return fmt.Errorf("setting up integrationsource controller: %w", err)

@@ -590,7 +590,8 @@ func (r *SyncServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: ns, Name: name}}}
 		})).
 		Watches(&corev1.Namespace{}, all, builder.WithPredicates(labelChanged())).
-		Watches(&v1alpha1.Tenant{}, all).
+		// Only a Tenant's spec (slug, platform) matters here, not its status.
+		Watches(&v1alpha1.Tenant{}, all, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Complete(r)
 	if err != nil {
 		return fmt.Errorf("setting up syncservice controller: %w", err)
