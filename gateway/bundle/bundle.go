@@ -1,0 +1,252 @@
+// Package bundle builds the configuration the gateway serves to a sync worker
+// (DESIGN.md section 6): the sources of the worker's own tenant that are
+// assigned to its SyncService, with their credentials, in canonical
+// (key-sorted) JSON whose hash is the config_version. It is pure: callers
+// pass the objects they read, so selection and encoding are tested alone.
+package bundle
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sort"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/serviceradar/sync-operator/api/v1alpha1"
+	"github.com/serviceradar/sync-operator/workload"
+)
+
+// ScopeTenant is the scope of a bundle that serves one tenant.
+const ScopeTenant = "tenant"
+
+// Query is one search of a source.
+type Query struct {
+	Label      string   `json:"label"`
+	Query      string   `json:"query"`
+	SweepModes []string `json:"sweep_modes,omitempty"`
+}
+
+// Faker configures the synthetic inventory.
+type Faker struct {
+	Devices      int32 `json:"devices"`
+	ChurnPercent int32 `json:"churn_percent"`
+	Seed         int64 `json:"seed"`
+}
+
+// Sweep says how agents sweep a source's devices.
+type Sweep struct {
+	Enabled     bool     `json:"enabled"`
+	Modes       []string `json:"modes,omitempty"`
+	Ports       []int32  `json:"ports,omitempty"`
+	Networks    []string `json:"networks,omitempty"`
+	IntervalSec int64    `json:"interval_sec,omitempty"`
+}
+
+// Source is one IntegrationSource as a worker runs it.
+type Source struct {
+	Type                 string            `json:"type"`
+	Endpoint             string            `json:"endpoint,omitempty"`
+	Credentials          map[string]string `json:"credentials,omitempty"`
+	Queries              []Query           `json:"queries,omitempty"`
+	Partition            string            `json:"partition"`
+	PollIntervalSec      int64             `json:"poll_interval_sec"`
+	DiscoveryIntervalSec int64             `json:"discovery_interval_sec"`
+	PageSize             int32             `json:"page_size"`
+	NetworkBlacklist     []string          `json:"network_blacklist,omitempty"`
+	Faker                *Faker            `json:"faker,omitempty"`
+	Sweep                *Sweep            `json:"sweep,omitempty"`
+	Paused               bool              `json:"paused,omitempty"`
+	IntegrationSourceUID string            `json:"integration_source_uid"`
+	SyncServiceID        string            `json:"sync_service_id"`
+}
+
+// Sync is the bundle of a sync worker; sources are keyed "<namespace>/<name>".
+type Sync struct {
+	AgentID    string            `json:"agent_id"`
+	Scope      string            `json:"scope"`
+	TenantID   string            `json:"tenant_id"`
+	TenantSlug string            `json:"tenant_slug"`
+	Sources    map[string]Source `json:"sources"`
+}
+
+// Encode returns the canonical JSON of v (object keys sorted at every level,
+// no insignificant space) and its version: a hash of exactly those bytes.
+func Encode(v any) ([]byte, string, error) {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return nil, "", fmt.Errorf("encoding bundle: %w", err)
+	}
+	var generic any
+	if err := json.Unmarshal(raw, &generic); err != nil {
+		return nil, "", fmt.Errorf("encoding bundle: %w", err)
+	}
+	// encoding/json writes map keys in sorted order, so a round trip through
+	// generic maps sorts the keys of every object, struct fields included.
+	canonical, err := json.Marshal(generic)
+	if err != nil {
+		return nil, "", fmt.Errorf("encoding bundle: %w", err)
+	}
+	sum := sha256.Sum256(canonical)
+	return canonical, hex.EncodeToString(sum[:16]), nil
+}
+
+// Redacted is a copy of the bundle whose credentials are replaced by their
+// key names, for logs and debugging output.
+func (s Sync) Redacted() Sync {
+	out := s
+	out.Sources = make(map[string]Source, len(s.Sources))
+	for k, src := range s.Sources {
+		if len(src.Credentials) > 0 {
+			red := make(map[string]string, len(src.Credentials))
+			for key := range src.Credentials {
+				red[key] = "[redacted]"
+			}
+			src.Credentials = red
+		}
+		out.Sources[k] = src
+	}
+	return out
+}
+
+// Inputs are the objects a sync bundle is built from.
+type Inputs struct {
+	// TenantSlug and TenantID are the caller's tenant, from its certificate.
+	TenantSlug, TenantID string
+	// ComponentID is the caller's component id, from its certificate.
+	ComponentID string
+	// NamespaceTenant maps namespace names to the tenant slug of their label.
+	NamespaceTenant map[string]string
+	// SyncServices are all SyncServices.
+	SyncServices []v1alpha1.SyncService
+	// Sources are all IntegrationSources.
+	Sources []v1alpha1.IntegrationSource
+	// Secret returns a Secret of a namespace, or nil when missing.
+	Secret func(namespace, name string) *corev1.Secret
+}
+
+// requiredKey is the credential key each integration type needs.
+var requiredKey = map[v1alpha1.IntegrationType]string{
+	v1alpha1.IntegrationArmis:  v1alpha1.ArmisSecretKey,
+	v1alpha1.IntegrationNetBox: v1alpha1.NetBoxTokenKey,
+}
+
+// MaySyncServe reports whether a SyncService may serve a tenant: one of the
+// tenant's own, or a platform SyncService in a platform-tenant namespace.
+func MaySyncServe(ss *v1alpha1.SyncService, tenantSlug string, nsTenant map[string]string, platformSlug string) bool {
+	owner, ok := nsTenant[ss.Namespace]
+	if !ok {
+		return false
+	}
+	if ss.Spec.Platform {
+		return owner == platformSlug
+	}
+	return owner == tenantSlug
+}
+
+// SyncServiceFor finds the SyncService whose worker for the tenant has the
+// given component id, or nil: that is how a certificate maps to a SyncService.
+func SyncServiceFor(in Inputs, platformSlug string) *v1alpha1.SyncService {
+	for i := range in.SyncServices {
+		ss := &in.SyncServices[i]
+		if ss.DeletionTimestamp.IsZero() && workload.ComponentID(ss, in.TenantSlug) == in.ComponentID &&
+			MaySyncServe(ss, in.TenantSlug, in.NamespaceTenant, platformSlug) {
+			return ss
+		}
+	}
+	return nil
+}
+
+// BuildSync builds the bundle of the worker of ss for the caller's tenant:
+// only sources in the tenant's own namespaces that reference ss, whose
+// credentials resolve. A source of another tenant is never included, whatever
+// it references.
+func BuildSync(in Inputs, ss *v1alpha1.SyncService) Sync {
+	out := Sync{AgentID: in.ComponentID, Scope: ScopeTenant, TenantID: in.TenantID, TenantSlug: in.TenantSlug, Sources: map[string]Source{}}
+	for i := range in.Sources {
+		src := &in.Sources[i]
+		if !src.DeletionTimestamp.IsZero() || in.NamespaceTenant[src.Namespace] != in.TenantSlug {
+			continue
+		}
+		ref := src.Spec.SyncServiceRef
+		refNS := ref.Namespace
+		if refNS == "" {
+			refNS = src.Namespace
+		}
+		if refNS != ss.Namespace || ref.Name != ss.Name {
+			continue
+		}
+		if len(ss.Spec.Capabilities) > 0 && !contains(ss.Spec.Capabilities, string(src.Spec.Type)) {
+			continue
+		}
+		s, ok := sourceOf(src, ss, in.Secret)
+		if !ok {
+			continue
+		}
+		out.Sources[src.Namespace+"/"+src.Name] = s
+	}
+	return out
+}
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func seconds(d *metav1.Duration) int64 {
+	if d == nil {
+		return 0
+	}
+	return int64(d.Seconds())
+}
+
+func modes(ms []v1alpha1.SweepMode) []string {
+	out := make([]string, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, string(m))
+	}
+	sort.Strings(out)
+	return out
+}
+
+// sourceOf converts a source; false when its credentials do not resolve.
+func sourceOf(src *v1alpha1.IntegrationSource, ss *v1alpha1.SyncService, secret func(string, string) *corev1.Secret) (Source, bool) {
+	s := Source{
+		Type: string(src.Spec.Type), Endpoint: src.Spec.Endpoint, Partition: src.Spec.Partition,
+		PollIntervalSec: seconds(src.Spec.PollInterval), DiscoveryIntervalSec: seconds(src.Spec.DiscoveryInterval),
+		PageSize: src.Spec.PageSize, Paused: src.Spec.Paused || ss.Spec.Paused,
+		IntegrationSourceUID: string(src.UID), SyncServiceID: string(ss.UID),
+	}
+	if key, ok := requiredKey[src.Spec.Type]; ok {
+		if src.Spec.CredentialsSecretRef == nil {
+			return Source{}, false
+		}
+		sec := secret(src.Namespace, src.Spec.CredentialsSecretRef.Name)
+		if sec == nil || len(sec.Data[key]) == 0 {
+			return Source{}, false
+		}
+		// Only the key the integration needs travels, never the rest of the Secret.
+		s.Credentials = map[string]string{key: string(sec.Data[key])}
+	}
+	for _, q := range src.Spec.Queries {
+		s.Queries = append(s.Queries, Query{Label: q.Label, Query: q.Query, SweepModes: modes(q.SweepModes)})
+	}
+	if len(src.Spec.NetworkBlacklist) > 0 {
+		s.NetworkBlacklist = append([]string(nil), src.Spec.NetworkBlacklist...)
+		sort.Strings(s.NetworkBlacklist)
+	}
+	if f := src.Spec.Faker; f != nil {
+		s.Faker = &Faker{Devices: f.Devices, ChurnPercent: f.ChurnPercent, Seed: f.Seed}
+	}
+	if sw := src.Spec.Sweep; sw != nil {
+		s.Sweep = &Sweep{Enabled: sw.Enabled, Modes: modes(sw.Modes), Ports: append([]int32(nil), sw.Ports...),
+			Networks: append([]string(nil), sw.Networks...), IntervalSec: seconds(sw.Interval)}
+	}
+	return s, true
+}

@@ -1,0 +1,403 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/funcr"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/serviceradar/sync-operator/api/v1alpha1"
+	"github.com/serviceradar/sync-operator/gateway/bundle"
+	"github.com/serviceradar/sync-operator/gateway/server"
+	"github.com/serviceradar/sync-operator/identity"
+	"github.com/serviceradar/sync-operator/identity/ca"
+	"github.com/serviceradar/sync-operator/identity/mtls"
+	pb "github.com/serviceradar/sync-operator/proto"
+	"github.com/serviceradar/sync-operator/test/kubetest"
+)
+
+var env *kubetest.Env
+
+func TestMain(m *testing.M) {
+	var err error
+	if env, err = kubetest.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	if err := env.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		code = 1
+	}
+	os.Exit(code)
+}
+
+var td = spiffeid.RequireTrustDomainFromString(identity.DefaultTrustDomain)
+
+// world is two tenants served by the platform sync and by their own edges.
+type world struct {
+	root      *ca.Authority
+	tenantCA  map[string]*ca.Authority
+	ns        map[string]string
+	tenantID  map[string]string
+	addr      string
+	logs      *syncBuffer
+	clock     *clock
+	forbidden []string // globex's names, endpoints and credentials
+}
+
+// clock is the gateway's clock, moved by the test.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) write(line string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b.WriteString(line + "\n")
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func create(t *testing.T, objs ...client.Object) {
+	t.Helper()
+	for _, o := range objs {
+		if err := env.Client.Create(context.Background(), o); err != nil {
+			t.Fatalf("creating %T %s: %v", o, o.GetName(), err)
+		}
+	}
+}
+
+func setStatusTenantID(t *testing.T, tn *v1alpha1.Tenant, id string) {
+	t.Helper()
+	tn.Status.TenantID = id
+	if err := env.Client.Status().Update(context.Background(), tn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	ctx := context.Background()
+	w := &world{tenantCA: map[string]*ca.Authority{}, ns: map[string]string{}, logs: &syncBuffer{}, clock: &clock{t: time.Now()},
+		tenantID: map[string]string{"platform": "267967d7-c702-4a69-a809-1c5c91c26f5a", "acme": "112005d8-e7e8-5ad5-ae5b-58baa049377d", "globex": "5b0c8c3e-2c38-5f0e-9d3c-7f3e0b1e2a11"}}
+	var err error
+	if w.root, err = ca.NewRoot("root", 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, slug := range []string{"platform", "acme", "globex", "initech"} {
+		if w.tenantCA[slug], err = w.root.NewTenantCA(slug, 0); err != nil {
+			t.Fatal(err)
+		}
+		tn := &v1alpha1.Tenant{ObjectMeta: metav1.ObjectMeta{Name: slug}, Spec: v1alpha1.TenantSpec{Slug: slug, Platform: slug == "platform"}}
+		create(t, tn)
+		if id := w.tenantID[slug]; id != "" { // initech is not onboarded: no tenant ID
+			setStatusTenantID(t, tn, id)
+		}
+		if w.ns[slug], err = env.TenantNamespace(ctx, slug, slug); err != nil {
+			t.Fatal(err)
+		}
+	}
+	platformRef := v1alpha1.SyncServiceReference{Namespace: w.ns["platform"], Name: "platform-sync"}
+	create(t, &v1alpha1.SyncService{ObjectMeta: metav1.ObjectMeta{Name: "platform-sync", Namespace: w.ns["platform"]}, Spec: v1alpha1.SyncServiceSpec{Platform: true}})
+	for _, slug := range []string{"acme", "globex"} {
+		ns := w.ns[slug]
+		create(t,
+			&v1alpha1.SyncService{ObjectMeta: metav1.ObjectMeta{Name: "edge", Namespace: ns}, Spec: v1alpha1.SyncServiceSpec{ServiceType: v1alpha1.ServiceTypeOnPrem, Partition: "hq"}},
+			&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "armis", Namespace: ns}, Data: map[string][]byte{"secret_key": []byte(slug + "-armis-secret-value")}},
+			&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "netbox", Namespace: ns}, Data: map[string][]byte{"api_token": []byte(slug + "-netbox-token-value")}},
+			&v1alpha1.IntegrationSource{ObjectMeta: metav1.ObjectMeta{Name: slug + "-armis", Namespace: ns}, Spec: v1alpha1.IntegrationSourceSpec{
+				Type: v1alpha1.IntegrationArmis, Endpoint: "https://" + slug + "-armis.example", CredentialsSecretRef: &v1alpha1.SecretReference{Name: "armis"},
+				SyncServiceRef: platformRef, Queries: []v1alpha1.Query{{Label: "all", Query: "in:devices"}}}},
+			&v1alpha1.IntegrationSource{ObjectMeta: metav1.ObjectMeta{Name: slug + "-netbox", Namespace: ns}, Spec: v1alpha1.IntegrationSourceSpec{
+				Type: v1alpha1.IntegrationNetBox, Endpoint: "https://" + slug + "-netbox.example", CredentialsSecretRef: &v1alpha1.SecretReference{Name: "netbox"},
+				SyncServiceRef: v1alpha1.SyncServiceReference{Name: "edge"}, Partition: "hq"}},
+		)
+	}
+	w.forbidden = []string{"globex-armis-secret-value", "globex-netbox-token-value", "globex-armis.example", "globex-netbox.example", w.ns["globex"], w.tenantID["globex"]}
+
+	// The gateway: its own SVID, trusting the root for SVIDs and edge certificates.
+	dir := t.TempDir()
+	gw, err := w.root.IssueSVID(spiffeid.RequireFromString("spiffe://serviceradar.local/gateway/platform/default/gw-0"), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := w.files(t, filepath.Join(dir, "gw"), gw)
+	classifier, _ := identity.NewClassifier("", "")
+	logger := funcr.New(func(prefix, args string) { w.logs.write(prefix + " " + args) }, funcr.Options{})
+	srv := server.New(server.Options{Classifier: classifier, Reader: env.Client, Secrets: env.Client, Status: env.Client,
+		PlatformSlug: "platform", GatewayID: "gw-0", Log: logger, Now: w.clock.now})
+	gs := grpc.NewServer(grpc.Creds(credentials.NewTLS(mtls.ServerConfig(mtls.Verifier{Classifier: classifier, Source: src}))))
+	pb.RegisterAgentGatewayServiceServer(gs, srv)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.addr = lis.Addr().String()
+	go func() { _ = gs.Serve(lis) }()
+	t.Cleanup(gs.Stop)
+	return w
+}
+
+func (w *world) files(t *testing.T, dir string, issued *ca.Issued) *mtls.FileSource {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	key, _ := issued.Key.MarshalPEM()
+	for name, data := range map[string][]byte{"tls.crt": issued.CertPEM(), "tls.key": key, "ca.crt": w.root.CertPEM()} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src, err := mtls.NewFileSource(filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), filepath.Join(dir, "ca.crt"), td)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return src
+}
+
+func (w *world) client(t *testing.T, issued *ca.Issued) pb.AgentGatewayServiceClient {
+	t.Helper()
+	classifier, _ := identity.NewClassifier("", "")
+	src := w.files(t, filepath.Join(t.TempDir(), "client"), issued)
+	conn, err := grpc.NewClient(w.addr, grpc.WithTransportCredentials(credentials.NewTLS(
+		mtls.ClientConfig(mtls.Verifier{Classifier: classifier, Source: src}, mtls.ServerExpectation{}))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return pb.NewAgentGatewayServiceClient(conn)
+}
+
+func svid(t *testing.T, w *world, path string) *ca.Issued {
+	t.Helper()
+	i, err := w.root.IssueSVID(spiffeid.RequireFromString("spiffe://serviceradar.local/"+path), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return i
+}
+
+func edge(t *testing.T, w *world, issuer, component, partition, slug string) *ca.Issued {
+	t.Helper()
+	i, err := w.tenantCA[issuer].IssueEdgeClient(component, partition, slug, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return i
+}
+
+func TestConfigPlane(t *testing.T) {
+	w := newWorld(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	served := []struct {
+		name     string
+		cert     *ca.Issued
+		agentID  string
+		sources  []string
+		credKeys []string
+	}{
+		{"platform worker of acme", svid(t, w, "sync/acme/default/platform-sync-acme"), "platform-sync-acme", []string{w.ns["acme"] + "/acme-armis"}, []string{"acme-armis-secret-value"}},
+		{"acme's edge worker", edge(t, w, "acme", "edge", "hq", "acme"), "edge", []string{w.ns["acme"] + "/acme-netbox"}, []string{"acme-netbox-token-value"}},
+	}
+	for _, tc := range served {
+		t.Run(tc.name, func(t *testing.T) {
+			c := w.client(t, tc.cert)
+			// Tenant hints in request fields are ignored: the certificate decides.
+			hello, err := c.Hello(ctx, &pb.AgentHelloRequest{AgentId: tc.agentID, Labels: map[string]string{"tenant_slug": "globex"}, Partition: "hq"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !hello.Accepted || hello.TenantSlug != "acme" || hello.TenantId != w.tenantID["acme"] || !hello.ConfigOutdated || hello.HeartbeatIntervalSec != 30 {
+				t.Fatalf("hello %+v", hello)
+			}
+			cfg, err := c.GetConfig(ctx, &pb.AgentConfigRequest{AgentId: tc.agentID})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var b bundle.Sync
+			if err := json.Unmarshal(cfg.ConfigJson, &b); err != nil {
+				t.Fatal(err)
+			}
+			if len(b.Sources) != len(tc.sources) {
+				t.Fatalf("sources %v, want %v", keys(b.Sources), tc.sources)
+			}
+			for i, k := range tc.sources {
+				s, ok := b.Sources[k]
+				if !ok || s.Credentials[map[string]string{"armis": "secret_key", "netbox": "api_token"}[s.Type]] != tc.credKeys[i] {
+					t.Fatalf("source %s: %+v", k, s)
+				}
+			}
+			assertNoLeak(t, w, string(cfg.ConfigJson))
+			again, err := c.GetConfig(ctx, &pb.AgentConfigRequest{AgentId: tc.agentID, ConfigVersion: cfg.ConfigVersion})
+			if err != nil || !again.NotModified || again.ConfigVersion != cfg.ConfigVersion || len(again.ConfigJson) != 0 {
+				t.Fatalf("second GetConfig %+v %v, want not_modified", again, err)
+			}
+			hello, err = c.Hello(ctx, &pb.AgentHelloRequest{AgentId: tc.agentID, ConfigVersion: cfg.ConfigVersion})
+			if err != nil || hello.ConfigOutdated {
+				t.Fatalf("hello with the current version: %+v %v", hello, err)
+			}
+		})
+	}
+
+	refused := []struct {
+		name    string
+		cert    *ca.Issued
+		agentID string
+		code    codes.Code
+	}{
+		{"acme worker asking as globex's worker", svid(t, w, "sync/acme/default/platform-sync-acme"), "platform-sync-globex", codes.PermissionDenied},
+		{"acme edge asking as globex's edge id", edge(t, w, "acme", "edge", "hq", "acme"), "globex-edge", codes.PermissionDenied},
+		{"agent identity asking for a sync bundle", svid(t, w, "agent/acme/default/platform-sync-acme"), "platform-sync-acme", codes.PermissionDenied},
+		{"sync identity with an unknown component", svid(t, w, "sync/acme/default/nobody"), "nobody", codes.PermissionDenied},
+		{"SVID posing as the on-prem worker", svid(t, w, "sync/acme/hq/edge"), "edge", codes.PermissionDenied},
+		{"edge component not onboarded", edge(t, w, "acme", "rogue", "hq", "acme"), "rogue", codes.PermissionDenied},
+		{"edge worker in another partition", edge(t, w, "acme", "edge", "default", "acme"), "edge", codes.PermissionDenied},
+		{"edge worker claiming the platform sync", edge(t, w, "acme", "platform-sync-acme", "default", "acme"), "platform-sync-acme", codes.PermissionDenied},
+		{"tenant not onboarded", svid(t, w, "sync/initech/default/platform-sync-initech"), "platform-sync-initech", codes.PermissionDenied},
+		{"platform slug in a tenant certificate", edge(t, w, "acme", "platform-sync", "default", "platform"), "platform-sync", codes.Unavailable},
+		{"acme CN issued by globex's CA", edge(t, w, "globex", "edge", "hq", "acme"), "edge", codes.Unavailable},
+	}
+	for _, tc := range refused {
+		t.Run(tc.name, func(t *testing.T) {
+			c := w.client(t, tc.cert)
+			hello, herr := c.Hello(ctx, &pb.AgentHelloRequest{AgentId: tc.agentID})
+			cfg, cerr := c.GetConfig(ctx, &pb.AgentConfigRequest{AgentId: tc.agentID})
+			for _, err := range []error{herr, cerr} {
+				if status.Code(err) != tc.code {
+					t.Fatalf("code %v (%v), want %v", status.Code(err), err, tc.code)
+				}
+				assertNoLeak(t, w, err.Error())
+			}
+			if hello != nil || cfg != nil {
+				t.Fatalf("refused call answered: %+v %+v", hello, cfg)
+			}
+		})
+	}
+	t.Run("heartbeats are recorded with bounded writes", func(t *testing.T) {
+		c := w.client(t, svid(t, w, "sync/acme/default/platform-sync-acme"))
+		key := client.ObjectKey{Namespace: w.ns["platform"], Name: "platform-sync"}
+		get := func() *v1alpha1.SyncService {
+			ss := &v1alpha1.SyncService{}
+			if err := env.Client.Get(ctx, key, ss); err != nil {
+				t.Fatal(err)
+			}
+			return ss
+		}
+		if _, err := c.Hello(ctx, &pb.AgentHelloRequest{AgentId: "platform-sync-acme", Version: "1.4.0", Capabilities: []string{"faker", "armis"}}); err != nil {
+			t.Fatal(err)
+		}
+		first := get()
+		if first.Status.LastHeartbeatAt == nil || first.Status.Version != "1.4.0" || strings.Join(first.Status.Capabilities, ",") != "armis,faker" {
+			t.Fatalf("status after Hello %+v", first.Status)
+		}
+		managed := ""
+		for _, mf := range first.ManagedFields {
+			if mf.Subresource == "status" {
+				managed += mf.Manager + " "
+			}
+		}
+		if !strings.Contains(managed, server.FieldOwner) {
+			t.Fatalf("status fields are not owned by %s: %s", server.FieldOwner, managed)
+		}
+		steady := []struct {
+			advance time.Duration
+			write   bool
+		}{{5 * time.Second, false}, {10 * time.Second, false}, {20 * time.Second, true}, {time.Second, false}}
+		rv := first.ResourceVersion
+		for i, st := range steady {
+			w.clock.advance(st.advance)
+			if _, err := c.PushStatus(ctx, &pb.GatewayStatusRequest{AgentId: "platform-sync-acme", TenantSlug: "acme"}); err != nil {
+				t.Fatal(err)
+			}
+			now := get()
+			if (now.ResourceVersion != rv) != st.write {
+				t.Fatalf("heartbeat %d (+%s): written=%v, want %v", i, st.advance, now.ResourceVersion != rv, st.write)
+			}
+			rv = now.ResourceVersion
+			if now.Status.Version != "1.4.0" {
+				t.Fatalf("a PushStatus lost the reported version: %+v", now.Status)
+			}
+		}
+		// A change (new version) is written at once.
+		if _, err := c.Hello(ctx, &pb.AgentHelloRequest{AgentId: "platform-sync-acme", Version: "1.5.0", Capabilities: []string{"armis", "faker"}}); err != nil {
+			t.Fatal(err)
+		}
+		if got := get(); got.Status.Version != "1.5.0" {
+			t.Fatalf("version change not written: %+v", got.Status)
+		}
+		for _, req := range []*pb.GatewayStatusRequest{
+			{AgentId: "platform-sync-acme", TenantSlug: "globex"},
+			{AgentId: "platform-sync-acme", TenantId: w.tenantID["globex"]},
+			{AgentId: "platform-sync-acme", Services: []*pb.GatewayServiceStatus{{ServiceName: "sync", TenantSlug: "globex"}}},
+		} {
+			if _, err := c.PushStatus(ctx, req); status.Code(err) != codes.PermissionDenied {
+				t.Fatalf("contradicting tenant fields %v: %v", req, err)
+			}
+		}
+	})
+
+	assertNoLeak(t, w, w.logs.String())
+	if !strings.Contains(w.logs.String(), "component not enrolled") {
+		t.Fatalf("refusals are not logged:\n%s", w.logs.String())
+	}
+}
+
+func assertNoLeak(t *testing.T, w *world, text string) {
+	t.Helper()
+	for _, f := range w.forbidden {
+		if strings.Contains(text, f) {
+			t.Fatalf("globex's %q leaked into: %s", f, text)
+		}
+	}
+}
+
+func keys(m map[string]bundle.Source) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
