@@ -58,8 +58,9 @@ type Options struct {
 // Server implements monitoring.AgentGatewayService.
 type Server struct {
 	pb.UnimplementedAgentGatewayServiceServer
-	o     Options
-	beats *heartbeats
+	o       Options
+	beats   *heartbeats
+	changes changes
 }
 
 // New returns a server.

@@ -21,6 +21,8 @@ import (
 	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrlcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
@@ -60,6 +62,7 @@ type world struct {
 	addr      string
 	logs      *syncBuffer
 	clock     *clock
+	srv       *server.Server
 	forbidden []string // globex's names, endpoints and credentials
 }
 
@@ -166,6 +169,7 @@ func newWorld(t *testing.T) *world {
 	logger := funcr.New(func(prefix, args string) { w.logs.write(prefix + " " + args) }, funcr.Options{})
 	srv := server.New(server.Options{Classifier: classifier, Reader: env.Client, Secrets: env.Client, Status: env.Client,
 		PlatformSlug: "platform", GatewayID: "gw-0", Log: logger, Now: w.clock.now})
+	w.srv = srv
 	gs := grpc.NewServer(grpc.Creds(credentials.NewTLS(mtls.ServerConfig(mtls.Verifier{Classifier: classifier, Source: src}))))
 	pb.RegisterAgentGatewayServiceServer(gs, srv)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -316,6 +320,83 @@ func TestConfigPlane(t *testing.T) {
 			}
 		})
 	}
+	t.Run("config changes are pushed on the control stream", func(t *testing.T) {
+		informers, err := ctrlcache.New(env.Config, ctrlcache.Options{Scheme: env.Scheme})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cctx, stop := context.WithCancel(ctx)
+		defer stop()
+		if err := w.srv.WatchCluster(cctx, informers); err != nil {
+			t.Fatal(err)
+		}
+		go func() { _ = informers.Start(cctx) }()
+		if !informers.WaitForCacheSync(cctx) {
+			t.Fatal("cache did not sync")
+		}
+		c := w.client(t, svid(t, w, "sync/acme/default/platform-sync-acme"))
+		stream, err := c.ControlStream(cctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := stream.Send(&pb.ControlStreamRequest{Payload: &pb.ControlStreamRequest_Hello{Hello: &pb.ControlStreamHello{AgentId: "platform-sync-acme"}}}); err != nil {
+			t.Fatal(err)
+		}
+		msgs := make(chan *pb.ControlStreamResponse, 8)
+		go func() {
+			for {
+				m, err := stream.Recv()
+				if err != nil {
+					close(msgs)
+					return
+				}
+				msgs <- m
+			}
+		}()
+		next := func(within time.Duration) *pb.AgentConfigResponse {
+			select {
+			case m, ok := <-msgs:
+				if !ok {
+					t.Fatal("stream closed")
+				}
+				return m.GetConfig()
+			case <-time.After(within):
+				return nil
+			}
+		}
+		initial := next(10 * time.Second)
+		if initial == nil || len(initial.ConfigJson) == 0 {
+			t.Fatal("no initial config on the stream")
+		}
+		if err := stream.Send(&pb.ControlStreamRequest{Payload: &pb.ControlStreamRequest_ConfigAck{ConfigAck: &pb.ConfigAck{ConfigVersion: initial.ConfigVersion}}}); err != nil {
+			t.Fatal(err)
+		}
+		// Another tenant's edit pushes nothing to acme.
+		patch := func(ns, name, endpoint string) {
+			src := &v1alpha1.IntegrationSource{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+			if err := env.Client.Patch(ctx, src, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"endpoint":"`+endpoint+`"}}`))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		patch(w.ns["globex"], "globex-armis", "https://globex-armis.example/v2")
+		if got := next(2 * time.Second); got != nil {
+			t.Fatalf("globex's edit pushed a config to acme: %s", got.ConfigJson)
+		}
+		begin := time.Now()
+		patch(w.ns["acme"], "acme-armis", "https://acme-armis-2.example")
+		pushed := next(10 * time.Second)
+		if pushed == nil || !strings.Contains(string(pushed.ConfigJson), "acme-armis-2.example") || pushed.ConfigVersion == initial.ConfigVersion {
+			t.Fatalf("edit not pushed: %+v", pushed)
+		}
+		t.Logf("config pushed %s after the edit", time.Since(begin).Round(time.Millisecond))
+		assertNoLeak(t, w, string(pushed.ConfigJson))
+		// The pushed version is what GetConfig polling serves too.
+		polled, err := c.GetConfig(ctx, &pb.AgentConfigRequest{AgentId: "platform-sync-acme", ConfigVersion: pushed.ConfigVersion})
+		if err != nil || !polled.NotModified {
+			t.Fatalf("poll after push: %+v %v", polled, err)
+		}
+	})
+
 	t.Run("heartbeats are recorded with bounded writes", func(t *testing.T) {
 		c := w.client(t, svid(t, w, "sync/acme/default/platform-sync-acme"))
 		key := client.ObjectKey{Namespace: w.ns["platform"], Name: "platform-sync"}
