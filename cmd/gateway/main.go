@@ -1,0 +1,44 @@
+// Command gateway is the agent-gateway: the mTLS gRPC service that serves
+// sync workers their configuration and records their heartbeats. This file
+// only parses flags.
+package main
+
+import (
+	"flag"
+	"os"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/serviceradar/sync-operator/gateway/app"
+	"github.com/serviceradar/sync-operator/gateway/server"
+	"github.com/serviceradar/sync-operator/identity"
+)
+
+func main() {
+	host, _ := os.Hostname()
+	var c app.Config
+	flag.StringVar(&c.Listen, "listen", ":50052", "gRPC listen address")
+	flag.StringVar(&c.Metrics, "metrics-bind-address", ":9090", "Prometheus metrics address (empty disables it)")
+	flag.StringVar(&c.CertFile, "cert-file", "", "PEM certificate (with intermediates) of the gateway, when not using the Workload API")
+	flag.StringVar(&c.KeyFile, "key-file", "", "PEM private key of the gateway")
+	flag.StringVar(&c.CAFile, "ca-file", "", "PEM platform root CA, trusted for SVIDs and edge certificates")
+	flag.StringVar(&c.WorkloadAPIAddr, "workload-api-addr", "", "SPIFFE Workload API address (unix://...); replaces the PEM files")
+	flag.StringVar(&c.SPIFFEID, "spiffe-id", "", "the gateway's SPIFFE ID, when several SVIDs are offered")
+	flag.StringVar(&c.EdgeCAFile, "edge-ca-file", "", "platform root CA for edge certificates, with the Workload API")
+	flag.StringVar(&c.TrustDomain, "trust-domain", identity.DefaultTrustDomain, "SPIFFE trust domain")
+	flag.StringVar(&c.PlatformSlug, "platform-slug", identity.DefaultPlatformSlug, "reserved slug of the platform tenant")
+	flag.StringVar(&c.GatewayID, "gateway-id", host, "this replica's id in answers")
+	flag.DurationVar(&c.Heartbeat, "heartbeat-interval", server.DefaultHeartbeat, "heartbeat interval handed to workers")
+	flag.DurationVar(&c.Poll, "config-poll-interval", server.DefaultPoll, "config poll interval handed to workers")
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	c.Log = ctrl.Log.WithName("gateway")
+	c.Kube = ctrl.GetConfigOrDie()
+	if err := app.Run(ctrl.SetupSignalHandler(), c); err != nil {
+		c.Log.Error(err, "gateway stopped")
+		os.Exit(1)
+	}
+}

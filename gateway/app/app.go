@@ -1,0 +1,187 @@
+// Package app wires the agent-gateway process: identity (PEM files or the
+// SPIFFE Workload API), the informer cache of CRs (never of Secrets), the
+// config-plane server over mTLS, the gRPC health and reflection services and
+// Prometheus metrics (per-RPC counts and latencies).
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/go-logr/logr"
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/workloadapi"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrlcache "sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/serviceradar/sync-operator/api/v1alpha1"
+	"github.com/serviceradar/sync-operator/gateway/server"
+	"github.com/serviceradar/sync-operator/identity"
+	"github.com/serviceradar/sync-operator/identity/mtls"
+	pb "github.com/serviceradar/sync-operator/proto"
+)
+
+// Config is everything the gateway process needs.
+type Config struct {
+	// Kube reaches the Kubernetes API.
+	Kube *rest.Config
+	// Listen is the gRPC address; Metrics the Prometheus address ("" disables it).
+	Listen, Metrics string
+	// Identity: either CertFile/KeyFile/CAFile, or WorkloadAPIAddr (with
+	// SPIFFEID picking the gateway's SVID and EdgeCAFile the platform root).
+	CertFile, KeyFile, CAFile string
+	WorkloadAPIAddr, SPIFFEID string
+	EdgeCAFile                string
+	TrustDomain, PlatformSlug string
+	GatewayID                 string
+	Heartbeat, Poll           time.Duration
+	Log                       logr.Logger
+	// Ready is called with the bound gRPC address once the gateway serves.
+	Ready func(addr string)
+}
+
+func (c Config) source(ctx context.Context, td spiffeid.TrustDomain) (mtls.Source, func(), error) {
+	if c.WorkloadAPIAddr == "" {
+		src, err := mtls.NewFileSource(c.CertFile, c.KeyFile, c.CAFile, td)
+		return src, func() {}, err
+	}
+	opts := []workloadapi.X509SourceOption{workloadapi.WithClientOptions(workloadapi.WithAddr(c.WorkloadAPIAddr))}
+	if c.SPIFFEID != "" {
+		id, err := spiffeid.FromString(c.SPIFFEID)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--spiffe-id: %w", err)
+		}
+		opts = append(opts, mtls.PickSVID(id))
+	}
+	x, err := workloadapi.NewX509Source(ctx, opts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connecting to the Workload API at %s: %w", c.WorkloadAPIAddr, err)
+	}
+	var edge *mtls.FileRoots
+	if c.EdgeCAFile != "" {
+		if edge, err = mtls.NewFileRoots(c.EdgeCAFile); err != nil {
+			_ = x.Close()
+			return nil, nil, err
+		}
+	}
+	return mtls.NewWorkloadSource(x, edge), func() { _ = x.Close() }, nil
+}
+
+// Run serves until ctx ends.
+func Run(ctx context.Context, c Config) error {
+	classifier, err := identity.NewClassifier(c.TrustDomain, c.PlatformSlug)
+	if err != nil {
+		return err
+	}
+	src, closeSrc, err := c.source(ctx, classifier.TrustDomain)
+	if err != nil {
+		return err
+	}
+	defer closeSrc()
+
+	scheme := runtime.NewScheme()
+	if err := errors.Join(clientgoscheme.AddToScheme(scheme), v1alpha1.AddToScheme(scheme)); err != nil {
+		return fmt.Errorf("building scheme: %w", err)
+	}
+	// The cache holds CRs and namespaces; Secrets are read one by one, only
+	// those that sources reference, and never cached.
+	informers, err := ctrlcache.New(c.Kube, ctrlcache.Options{Scheme: scheme})
+	if err != nil {
+		return fmt.Errorf("creating cache: %w", err)
+	}
+	direct, err := client.New(c.Kube, client.Options{Scheme: scheme})
+	if err != nil {
+		return fmt.Errorf("creating client: %w", err)
+	}
+	srv := server.New(server.Options{
+		Classifier: classifier, Reader: informers, Secrets: direct, Status: direct,
+		PlatformSlug: classifier.PlatformSlug, GatewayID: c.GatewayID, Heartbeat: c.Heartbeat, Poll: c.Poll, Log: c.Log,
+	})
+	if err := srv.WatchCluster(ctx, informers); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cacheErr := make(chan error, 1)
+	go func() { cacheErr <- informers.Start(ctx) }()
+	if !informers.WaitForCacheSync(ctx) {
+		return errors.New("the informer cache did not sync")
+	}
+
+	reg := prometheus.NewRegistry()
+	metrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
+	reg.MustRegister(metrics)
+	gs := grpc.NewServer(
+		grpc.Creds(credentials.NewTLS(mtls.ServerConfig(mtls.Verifier{Classifier: classifier, Source: src}))),
+		grpc.ChainUnaryInterceptor(metrics.UnaryServerInterceptor()),
+		grpc.ChainStreamInterceptor(metrics.StreamServerInterceptor()),
+	)
+	pb.RegisterAgentGatewayServiceServer(gs, srv)
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(gs, hs)
+	reflection.Register(gs)
+	metrics.InitializeMetrics(gs)
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	hs.SetServingStatus(pb.AgentGatewayService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+
+	lis, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", c.Listen, err)
+	}
+	var metricsSrv *http.Server
+	if c.Metrics != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		metricsSrv = &http.Server{Addr: c.Metrics, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := metricsSrv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				c.Log.Error(err, "metrics server stopped")
+			}
+		}()
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- gs.Serve(lis) }()
+	c.Log.Info("gateway serving", "address", lis.Addr().String(), "gatewayID", c.GatewayID)
+	if c.Ready != nil {
+		c.Ready(lis.Addr().String())
+	}
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+	case err = <-cacheErr:
+	}
+	hs.Shutdown()
+	// Control streams stay open for as long as workers live: give in-flight
+	// calls a moment, then close what is left (workers reconnect elsewhere).
+	stopped := make(chan struct{})
+	go func() { gs.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		gs.Stop()
+	}
+	if metricsSrv != nil {
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer scancel()
+		_ = metricsSrv.Shutdown(sctx)
+	}
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,150 @@
+package app_test
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
+
+	"github.com/serviceradar/sync-operator/gateway/app"
+	"github.com/serviceradar/sync-operator/identity"
+	"github.com/serviceradar/sync-operator/identity/ca"
+	"github.com/serviceradar/sync-operator/identity/mtls"
+	pb "github.com/serviceradar/sync-operator/proto"
+	"github.com/serviceradar/sync-operator/test/kubetest"
+)
+
+func write(t *testing.T, dir string, root *ca.Authority, issued *ca.Issued) (string, string, string) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	key, _ := issued.Key.MarshalPEM()
+	files := map[string][]byte{"tls.crt": issued.CertPEM(), "tls.key": key, "ca.crt": root.CertPEM()}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), filepath.Join(dir, "ca.crt")
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().String()
+}
+
+func TestGatewayProcessServesHealthReflectionAndMetrics(t *testing.T) {
+	env, err := kubetest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	root, _ := ca.NewRoot("root", 0, nil)
+	gw, _ := root.IssueSVID(spiffeid.RequireFromString("spiffe://serviceradar.local/gateway/platform/default/gw-0"), time.Hour)
+	dir := t.TempDir()
+	cert, key, caFile := write(t, filepath.Join(dir, "gw"), root, gw)
+
+	metricsAddr := freeAddr(t)
+	ready := make(chan string, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- app.Run(ctx, app.Config{Kube: env.Config, Listen: "127.0.0.1:0", Metrics: metricsAddr,
+			CertFile: cert, KeyFile: key, CAFile: caFile, GatewayID: "gw-0", Log: logr.Discard(),
+			Ready: func(addr string) { ready <- addr }})
+	}()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		t.Fatalf("gateway stopped: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("gateway did not start")
+	}
+
+	client, _ := root.IssueSVID(spiffeid.RequireFromString("spiffe://serviceradar.local/sync/acme/default/w"), time.Hour)
+	ccert, ckey, cca := write(t, filepath.Join(dir, "client"), root, client)
+	src, err := mtls.NewFileSource(ccert, ckey, cca, spiffeid.RequireTrustDomainFromString(identity.DefaultTrustDomain))
+	if err != nil {
+		t.Fatal(err)
+	}
+	classifier, _ := identity.NewClassifier("", "")
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(
+		mtls.ClientConfig(mtls.Verifier{Classifier: classifier, Source: src}, mtls.ServerExpectation{}))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close() }()
+	rctx, rcancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer rcancel()
+
+	h, err := healthpb.NewHealthClient(conn).Check(rctx, &healthpb.HealthCheckRequest{Service: "monitoring.AgentGatewayService"})
+	if err != nil || h.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health %v %v", h, err)
+	}
+	rs, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(rctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := rs.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, s := range resp.GetListServicesResponse().GetService() {
+		found = found || s.Name == "monitoring.AgentGatewayService"
+	}
+	if !found {
+		t.Fatalf("reflection lists %v", resp.GetListServicesResponse().GetService())
+	}
+	// No tenant or SyncService exists: the worker is refused, and the refusal is counted.
+	if _, err := pb.NewAgentGatewayServiceClient(conn).Hello(rctx, &pb.AgentHelloRequest{AgentId: "w"}); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("Hello: %v", err)
+	}
+	res, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	_ = res.Body.Close()
+	for _, want := range []string{
+		`grpc_server_handled_total{grpc_code="PermissionDenied",grpc_method="Hello",grpc_service="monitoring.AgentGatewayService",grpc_type="unary"} 1`,
+		`grpc_server_handling_seconds_bucket{grpc_method="Hello"`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("gateway stopped with %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("gateway did not stop")
+	}
+}
