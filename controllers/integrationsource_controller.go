@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -36,12 +37,6 @@ type IntegrationSourceReconciler struct {
 // +kubebuilder:rbac:groups=integrations.serviceradar.io,resources=integrationsources/status,verbs=get;patch;update
 // +kubebuilder:rbac:groups=integrations.serviceradar.io,resources=syncservices,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
-
-// requiredKey is the Secret key each integration type needs.
-var requiredKey = map[v1alpha1.IntegrationType]string{
-	v1alpha1.IntegrationArmis:  v1alpha1.ArmisSecretKey,
-	v1alpha1.IntegrationNetBox: v1alpha1.NetBoxTokenKey,
-}
 
 // Reconcile implements reconcile.Reconciler.
 func (r *IntegrationSourceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -85,8 +80,7 @@ func (r *IntegrationSourceReconciler) evaluate(ctx context.Context, src *v1alpha
 	if err != nil || !found {
 		return "", false, v1alpha1.ReasonTenantNotFound, tenantMissing(src.Namespace), err
 	}
-	if src.Spec.Type != v1alpha1.IntegrationFaker {
-		key := requiredKey[src.Spec.Type]
+	if key, ok := v1alpha1.CredentialKey(src.Spec.Type); ok {
 		sec := &corev1.Secret{}
 		name := src.Spec.CredentialsSecretRef.Name
 		if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: src.Namespace, Name: name}, sec); err != nil {
@@ -100,7 +94,7 @@ func (r *IntegrationSourceReconciler) evaluate(ctx context.Context, src *v1alpha
 		}
 	}
 	ssKey := SyncServiceKey(src)
-	ns, name, _ := cutKey(ssKey)
+	ns, name, _ := strings.Cut(ssKey, "/")
 	ss := &v1alpha1.SyncService{}
 	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, ss); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -127,15 +121,6 @@ func (r *IntegrationSourceReconciler) evaluate(ctx context.Context, src *v1alpha
 		return worker, true, v1alpha1.ReasonPaused, "source is paused; its worker keeps its devices and skips its runs", nil
 	}
 	return worker, true, v1alpha1.ReasonReconciled, fmt.Sprintf("served by SyncService %s (worker %s)", ssKey, worker), nil
-}
-
-func cutKey(k string) (string, string, bool) {
-	for i := range k {
-		if k[i] == '/' {
-			return k[:i], k[i+1:], true
-		}
-	}
-	return "", k, false
 }
 
 func tenantMissing(ns string) string {
@@ -165,14 +150,11 @@ func tenantOfNamespace(ctx context.Context, c client.Client, namespace string) (
 	return &ts.Items[0], true, nil
 }
 
-func sourcesBy(c client.Client, field string, key func(client.Object) string) handler.EventHandler {
+// sourcesBy enqueues the sources that opts (derived from the event's object) select.
+func sourcesBy(c client.Client, opts func(client.Object) []client.ListOption) handler.EventHandler {
 	return handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 		var list v1alpha1.IntegrationSourceList
-		opts := []client.ListOption{client.MatchingFields{field: key(o)}}
-		if field == IndexSourceSecret {
-			opts = append(opts, client.InNamespace(o.GetNamespace()))
-		}
-		if err := c.List(ctx, &list, opts...); err != nil {
+		if err := c.List(ctx, &list, opts(o)...); err != nil {
 			return nil
 		}
 		out := make([]reconcile.Request, 0, len(list.Items))
@@ -207,10 +189,11 @@ func (r *IntegrationSourceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	err := ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.IntegrationSource{}).
 		Named("integrationsource").
-		Watches(&corev1.Secret{}, sourcesBy(r.Client, IndexSourceSecret, func(o client.Object) string { return o.GetName() }),
-			builder.OnlyMetadata).
-		Watches(&v1alpha1.SyncService{}, sourcesBy(r.Client, IndexSourceSyncService, func(o client.Object) string {
-			return o.GetNamespace() + "/" + o.GetName()
+		Watches(&corev1.Secret{}, sourcesBy(r.Client, func(o client.Object) []client.ListOption {
+			return []client.ListOption{client.InNamespace(o.GetNamespace()), client.MatchingFields{IndexSourceSecret: o.GetName()}}
+		}), builder.OnlyMetadata).
+		Watches(&v1alpha1.SyncService{}, sourcesBy(r.Client, func(o client.Object) []client.ListOption {
+			return []client.ListOption{client.MatchingFields{IndexSourceSyncService: o.GetNamespace() + "/" + o.GetName()}}
 		})).
 		Watches(&corev1.Namespace{}, sourcesInNamespaces(r.Client, func(_ context.Context, o client.Object) []string {
 			return []string{o.GetName()}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -14,7 +16,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	applycorev1 "k8s.io/client-go/applyconfigurations/core/v1"
 	"k8s.io/client-go/tools/events"
@@ -51,7 +52,7 @@ const OnlineWindow = 2 * time.Minute
 // which owner references cannot reach.
 const spireFinalizer = "integrations.serviceradar.io/clusterspiffeids"
 
-var clusterSPIFFEIDGK = schema.GroupKind{Group: workload.ClusterSPIFFEIDGVK.Group, Kind: workload.ClusterSPIFFEIDGVK.Kind}
+var clusterSPIFFEIDGK = workload.ClusterSPIFFEIDGVK.GroupKind()
 
 // SyncServiceReconciler runs SaaS workers (one per tenant with sources) and
 // issues OnPrem onboarding bundles, and reports phase and workers.
@@ -167,7 +168,7 @@ func (r *SyncServiceReconciler) sourceTenants(ctx context.Context, ss *v1alpha1.
 		}
 		seen[t.Spec.Slug] = true
 	}
-	return workload.SortedKeys(seen), nil
+	return slices.Sorted(maps.Keys(seen)), nil
 }
 
 func (r *SyncServiceReconciler) reconcileSaaS(ctx context.Context, ss *v1alpha1.SyncService, own *v1alpha1.Tenant, out *outcome) error {
@@ -466,7 +467,7 @@ func (r *SyncServiceReconciler) finalize(ctx context.Context, ss *v1alpha1.SyncS
 	}
 	if r.spireAvailable() {
 		list := &metav1.PartialObjectMetadataList{}
-		list.SetGroupVersionKind(schema.GroupVersionKind{Group: clusterSPIFFEIDGK.Group, Version: workload.ClusterSPIFFEIDGVK.Version, Kind: "ClusterSPIFFEIDList"})
+		list.SetGroupVersionKind(workload.ClusterSPIFFEIDGVK.GroupVersion().WithKind("ClusterSPIFFEIDList"))
 		if err := r.Client.List(ctx, list, client.MatchingLabels{workload.SyncServiceLabel: ss.Name}); err != nil {
 			return fmt.Errorf("listing ClusterSPIFFEIDs: %w", err)
 		}
@@ -475,7 +476,7 @@ func (r *SyncServiceReconciler) finalize(ctx context.Context, ss *v1alpha1.SyncS
 			if item.Labels[workload.SyncServiceNamespaceLabel] != ss.Namespace {
 				continue
 			}
-			item.SetGroupVersionKind(schema.GroupVersionKind{Group: clusterSPIFFEIDGK.Group, Version: workload.ClusterSPIFFEIDGVK.Version, Kind: clusterSPIFFEIDGK.Kind})
+			item.SetGroupVersionKind(workload.ClusterSPIFFEIDGVK)
 			if err := r.Client.Delete(ctx, item); err != nil && !apierrors.IsNotFound(err) {
 				return fmt.Errorf("deleting ClusterSPIFFEID %s: %w", item.Name, err)
 			}
@@ -538,7 +539,7 @@ func (r *SyncServiceReconciler) writeStatus(ctx context.Context, ss *v1alpha1.Sy
 		condition(existing, v1alpha1.ConditionDegraded, phase == v1alpha1.PhaseDegraded, string(phase), "phase "+string(phase), gen),
 	}
 	if ss.Status.ObservedGeneration == gen && ss.Status.Phase == phase && ss.Status.OnboardingSecretName == out.onboarding &&
-		sameWorkers(ss.Status.Workers, out.workers) && sameConditions(existing, conds) {
+		slices.Equal(ss.Status.Workers, out.workers) && sameConditions(existing, conds) {
 		return nil
 	}
 	status := map[string]any{"observedGeneration": gen, "phase": phase, "conditions": conds}
@@ -551,18 +552,6 @@ func (r *SyncServiceReconciler) writeStatus(ctx context.Context, ss *v1alpha1.Sy
 		status["onboardingSecretName"] = out.onboarding
 	}
 	return applyStatus(ctx, r.Client, "SyncService", ss, status)
-}
-
-func sameWorkers(a, b []v1alpha1.WorkerStatus) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // SetupWithManager registers the controller.
@@ -586,7 +575,7 @@ func (r *SyncServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&corev1.ConfigMap{}).
 		Owns(&corev1.Secret{}, builder.OnlyMetadata).
 		Watches(&v1alpha1.IntegrationSource{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
-			ns, name, _ := cutKey(SyncServiceKey(o.(*v1alpha1.IntegrationSource)))
+			ns, name, _ := strings.Cut(SyncServiceKey(o.(*v1alpha1.IntegrationSource)), "/")
 			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: ns, Name: name}}}
 		})).
 		Watches(&corev1.Namespace{}, all, builder.WithPredicates(labelChanged())).

@@ -273,55 +273,61 @@ func TestOnPremOnboardingBundle(t *testing.T) {
 		return nil
 	})
 
+	// leaf returns the bundle's current certificate, or an error while it is missing.
+	leaf := func() (*x509.Certificate, error) {
+		cur := &corev1.Secret{}
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(sec), cur); err != nil {
+			return nil, err
+		}
+		c, err := ca.ParseCertificatesPEM(cur.Data[corev1.TLSCertKey])
+		if err != nil {
+			return nil, err
+		}
+		return c[0], nil
+	}
+	// reissued waits until the bundle holds a certificate other than old.
+	reissued := func(t *testing.T, what string, old *x509.Certificate) *x509.Certificate {
+		t.Helper()
+		var got *x509.Certificate
+		waitFor(t, what, func() error {
+			c, err := leaf()
+			if err != nil {
+				return err
+			}
+			if c.SerialNumber.Cmp(old.SerialNumber) == 0 {
+				return errors.New("same certificate")
+			}
+			got = c
+			return nil
+		})
+		return got
+	}
+
 	t.Run("a bundle past two thirds of its life is issued again", func(t *testing.T) {
-		current := &corev1.Secret{}
-		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(sec), current); err != nil {
+		old, err := leaf()
+		if err != nil {
 			t.Fatal(err)
 		}
-		old, _ := ca.ParseCertificatesPEM(current.Data[corev1.TLSCertKey])
 		later := ssOpts
-		skew := time.Until(ca.RenewAt(old[0])) + time.Minute
+		skew := time.Until(ca.RenewAt(old)) + time.Minute
 		later.Now = func() time.Time { return time.Now().Add(skew) }
 		m := startManager(t, later)
 		defer m.stop()
-		waitFor(t, "renewed onboarding Secret", func() error {
-			again := &corev1.Secret{}
-			if err := env.Client.Get(ctx, client.ObjectKeyFromObject(sec), again); err != nil {
-				return err
-			}
-			c, err := ca.ParseCertificatesPEM(again.Data[corev1.TLSCertKey])
-			if err != nil {
-				return err
-			}
-			if c[0].SerialNumber.Cmp(old[0].SerialNumber) == 0 {
-				return errors.New("not renewed yet")
-			}
-			if !c[0].NotAfter.After(old[0].NotAfter) {
-				return fmt.Errorf("renewed certificate expires %s, not after the old %s", c[0].NotAfter, old[0].NotAfter)
-			}
-			return nil
-		})
+		renewed := reissued(t, "renewed onboarding Secret", old)
+		if !renewed.NotAfter.After(old.NotAfter) {
+			t.Fatalf("renewed certificate expires %s, not after the old %s", renewed.NotAfter, old.NotAfter)
+		}
 	})
 
 	t.Run("a deleted bundle is issued again", func(t *testing.T) {
-		serial := certs[0].SerialNumber
+		old, err := leaf()
+		if err != nil {
+			t.Fatal(err)
+		}
 		if err := env.Client.Delete(ctx, sec); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "new onboarding Secret", func() error {
-			again := &corev1.Secret{}
-			if err := env.Client.Get(ctx, client.ObjectKeyFromObject(sec), again); err != nil {
-				return err
-			}
-			c, err := ca.ParseCertificatesPEM(again.Data[corev1.TLSCertKey])
-			if err != nil {
-				return err
-			}
-			if c[0].SerialNumber.Cmp(serial) == 0 {
-				return errors.New("same certificate")
-			}
-			return nil
-		})
+		reissued(t, "new onboarding Secret", old)
 	})
 }
 

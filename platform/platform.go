@@ -69,9 +69,9 @@ func (s *Store) get(ctx context.Context, name string) (*corev1.Secret, error) {
 	return sec, nil
 }
 
-// getOrCreate returns the Secret, creating it with data from make when missing.
+// getOrCreate returns the Secret, creating it with data from newData when missing.
 // When another replica created it first, that one wins.
-func (s *Store) getOrCreate(ctx context.Context, name, component string, make func() (map[string][]byte, error)) (*corev1.Secret, error) {
+func (s *Store) getOrCreate(ctx context.Context, name, component string, newData func() (map[string][]byte, error)) (*corev1.Secret, error) {
 	sec, err := s.get(ctx, name)
 	if err == nil {
 		return sec, nil
@@ -79,7 +79,7 @@ func (s *Store) getOrCreate(ctx context.Context, name, component string, make fu
 	if !apierrors.IsNotFound(err) {
 		return nil, fmt.Errorf("reading Secret %s/%s: %w", s.Namespace, name, err)
 	}
-	data, err := make()
+	data, err := newData()
 	if err != nil {
 		return nil, err
 	}

@@ -9,11 +9,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"sort"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	applyappsv1 "k8s.io/client-go/applyconfigurations/apps/v1"
 	applycorev1 "k8s.io/client-go/applyconfigurations/core/v1"
 	applymetav1 "k8s.io/client-go/applyconfigurations/meta/v1"
@@ -262,7 +262,7 @@ func (w Worker) Deployment(configHash string) *applyappsv1.DeploymentApplyConfig
 }
 
 // ClusterSPIFFEIDGVK is the SPIRE controller manager's ClusterSPIFFEID kind.
-var ClusterSPIFFEIDGVK = struct{ Group, Version, Kind string }{"spire.spiffe.io", "v1alpha1", "ClusterSPIFFEID"}
+var ClusterSPIFFEIDGVK = schema.GroupVersionKind{Group: "spire.spiffe.io", Version: "v1alpha1", Kind: "ClusterSPIFFEID"}
 
 // ClusterSPIFFEID asks the SPIRE controller manager to issue the worker's
 // SVID to its pods only.
@@ -277,8 +277,7 @@ func (w Worker) ClusterSPIFFEID() *unstructured.Unstructured {
 			"hint": w.ComponentID,
 		},
 	}}
-	u.SetAPIVersion(ClusterSPIFFEIDGVK.Group + "/" + ClusterSPIFFEIDGVK.Version)
-	u.SetKind(ClusterSPIFFEIDGVK.Kind)
+	u.SetGroupVersionKind(ClusterSPIFFEIDGVK)
 	u.SetName(Name(w.SyncService.Namespace, w.ObjectName()))
 	labels := w.Labels()
 	labels[SyncServiceNamespaceLabel] = w.SyncService.Namespace
@@ -299,14 +298,4 @@ func Hash(v any) string {
 	b, _ := json.Marshal(v)
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:8])
-}
-
-// SortedKeys returns the keys of a map in order.
-func SortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

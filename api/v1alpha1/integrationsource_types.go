@@ -26,6 +26,19 @@ const (
 	NetBoxTokenKey = "api_token"
 )
 
+// CredentialKey is the key an integration type needs in its credentials
+// Secret, and false for types that need no credentials (faker).
+func CredentialKey(t IntegrationType) (string, bool) {
+	switch t {
+	case IntegrationArmis:
+		return ArmisSecretKey, true
+	case IntegrationNetBox:
+		return NetBoxTokenKey, true
+	default:
+		return "", false
+	}
+}
+
 // DeletionPolicy says what happens to a source's devices when it is deleted.
 //
 // +kubebuilder:validation:Enum=Retain;Retract

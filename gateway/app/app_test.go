@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -26,22 +25,8 @@ import (
 	"github.com/serviceradar/sync-operator/identity/mtls"
 	pb "github.com/serviceradar/sync-operator/proto"
 	"github.com/serviceradar/sync-operator/test/kubetest"
+	"github.com/serviceradar/sync-operator/test/pkitest"
 )
-
-func write(t *testing.T, dir string, root *ca.Authority, issued *ca.Issued) (string, string, string) {
-	t.Helper()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	key, _ := issued.Key.MarshalPEM()
-	files := map[string][]byte{"tls.crt": issued.CertPEM(), "tls.key": key, "ca.crt": root.CertPEM()}
-	for name, data := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), filepath.Join(dir, "ca.crt")
-}
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
@@ -62,7 +47,7 @@ func TestGatewayProcessServesHealthReflectionAndMetrics(t *testing.T) {
 	root, _ := ca.NewRoot("root", 0, nil)
 	gw, _ := root.IssueSVID(spiffeid.RequireFromString("spiffe://serviceradar.local/gateway/platform/default/gw-0"), time.Hour)
 	dir := t.TempDir()
-	cert, key, caFile := write(t, filepath.Join(dir, "gw"), root, gw)
+	gwFiles := pkitest.Write(t, filepath.Join(dir, "gw"), gw, root.Cert)
 
 	metricsAddr := freeAddr(t)
 	ready := make(chan string, 1)
@@ -70,7 +55,7 @@ func TestGatewayProcessServesHealthReflectionAndMetrics(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- app.Run(ctx, app.Config{Kube: env.Config, Listen: "127.0.0.1:0", Metrics: metricsAddr,
-			CertFile: cert, KeyFile: key, CAFile: caFile, GatewayID: "gw-0", Log: logr.Discard(),
+			CertFile: gwFiles.Cert, KeyFile: gwFiles.Key, CAFile: gwFiles.CA, GatewayID: "gw-0", Log: logr.Discard(),
 			Ready: func(addr string) { ready <- addr }})
 	}()
 	var addr string
@@ -83,11 +68,7 @@ func TestGatewayProcessServesHealthReflectionAndMetrics(t *testing.T) {
 	}
 
 	client, _ := root.IssueSVID(spiffeid.RequireFromString("spiffe://serviceradar.local/sync/acme/default/w"), time.Hour)
-	ccert, ckey, cca := write(t, filepath.Join(dir, "client"), root, client)
-	src, err := mtls.NewFileSource(ccert, ckey, cca, spiffeid.RequireTrustDomainFromString(identity.DefaultTrustDomain))
-	if err != nil {
-		t.Fatal(err)
-	}
+	src := pkitest.Source(t, filepath.Join(dir, "client"), client, root.Cert)
 	classifier, _ := identity.NewClassifier("", "")
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(
 		mtls.ClientConfig(mtls.Verifier{Classifier: classifier, Source: src}, mtls.ServerExpectation{}))))

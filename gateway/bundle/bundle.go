@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 
 	corev1 "k8s.io/api/core/v1"
@@ -127,12 +128,6 @@ type Inputs struct {
 	Secret func(namespace, name string) *corev1.Secret
 }
 
-// requiredKey is the credential key each integration type needs.
-var requiredKey = map[v1alpha1.IntegrationType]string{
-	v1alpha1.IntegrationArmis:  v1alpha1.ArmisSecretKey,
-	v1alpha1.IntegrationNetBox: v1alpha1.NetBoxTokenKey,
-}
-
 // MaySyncServe reports whether a SyncService may serve a tenant: one of the
 // tenant's own, or a platform SyncService in a platform-tenant namespace.
 func MaySyncServe(ss *v1alpha1.SyncService, tenantSlug string, nsTenant map[string]string, platformSlug string) bool {
@@ -178,7 +173,7 @@ func BuildSync(in Inputs, ss *v1alpha1.SyncService) Sync {
 		if refNS != ss.Namespace || ref.Name != ss.Name {
 			continue
 		}
-		if len(ss.Spec.Capabilities) > 0 && !contains(ss.Spec.Capabilities, string(src.Spec.Type)) {
+		if len(ss.Spec.Capabilities) > 0 && !slices.Contains(ss.Spec.Capabilities, string(src.Spec.Type)) {
 			continue
 		}
 		s, ok := sourceOf(src, ss, in.Secret)
@@ -188,15 +183,6 @@ func BuildSync(in Inputs, ss *v1alpha1.SyncService) Sync {
 		out.Sources[src.Namespace+"/"+src.Name] = s
 	}
 	return out
-}
-
-func contains(list []string, v string) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 func seconds(d *metav1.Duration) int64 {
@@ -223,7 +209,7 @@ func sourceOf(src *v1alpha1.IntegrationSource, ss *v1alpha1.SyncService, secret 
 		PageSize: src.Spec.PageSize, Paused: src.Spec.Paused || ss.Spec.Paused,
 		IntegrationSourceUID: string(src.UID), SyncServiceID: string(ss.UID),
 	}
-	if key, ok := requiredKey[src.Spec.Type]; ok {
+	if key, ok := v1alpha1.CredentialKey(src.Spec.Type); ok {
 		if src.Spec.CredentialsSecretRef == nil {
 			return Source{}, false
 		}

@@ -97,7 +97,7 @@ func (s *Server) ControlStream(stream pb.AgentGatewayService_ControlStreamServer
 	for {
 		// Register for the next change before building, so none is missed.
 		wake := s.changes.wait()
-		id, b, err := s.syncConfig(ctx, hello.GetAgentId())
+		id, _, b, err := s.syncConfig(ctx, hello.GetAgentId())
 		if err != nil {
 			return err
 		}

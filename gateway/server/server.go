@@ -89,17 +89,17 @@ func (s *Server) refuse(id identity.Identity, code codes.Code, format string, ar
 }
 
 // syncConfig authorizes a sync caller and builds its bundle.
-func (s *Server) syncConfig(ctx context.Context, agentID string) (identity.Identity, bundle.Sync, error) {
+func (s *Server) syncConfig(ctx context.Context, agentID string) (identity.Identity, *v1alpha1.SyncService, bundle.Sync, error) {
 	id, in, ss, secretErr, err := s.authorizeSync(ctx, agentID)
 	if err != nil {
-		return id, bundle.Sync{}, err
+		return id, nil, bundle.Sync{}, err
 	}
 	b := bundle.BuildSync(in, ss)
 	if *secretErr != nil {
 		// Serving the bundle without that source would tell the worker it was removed.
-		return id, bundle.Sync{}, status.Error(codes.Unavailable, "reading a credentials Secret failed")
+		return id, nil, bundle.Sync{}, status.Error(codes.Unavailable, "reading a credentials Secret failed")
 	}
-	return id, b, nil
+	return id, ss, b, nil
 }
 
 // authorizeSync checks that the caller is an enrolled sync worker and returns
@@ -194,13 +194,9 @@ func (s *Server) inputs(ctx context.Context, id identity.Identity, t *v1alpha1.T
 
 // Hello accepts a sync worker and tells it whether its config is current.
 func (s *Server) Hello(ctx context.Context, req *pb.AgentHelloRequest) (*pb.AgentHelloResponse, error) {
-	id, in, ss, secretErr, err := s.authorizeSync(ctx, req.GetAgentId())
+	id, ss, b, err := s.syncConfig(ctx, req.GetAgentId())
 	if err != nil {
 		return nil, err
-	}
-	b := bundle.BuildSync(in, ss)
-	if *secretErr != nil {
-		return nil, status.Error(codes.Unavailable, "reading a credentials Secret failed")
 	}
 	if err := s.beats.record(ctx, ss, req.GetCapabilities(), req.GetVersion(), true); err != nil {
 		s.o.Log.Error(err, "recording heartbeat", "caller", id.String())
@@ -220,7 +216,7 @@ func (s *Server) Hello(ctx context.Context, req *pb.AgentHelloRequest) (*pb.Agen
 // GetConfig returns the caller's sync bundle, or not_modified when the
 // caller already has its version.
 func (s *Server) GetConfig(ctx context.Context, req *pb.AgentConfigRequest) (*pb.AgentConfigResponse, error) {
-	_, b, err := s.syncConfig(ctx, req.GetAgentId())
+	_, _, b, err := s.syncConfig(ctx, req.GetAgentId())
 	if err != nil {
 		return nil, err
 	}

@@ -33,6 +33,7 @@ import (
 	"github.com/serviceradar/sync-operator/identity/mtls"
 	pb "github.com/serviceradar/sync-operator/proto"
 	"github.com/serviceradar/sync-operator/test/kubetest"
+	"github.com/serviceradar/sync-operator/test/pkitest"
 )
 
 var env *kubetest.Env
@@ -50,8 +51,6 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(code)
 }
-
-var td = spiffeid.RequireTrustDomainFromString(identity.DefaultTrustDomain)
 
 // world is two tenants served by the platform sync and by their own edges.
 type world struct {
@@ -164,7 +163,7 @@ func newWorld(t *testing.T) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := w.files(t, filepath.Join(dir, "gw"), gw)
+	src := pkitest.Source(t, filepath.Join(dir, "gw"), gw, w.root.Cert)
 	classifier, _ := identity.NewClassifier("", "")
 	logger := funcr.New(func(prefix, args string) { w.logs.write(prefix + " " + args) }, funcr.Options{})
 	srv := server.New(server.Options{Classifier: classifier, Reader: env.Client, Secrets: env.Client, Status: env.Client,
@@ -182,28 +181,10 @@ func newWorld(t *testing.T) *world {
 	return w
 }
 
-func (w *world) files(t *testing.T, dir string, issued *ca.Issued) *mtls.FileSource {
-	t.Helper()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	key, _ := issued.Key.MarshalPEM()
-	for name, data := range map[string][]byte{"tls.crt": issued.CertPEM(), "tls.key": key, "ca.crt": w.root.CertPEM()} {
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	src, err := mtls.NewFileSource(filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), filepath.Join(dir, "ca.crt"), td)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return src
-}
-
 func (w *world) client(t *testing.T, issued *ca.Issued) pb.AgentGatewayServiceClient {
 	t.Helper()
 	classifier, _ := identity.NewClassifier("", "")
-	src := w.files(t, filepath.Join(t.TempDir(), "client"), issued)
+	src := pkitest.Source(t, filepath.Join(t.TempDir(), "client"), issued, w.root.Cert)
 	conn, err := grpc.NewClient(w.addr, grpc.WithTransportCredentials(credentials.NewTLS(
 		mtls.ClientConfig(mtls.Verifier{Classifier: classifier, Source: src}, mtls.ServerExpectation{}))))
 	if err != nil {

@@ -112,8 +112,7 @@ func run(nTenants, nSources int, steady time.Duration) error {
 			typ := types[j%len(types)]
 			src := &v1alpha1.IntegrationSource{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("src-%d", j), Namespace: slug},
 				Spec: v1alpha1.IntegrationSourceSpec{Type: typ, SyncServiceRef: v1alpha1.SyncServiceReference{Namespace: operatorNS, Name: controllers.PlatformSyncName}}}
-			if typ != v1alpha1.IntegrationFaker {
-				key := map[v1alpha1.IntegrationType]string{v1alpha1.IntegrationArmis: v1alpha1.ArmisSecretKey, v1alpha1.IntegrationNetBox: v1alpha1.NetBoxTokenKey}[typ]
+			if key, ok := v1alpha1.CredentialKey(typ); ok {
 				secret := fmt.Sprintf("creds-%d", j)
 				objs = append(objs, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: secret, Namespace: slug}, Data: map[string][]byte{key: []byte("bench-credential")}})
 				src.Spec.Endpoint = "https://" + string(typ) + ".example"

@@ -9,6 +9,7 @@ import (
 
 	"github.com/serviceradar/sync-operator/identity"
 	"github.com/serviceradar/sync-operator/identity/mtls"
+	"github.com/serviceradar/sync-operator/test/pkitest"
 )
 
 // BenchmarkHandshake measures full mutual TLS handshakes (new TCP connection,
@@ -18,9 +19,9 @@ func BenchmarkHandshake(b *testing.B) {
 	p := newPKI(b)
 	dir := b.TempDir()
 	gw, _ := p.root.IssueSVID(spiffeID(b, "gateway", "platform", "gw-0"), time.Hour)
-	srvSrc := writeFiles(b, filepath.Join(dir, "gw"), gw, p.root.Cert)
+	srvSrc := pkitest.Source(b, filepath.Join(dir, "gw"), gw, p.root.Cert)
 	cl, _ := p.root.IssueSVID(spiffeID(b, "sync", "acme", "w1"), time.Hour)
-	clSrc := writeFiles(b, filepath.Join(dir, "cl"), cl, p.root.Cert)
+	clSrc := pkitest.Source(b, filepath.Join(dir, "cl"), cl, p.root.Cert)
 	classifier, _ := identity.NewClassifier("", "")
 
 	lis, err := tls.Listen("tcp", "127.0.0.1:0", mtls.ServerConfig(mtls.Verifier{Classifier: classifier, Source: srvSrc}))

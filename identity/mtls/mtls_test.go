@@ -23,6 +23,7 @@ import (
 	"github.com/serviceradar/sync-operator/identity"
 	"github.com/serviceradar/sync-operator/identity/ca"
 	"github.com/serviceradar/sync-operator/identity/mtls"
+	"github.com/serviceradar/sync-operator/test/pkitest"
 )
 
 var td = spiffeid.RequireTrustDomainFromString(identity.DefaultTrustDomain)
@@ -46,33 +47,6 @@ func newPKI(t testing.TB) *pki {
 		t.Fatal(err)
 	}
 	return &pki{root: root, acme: acme, globex: globex}
-}
-
-// writeFiles writes a certificate, its key and the CA bundle as a worker or
-// gateway would find them mounted, and returns a FileSource over them.
-func writeFiles(t testing.TB, dir string, issued *ca.Issued, roots ...*x509.Certificate) *mtls.FileSource {
-	t.Helper()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	keyPEM, err := issued.Key.MarshalPEM()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var caPEM []byte
-	for _, r := range roots {
-		caPEM = append(caPEM, (&ca.Issued{Cert: r}).CertPEM()...)
-	}
-	for name, data := range map[string][]byte{"tls.crt": issued.CertPEM(), "tls.key": keyPEM, "ca.crt": caPEM} {
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	src, err := mtls.NewFileSource(filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), filepath.Join(dir, "ca.crt"), td)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return src
 }
 
 func spiffeID(t testing.TB, typ, tenant, component string) spiffeid.ID {
@@ -159,7 +133,7 @@ func TestMutualTLSClassifiesAndRefuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := startServer(t, writeFiles(t, filepath.Join(dir, "gateway"), gw, p.root.Cert))
+	srv := startServer(t, pkitest.Source(t, filepath.Join(dir, "gateway"), gw, p.root.Cert))
 
 	otherRoot, _ := ca.NewRoot("someone-else", 0, nil)
 	otherAcme, _ := otherRoot.NewTenantCA("acme", 0)
@@ -227,7 +201,7 @@ func TestMutualTLSClassifiesAndRefuses(t *testing.T) {
 			if roots == nil {
 				roots = []*x509.Certificate{p.root.Cert}
 			}
-			src := writeFiles(t, filepath.Join(dir, "client", string(rune('a'+i))), tc.cert, roots...)
+			src := pkitest.Source(t, filepath.Join(dir, "client", string(rune('a'+i))), tc.cert, roots...)
 			before := len(srv.handled())
 			_, err := call(t, srv.addr, src, mtls.ServerExpectation{})
 			got := srv.handled()
@@ -275,15 +249,15 @@ func TestClientAcceptsOnlyTheExpectedGateway(t *testing.T) {
 	p := newPKI(t)
 	dir := t.TempDir()
 	notGateway, _ := p.root.IssueSVID(spiffeID(t, "sync", "platform", "impostor"), time.Hour)
-	impostor := startServer(t, writeFiles(t, filepath.Join(dir, "impostor"), notGateway, p.root.Cert))
+	impostor := startServer(t, pkitest.Source(t, filepath.Join(dir, "impostor"), notGateway, p.root.Cert))
 	gwID := spiffeID(t, "gateway", "platform", "gw-0")
 	gwCert, _ := p.root.IssueSVID(gwID, time.Hour)
-	gateway := startServer(t, writeFiles(t, filepath.Join(dir, "gateway"), gwCert, p.root.Cert))
+	gateway := startServer(t, pkitest.Source(t, filepath.Join(dir, "gateway"), gwCert, p.root.Cert))
 	dnsCert, _ := p.root.IssueServer(ca.ServerNames{DNSNames: []string{"gateway.example"}}, time.Hour)
-	dnsGateway := startServer(t, writeFiles(t, filepath.Join(dir, "dns"), dnsCert, p.root.Cert))
+	dnsGateway := startServer(t, pkitest.Source(t, filepath.Join(dir, "dns"), dnsCert, p.root.Cert))
 
 	edge, _ := p.acme.IssueEdgeClient("edge-1", "hq", "acme", time.Hour)
-	client := writeFiles(t, filepath.Join(dir, "client"), edge, p.root.Cert)
+	client := pkitest.Source(t, filepath.Join(dir, "client"), edge, p.root.Cert)
 
 	cases := []struct {
 		name string
@@ -322,10 +296,10 @@ func TestFileSourceReloadsRotatedCertificates(t *testing.T) {
 	p := newPKI(t)
 	dir := t.TempDir()
 	gw1, _ := p.root.IssueSVID(spiffeID(t, "gateway", "platform", "gw-0"), time.Hour)
-	src := writeFiles(t, filepath.Join(dir, "gateway"), gw1, p.root.Cert)
+	src := pkitest.Source(t, filepath.Join(dir, "gateway"), gw1, p.root.Cert)
 	srv := startServer(t, src)
 	edge, _ := p.acme.IssueEdgeClient("edge-1", "hq", "acme", time.Hour)
-	client := writeFiles(t, filepath.Join(dir, "client"), edge, p.root.Cert)
+	client := pkitest.Source(t, filepath.Join(dir, "client"), edge, p.root.Cert)
 
 	leaf, err := call(t, srv.addr, client, mtls.ServerExpectation{})
 	if err != nil {
@@ -335,7 +309,7 @@ func TestFileSourceReloadsRotatedCertificates(t *testing.T) {
 		t.Fatal("server did not present its first certificate")
 	}
 	gw2, _ := p.root.IssueSVID(spiffeID(t, "gateway", "platform", "gw-0"), time.Hour)
-	writeFiles(t, filepath.Join(dir, "gateway"), gw2, p.root.Cert) // same paths, new content
+	pkitest.Source(t, filepath.Join(dir, "gateway"), gw2, p.root.Cert) // same paths, new content
 	leaf, err = call(t, srv.addr, client, mtls.ServerExpectation{})
 	if err != nil {
 		t.Fatal(err)

@@ -43,12 +43,11 @@ type FileSource struct {
 	certFile, keyFile, caFile string
 	td                        spiffeid.TrustDomain
 
-	mu      sync.Mutex
-	stamp   string
-	cert    *tls.Certificate
-	roots   []*x509.Certificate
-	pool    *x509.CertPool
-	lastErr error
+	mu    sync.Mutex
+	stamp string
+	cert  *tls.Certificate
+	roots []*x509.Certificate
+	pool  *x509.CertPool
 }
 
 // NewFileSource loads the files once and fails when they are not a valid
@@ -103,25 +102,23 @@ func (s *FileSource) reload() error {
 	pair, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		// tls errors never quote key bytes, but say which files failed.
-		s.lastErr = fmt.Errorf("certificate %s and key %s do not form a key pair: %w", s.certFile, s.keyFile, err)
 		if s.cert != nil {
-			return nil
+			return nil // keep serving the last good pair
 		}
-		return s.lastErr
+		return fmt.Errorf("certificate %s and key %s do not form a key pair: %w", s.certFile, s.keyFile, err)
 	}
 	roots, err := ca.ParseCertificatesPEM(caPEM)
 	if err != nil {
-		s.lastErr = fmt.Errorf("CA file %s: %w", s.caFile, err)
 		if s.cert != nil {
 			return nil
 		}
-		return s.lastErr
+		return fmt.Errorf("CA file %s: %w", s.caFile, err)
 	}
 	pool := x509.NewCertPool()
 	for _, r := range roots {
 		pool.AddCert(r)
 	}
-	s.stamp, s.cert, s.roots, s.pool, s.lastErr = stamp, &pair, roots, pool, nil
+	s.stamp, s.cert, s.roots, s.pool = stamp, &pair, roots, pool
 	return nil
 }
 
