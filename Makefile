@@ -30,9 +30,10 @@ generate: $(CONTROLLER_GEN) ## Generate deepcopy code for the API types.
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## Generate the CRDs into config/crd/bases and the manager's RBAC into config/rbac.
+manifests: $(CONTROLLER_GEN) ## Generate the CRDs into config/crd/bases and the RBAC of the manager (config/rbac) and gateway (config/rbac/gateway).
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
 	$(CONTROLLER_GEN) rbac:roleName=sync-operator-manager paths=./controllers/... output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) rbac:roleName=sync-operator-gateway paths=./gateway/... output:rbac:artifacts:config=config/rbac/gateway
 
 .PHONY: proto
 proto: $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRPC) ## Generate Go code from proto/monitoring.proto.

@@ -1,13 +1,11 @@
 package controllers_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -17,19 +15,15 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
 	"github.com/serviceradar/sync-operator/controllers"
-	"github.com/serviceradar/sync-operator/test"
 	"github.com/serviceradar/sync-operator/test/kubetest"
 )
 
@@ -80,41 +74,7 @@ func setupRBAC(ctx context.Context, e *kubetest.Env) (*rest.Config, error) {
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: operatorNS}}); err != nil {
 		return nil, err
 	}
-	data, err := os.ReadFile(filepath.Join(test.RepoRoot(), "config", "rbac", "role.yaml"))
-	if err != nil {
-		return nil, err
-	}
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
-	for {
-		u := &unstructured.Unstructured{}
-		if err := dec.Decode(&u.Object); err == io.EOF {
-			break
-		} else if err != nil {
-			return nil, err
-		}
-		if len(u.Object) == 0 {
-			continue
-		}
-		if err := c.Create(ctx, u); err != nil {
-			return nil, err
-		}
-		binding := &unstructured.Unstructured{Object: map[string]any{
-			"roleRef":  map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": u.GetKind(), "name": u.GetName()},
-			"subjects": []any{map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": managerUser}},
-		}}
-		binding.SetAPIVersion("rbac.authorization.k8s.io/v1")
-		binding.SetKind(u.GetKind() + "Binding")
-		binding.SetName(u.GetName())
-		binding.SetNamespace(u.GetNamespace())
-		if err := c.Create(ctx, binding); err != nil {
-			return nil, err
-		}
-	}
-	user, err := e.AddUser(envtest.User{Name: managerUser})
-	if err != nil {
-		return nil, err
-	}
-	return user.Config(), nil
+	return e.UserWithRoles(ctx, managerUser, "config/rbac/role.yaml")
 }
 
 // writeCounter counts the manager's write requests to the API server.

@@ -98,9 +98,9 @@ func Run(ctx context.Context, c Config) error {
 	if err := errors.Join(clientgoscheme.AddToScheme(scheme), v1alpha1.AddToScheme(scheme)); err != nil {
 		return fmt.Errorf("building scheme: %w", err)
 	}
-	// The cache holds CRs and namespaces; Secrets are read one by one, only
-	// those that sources reference, and never cached.
-	informers, err := ctrlcache.New(c.Kube, ctrlcache.Options{Scheme: scheme})
+	// The cache holds CRs, namespaces and Secret metadata; Secret data is read
+	// one Secret at a time, only for Secrets that sources reference.
+	informers, err := ctrlcache.New(c.Kube, ctrlcache.Options{Scheme: scheme, DefaultTransform: ctrlcache.TransformStripManagedFields()})
 	if err != nil {
 		return fmt.Errorf("creating cache: %w", err)
 	}
@@ -166,6 +166,7 @@ func Run(ctx context.Context, c Config) error {
 	case err = <-cacheErr:
 	}
 	hs.Shutdown()
+	srv.Drain()
 	// Control streams stay open for as long as workers live: give in-flight
 	// calls a moment, then close what is left (workers reconnect elsewhere).
 	stopped := make(chan struct{})

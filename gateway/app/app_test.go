@@ -49,12 +49,17 @@ func TestGatewayProcessServesHealthReflectionAndMetrics(t *testing.T) {
 	dir := t.TempDir()
 	gwFiles := pkitest.Write(t, filepath.Join(dir, "gw"), gw, root.Cert)
 
+	// The gateway runs with exactly the RBAC it ships with.
+	kube, err := env.UserWithRoles(context.Background(), "gateway", "config/rbac/gateway/role.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
 	metricsAddr := freeAddr(t)
 	ready := make(chan string, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- app.Run(ctx, app.Config{Kube: env.Config, Listen: "127.0.0.1:0", Metrics: metricsAddr,
+		done <- app.Run(ctx, app.Config{Kube: kube, Listen: "127.0.0.1:0", Metrics: metricsAddr,
 			CertFile: gwFiles.Cert, KeyFile: gwFiles.Key, CAFile: gwFiles.CA, GatewayID: "gw-0", Log: logr.Discard(),
 			Ready: func(addr string) { ready <- addr }})
 	}()

@@ -2,63 +2,21 @@ package server
 
 import (
 	"context"
-	"sync"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"k8s.io/client-go/tools/cache"
 	ctrlcache "sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	corev1 "k8s.io/api/core/v1"
-
-	"github.com/serviceradar/sync-operator/api/v1alpha1"
-	"github.com/serviceradar/sync-operator/gateway/bundle"
+	"github.com/serviceradar/sync-operator/identity/mtls"
 	pb "github.com/serviceradar/sync-operator/proto"
 )
 
-// changes wakes every open ControlStream when the cluster changes; each
-// stream then rebuilds its own bundle and pushes it only if its version moved.
-type changes struct {
-	mu sync.Mutex
-	ch chan struct{}
-}
-
-func (c *changes) wait() <-chan struct{} {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.ch == nil {
-		c.ch = make(chan struct{})
-	}
-	return c.ch
-}
-
-// Notify wakes the open ControlStreams: something a bundle is built from changed.
-func (s *Server) Notify() {
-	s.changes.mu.Lock()
-	defer s.changes.mu.Unlock()
-	if s.changes.ch != nil {
-		close(s.changes.ch)
-		s.changes.ch = nil
-	}
-}
-
-// WatchCluster calls Notify on every change of the kinds bundles are built
-// from, through the informers of c (the gateway's cache).
+// WatchCluster keeps the configuration catalog current (and so wakes the
+// ControlStreams whose configuration may have changed) through the
+// informers of c, the cache given as Options.Reader.
 func (s *Server) WatchCluster(ctx context.Context, c ctrlcache.Cache) error {
-	h := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { s.Notify() },
-		UpdateFunc: func(any, any) { s.Notify() },
-		DeleteFunc: func(any) { s.Notify() },
-	}
-	for _, obj := range []client.Object{&v1alpha1.IntegrationSource{}, &v1alpha1.SyncService{}, &v1alpha1.Tenant{}, &corev1.Namespace{}} {
-		inf, err := c.GetInformer(ctx, obj)
-		if err != nil {
-			return status.Errorf(codes.Internal, "watching %T: %v", obj, err)
-		}
-		if _, err := inf.AddEventHandler(h); err != nil {
-			return status.Errorf(codes.Internal, "watching %T: %v", obj, err)
-		}
+	if err := s.catalog.Watch(ctx, c); err != nil {
+		return status.Errorf(codes.Internal, "watching the cluster: %v", err)
 	}
 	return nil
 }
@@ -68,6 +26,11 @@ func (s *Server) WatchCluster(ctx context.Context, c ctrlcache.Cache) error {
 // polling stays the fallback.
 func (s *Server) ControlStream(stream pb.AgentGatewayService_ControlStreamServer) error {
 	ctx := stream.Context()
+	select {
+	case <-s.draining:
+		return status.Error(codes.Unavailable, "gateway shutting down")
+	default:
+	}
 	first, err := stream.Recv()
 	if err != nil {
 		return status.Error(codes.InvalidArgument, "the stream must start with a hello")
@@ -94,31 +57,33 @@ func (s *Server) ControlStream(stream pb.AgentGatewayService_ControlStreamServer
 		}
 	}()
 	sent := hello.GetConfigVersion()
+	peer, err := mtls.PeerIdentity(ctx, s.o.Classifier)
+	if err != nil {
+		return status.Error(codes.Unauthenticated, "no verified client certificate")
+	}
+	slug := peer.TenantSlug
 	for {
-		// Register for the next change before building, so none is missed.
-		wake := s.changes.wait()
-		id, _, b, err := s.syncConfig(ctx, hello.GetAgentId())
+		// Register for the next change before reading, so none is missed.
+		wake := s.catalog.Changed(slug)
+		id, e, err := s.syncConfig(ctx, hello.GetAgentId())
 		if err != nil {
 			return err
 		}
-		raw, version, err := bundle.Encode(b)
-		if err != nil {
-			return status.Error(codes.Internal, "encoding configuration failed")
-		}
-		if version != sent {
-			resp := &pb.ControlStreamResponse{Payload: &pb.ControlStreamResponse_Config{Config: &pb.AgentConfigResponse{
-				ConfigVersion: version, ConfigTimestamp: s.o.Now().Unix(), ConfigJson: raw,
-				HeartbeatIntervalSec: int32(s.o.Heartbeat.Seconds()), ConfigPollIntervalSec: int32(s.o.Poll.Seconds()),
-			}}}
+		if e.Version != sent {
+			resp := &pb.ControlStreamResponse{Payload: &pb.ControlStreamResponse_Config{Config: s.configResponse(e)}}
 			if err := stream.Send(resp); err != nil {
 				return err //nolint:wrapcheck // the stream's own status
 			}
-			sent = version
-			s.o.Log.V(1).Info("pushed config", "caller", id.String(), "version", version)
+			sent = e.Version
+			s.o.Log.V(1).Info("pushed config", "caller", id.String(), "version", e.Version)
 		}
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-s.draining:
+			// This replica is going away: end the stream now so that the
+			// worker reconnects to another one instead of waiting.
+			return status.Error(codes.Unavailable, "gateway shutting down")
 		case err := <-recvErr:
 			// The worker closed its side (io.EOF) or the connection broke: either
 			// way the stream is over, and the worker reconnects when it can.
@@ -129,4 +94,10 @@ func (s *Server) ControlStream(stream pb.AgentGatewayService_ControlStreamServer
 		case <-wake:
 		}
 	}
+}
+
+// Drain ends every open ControlStream (and refuses new ones) so that workers
+// move to other replicas before this one stops.
+func (s *Server) Drain() {
+	s.drainOnce.Do(func() { close(s.draining) })
 }

@@ -166,9 +166,24 @@ func newWorld(t *testing.T) *world {
 	src := pkitest.Source(t, filepath.Join(dir, "gw"), gw, w.root.Cert)
 	classifier, _ := identity.NewClassifier("", "")
 	logger := funcr.New(func(prefix, args string) { w.logs.write(prefix + " " + args) }, funcr.Options{})
-	srv := server.New(server.Options{Classifier: classifier, Reader: env.Client, Secrets: env.Client, Status: env.Client,
+	// As in the gateway binary: CRs, namespaces and Secret metadata from an
+	// informer cache, Secret data read directly.
+	informers, err := ctrlcache.New(env.Config, ctrlcache.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := server.New(server.Options{Classifier: classifier, Reader: informers, Secrets: env.Client, Status: env.Client,
 		PlatformSlug: "platform", GatewayID: "gw-0", Log: logger, Now: w.clock.now})
 	w.srv = srv
+	cctx, stop := context.WithCancel(ctx)
+	t.Cleanup(stop)
+	if err := srv.WatchCluster(cctx, informers); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = informers.Start(cctx) }()
+	if !informers.WaitForCacheSync(cctx) {
+		t.Fatal("cache did not sync")
+	}
 	gs := grpc.NewServer(grpc.Creds(credentials.NewTLS(mtls.ServerConfig(mtls.Verifier{Classifier: classifier, Source: src}))))
 	pb.RegisterAgentGatewayServiceServer(gs, srv)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -302,19 +317,8 @@ func TestConfigPlane(t *testing.T) {
 		})
 	}
 	t.Run("config changes are pushed on the control stream", func(t *testing.T) {
-		informers, err := ctrlcache.New(env.Config, ctrlcache.Options{Scheme: env.Scheme})
-		if err != nil {
-			t.Fatal(err)
-		}
 		cctx, stop := context.WithCancel(ctx)
 		defer stop()
-		if err := w.srv.WatchCluster(cctx, informers); err != nil {
-			t.Fatal(err)
-		}
-		go func() { _ = informers.Start(cctx) }()
-		if !informers.WaitForCacheSync(cctx) {
-			t.Fatal("cache did not sync")
-		}
 		c := w.client(t, svid(t, w, "sync/acme/default/platform-sync-acme"))
 		stream, err := c.ControlStream(cctx)
 		if err != nil {
@@ -376,6 +380,53 @@ func TestConfigPlane(t *testing.T) {
 		if err != nil || !polled.NotModified {
 			t.Fatalf("poll after push: %+v %v", polled, err)
 		}
+		ack := func(cfg *pb.AgentConfigResponse) {
+			if err := stream.Send(&pb.ControlStreamRequest{Payload: &pb.ControlStreamRequest_ConfigAck{ConfigAck: &pb.ConfigAck{ConfigVersion: cfg.ConfigVersion}}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ack(pushed)
+
+		// A status write (heartbeats, run results) changes no bundle and pushes nothing.
+		src := &v1alpha1.IntegrationSource{}
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: w.ns["acme"], Name: "acme-armis"}, src); err != nil {
+			t.Fatal(err)
+		}
+		src.Status.AssignedWorker = "status-only-change"
+		if err := env.Client.Status().Update(ctx, src); err != nil {
+			t.Fatal(err)
+		}
+		if got := next(2 * time.Second); got != nil {
+			t.Fatalf("a status write pushed a config: %s", got.ConfigJson)
+		}
+
+		// A rotated credential in a referenced Secret is pushed.
+		sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: w.ns["acme"], Name: "armis"}}
+		if err := env.Client.Patch(ctx, sec, client.RawPatch(types.MergePatchType, []byte(`{"stringData":{"secret_key":"acme-rotated-secret"}}`))); err != nil {
+			t.Fatal(err)
+		}
+		rotated := next(10 * time.Second)
+		if rotated == nil || !strings.Contains(string(rotated.ConfigJson), "acme-rotated-secret") {
+			t.Fatalf("secret rotation not pushed: %+v", rotated)
+		}
+		ack(rotated)
+
+		// Pausing the SyncService is pushed as paused sources.
+		ss := &v1alpha1.SyncService{ObjectMeta: metav1.ObjectMeta{Namespace: w.ns["platform"], Name: "platform-sync"}}
+		if err := env.Client.Patch(ctx, ss, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"paused":true}}`))); err != nil {
+			t.Fatal(err)
+		}
+		paused := next(10 * time.Second)
+		if paused == nil || !strings.Contains(string(paused.ConfigJson), `"paused":true`) {
+			t.Fatalf("pause not pushed: %+v", paused)
+		}
+		if err := env.Client.Patch(ctx, ss, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"paused":false}}`))); err != nil {
+			t.Fatal(err)
+		}
+		if resumed := next(10 * time.Second); resumed == nil || resumed.ConfigVersion != rotated.ConfigVersion {
+			t.Fatalf("resume not pushed as the config before the pause: %+v", resumed)
+		}
+		assertNoLeak(t, w, string(rotated.ConfigJson))
 	})
 
 	t.Run("heartbeats are recorded with bounded writes", func(t *testing.T) {

@@ -1,0 +1,11 @@
+package app
+
+// The gateway's RBAC (generated into config/rbac/gateway by `make manifests`):
+// it reads the CRs, namespaces and Secrets (data only of those sources
+// reference; list/watch serve the metadata-only Secret informer) and writes
+// only the runtime fields of CR status.
+
+// +kubebuilder:rbac:groups=integrations.serviceradar.io,resources=tenants;syncservices;integrationsources,verbs=get;list;watch
+// +kubebuilder:rbac:groups=integrations.serviceradar.io,resources=syncservices/status;integrationsources/status,verbs=get;patch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch

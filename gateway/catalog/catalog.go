@@ -1,0 +1,295 @@
+// Package catalog keeps, in memory, the configuration the gateway serves to
+// each enrolled sync worker: its SyncService, its tenant and its encoded
+// bundle. An entry is built once from the informer cache and the Secrets its
+// sources reference, and is built again only after an informer event touched
+// something it is built from, so the hot path of Hello and GetConfig is a
+// map lookup. Events are scoped to a tenant wherever the object tells which
+// one, so an edit in one tenant neither rebuilds nor wakes the others.
+package catalog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/serviceradar/sync-operator/api/v1alpha1"
+	"github.com/serviceradar/sync-operator/gateway/bundle"
+	"github.com/serviceradar/sync-operator/identity"
+)
+
+// ErrNotEnrolled is returned for a caller that is not an enrolled sync worker.
+var ErrNotEnrolled = errors.New("component not enrolled")
+
+// ErrTenantNotOnboarded is returned when the caller's tenant does not exist,
+// has no tenant id yet, or is not what the certificate class claims.
+var ErrTenantNotOnboarded = errors.New("tenant is not onboarded")
+
+// buildTimeout bounds one build, whoever waits for it.
+const buildTimeout = 10 * time.Second
+
+// Entry is what the gateway serves one sync worker. It is shared between
+// callers and must not be modified.
+type Entry struct {
+	// TenantID is the caller's tenant id from its Tenant's status.
+	TenantID string
+	// SyncService is the SyncService the caller is enrolled as.
+	SyncService *v1alpha1.SyncService
+	// Bundle is the caller's sync bundle; Raw its canonical JSON and Version its hash.
+	Bundle  bundle.Sync
+	Raw     []byte
+	Version string
+
+	global, tenant uint64
+}
+
+// tenantState is a tenant's generation and the channel closed when it moves.
+type tenantState struct {
+	gen  uint64
+	wake chan struct{}
+}
+
+// secretData is a referenced Secret's data at a resource version.
+type secretData struct {
+	version string
+	secret  *corev1.Secret
+}
+
+// Catalog is safe for concurrent use.
+type Catalog struct {
+	reader       client.Reader
+	secrets      client.Reader
+	platformSlug string
+	builds       singleflight.Group
+
+	mu      sync.Mutex
+	global  uint64
+	tenants map[string]*tenantState
+	entries map[identity.Identity]*Entry
+	// refs are the Secrets sources referenced at their last build (present or
+	// not), with their tenant: their changes invalidate that tenant.
+	refs map[types.NamespacedName]string
+	data map[types.NamespacedName]secretData
+}
+
+// New returns a catalog that reads CRs, namespaces and Secret metadata from
+// reader (an informer cache) and the data of referenced Secrets from secrets
+// (a direct client: Secret data is held only for Secrets sources reference).
+func New(reader, secrets client.Reader, platformSlug string) *Catalog {
+	return &Catalog{
+		reader: reader, secrets: secrets, platformSlug: platformSlug,
+		tenants: map[string]*tenantState{}, entries: map[identity.Identity]*Entry{},
+		refs: map[types.NamespacedName]string{}, data: map[types.NamespacedName]secretData{},
+	}
+}
+
+func (c *Catalog) tenantLocked(slug string) *tenantState {
+	t := c.tenants[slug]
+	if t == nil {
+		t = &tenantState{wake: make(chan struct{})}
+		c.tenants[slug] = t
+	}
+	return t
+}
+
+// Changed returns a channel that is closed when the configuration of the
+// tenant may have changed. Take it before reading an entry so that no change
+// falls between the two.
+func (c *Catalog) Changed(slug string) <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.tenantLocked(slug).wake
+}
+
+// Invalidate marks the tenant's entries stale and wakes its waiters.
+func (c *Catalog) Invalidate(slug string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := c.tenantLocked(slug)
+	t.gen++
+	close(t.wake)
+	t.wake = make(chan struct{})
+}
+
+// InvalidateAll marks every entry stale and wakes every waiter: for changes
+// that may concern any tenant (the platform's SyncServices serve them all).
+func (c *Catalog) InvalidateAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.global++
+	for _, t := range c.tenants {
+		t.gen++
+		close(t.wake)
+		t.wake = make(chan struct{})
+	}
+}
+
+// Sync returns the entry of a sync caller, building it when it is missing or
+// stale. A caller that is not enrolled gets ErrTenantNotOnboarded or
+// ErrNotEnrolled; other errors mean the cluster could not be read.
+func (c *Catalog) Sync(ctx context.Context, id identity.Identity) (*Entry, error) {
+	c.mu.Lock()
+	e := c.entries[id]
+	global, tenant := c.global, c.tenantLocked(id.TenantSlug).gen
+	c.mu.Unlock()
+	if e != nil && e.global == global && e.tenant == tenant {
+		return e, nil
+	}
+	v, err, _ := c.builds.Do(id.String(), func() (any, error) {
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), buildTimeout)
+		defer cancel()
+		return c.build(bctx, id)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("configuration of %s: %w", id, err)
+	}
+	return v.(*Entry), nil //nolint:forcetypeassert // build returns *Entry
+}
+
+// build reads the caller's objects and encodes its bundle. The generations
+// are taken first: an event during the build leaves the entry stale.
+func (c *Catalog) build(ctx context.Context, id identity.Identity) (*Entry, error) {
+	c.mu.Lock()
+	global, tenant := c.global, c.tenantLocked(id.TenantSlug).gen
+	c.mu.Unlock()
+	drop := func(err error) (*Entry, error) {
+		c.mu.Lock()
+		delete(c.entries, id)
+		c.mu.Unlock()
+		return nil, err
+	}
+
+	t, err := c.tenant(ctx, id.TenantSlug)
+	if err != nil {
+		return nil, err
+	}
+	if t == nil || t.Status.TenantID == "" || t.Spec.Platform != (id.TenantSlug == c.platformSlug) {
+		return drop(fmt.Errorf("%w: %q", ErrTenantNotOnboarded, id.TenantSlug))
+	}
+	in, err := c.inputs(ctx, id, t.Status.TenantID)
+	if err != nil {
+		return nil, err
+	}
+	ss := bundle.SyncServiceFor(in, c.platformSlug)
+	// An edge certificate may only act as an OnPrem worker, an SVID only as an
+	// in-cluster one, each in its own partition.
+	if ss == nil || (ss.Spec.ServiceType == v1alpha1.ServiceTypeOnPrem) == id.IsSPIFFE() || ss.Spec.Partition != id.Partition {
+		return drop(ErrNotEnrolled)
+	}
+	var readErr error
+	in.Secret = func(ns, name string) *corev1.Secret {
+		sec, err := c.secret(ctx, types.NamespacedName{Namespace: ns, Name: name}, id.TenantSlug)
+		if err != nil {
+			readErr = err
+		}
+		return sec
+	}
+	b := bundle.BuildSync(in, ss)
+	if readErr != nil {
+		// Serving the bundle without that source would tell the worker it was removed.
+		return nil, readErr
+	}
+	raw, version, err := bundle.Encode(b)
+	if err != nil {
+		return nil, err
+	}
+	e := &Entry{TenantID: t.Status.TenantID, SyncService: ss, Bundle: b, Raw: raw, Version: version, global: global, tenant: tenant}
+	c.mu.Lock()
+	c.entries[id] = e
+	c.mu.Unlock()
+	return e, nil
+}
+
+// tenant finds the Tenant of a slug, or nil.
+func (c *Catalog) tenant(ctx context.Context, slug string) (*v1alpha1.Tenant, error) {
+	var ts v1alpha1.TenantList
+	if err := c.reader.List(ctx, &ts); err != nil {
+		return nil, fmt.Errorf("listing tenants: %w", err)
+	}
+	for i := range ts.Items {
+		if ts.Items[i].Spec.Slug == slug {
+			return &ts.Items[i], nil
+		}
+	}
+	return nil, nil
+}
+
+// inputs reads what the caller's bundle is built from: the namespaces of its
+// tenant and of the platform (where shared SyncServices live), their
+// SyncServices, and the sources in its own tenant's namespaces only.
+func (c *Catalog) inputs(ctx context.Context, id identity.Identity, tenantID string) (bundle.Inputs, error) {
+	in := bundle.Inputs{TenantSlug: id.TenantSlug, TenantID: tenantID, ComponentID: id.ComponentID, NamespaceTenant: map[string]string{}}
+	for _, slug := range []string{id.TenantSlug, c.platformSlug} {
+		var nss corev1.NamespaceList
+		if err := c.reader.List(ctx, &nss, client.MatchingLabels{v1alpha1.TenantLabel: slug}); err != nil {
+			return in, fmt.Errorf("listing namespaces of tenant %q: %w", slug, err)
+		}
+		for _, ns := range nss.Items {
+			in.NamespaceTenant[ns.Name] = slug
+		}
+	}
+	for ns, slug := range in.NamespaceTenant {
+		var sss v1alpha1.SyncServiceList
+		if err := c.reader.List(ctx, &sss, client.InNamespace(ns)); err != nil {
+			return in, fmt.Errorf("listing sync services in %s: %w", ns, err)
+		}
+		in.SyncServices = append(in.SyncServices, sss.Items...)
+		if slug != id.TenantSlug {
+			continue
+		}
+		var srcs v1alpha1.IntegrationSourceList
+		if err := c.reader.List(ctx, &srcs, client.InNamespace(ns)); err != nil {
+			return in, fmt.Errorf("listing integration sources in %s: %w", ns, err)
+		}
+		in.Sources = append(in.Sources, srcs.Items...)
+	}
+	return in, nil
+}
+
+// secretMeta is an empty Secret metadata object for the informer cache.
+func secretMeta() *metav1.PartialObjectMetadata {
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	return m
+}
+
+// secret returns a referenced Secret, or nil when it does not exist. Its
+// data is read directly and kept for as long as its resource version (as the
+// metadata informer sees it) does not move.
+func (c *Catalog) secret(ctx context.Context, key types.NamespacedName, tenantSlug string) (*corev1.Secret, error) {
+	c.mu.Lock()
+	c.refs[key] = tenantSlug
+	c.mu.Unlock()
+	meta := secretMeta()
+	if err := c.reader.Get(ctx, key, meta); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("reading Secret metadata %s: %w", key, err)
+	}
+	c.mu.Lock()
+	d, ok := c.data[key]
+	c.mu.Unlock()
+	if ok && d.version == meta.ResourceVersion {
+		return d.secret, nil
+	}
+	sec := &corev1.Secret{}
+	if err := c.secrets.Get(ctx, key, sec); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("reading Secret %s: %w", key, err)
+	}
+	c.mu.Lock()
+	c.data[key] = secretData{version: sec.ResourceVersion, secret: sec}
+	c.mu.Unlock()
+	return sec, nil
+}

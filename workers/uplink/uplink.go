@@ -1,0 +1,322 @@
+// Package uplink is a sync worker's connection to the agent-gateway: Hello,
+// the current configuration (pushed on a ControlStream, polled with
+// GetConfig as the fallback), PushStatus heartbeats, and reconnection with
+// jittered backoff when a gateway replica goes away. The data path
+// (StreamStatus) uses Client on the same connection.
+package uplink
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/serviceradar/sync-operator/gateway/bundle"
+	pb "github.com/serviceradar/sync-operator/proto"
+)
+
+// callTimeout bounds each unary call; streams live until they break.
+const callTimeout = 30 * time.Second
+
+// Config configures an uplink.
+type Config struct {
+	// Target is the gateway's gRPC target (host:port, or any gRPC target
+	// with a resolver given in DialOptions).
+	Target string
+	// Creds are the worker's mTLS credentials (mtls.ClientConfig).
+	Creds credentials.TransportCredentials
+	// DialOptions are added to the connection's options.
+	DialOptions []grpc.DialOption
+	// Hello is what the worker says about itself; AgentID must be the
+	// component id of its certificate.
+	AgentID, Partition, Version, Hostname, OS, Arch string
+	Capabilities                                    []string
+	// MinBackoff and MaxBackoff bound the reconnection delays (defaults 250 ms and 30 s).
+	MinBackoff, MaxBackoff time.Duration
+	// Log receives connection events (never configuration contents).
+	Log logr.Logger
+}
+
+// Update is a configuration the gateway served.
+type Update struct {
+	// Version is the config_version; Raw the bundle's canonical JSON.
+	Version string
+	Raw     []byte
+	// Bundle is Raw decoded.
+	Bundle bundle.Sync
+	// Heartbeat and Poll are the intervals the gateway asks for.
+	Heartbeat, Poll time.Duration
+}
+
+// Uplink is safe for concurrent use.
+type Uplink struct {
+	cfg    Config
+	conn   *grpc.ClientConn
+	client pb.AgentGatewayServiceClient
+
+	mu        sync.Mutex
+	current   Update
+	heartbeat time.Duration
+	poll      time.Duration
+	tenantID  string
+	slug      string
+}
+
+// New creates the connection (gRPC connects lazily and reconnects by itself).
+func New(cfg Config) (*Uplink, error) {
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = 250 * time.Millisecond
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = 30 * time.Second
+	}
+	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(cfg.Creds)}, cfg.DialOptions...)
+	conn, err := grpc.NewClient(cfg.Target, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to the gateway at %s: %w", cfg.Target, err)
+	}
+	return &Uplink{cfg: cfg, conn: conn, client: pb.NewAgentGatewayServiceClient(conn),
+		heartbeat: 30 * time.Second, poll: 300 * time.Second}, nil
+}
+
+// Client is the gateway client on the uplink's connection.
+func (u *Uplink) Client() pb.AgentGatewayServiceClient { return u.client }
+
+// Close closes the connection.
+func (u *Uplink) Close() error {
+	if err := u.conn.Close(); err != nil {
+		return fmt.Errorf("closing the gateway connection: %w", err)
+	}
+	return nil
+}
+
+// Current is the last configuration delivered, zero before the first.
+func (u *Uplink) Current() Update {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.current
+}
+
+// Tenant is the tenant id and slug the gateway assigned in its Hello answer.
+func (u *Uplink) Tenant() (id, slug string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.tenantID, u.slug
+}
+
+func (u *Uplink) backoff() *wait.Backoff {
+	return &wait.Backoff{Duration: u.cfg.MinBackoff, Factor: 2, Jitter: 0.3, Steps: 64, Cap: u.cfg.MaxBackoff}
+}
+
+// sleep waits d or until ctx ends; false when ctx ended.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// Run keeps the worker's configuration current until ctx ends, calling apply
+// with every new configuration, one at a time, in order: after Hello, from
+// the ControlStream (each acknowledged once apply returned) and from
+// GetConfig polls. It sends a heartbeat on the gateway's interval. Every
+// failure is retried with backoff; Run returns only when ctx ends.
+func (u *Uplink) Run(ctx context.Context, apply func(Update)) error {
+	var applyMu sync.Mutex
+	deliver := func(resp *pb.AgentConfigResponse) (bool, error) {
+		applyMu.Lock()
+		defer applyMu.Unlock()
+		if resp.GetNotModified() || resp.GetConfigVersion() == u.Current().Version {
+			return false, nil
+		}
+		up := Update{Version: resp.GetConfigVersion(), Raw: resp.GetConfigJson(),
+			Heartbeat: time.Duration(resp.GetHeartbeatIntervalSec()) * time.Second,
+			Poll:      time.Duration(resp.GetConfigPollIntervalSec()) * time.Second}
+		if err := json.Unmarshal(up.Raw, &up.Bundle); err != nil {
+			return false, fmt.Errorf("decoding configuration %s: %w", up.Version, err)
+		}
+		u.mu.Lock()
+		u.current = up
+		if up.Heartbeat > 0 {
+			u.heartbeat = up.Heartbeat
+		}
+		if up.Poll > 0 {
+			u.poll = up.Poll
+		}
+		u.mu.Unlock()
+		apply(up)
+		return true, nil
+	}
+
+	if !u.hello(ctx) {
+		return nil
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); u.stream(ctx, deliver) }()
+	go func() { defer wg.Done(); u.tick(ctx, deliver) }()
+	wg.Wait()
+	return nil
+}
+
+// hello says Hello until the gateway accepts; false when ctx ended first.
+func (u *Uplink) hello(ctx context.Context) bool {
+	b := u.backoff()
+	for {
+		cctx, cancel := context.WithTimeout(ctx, callTimeout)
+		resp, err := u.client.Hello(cctx, &pb.AgentHelloRequest{
+			AgentId: u.cfg.AgentID, Version: u.cfg.Version, Capabilities: u.cfg.Capabilities, Hostname: u.cfg.Hostname,
+			Os: u.cfg.OS, Arch: u.cfg.Arch, Partition: u.cfg.Partition, ConfigVersion: u.Current().Version,
+		}, grpc.WaitForReady(true))
+		cancel()
+		if err == nil && resp.GetAccepted() {
+			u.mu.Lock()
+			u.tenantID, u.slug = resp.GetTenantId(), resp.GetTenantSlug()
+			if hb := resp.GetHeartbeatIntervalSec(); hb > 0 {
+				u.heartbeat = time.Duration(hb) * time.Second
+			}
+			u.mu.Unlock()
+			u.cfg.Log.Info("gateway accepted the worker", "gateway", resp.GetGatewayId(), "tenant", resp.GetTenantSlug())
+			return true
+		}
+		if err == nil {
+			err = fmt.Errorf("not accepted: %s", resp.GetMessage())
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		d := b.Step()
+		u.cfg.Log.Info("hello failed; retrying", "error", err.Error(), "in", d.String())
+		if !sleep(ctx, d) {
+			return false
+		}
+	}
+}
+
+// stream holds a ControlStream open, reopening it with backoff.
+func (u *Uplink) stream(ctx context.Context, deliver func(*pb.AgentConfigResponse) (bool, error)) {
+	b := u.backoff()
+	for ctx.Err() == nil {
+		received, err := u.streamOnce(ctx, deliver)
+		if ctx.Err() != nil {
+			return
+		}
+		if received {
+			b = u.backoff() // it worked for a while: start over from the shortest delay
+		}
+		d := b.Step()
+		u.cfg.Log.Info("control stream ended; reconnecting", "error", fmt.Sprint(err), "in", d.String())
+		if !sleep(ctx, d) {
+			return
+		}
+	}
+}
+
+// streamOnce runs one ControlStream until it breaks; received reports
+// whether any configuration arrived on it.
+func (u *Uplink) streamOnce(ctx context.Context, deliver func(*pb.AgentConfigResponse) (bool, error)) (received bool, err error) {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	st, err := u.client.ControlStream(sctx, grpc.WaitForReady(true))
+	if err != nil {
+		return false, fmt.Errorf("opening the control stream: %w", err)
+	}
+	err = st.Send(&pb.ControlStreamRequest{Payload: &pb.ControlStreamRequest_Hello{Hello: &pb.ControlStreamHello{
+		AgentId: u.cfg.AgentID, Partition: u.cfg.Partition, Capabilities: u.cfg.Capabilities, ConfigVersion: u.Current().Version,
+		Version: u.cfg.Version, Hostname: u.cfg.Hostname, Os: u.cfg.OS, Arch: u.cfg.Arch,
+	}}})
+	if err != nil {
+		return false, fmt.Errorf("sending the stream hello: %w", err)
+	}
+	for {
+		msg, err := st.Recv()
+		if errors.Is(err, io.EOF) {
+			return received, errors.New("the gateway closed the control stream")
+		}
+		if err != nil {
+			return received, fmt.Errorf("receiving on the control stream: %w", err)
+		}
+		cfg := msg.GetConfig()
+		if cfg == nil {
+			continue
+		}
+		received = true
+		if _, err := deliver(cfg); err != nil {
+			return received, err
+		}
+		err = st.Send(&pb.ControlStreamRequest{Payload: &pb.ControlStreamRequest_ConfigAck{ConfigAck: &pb.ConfigAck{
+			ConfigVersion: cfg.GetConfigVersion(), Timestamp: time.Now().Unix(),
+		}}})
+		if err != nil {
+			return received, fmt.Errorf("acknowledging config %s: %w", cfg.GetConfigVersion(), err)
+		}
+	}
+}
+
+// tick fetches the configuration at once and on every poll interval, and
+// sends heartbeats on the heartbeat interval.
+func (u *Uplink) tick(ctx context.Context, deliver func(*pb.AgentConfigResponse) (bool, error)) {
+	nextPoll, nextBeat := time.Now(), time.Now()
+	for {
+		now := time.Now()
+		u.mu.Lock()
+		heartbeat, poll := u.heartbeat, u.poll
+		u.mu.Unlock()
+		if !now.Before(nextPoll) {
+			if err := u.fetch(ctx, deliver); err != nil {
+				u.cfg.Log.Info("polling the configuration failed", "error", err.Error())
+				nextPoll = now.Add(min(poll, u.cfg.MaxBackoff))
+			} else {
+				nextPoll = now.Add(poll)
+			}
+		}
+		if !now.Before(nextBeat) {
+			if err := u.beat(ctx); err != nil {
+				u.cfg.Log.Info("heartbeat failed", "error", err.Error())
+			}
+			nextBeat = now.Add(heartbeat)
+		}
+		next := nextBeat
+		if nextPoll.Before(next) {
+			next = nextPoll
+		}
+		if !sleep(ctx, time.Until(next)) {
+			return
+		}
+	}
+}
+
+// fetch polls GetConfig once with the current version.
+func (u *Uplink) fetch(ctx context.Context, deliver func(*pb.AgentConfigResponse) (bool, error)) error {
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	resp, err := u.client.GetConfig(cctx, &pb.AgentConfigRequest{AgentId: u.cfg.AgentID, ConfigVersion: u.Current().Version}, grpc.WaitForReady(true))
+	if err != nil {
+		return fmt.Errorf("GetConfig: %w", err)
+	}
+	_, err = deliver(resp)
+	return err
+}
+
+// beat sends one heartbeat.
+func (u *Uplink) beat(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	_, err := u.client.PushStatus(cctx, &pb.GatewayStatusRequest{AgentId: u.cfg.AgentID, Partition: u.cfg.Partition, Timestamp: time.Now().Unix()}, grpc.WaitForReady(true))
+	if err != nil {
+		return fmt.Errorf("PushStatus: %w", err)
+	}
+	return nil
+}
