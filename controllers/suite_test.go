@@ -74,7 +74,11 @@ func setupRBAC(ctx context.Context, e *kubetest.Env) (*rest.Config, error) {
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: operatorNS}}); err != nil {
 		return nil, err
 	}
-	return e.UserWithRoles(ctx, managerUser, "config/rbac/role.yaml")
+	user, err := e.UserWithRoles(ctx, managerUser, "config/rbac/role.yaml")
+	if err != nil {
+		return nil, err
+	}
+	return user.Config(), nil
 }
 
 // writeCounter counts the manager's write requests to the API server.

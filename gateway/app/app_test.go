@@ -59,7 +59,7 @@ func TestGatewayProcessServesHealthReflectionAndMetrics(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- app.Run(ctx, app.Config{Kube: kube, Listen: "127.0.0.1:0", Metrics: metricsAddr,
+		done <- app.Run(ctx, app.Config{Kube: kube.Config(), Listen: "127.0.0.1:0", Metrics: metricsAddr,
 			CertFile: gwFiles.Cert, KeyFile: gwFiles.Key, CAFile: gwFiles.CA, GatewayID: "gw-0", Log: logr.Discard(),
 			Ready: func(addr string) { ready <- addr }})
 	}()

@@ -11,7 +11,6 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/serviceradar/sync-operator/test"
@@ -20,9 +19,9 @@ import (
 // UserWithRoles installs the roles of a generated RBAC file (a path relative
 // to the repository root, such as config/rbac/role.yaml), binds each of them
 // to a new user and returns that user's config: tests then run a component
-// with exactly the permissions it ships with. Namespaced roles need their
-// namespace to exist.
-func (e *Env) UserWithRoles(ctx context.Context, user, file string) (*rest.Config, error) {
+// with exactly the permissions it ships with (Config() for a client,
+// KubeConfig() for a process). Namespaced roles need their namespace to exist.
+func (e *Env) UserWithRoles(ctx context.Context, user, file string) (*envtest.AuthenticatedUser, error) {
 	data, err := os.ReadFile(filepath.Join(test.RepoRoot(), file))
 	if err != nil {
 		return nil, fmt.Errorf("reading roles: %w", err)
@@ -53,10 +52,5 @@ func (e *Env) UserWithRoles(ctx context.Context, user, file string) (*rest.Confi
 			return nil, fmt.Errorf("binding %s %s: %w", u.GetKind(), u.GetName(), err)
 		}
 	}
-	au, err := e.AddUser(envtest.User{Name: user})
-	if err != nil {
-		return nil, err
-	}
-	cfg := au.Config()
-	return cfg, nil
+	return e.AddUser(envtest.User{Name: user})
 }

@@ -4,6 +4,7 @@ package pkitest
 
 import (
 	"crypto/x509"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -22,12 +23,21 @@ type Files struct{ Cert, Key, CA string }
 // roots into dir, replacing what is there.
 func Write(t testing.TB, dir string, issued *ca.Issued, roots ...*x509.Certificate) Files {
 	t.Helper()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	f, err := WriteFiles(dir, issued, roots...)
+	if err != nil {
 		t.Fatal(err)
+	}
+	return f
+}
+
+// WriteFiles is Write for programs without a testing.TB (benchmarks).
+func WriteFiles(dir string, issued *ca.Issued, roots ...*x509.Certificate) (Files, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return Files{}, fmt.Errorf("creating %s: %w", dir, err)
 	}
 	keyPEM, err := issued.Key.MarshalPEM()
 	if err != nil {
-		t.Fatal(err)
+		return Files{}, fmt.Errorf("encoding key: %w", err)
 	}
 	var caPEM []byte
 	for _, r := range roots {
@@ -36,10 +46,10 @@ func Write(t testing.TB, dir string, issued *ca.Issued, roots ...*x509.Certifica
 	f := Files{Cert: filepath.Join(dir, "tls.crt"), Key: filepath.Join(dir, "tls.key"), CA: filepath.Join(dir, "ca.crt")}
 	for name, data := range map[string][]byte{f.Cert: issued.CertPEM(), f.Key: keyPEM, f.CA: caPEM} {
 		if err := os.WriteFile(name, data, 0o600); err != nil {
-			t.Fatal(err)
+			return Files{}, fmt.Errorf("writing %s: %w", name, err)
 		}
 	}
-	return f
+	return f, nil
 }
 
 // Source writes the files and opens a FileSource on them for the default trust domain.

@@ -115,8 +115,8 @@ func TestUplinkFollowsConfigAcrossGatewayReplicas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := startReplica(t, gwUser, gwFiles, "a")
-	b := startReplica(t, gwUser, gwFiles, "b")
+	a := startReplica(t, gwUser.Config(), gwFiles, "a")
+	b := startReplica(t, gwUser.Config(), gwFiles, "b")
 
 	// A Kubernetes Service in front of the replicas, as the worker's resolver sees it.
 	res := manual.NewBuilderWithScheme("gateways")
@@ -184,7 +184,7 @@ func TestUplinkFollowsConfigAcrossGatewayReplicas(t *testing.T) {
 	}
 
 	// a comes back on a new address and b goes away: the worker follows again.
-	a2 := startReplica(t, gwUser, gwFiles, "a2")
+	a2 := startReplica(t, gwUser.Config(), gwFiles, "a2")
 	res.UpdateState(resolver.State{Addresses: []resolver.Address{{Addr: b.addr}, {Addr: a2.addr}}})
 	b.stop()
 	setDevices(300)

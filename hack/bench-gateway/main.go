@@ -1,0 +1,494 @@
+// Command bench-gateway measures the gateway's config plane (`make
+// bench-gateway`) on a real API server: TENANTS tenants, each with three
+// IntegrationSources (Armis and NetBox with credentials Secrets, and Faker)
+// served by the platform SyncService, and the gateway binary as its own
+// process with the RBAC it ships with, reached over real mTLS on loopback by
+// one SVID per tenant worker. It prints GetConfig throughput and latency for
+// not_modified and full answers over reused connections, the latency from a
+// source edit to the config pushed on that tenant's ControlStream with every
+// tenant's stream open, and the gateway's peak resident memory. It ends with
+// one line: RESULT getconfig_rps=<n> getconfig_p99_ms=<n> push_p99_ms=<n> rss_mib=<n>.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/serviceradar/sync-operator/api/v1alpha1"
+	"github.com/serviceradar/sync-operator/gateway/bundle"
+	"github.com/serviceradar/sync-operator/identity"
+	"github.com/serviceradar/sync-operator/identity/ca"
+	"github.com/serviceradar/sync-operator/identity/mtls"
+	pb "github.com/serviceradar/sync-operator/proto"
+	"github.com/serviceradar/sync-operator/test/kubetest"
+	"github.com/serviceradar/sync-operator/test/pkitest"
+)
+
+type options struct {
+	tenants     int
+	gateway     string
+	duration    time.Duration
+	conns       int
+	concurrency int
+	edits       int
+}
+
+func main() {
+	var o options
+	flag.IntVar(&o.tenants, "tenants", 1000, "number of tenants (three sources each)")
+	flag.StringVar(&o.gateway, "gateway", "bin/gateway", "the gateway binary")
+	flag.DurationVar(&o.duration, "duration", 5*time.Second, "how long each throughput phase runs")
+	flag.IntVar(&o.conns, "conns", 16, "connections (distinct tenant workers) in the throughput phases")
+	flag.IntVar(&o.concurrency, "concurrency", 8, "calls in flight per connection")
+	flag.IntVar(&o.edits, "edits", 100, "source edits whose push latency is measured")
+	flag.Parse()
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "bench-gateway:", err)
+		os.Exit(1)
+	}
+}
+
+// worker is one tenant's sync worker connection.
+type worker struct {
+	slug, agentID, ns string
+	client            pb.AgentGatewayServiceClient
+	conn              *grpc.ClientConn
+}
+
+func run(o options) error {
+	ctx := context.Background()
+	env, err := kubetest.Start()
+	if err != nil {
+		return err
+	}
+	defer func() { _ = env.Stop() }()
+	dir, err := os.MkdirTemp("", "bench-gateway-")
+	if err != nil {
+		return fmt.Errorf("creating temp dir: %w", err)
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+
+	begin := time.Now()
+	tenantNS, err := populate(ctx, env, o.tenants)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("created %d tenants x 3 sources in %s\n", o.tenants, time.Since(begin).Round(time.Millisecond))
+
+	root, err := ca.NewRoot("bench root", 0, nil)
+	if err != nil {
+		return fmt.Errorf("creating root CA: %w", err)
+	}
+	gw, err := root.IssueSVID(spiffeid.RequireFromString("spiffe://serviceradar.local/gateway/platform/default/bench"), time.Hour)
+	if err != nil {
+		return fmt.Errorf("issuing gateway SVID: %w", err)
+	}
+	gwFiles, err := pkitest.WriteFiles(filepath.Join(dir, "gateway"), gw, root.Cert)
+	if err != nil {
+		return err
+	}
+	user, err := env.UserWithRoles(ctx, "gateway", "config/rbac/gateway/role.yaml")
+	if err != nil {
+		return err
+	}
+	kubeconfig, err := user.KubeConfig()
+	if err != nil {
+		return fmt.Errorf("rendering the gateway's kubeconfig: %w", err)
+	}
+	kubeconfigPath := filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(kubeconfigPath, kubeconfig, 0o600); err != nil {
+		return fmt.Errorf("writing kubeconfig: %w", err)
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(o.gateway, "--listen="+addr, "--metrics-bind-address=", "--cert-file="+gwFiles.Cert, "--key-file="+gwFiles.Key,
+		"--ca-file="+gwFiles.CA, "--gateway-id=bench", "--zap-log-level=error")
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfigPath)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting %s: %w", o.gateway, err)
+	}
+	defer func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+	}()
+
+	workers, err := dial(dir, root, addr, tenantNS)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, w := range workers {
+			_ = w.conn.Close()
+		}
+	}()
+	if err := waitServing(ctx, workers[0]); err != nil {
+		return err
+	}
+	// Every worker fetches its config once, as workers do on start.
+	begin = time.Now()
+	versions := make([]string, len(workers))
+	if err := parallel(len(workers), 32, func(i int) error {
+		resp, err := workers[i].client.GetConfig(ctx, &pb.AgentConfigRequest{AgentId: workers[i].agentID})
+		if err != nil {
+			return fmt.Errorf("first GetConfig of %s: %w", workers[i].slug, err)
+		}
+		var b bundle.Sync
+		if err := json.Unmarshal(resp.ConfigJson, &b); err != nil || len(b.Sources) != 3 {
+			return fmt.Errorf("bundle of %s has %d sources (%v)", workers[i].slug, len(b.Sources), err)
+		}
+		versions[i] = resp.ConfigVersion
+		return nil
+	}); err != nil {
+		return err
+	}
+	fmt.Printf("first GetConfig of %d workers in %s\n", len(workers), time.Since(begin).Round(time.Millisecond))
+
+	nmRPS, nmP99, nmP50, err := throughput(ctx, o, workers, versions)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("GetConfig not_modified: %.0f req/s, p50 %.2f ms, p99 %.2f ms (%d connections x %d in flight)\n", nmRPS, nmP50, nmP99, o.conns, o.concurrency)
+	fullRPS, fullP99, fullP50, err := throughput(ctx, o, workers, nil)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("GetConfig full bundle:  %.0f req/s, p50 %.2f ms, p99 %.2f ms\n", fullRPS, fullP50, fullP99)
+
+	p50, p99, stray, err := pushes(ctx, env, o, workers)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("push after a source edit, %d streams open, %d edits: p50 %.1f ms, p99 %.1f ms; pushes to other tenants: %d\n", len(workers), o.edits, p50, p99, stray)
+	peak, current, err := rss(cmd.Process.Pid)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("gateway resident memory: peak %d MiB, now %d MiB\n", peak, current)
+	fmt.Printf("RESULT getconfig_rps=%.0f getconfig_p99_ms=%.2f push_p99_ms=%.1f rss_mib=%d\n", nmRPS, nmP99, p99, peak)
+	return nil
+}
+
+// populate creates the platform, its SyncService, and the tenants with their
+// namespaces, Secrets and sources; it returns the tenants' namespaces.
+func populate(ctx context.Context, env *kubetest.Env, n int) ([]string, error) {
+	c := env.Client
+	mkTenant := func(slug string, platform bool) error {
+		tn := &v1alpha1.Tenant{ObjectMeta: metav1.ObjectMeta{Name: slug}, Spec: v1alpha1.TenantSpec{Slug: slug, Platform: platform}}
+		if err := c.Create(ctx, tn); err != nil {
+			return fmt.Errorf("creating tenant %s: %w", slug, err)
+		}
+		tn.Status.TenantID = uuid.NewSHA1(uuid.NameSpaceOID, []byte(slug)).String()
+		if err := c.Status().Update(ctx, tn); err != nil {
+			return fmt.Errorf("setting tenant id of %s: %w", slug, err)
+		}
+		return nil
+	}
+	if err := mkTenant("platform", true); err != nil {
+		return nil, err
+	}
+	platformNS, err := env.TenantNamespace(ctx, "platform", "platform")
+	if err != nil {
+		return nil, err
+	}
+	ref := v1alpha1.SyncServiceReference{Namespace: platformNS, Name: "platform-sync"}
+	if err := c.Create(ctx, &v1alpha1.SyncService{ObjectMeta: metav1.ObjectMeta{Name: "platform-sync", Namespace: platformNS}, Spec: v1alpha1.SyncServiceSpec{Platform: true}}); err != nil {
+		return nil, fmt.Errorf("creating the platform SyncService: %w", err)
+	}
+	nss := make([]string, n)
+	err = parallel(n, 16, func(i int) error {
+		slug := fmt.Sprintf("t%04d", i)
+		if err := mkTenant(slug, false); err != nil {
+			return err
+		}
+		ns, err := env.TenantNamespace(ctx, slug, slug)
+		if err != nil {
+			return err
+		}
+		nss[i] = ns
+		for _, o := range []client.Object{
+			&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "armis", Namespace: ns}, Data: map[string][]byte{"secret_key": []byte(slug + "-armis-secret")}},
+			&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "netbox", Namespace: ns}, Data: map[string][]byte{"api_token": []byte(slug + "-netbox-token")}},
+			&v1alpha1.IntegrationSource{ObjectMeta: metav1.ObjectMeta{Name: "armis", Namespace: ns}, Spec: v1alpha1.IntegrationSourceSpec{
+				Type: v1alpha1.IntegrationArmis, Endpoint: "https://" + slug + ".armis.example", CredentialsSecretRef: &v1alpha1.SecretReference{Name: "armis"},
+				SyncServiceRef: ref, Queries: []v1alpha1.Query{{Label: "all", Query: "in:devices"}, {Label: "ot", Query: "in:devices type:PLC"}}}},
+			&v1alpha1.IntegrationSource{ObjectMeta: metav1.ObjectMeta{Name: "netbox", Namespace: ns}, Spec: v1alpha1.IntegrationSourceSpec{
+				Type: v1alpha1.IntegrationNetBox, Endpoint: "https://" + slug + ".netbox.example", CredentialsSecretRef: &v1alpha1.SecretReference{Name: "netbox"},
+				SyncServiceRef: ref}},
+			&v1alpha1.IntegrationSource{ObjectMeta: metav1.ObjectMeta{Name: "faker", Namespace: ns}, Spec: v1alpha1.IntegrationSourceSpec{
+				Type: v1alpha1.IntegrationFaker, Faker: &v1alpha1.FakerSpec{Devices: 1000, Seed: int64(i)}, SyncServiceRef: ref}},
+		} {
+			if err := c.Create(ctx, o); err != nil {
+				return fmt.Errorf("creating %T %s/%s: %w", o, ns, o.GetName(), err)
+			}
+		}
+		return nil
+	})
+	return nss, err
+}
+
+// dial opens one mTLS connection per tenant worker, each with its own SVID.
+func dial(dir string, root *ca.Authority, addr string, nss []string) ([]*worker, error) {
+	classifier, err := identity.NewClassifier("", "")
+	if err != nil {
+		return nil, fmt.Errorf("classifier: %w", err)
+	}
+	workers := make([]*worker, len(nss))
+	err = parallel(len(nss), 8, func(i int) error {
+		slug := fmt.Sprintf("t%04d", i)
+		agentID := "platform-sync-" + slug
+		svid, err := root.IssueSVID(spiffeid.RequireFromString("spiffe://serviceradar.local/sync/"+slug+"/default/"+agentID), time.Hour)
+		if err != nil {
+			return fmt.Errorf("issuing SVID of %s: %w", slug, err)
+		}
+		f, err := pkitest.WriteFiles(filepath.Join(dir, slug), svid, root.Cert)
+		if err != nil {
+			return err
+		}
+		src, err := mtls.NewFileSource(f.Cert, f.Key, f.CA, classifier.TrustDomain)
+		if err != nil {
+			return fmt.Errorf("identity of %s: %w", slug, err)
+		}
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(
+			mtls.ClientConfig(mtls.Verifier{Classifier: classifier, Source: src}, mtls.ServerExpectation{}))))
+		if err != nil {
+			return fmt.Errorf("connecting %s: %w", slug, err)
+		}
+		workers[i] = &worker{slug: slug, agentID: agentID, ns: nss[i], conn: conn, client: pb.NewAgentGatewayServiceClient(conn)}
+		return nil
+	})
+	return workers, err
+}
+
+func waitServing(ctx context.Context, w *worker) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		h, err := healthpb.NewHealthClient(w.conn).Check(cctx, &healthpb.HealthCheckRequest{Service: pb.AgentGatewayService_ServiceDesc.ServiceName})
+		cancel()
+		if err == nil && h.Status == healthpb.HealthCheckResponse_SERVING {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the gateway is not serving: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// throughput runs GetConfig on o.conns connections with o.concurrency calls
+// in flight each, for o.duration: with each worker's current version
+// (not_modified) when versions is set, else asking for the full bundle.
+func throughput(ctx context.Context, o options, workers []*worker, versions []string) (rps, p99, p50 float64, err error) {
+	conns := min(o.conns, len(workers))
+	lat := make([][]time.Duration, conns*o.concurrency)
+	var failed atomic.Int64
+	var firstErr atomic.Value
+	stop := time.Now().Add(o.duration)
+	var wg sync.WaitGroup
+	begin := time.Now()
+	for g := range lat {
+		w := workers[g%conns]
+		version := ""
+		if versions != nil {
+			version = versions[g%conns]
+		}
+		wg.Go(func() {
+			req := &pb.AgentConfigRequest{AgentId: w.agentID, ConfigVersion: version}
+			for time.Now().Before(stop) {
+				t0 := time.Now()
+				resp, err := w.client.GetConfig(ctx, req)
+				lat[g] = append(lat[g], time.Since(t0))
+				if err != nil || resp.NotModified != (version != "") {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, fmt.Sprintf("%v not_modified=%v", err, resp.GetNotModified()))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(begin)
+	if n := failed.Load(); n > 0 {
+		return 0, 0, 0, fmt.Errorf("%d GetConfig calls failed or answered wrongly, first: %v", n, firstErr.Load())
+	}
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	return float64(len(all)) / elapsed.Seconds(), ms(percentile(all, 0.99)), ms(percentile(all, 0.50)), nil
+}
+
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[min(len(sorted)-1, int(float64(len(sorted))*p))]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// pushes opens every worker's ControlStream, then edits one random tenant's
+// Armis source at a time and measures until that tenant's stream delivers a
+// config with the new endpoint. stray counts configs pushed to tenants whose
+// sources did not change.
+func pushes(ctx context.Context, env *kubetest.Env, o options, workers []*worker) (p50, p99 float64, stray int64, err error) {
+	type arrival struct {
+		endpoint string
+		at       time.Time
+	}
+	arrivals := make([]chan arrival, len(workers))
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var opened sync.WaitGroup
+	var openErr atomic.Value
+	for i, w := range workers {
+		arrivals[i] = make(chan arrival, 16)
+		opened.Add(1)
+		go func() {
+			st, err := w.client.ControlStream(sctx)
+			if err == nil {
+				err = st.Send(&pb.ControlStreamRequest{Payload: &pb.ControlStreamRequest_Hello{Hello: &pb.ControlStreamHello{AgentId: w.agentID}}})
+			}
+			first := true
+			for err == nil {
+				var msg *pb.ControlStreamResponse
+				if msg, err = st.Recv(); err != nil {
+					break
+				}
+				at := time.Now()
+				var b bundle.Sync
+				if err = json.Unmarshal(msg.GetConfig().GetConfigJson(), &b); err != nil {
+					break
+				}
+				_ = st.Send(&pb.ControlStreamRequest{Payload: &pb.ControlStreamRequest_ConfigAck{ConfigAck: &pb.ConfigAck{ConfigVersion: msg.GetConfig().GetConfigVersion()}}})
+				if first {
+					first = false
+					opened.Done()
+					continue
+				}
+				arrivals[i] <- arrival{endpoint: b.Sources[w.ns+"/armis"].Endpoint, at: at}
+			}
+			if first {
+				openErr.CompareAndSwap(nil, fmt.Errorf("stream of %s: %w", w.slug, err))
+				opened.Done()
+			}
+		}()
+	}
+	opened.Wait()
+	if e, ok := openErr.Load().(error); ok {
+		return 0, 0, 0, e
+	}
+	var lat []time.Duration
+	rng := rand.New(rand.NewPCG(1, 2))
+	for k := range o.edits {
+		i := rng.IntN(len(workers))
+		w := workers[i]
+		endpoint := "https://" + w.slug + "-edit-" + strconv.Itoa(k) + ".armis.example"
+		src := &v1alpha1.IntegrationSource{ObjectMeta: metav1.ObjectMeta{Namespace: w.ns, Name: "armis"}}
+		t0 := time.Now()
+		if err := env.Client.Patch(ctx, src, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"endpoint":"`+endpoint+`"}}`))); err != nil {
+			return 0, 0, 0, fmt.Errorf("editing %s: %w", w.slug, err)
+		}
+		timeout := time.After(30 * time.Second)
+	wait:
+		for {
+			select {
+			case a := <-arrivals[i]:
+				if a.endpoint == endpoint {
+					lat = append(lat, a.at.Sub(t0))
+					break wait
+				}
+			case <-timeout:
+				return 0, 0, 0, fmt.Errorf("edit %d of %s was not pushed within 30 s", k, w.slug)
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
+	for i := range arrivals {
+		stray += int64(len(arrivals[i]))
+	}
+	slices.Sort(lat)
+	return ms(percentile(lat, 0.50)), ms(percentile(lat, 0.99)), stray, nil
+}
+
+// rss reads a process's peak and current resident memory in MiB.
+func rss(pid int) (peak, current int64, err error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, fmt.Errorf("reading the gateway's memory: %w", err)
+	}
+	for line := range strings.SplitSeq(string(data), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseInt(fields[1], 10, 64)
+		switch fields[0] {
+		case "VmHWM:":
+			peak = kb / 1024
+		case "VmRSS:":
+			current = kb / 1024
+		}
+	}
+	return peak, current, nil
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("finding a free port: %w", err)
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().String(), nil
+}
+
+// parallel runs f(0..n-1) on at most width goroutines and returns the first error.
+func parallel(n, width int, f func(int) error) error {
+	var mu sync.Mutex
+	var errs []error
+	next := atomic.Int64{}
+	var wg sync.WaitGroup
+	for range width {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				if err := f(i); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
