@@ -127,9 +127,8 @@ func Run(ctx context.Context, c Config) error {
 	metrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
 	reg.MustRegister(metrics)
 	gs := grpc.NewServer(
-		// Thousands of workers hold a connection each, mostly idle: write
-		// buffers are released between writes and read buffers kept small.
-		grpc.SharedWriteBuffer(true),
+		// Thousands of workers hold a connection each, mostly idle: read
+		// buffers are kept small (write buffers are shared by default).
 		grpc.ReadBufferSize(8<<10),
 		grpc.Creds(credentials.NewTLS(mtls.ServerConfig(mtls.Verifier{Classifier: classifier, Source: src}))),
 		grpc.ChainUnaryInterceptor(metrics.UnaryServerInterceptor()),

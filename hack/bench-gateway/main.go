@@ -161,7 +161,7 @@ func run(o options) error {
 		}
 		var b bundle.Sync
 		if err := json.Unmarshal(resp.ConfigJson, &b); err != nil || len(b.Sources) != 3 {
-			return fmt.Errorf("bundle of %s has %d sources (%v)", workers[i].slug, len(b.Sources), err)
+			return fmt.Errorf("bundle of %s has %d sources: %w", workers[i].slug, len(b.Sources), err)
 		}
 		versions[i] = resp.ConfigVersion
 		return nil
@@ -296,7 +296,7 @@ func waitServing(ctx context.Context, w *worker) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the gateway is not serving: %v", err)
+			return fmt.Errorf("the gateway is not serving: %w", err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -1,0 +1,407 @@
+// Package dire is device identity reconciliation (DESIGN.md section 7): it
+// turns the device updates of one segment into canonical devices of one
+// tenant and partition. Strong identifiers decide, strongest first and always
+// qualified by integration type; MACs are normalized, and a locally
+// administered MAC never merges devices on its own; IP is weak and only
+// finds a device about which nothing stronger is known. Canonical uids are
+// deterministic, so replays converge. The package is pure: the store looks
+// up what already exists (one batched query per segment) and writes the plan.
+package dire
+
+import (
+	"cmp"
+	"encoding/hex"
+	"slices"
+	"strings"
+
+	"github.com/google/uuid"
+)
+
+// Ranks of identifiers: higher is stronger.
+const (
+	RankWeak        = 0 // a locally administered MAC: finds, never merges
+	RankMAC         = 1
+	RankIntegration = 2 // an integration id other than Armis and NetBox
+	RankNetBox      = 3
+	RankArmis       = 4
+)
+
+// Identifier types beyond integration ids.
+const (
+	TypeMAC      = "mac"
+	TypeLocalMAC = "mac_local"
+)
+
+// Confidence of an identifier.
+const (
+	ConfidenceHigh   = "high"
+	ConfidenceMedium = "medium"
+)
+
+// Identifier is one identifier of a device.
+type Identifier struct {
+	Type, Value string
+	Rank        int
+}
+
+// Confidence is how far the identifier is trusted.
+func (i Identifier) Confidence() string {
+	if i.Rank == RankWeak {
+		return ConfidenceMedium
+	}
+	return ConfidenceHigh
+}
+
+// integration reports whether the identifier is an integration id.
+func (i Identifier) integration() bool { return i.Rank >= RankIntegration }
+
+// NormalizeMAC returns a MAC in upper case without separators, or "" when s
+// is not a usable unicast address (wrong length, not hex, all zeros,
+// broadcast, or multicast).
+func NormalizeMAC(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch r {
+		case ':', '-', '.', ' ':
+			continue
+		}
+		b.WriteRune(r)
+	}
+	m := strings.ToUpper(b.String())
+	raw, err := hex.DecodeString(m)
+	if err != nil || len(raw) != 6 {
+		return ""
+	}
+	if m == "000000000000" || m == "FFFFFFFFFFFF" || raw[0]&0x01 != 0 {
+		return ""
+	}
+	return m
+}
+
+// LocallyAdministered reports whether a normalized MAC has the locally
+// administered bit (the second-least-significant bit of the first octet).
+func LocallyAdministered(mac string) bool {
+	raw, err := hex.DecodeString(mac)
+	return err == nil && len(raw) == 6 && raw[0]&0x02 != 0
+}
+
+// integrationRank is the rank of an integration type's device id.
+func integrationRank(integration string) int {
+	switch integration {
+	case "armis":
+		return RankArmis
+	case "netbox":
+		return RankNetBox
+	default:
+		return RankIntegration
+	}
+}
+
+// RankOf is the rank of a stored identifier type.
+func RankOf(identifierType string) int {
+	switch identifierType {
+	case TypeMAC:
+		return RankMAC
+	case TypeLocalMAC:
+		return RankWeak
+	}
+	if integration, ok := strings.CutSuffix(identifierType, "_device_id"); ok {
+		return integrationRank(integration)
+	}
+	return RankWeak
+}
+
+// Update is one device update, already taken apart by the caller.
+type Update struct {
+	// Integration is the integration type of the reporting source.
+	Integration string
+	// DeviceID is the source's own id of the device (armis_device_id, ...).
+	DeviceID string
+	// MACs are all MACs the source reported, in any notation.
+	MACs []string
+	// IP is the primary IP.
+	IP string
+}
+
+// Identifiers returns the update's identifiers, strongest first. The
+// integration id is qualified by the integration type ("armis_device_id").
+func Identifiers(u Update) []Identifier {
+	var out []Identifier
+	if u.DeviceID != "" && u.Integration != "" {
+		out = append(out, Identifier{Type: u.Integration + "_device_id", Value: u.DeviceID, Rank: integrationRank(u.Integration)})
+	}
+	seen := map[string]bool{}
+	for _, m := range u.MACs {
+		n := NormalizeMAC(m)
+		if n == "" || seen[n] {
+			continue
+		}
+		seen[n] = true
+		if LocallyAdministered(n) {
+			out = append(out, Identifier{Type: TypeLocalMAC, Value: n, Rank: RankWeak})
+		} else {
+			out = append(out, Identifier{Type: TypeMAC, Value: n, Rank: RankMAC})
+		}
+	}
+	slices.SortStableFunc(out, func(a, b Identifier) int {
+		return cmp.Or(cmp.Compare(b.Rank, a.Rank), cmp.Compare(a.Type, b.Type), cmp.Compare(a.Value, b.Value))
+	})
+	return out
+}
+
+// UID is the canonical uid of a new device first known by its strongest
+// identifier: the same in every replay, distinct per tenant and partition.
+func UID(tenantID, partition string, strongest Identifier) string {
+	ns := uuid.NewSHA1(uuid.NameSpaceURL, []byte("serviceradar:tenant:"+tenantID))
+	return "sr:" + uuid.NewSHA1(ns, []byte(partition+"\x00"+strongest.Type+"\x00"+strongest.Value)).String()
+}
+
+// IPUID is the uid of a new device known only by its IP.
+func IPUID(tenantID, partition, ip string) string {
+	return UID(tenantID, partition, Identifier{Type: "ip", Value: ip})
+}
+
+// Key identifies an identifier in lookups.
+type Key struct{ Type, Value string }
+
+// Known is what the store found for a segment: the device of every
+// identifier it asked about, the integration ids those devices already
+// hold (to refuse merges of devices that two ids of one integration tell
+// apart), and devices by IP for updates with no identifier at all.
+type Known struct {
+	Device       map[Key]string
+	Integrations map[string][]Identifier
+	ByIP         map[string]string
+}
+
+// Merge is two existing devices found to be one.
+type Merge struct {
+	From, Into string
+	// By is the identifier that joined them.
+	By Identifier
+}
+
+// Plan is the resolution of a segment.
+type Plan struct {
+	// UIDs gives the canonical uid of each update, by index.
+	UIDs []string
+	// Merges are applied before the updates.
+	Merges []Merge
+	// Claims are the identifiers to record, each with its device.
+	Claims []Claim
+}
+
+// Claim records that an identifier belongs to a device.
+type Claim struct {
+	Identifier
+	UID string
+}
+
+// node of the union-find: an update (index) or an existing device (uid).
+type group struct {
+	parent int
+	// ints holds the integration ids of the group, by type.
+	ints map[string]string
+	// devices are the existing devices in the group.
+	devices []string
+	// strongest identifier of the group, for new uids and the canonical pick.
+	strongest *Identifier
+}
+
+// Resolve plans a segment. ids[i] are the identifiers of update i
+// (Identifiers), ips[i] its IP.
+func Resolve(tenantID, partition string, ids [][]Identifier, ips []string, known Known) Plan {
+	n := len(ids)
+	groups := make([]group, n)
+	for i := range groups {
+		groups[i] = group{parent: i, ints: map[string]string{}}
+	}
+	find := func(i int) int {
+		for groups[i].parent != i {
+			groups[i].parent = groups[groups[i].parent].parent
+			i = groups[i].parent
+		}
+		return i
+	}
+	// conflicts reports whether two sets of integration ids disagree.
+	conflicts := func(a, b map[string]string) bool {
+		for t, v := range a {
+			if w, ok := b[t]; ok && w != v {
+				return true
+			}
+		}
+		return false
+	}
+	addInts := func(dst map[string]string, ids []Identifier) {
+		for _, id := range ids {
+			if id.integration() {
+				dst[id.Type] = id.Value
+			}
+		}
+	}
+	// An existing device's integration ids, as a map.
+	deviceInts := func(uid string) map[string]string {
+		m := map[string]string{}
+		addInts(m, known.Integrations[uid])
+		return m
+	}
+	stronger := func(a *Identifier, b Identifier) bool {
+		return a == nil || b.Rank > a.Rank || (b.Rank == a.Rank && (b.Type < a.Type || (b.Type == a.Type && b.Value < a.Value)))
+	}
+	for i := range ids {
+		addInts(groups[i].ints, ids[i])
+		for _, id := range ids[i] {
+			if id.Rank > RankWeak && stronger(groups[i].strongest, id) {
+				idc := id
+				groups[i].strongest = &idc
+			}
+		}
+	}
+	// attach puts an existing device into update i's group unless their
+	// integration ids tell them apart.
+	attach := func(i int, uid string) bool {
+		r := find(i)
+		if slices.Contains(groups[r].devices, uid) {
+			return true
+		}
+		di := deviceInts(uid)
+		if conflicts(groups[r].ints, di) {
+			return false
+		}
+		for _, d := range groups[r].devices {
+			if conflicts(di, deviceInts(d)) {
+				return false
+			}
+		}
+		groups[r].devices = append(groups[r].devices, uid)
+		for t, v := range di {
+			groups[r].ints[t] = v
+		}
+		return true
+	}
+	union := func(i, j int) {
+		a, b := find(i), find(j)
+		if a == b || conflicts(groups[a].ints, groups[b].ints) {
+			return
+		}
+		for _, d := range groups[b].devices {
+			for _, e := range groups[a].devices {
+				if conflicts(deviceInts(d), deviceInts(e)) {
+					return
+				}
+			}
+		}
+		groups[b].parent = a
+		for t, v := range groups[b].ints {
+			groups[a].ints[t] = v
+		}
+		groups[a].devices = append(groups[a].devices, groups[b].devices...)
+		if groups[b].strongest != nil && stronger(groups[a].strongest, *groups[b].strongest) {
+			groups[a].strongest = groups[b].strongest
+		}
+	}
+
+	// Strongest identifiers first, across the whole segment: updates that
+	// share one are one device, and so is the device that already holds it.
+	type occurrence struct {
+		i  int
+		id Identifier
+	}
+	var occ []occurrence
+	for i := range ids {
+		for _, id := range ids[i] {
+			if id.Rank > RankWeak {
+				occ = append(occ, occurrence{i, id})
+			}
+		}
+	}
+	slices.SortStableFunc(occ, func(a, b occurrence) int { return cmp.Compare(b.id.Rank, a.id.Rank) })
+	first := map[Key]int{}
+	mergedBy := map[string]Identifier{}
+	for _, o := range occ {
+		k := Key{o.id.Type, o.id.Value}
+		if j, ok := first[k]; ok {
+			union(j, o.i)
+		} else {
+			first[k] = o.i
+		}
+		if uid, ok := known.Device[k]; ok {
+			if attach(o.i, uid) {
+				if _, seen := mergedBy[uid]; !seen {
+					mergedBy[uid] = o.id
+				}
+			}
+		}
+	}
+
+	plan := Plan{UIDs: make([]string, n)}
+	canonical := map[int]string{}
+	for i := range ids {
+		r := find(i)
+		if uid, ok := canonical[r]; ok {
+			plan.UIDs[i] = uid
+			continue
+		}
+		g := &groups[r]
+		var uid string
+		switch {
+		case len(g.devices) > 0:
+			// The device holding the strongest identifier stays; the others merge into it.
+			uid = pickCanonical(g.devices, known)
+			for _, d := range g.devices {
+				if d != uid {
+					plan.Merges = append(plan.Merges, Merge{From: d, Into: uid, By: mergedBy[d]})
+				}
+			}
+		case g.strongest != nil:
+			uid = UID(tenantID, partition, *g.strongest)
+		default:
+			uid = weakUID(tenantID, partition, ids[i], ips[i], known)
+		}
+		canonical[r] = uid
+		plan.UIDs[i] = uid
+	}
+	for i := range ids {
+		for _, id := range ids[i] {
+			plan.Claims = append(plan.Claims, Claim{Identifier: id, UID: plan.UIDs[i]})
+		}
+	}
+	return plan
+}
+
+// pickCanonical is the device of a group holding the strongest integration
+// id (ties: the smallest uid), so merges always go the same way.
+func pickCanonical(devices []string, known Known) string {
+	best, bestRank := "", -1
+	for _, d := range devices {
+		rank := RankMAC
+		for _, id := range known.Integrations[d] {
+			rank = max(rank, id.Rank)
+		}
+		if rank > bestRank || (rank == bestRank && d < best) {
+			best, bestRank = d, rank
+		}
+	}
+	return best
+}
+
+// weakUID places an update with no strong identifier: a locally
+// administered MAC finds the one device that holds it, then the IP finds a
+// device, and otherwise the update is a new device.
+func weakUID(tenantID, partition string, ids []Identifier, ip string, known Known) string {
+	for _, id := range ids {
+		if uid, ok := known.Device[Key{id.Type, id.Value}]; ok {
+			return uid
+		}
+	}
+	if len(ids) == 0 && ip != "" {
+		if uid, ok := known.ByIP[ip]; ok {
+			return uid
+		}
+		return IPUID(tenantID, partition, ip)
+	}
+	if len(ids) > 0 {
+		return UID(tenantID, partition, ids[0])
+	}
+	return ""
+}

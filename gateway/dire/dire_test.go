@@ -1,0 +1,66 @@
+package dire_test
+
+import (
+	"testing"
+
+	"github.com/serviceradar/sync-operator/gateway/dire"
+)
+
+func TestNormalizeMAC(t *testing.T) {
+	for in, want := range map[string]string{
+		"00:1b:44:11:3a:b7": "001B44113AB7",
+		"00-1B-44-11-3A-B7": "001B44113AB7",
+		"001b.4411.3ab7":    "001B44113AB7",
+		"001B44113AB7":      "001B44113AB7",
+		"00:00:00:00:00:00": "",
+		"ff:ff:ff:ff:ff:ff": "",
+		"01:00:5e:00:00:01": "", // multicast
+		"00:1b:44:11:3a":    "",
+		"zz:1b:44:11:3a:b7": "",
+		"":                  "",
+	} {
+		if got := dire.NormalizeMAC(in); got != want {
+			t.Errorf("NormalizeMAC(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestIdentifiersStrongestFirstAndQualified(t *testing.T) {
+	ids := dire.Identifiers(dire.Update{Integration: "armis", DeviceID: "42", MACs: []string{"02:00:5e:10:00:01", "00:1b:44:11:3a:b7", "00-1B-44-11-3A-B7"}})
+	want := []dire.Identifier{
+		{Type: "armis_device_id", Value: "42", Rank: dire.RankArmis},
+		{Type: dire.TypeMAC, Value: "001B44113AB7", Rank: dire.RankMAC},
+		{Type: dire.TypeLocalMAC, Value: "02005E100001", Rank: dire.RankWeak},
+	}
+	if len(ids) != len(want) {
+		t.Fatalf("identifiers %+v", ids)
+	}
+	for i := range want {
+		if ids[i] != want[i] {
+			t.Fatalf("identifier %d = %+v, want %+v", i, ids[i], want[i])
+		}
+	}
+	if ids[2].Confidence() != dire.ConfidenceMedium || ids[1].Confidence() != dire.ConfidenceHigh {
+		t.Fatal("a locally administered MAC must be medium confidence")
+	}
+	for typ, rank := range map[string]int{"armis_device_id": dire.RankArmis, "netbox_device_id": dire.RankNetBox, "faker_device_id": dire.RankIntegration, "mac": dire.RankMAC, "mac_local": dire.RankWeak} {
+		if got := dire.RankOf(typ); got != rank {
+			t.Errorf("RankOf(%s) = %d, want %d", typ, got, rank)
+		}
+	}
+}
+
+func TestUIDsAreDeterministicPerTenantAndPartition(t *testing.T) {
+	id := dire.Identifier{Type: "armis_device_id", Value: "42", Rank: dire.RankArmis}
+	a := dire.UID("t1", "default", id)
+	if a != dire.UID("t1", "default", id) {
+		t.Fatal("uid is not deterministic")
+	}
+	if a == dire.UID("t2", "default", id) || a == dire.UID("t1", "dmz", id) {
+		t.Fatal("uid does not depend on tenant and partition")
+	}
+	plan := dire.Resolve("t1", "default", [][]dire.Identifier{{id}, {id}}, []string{"10.0.0.1", "10.0.0.2"}, dire.Known{})
+	if plan.UIDs[0] != a || plan.UIDs[1] != a {
+		t.Fatalf("two updates with one id resolved to %v", plan.UIDs)
+	}
+}

@@ -1,0 +1,502 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/serviceradar/sync-operator/gateway/dire"
+)
+
+// Device is one device update of a segment.
+type Device struct {
+	// DeviceID is the source's id of the device; MACs every MAC it reported.
+	DeviceID string
+	MACs     []string
+	// Fields a source did not send are empty and never overwrite known values.
+	IP, Hostname, Name, Vendor, Model, OS string
+	// IsAvailable is nil when the source does not speak about availability.
+	IsAvailable *bool
+	Seen        time.Time
+	Metadata    map[string]string
+}
+
+// Segment is one StreamStatus call's worth of device updates of one run of
+// one source, for one tenant and partition.
+type Segment struct {
+	TenantID, TenantSlug, Partition string
+	// Integration is the source's type (armis, netbox, faker).
+	Integration                       string
+	SourceUID, SyncServiceID, AgentID string
+	RunID                             string
+	Segment                           int
+	RunComplete, FullFetch            bool
+	// Error is the run's error, with RunComplete.
+	Error   string
+	Devices []Device
+}
+
+// Run is the outcome of a finished run.
+type Run struct {
+	RunID     string
+	FullFetch bool
+	Error     string
+	// Devices is how many updates the run applied; Retracted how many devices
+	// it retracted; Available how many devices the source now reports.
+	Devices, Retracted, Available int
+	Finished                      time.Time
+}
+
+// Applied is the outcome of a segment.
+type Applied struct {
+	// Duplicate is true when the segment had been applied before: nothing changed.
+	Duplicate bool
+	// Devices is the number of canonical devices the segment touched; Merges
+	// how many existing devices merged into others.
+	Devices, Merges int
+	// Run is set when the segment finished its run.
+	Run *Run
+}
+
+// ErrRunSource is returned when a run id is reused for another source.
+var ErrRunSource = errors.New("sync_run_id belongs to another integration source")
+
+const stageDDL = `
+CREATE TEMP TABLE IF NOT EXISTS stage_devices (
+    uid text, ip text, mac text, hostname text, name text, vendor text, model text, os text,
+    is_available boolean, seen timestamptz, metadata jsonb) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS stage_identifiers (
+    identifier_type text, identifier_value text, device_uid text, confidence text) ON COMMIT DELETE ROWS;`
+
+// Devices are written in two set statements under the partition lock:
+// known ones updated field by field (a field not sent keeps its value), then
+// new ones inserted. A known device is written only when something changed
+// or its last_seen is older than the resolution ($2): steady runs and IP
+// churn write only what moved.
+const updateDevices = `
+UPDATE ocsf_devices AS d SET
+    ip = coalesce(s.ip, d.ip),
+    mac = coalesce(s.mac, d.mac),
+    hostname = coalesce(s.hostname, d.hostname),
+    name = coalesce(s.name, d.name),
+    vendor = coalesce(s.vendor, d.vendor),
+    model = coalesce(s.model, d.model),
+    os = coalesce(s.os, d.os),
+    discovery_sources = CASE WHEN $1::text = ANY(d.discovery_sources) THEN d.discovery_sources
+        ELSE d.discovery_sources || $1::text END,
+    is_available = coalesce(s.is_available, d.is_available),
+    last_seen = greatest(d.last_seen, s.seen),
+    metadata = d.metadata || s.metadata
+FROM pg_temp.stage_devices AS s WHERE d.uid = s.uid AND (
+    (s.ip IS NOT NULL AND s.ip IS DISTINCT FROM d.ip) OR
+    (s.mac IS NOT NULL AND s.mac IS DISTINCT FROM d.mac) OR
+    (s.hostname IS NOT NULL AND s.hostname IS DISTINCT FROM d.hostname) OR
+    (s.name IS NOT NULL AND s.name IS DISTINCT FROM d.name) OR
+    (s.vendor IS NOT NULL AND s.vendor IS DISTINCT FROM d.vendor) OR
+    (s.model IS NOT NULL AND s.model IS DISTINCT FROM d.model) OR
+    (s.os IS NOT NULL AND s.os IS DISTINCT FROM d.os) OR
+    (s.is_available IS NOT NULL AND s.is_available IS DISTINCT FROM d.is_available) OR
+    NOT ($1::text = ANY(d.discovery_sources)) OR
+    NOT (d.metadata @> s.metadata) OR
+    d.last_seen < s.seen - $2::interval)`
+
+const insertDevices = `
+INSERT INTO ocsf_devices (uid, partition, tenant_id, ip, mac, hostname, name, vendor, model, os,
+    discovery_sources, is_available, first_seen, last_seen, metadata)
+SELECT s.uid, $1, $2, s.ip, s.mac, s.hostname, s.name, s.vendor, s.model, s.os, ARRAY[$3::text],
+    coalesce(s.is_available, true), s.seen, s.seen, s.metadata
+FROM pg_temp.stage_devices AS s
+WHERE NOT EXISTS (SELECT 1 FROM ocsf_devices d WHERE d.uid = s.uid)`
+
+const upsertIdentifiers = `
+INSERT INTO device_identifiers AS i (identifier_type, identifier_value, partition, device_uid, confidence, source, first_seen, last_seen)
+SELECT identifier_type, identifier_value, $1, device_uid, confidence, $2, $3, $3 FROM pg_temp.stage_identifiers
+ON CONFLICT (identifier_type, identifier_value, partition) DO UPDATE SET
+    device_uid = EXCLUDED.device_uid, confidence = EXCLUDED.confidence, source = EXCLUDED.source, last_seen = EXCLUDED.last_seen`
+
+// A source's claim on a device is written only when it is new or was retracted.
+const insertSourceDevices = `
+INSERT INTO source_devices (integration_source_uid, device_uid, available, first_seen, changed_at)
+SELECT $1, s.uid, true, $2, $2 FROM pg_temp.stage_devices AS s
+WHERE NOT EXISTS (SELECT 1 FROM source_devices x WHERE x.integration_source_uid = $1 AND x.device_uid = s.uid)`
+
+const reclaimSourceDevices = `
+UPDATE source_devices AS x SET available = true, changed_at = $2
+FROM pg_temp.stage_devices AS s
+WHERE x.integration_source_uid = $1 AND x.device_uid = s.uid AND NOT x.available`
+
+// ApplySegment resolves and writes a segment in one transaction, together
+// with the record that it was applied: a segment applied before changes
+// nothing, and a failure (or a cancelled ctx) commits nothing. Segments of
+// one tenant and partition are applied one at a time, across replicas.
+func (s *Store) ApplySegment(ctx context.Context, seg Segment) (Applied, error) {
+	var out Applied
+	now := time.Now().UTC()
+	err := s.inTenant(ctx, seg.TenantSlug, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lockKey("devices", Schema(seg.TenantSlug), seg.Partition)); err != nil {
+			return fmt.Errorf("locking partition: %w", err)
+		}
+		tag, err := tx.Exec(ctx, "INSERT INTO applied_segments (run_id, segment, devices) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+			seg.RunID, seg.Segment, len(seg.Devices))
+		if err != nil {
+			return fmt.Errorf("recording segment: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			out.Duplicate = true
+			return nil
+		}
+		var runSource string
+		err = tx.QueryRow(ctx, `
+INSERT INTO sync_runs AS r (run_id, integration_source_uid, sync_service_id, agent_id, started_at, segments, devices)
+VALUES ($1, $2, $3, $4, $5, 1, $6)
+ON CONFLICT (run_id) DO UPDATE SET segments = r.segments + 1, devices = r.devices + EXCLUDED.devices
+RETURNING integration_source_uid`, seg.RunID, seg.SourceUID, seg.SyncServiceID, seg.AgentID, now, len(seg.Devices)).Scan(&runSource)
+		if err != nil {
+			return fmt.Errorf("recording run: %w", err)
+		}
+		if runSource != seg.SourceUID {
+			return ErrRunSource
+		}
+		if len(seg.Devices) > 0 {
+			if out.Devices, out.Merges, err = s.resolveAndWrite(ctx, tx, seg, now); err != nil {
+				return err
+			}
+		}
+		if seg.RunComplete {
+			run, err := finishRun(ctx, tx, seg, now)
+			if err != nil {
+				return err
+			}
+			out.Run = &run
+		}
+		return nil
+	})
+	if err != nil {
+		return Applied{}, fmt.Errorf("applying segment %d of run %s: %w", seg.Segment, seg.RunID, err)
+	}
+	return out, nil
+}
+
+// lookup reads, in three batched queries, what DIRE needs to know about a
+// segment's identifiers and IPs.
+func lookup(ctx context.Context, tx pgx.Tx, partition string, ids [][]dire.Identifier, ips []string) (dire.Known, error) {
+	known := dire.Known{Device: map[dire.Key]string{}, Integrations: map[string][]dire.Identifier{}, ByIP: map[string]string{}}
+	var types, values, bareIPs []string
+	seen := map[dire.Key]bool{}
+	for i := range ids {
+		for _, id := range ids[i] {
+			k := dire.Key{Type: id.Type, Value: id.Value}
+			if !seen[k] {
+				seen[k] = true
+				types, values = append(types, id.Type), append(values, id.Value)
+			}
+		}
+		if len(ids[i]) == 0 && ips[i] != "" {
+			bareIPs = append(bareIPs, ips[i])
+		}
+	}
+	rows, err := tx.Query(ctx, `
+SELECT i.identifier_type, i.identifier_value, i.device_uid FROM device_identifiers i
+JOIN unnest($2::text[], $3::text[]) AS k(t, v) ON i.identifier_type = k.t AND i.identifier_value = k.v
+WHERE i.partition = $1`, partition, types, values)
+	if err != nil {
+		return known, fmt.Errorf("looking up identifiers: %w", err)
+	}
+	var uids []string
+	for rows.Next() {
+		var k dire.Key
+		var uid string
+		if err := rows.Scan(&k.Type, &k.Value, &uid); err != nil {
+			return known, fmt.Errorf("looking up identifiers: %w", err)
+		}
+		known.Device[k] = uid
+		uids = append(uids, uid)
+	}
+	if err := rows.Err(); err != nil {
+		return known, fmt.Errorf("looking up identifiers: %w", err)
+	}
+	if len(uids) > 0 {
+		rows, err := tx.Query(ctx, `
+SELECT device_uid, identifier_type, identifier_value FROM device_identifiers
+WHERE device_uid = ANY($1) AND identifier_type LIKE '%\_device\_id'`, uids)
+		if err != nil {
+			return known, fmt.Errorf("looking up integration ids: %w", err)
+		}
+		for rows.Next() {
+			var uid string
+			var id dire.Identifier
+			if err := rows.Scan(&uid, &id.Type, &id.Value); err != nil {
+				return known, fmt.Errorf("looking up integration ids: %w", err)
+			}
+			id.Rank = dire.RankOf(id.Type)
+			known.Integrations[uid] = append(known.Integrations[uid], id)
+		}
+		if err := rows.Err(); err != nil {
+			return known, fmt.Errorf("looking up integration ids: %w", err)
+		}
+	}
+	if len(bareIPs) > 0 {
+		rows, err := tx.Query(ctx, `SELECT DISTINCT ON (ip) ip, uid FROM ocsf_devices WHERE partition = $1 AND ip = ANY($2) ORDER BY ip, uid`, partition, bareIPs)
+		if err != nil {
+			return known, fmt.Errorf("looking up IPs: %w", err)
+		}
+		for rows.Next() {
+			var ip, uid string
+			if err := rows.Scan(&ip, &uid); err != nil {
+				return known, fmt.Errorf("looking up IPs: %w", err)
+			}
+			known.ByIP[ip] = uid
+		}
+		if err := rows.Err(); err != nil {
+			return known, fmt.Errorf("looking up IPs: %w", err)
+		}
+	}
+	return known, nil
+}
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// resolveAndWrite runs DIRE on the segment and writes its plan: merges,
+// devices (partial updates), identifiers that are new or moved, and the
+// source's claim on each device for this run.
+func (s *Store) resolveAndWrite(ctx context.Context, tx pgx.Tx, seg Segment, now time.Time) (devices, merges int, err error) {
+	ids := make([][]dire.Identifier, len(seg.Devices))
+	ips := make([]string, len(seg.Devices))
+	for i, d := range seg.Devices {
+		ids[i] = dire.Identifiers(dire.Update{Integration: seg.Integration, DeviceID: d.DeviceID, MACs: d.MACs})
+		ips[i] = d.IP
+	}
+	known, err := lookup(ctx, tx, seg.Partition, ids, ips)
+	if err != nil {
+		return 0, 0, err
+	}
+	plan := dire.Resolve(seg.TenantID, seg.Partition, ids, ips, known)
+
+	if len(plan.Merges) > 0 {
+		b := &pgx.Batch{}
+		for _, m := range plan.Merges {
+			b.Queue(`UPDATE device_identifiers SET device_uid = $2 WHERE device_uid = $1`, m.From, m.Into)
+			b.Queue(`INSERT INTO source_devices AS s (integration_source_uid, device_uid, available, first_seen, changed_at)
+SELECT integration_source_uid, $2, available, first_seen, changed_at FROM source_devices WHERE device_uid = $1
+ON CONFLICT (integration_source_uid, device_uid) DO UPDATE SET available = s.available OR EXCLUDED.available,
+    first_seen = least(s.first_seen, EXCLUDED.first_seen)`, m.From, m.Into)
+			// The run's record of reported devices follows the merge, so that
+			// retraction does not miss the surviving device.
+			b.Queue(`UPDATE applied_segments SET device_uids = array_replace(device_uids, $1, $2) WHERE device_uids IS NOT NULL AND $1 = ANY(device_uids)`, m.From, m.Into)
+			b.Queue(`UPDATE ocsf_devices t SET
+    discovery_sources = ARRAY(SELECT DISTINCT x FROM unnest(t.discovery_sources || f.discovery_sources) AS x ORDER BY x),
+    first_seen = least(t.first_seen, f.first_seen), last_seen = greatest(t.last_seen, f.last_seen),
+    is_available = t.is_available OR f.is_available,
+    ip = coalesce(t.ip, f.ip), mac = coalesce(t.mac, f.mac), hostname = coalesce(t.hostname, f.hostname),
+    name = coalesce(t.name, f.name), vendor = coalesce(t.vendor, f.vendor), model = coalesce(t.model, f.model),
+    os = coalesce(t.os, f.os), metadata = f.metadata || t.metadata
+FROM ocsf_devices f WHERE t.uid = $2 AND f.uid = $1`, m.From, m.Into)
+			b.Queue(`DELETE FROM ocsf_devices WHERE uid = $1`, m.From)
+			b.Queue(`INSERT INTO merge_audit (from_uid, to_uid, partition, identifier_type, identifier_value, sync_run_id)
+VALUES ($1, $2, $3, $4, $5, $6)`, m.From, m.Into, seg.Partition, m.By.Type, m.By.Value, seg.RunID)
+		}
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return 0, 0, fmt.Errorf("merging devices: %w", err)
+		}
+	}
+
+	if _, err := tx.Exec(ctx, stageDDL); err != nil {
+		return 0, 0, fmt.Errorf("creating staging tables: %w", err)
+	}
+	// One row per canonical device: later updates of it in the segment win
+	// field by field, and metadata accumulates.
+	rows := map[string]*Device{}
+	var order []string
+	for i, d := range seg.Devices {
+		uid := plan.UIDs[i]
+		if uid == "" {
+			continue // nothing identifies it, not even an IP
+		}
+		cur, ok := rows[uid]
+		if !ok {
+			cp := d
+			cp.Metadata = maps.Clone(d.Metadata)
+			rows[uid] = &cp
+			order = append(order, uid)
+			continue
+		}
+		mergeDevice(cur, d)
+	}
+	data := make([][]any, 0, len(order))
+	for _, uid := range order {
+		d := rows[uid]
+		meta, err := json.Marshal(d.Metadata)
+		if err != nil {
+			return 0, 0, fmt.Errorf("encoding metadata: %w", err)
+		}
+		var avail any
+		if d.IsAvailable != nil {
+			avail = *d.IsAvailable
+		}
+		seen := d.Seen
+		if seen.IsZero() {
+			seen = now
+		}
+		var mac any
+		for _, m := range d.MACs {
+			if n := dire.NormalizeMAC(m); n != "" {
+				mac = n
+				break
+			}
+		}
+		data = append(data, []any{uid, nullable(d.IP), mac, nullable(d.Hostname), nullable(d.Name), nullable(d.Vendor),
+			nullable(d.Model), nullable(d.OS), avail, seen, string(meta)})
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"stage_devices"},
+		[]string{"uid", "ip", "mac", "hostname", "name", "vendor", "model", "os", "is_available", "seen", "metadata"},
+		pgx.CopyFromRows(data)); err != nil {
+		return 0, 0, fmt.Errorf("staging devices: %w", err)
+	}
+	if _, err := tx.Exec(ctx, updateDevices, seg.Integration, s.lastSeen); err != nil {
+		return 0, 0, fmt.Errorf("updating devices: %w", err)
+	}
+	if _, err := tx.Exec(ctx, insertDevices, seg.Partition, seg.TenantID, seg.Integration); err != nil {
+		return 0, 0, fmt.Errorf("inserting devices: %w", err)
+	}
+
+	// Identifiers: only those that are new or now belong to another device.
+	var claims [][]any
+	claimed := map[dire.Key]bool{}
+	for _, c := range plan.Claims {
+		k := dire.Key{Type: c.Type, Value: c.Value}
+		if c.UID == "" || claimed[k] || known.Device[k] == c.UID {
+			continue
+		}
+		claimed[k] = true
+		claims = append(claims, []any{c.Type, c.Value, c.UID, c.Confidence()})
+	}
+	if len(claims) > 0 {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"stage_identifiers"},
+			[]string{"identifier_type", "identifier_value", "device_uid", "confidence"}, pgx.CopyFromRows(claims)); err != nil {
+			return 0, 0, fmt.Errorf("staging identifiers: %w", err)
+		}
+		if _, err := tx.Exec(ctx, upsertIdentifiers, seg.Partition, seg.Integration, now); err != nil {
+			return 0, 0, fmt.Errorf("writing identifiers: %w", err)
+		}
+	}
+	if _, err := tx.Exec(ctx, insertSourceDevices, seg.SourceUID, now); err != nil {
+		return 0, 0, fmt.Errorf("writing source devices: %w", err)
+	}
+	if _, err := tx.Exec(ctx, reclaimSourceDevices, seg.SourceUID, now); err != nil {
+		return 0, 0, fmt.Errorf("writing source devices: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE applied_segments SET device_uids = $3 WHERE run_id = $1 AND segment = $2`, seg.RunID, seg.Segment, order); err != nil {
+		return 0, 0, fmt.Errorf("recording the segment's devices: %w", err)
+	}
+	return len(order), len(plan.Merges), nil
+}
+
+// mergeDevice folds a later update of the same device into cur.
+func mergeDevice(cur *Device, d Device) {
+	set := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	set(&cur.IP, d.IP)
+	set(&cur.Hostname, d.Hostname)
+	set(&cur.Name, d.Name)
+	set(&cur.Vendor, d.Vendor)
+	set(&cur.Model, d.Model)
+	set(&cur.OS, d.OS)
+	cur.MACs = append(cur.MACs, d.MACs...)
+	if d.IsAvailable != nil {
+		cur.IsAvailable = d.IsAvailable
+	}
+	if d.Seen.After(cur.Seen) {
+		cur.Seen = d.Seen
+	}
+	if cur.Metadata == nil {
+		cur.Metadata = map[string]string{}
+	}
+	maps.Copy(cur.Metadata, d.Metadata)
+}
+
+// finishRun closes the run and, only when every page was fetched, retracts
+// the source's devices that this run did not report.
+func finishRun(ctx context.Context, tx pgx.Tx, seg Segment, now time.Time) (Run, error) {
+	run := Run{RunID: seg.RunID, FullFetch: seg.FullFetch, Error: seg.Error, Finished: now}
+	if seg.FullFetch {
+		var err error
+		if run.Retracted, err = retract(ctx, tx, seg.SourceUID, seg.RunID, now); err != nil {
+			return run, err
+		}
+	}
+	if _, err := tx.Exec(ctx, `UPDATE applied_segments SET device_uids = NULL WHERE run_id = $1`, seg.RunID); err != nil {
+		return run, fmt.Errorf("finishing run: %w", err)
+	}
+	err := tx.QueryRow(ctx, `
+UPDATE sync_runs SET finished_at = $2, run_complete = true, full_fetch = $3, error = $4, retracted = $5
+WHERE run_id = $1 RETURNING devices`, seg.RunID, now, seg.FullFetch, nullable(seg.Error), run.Retracted).Scan(&run.Devices)
+	if err != nil {
+		return run, fmt.Errorf("finishing run: %w", err)
+	}
+	if err := tx.QueryRow(ctx, `SELECT count(*) FROM source_devices WHERE integration_source_uid = $1 AND available`, seg.SourceUID).Scan(&run.Available); err != nil {
+		return run, fmt.Errorf("counting devices: %w", err)
+	}
+	return run, nil
+}
+
+// retract marks unavailable, for one source, the devices that the run keep
+// did not report ("" retracts all of them); a device stays available while
+// another source still reports it.
+func retract(ctx context.Context, tx pgx.Tx, sourceUID, keep string, now time.Time) (int, error) {
+	q := `UPDATE source_devices AS x SET available = false, changed_at = $2 WHERE x.integration_source_uid = $1 AND x.available`
+	args := []any{sourceUID, now}
+	if keep != "" {
+		q = `WITH seen AS (SELECT DISTINCT unnest(device_uids) AS uid FROM applied_segments WHERE run_id = $3) ` + q +
+			` AND NOT EXISTS (SELECT 1 FROM seen WHERE seen.uid = x.device_uid)`
+		args = append(args, keep)
+	}
+	rows, err := tx.Query(ctx, q+` RETURNING x.device_uid`, args...)
+	if err != nil {
+		return 0, fmt.Errorf("retracting devices: %w", err)
+	}
+	uids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return 0, fmt.Errorf("retracting devices: %w", err)
+	}
+	if len(uids) == 0 {
+		return 0, nil
+	}
+	if _, err := tx.Exec(ctx, `
+UPDATE ocsf_devices d SET is_available = EXISTS (
+    SELECT 1 FROM source_devices s WHERE s.device_uid = d.uid AND s.available)
+WHERE d.uid = ANY($1)`, uids); err != nil {
+		return 0, fmt.Errorf("retracting devices: %w", err)
+	}
+	return len(uids), nil
+}
+
+// RetractSource marks every device of a deleted source unavailable for it.
+// It is idempotent, so replicas may race on it.
+func (s *Store) RetractSource(ctx context.Context, tenantSlug, partition, sourceUID string) (int, error) {
+	var n int
+	err := s.inTenant(ctx, tenantSlug, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lockKey("devices", Schema(tenantSlug), partition)); err != nil {
+			return fmt.Errorf("locking partition: %w", err)
+		}
+		var err error
+		n, err = retract(ctx, tx, sourceUID, "", time.Now().UTC())
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("retracting source %s: %w", sourceUID, err)
+	}
+	return n, nil
+}

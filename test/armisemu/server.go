@@ -1,0 +1,234 @@
+package armisemu
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// API paths the emulator serves.
+const (
+	// TokenPath exchanges the secret key for an access token (POST).
+	TokenPath = "/api/v1/access_token/"
+	// SearchPath is the paginated AQL search (GET).
+	SearchPath = "/api/v1/search/"
+)
+
+// Limits and defaults of the search endpoint.
+const (
+	// DefaultPageLength is the page size used when a search gives no length.
+	DefaultPageLength = 100
+	// MaxPageLength is the largest length a search may ask for.
+	MaxPageLength = 5000
+	// MaxDevices is the largest inventory the address plan keeps unique.
+	MaxDevices = 5_000_000
+	// DefaultSecretKey is the secret key accepted when Options.SecretKey is empty.
+	DefaultSecretKey = "armis-emulator-secret-key"
+	// DefaultTokenTTL is how long an access token lasts when Options.TokenTTL is zero.
+	DefaultTokenTTL = time.Hour
+)
+
+// DefaultEpoch returns the instant the inventory is observed at when
+// Options.Epoch is zero, 2026-01-01T00:00:00Z: fixed, so that the same seed
+// gives the same bytes on any day.
+func DefaultEpoch() time.Time {
+	return time.Date(2026, time.January, 1, 0, 0, 0, 0, time.UTC)
+}
+
+// Options configure a Server. The zero value is usable: an empty inventory,
+// DefaultSecretKey, tokens lasting DefaultTokenTTL on the wall clock.
+type Options struct {
+	// Seed selects the inventory; the same seed always gives the same devices.
+	Seed uint64
+	// Devices is the inventory size N (ids 1..N), at most MaxDevices.
+	Devices int
+	// SecretKey is the secret the token endpoint accepts.
+	SecretKey string
+	// TokenTTL is how long an issued access token stays valid.
+	TokenTTL time.Duration
+	// Clock tells the time for token expiry; nil means time.Now. Inject one
+	// to test expiry without waiting.
+	Clock func() time.Time
+	// Epoch is the instant the inventory is observed at: lastSeen values lie
+	// in the 30 days before it and timeFrame counts back from it.
+	Epoch time.Time
+}
+
+// Server is an Armis API emulator. It is an http.Handler; Start serves it on
+// a loopback port. All methods are safe for concurrent use.
+type Server struct {
+	inv     inventory
+	secret  string
+	tokens  *tokenStore
+	faults  faultState
+	stats   counters
+	results *selectionCache
+
+	mu sync.Mutex
+	ts *httptest.Server
+}
+
+// New returns a Server for opts. It panics when opts.Devices is negative or
+// above MaxDevices, as a test helper would on a programming error.
+func New(opts Options) *Server {
+	if opts.Devices < 0 || opts.Devices > MaxDevices {
+		panic(fmt.Sprintf("armisemu: Devices must be within 0..%d, got %d", MaxDevices, opts.Devices))
+	}
+	if opts.SecretKey == "" {
+		opts.SecretKey = DefaultSecretKey
+	}
+	if opts.TokenTTL <= 0 {
+		opts.TokenTTL = DefaultTokenTTL
+	}
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
+	if opts.Epoch.IsZero() {
+		opts.Epoch = DefaultEpoch()
+	}
+	return &Server{
+		inv:     inventory{seed: opts.Seed, n: opts.Devices, epoch: opts.Epoch.UTC()},
+		secret:  opts.SecretKey,
+		tokens:  newTokenStore(opts.Seed, opts.TokenTTL, opts.Clock),
+		faults:  faultState{pages: map[int]PageFault{}},
+		results: newSelectionCache(8),
+	}
+}
+
+// SecretKey returns the secret key the token endpoint accepts.
+func (s *Server) SecretKey() string { return s.secret }
+
+// Start serves the emulator over plain HTTP on a loopback port and returns
+// its base URL (the Armis "endpoint"). It panics if the server already runs.
+func (s *Server) Start() string {
+	return s.start(false)
+}
+
+// StartTLS is Start over HTTPS with httptest's self-signed certificate; use
+// Client for an http.Client that trusts it.
+func (s *Server) StartTLS() string {
+	return s.start(true)
+}
+
+func (s *Server) start(tls bool) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ts != nil {
+		panic("armisemu: server already started")
+	}
+	s.ts = httptest.NewUnstartedServer(s)
+	if tls {
+		s.ts.StartTLS()
+	} else {
+		s.ts.Start()
+	}
+	return s.ts.URL
+}
+
+// URL returns the base URL of the started server, or "" before Start.
+func (s *Server) URL() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ts == nil {
+		return ""
+	}
+	return s.ts.URL
+}
+
+// Client returns an http.Client for the started server (trusting its
+// certificate after StartTLS), or http.DefaultClient before Start.
+func (s *Server) Client() *http.Client {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ts == nil {
+		return http.DefaultClient
+	}
+	return s.ts.Client()
+}
+
+// Close stops the started server and waits for its requests to finish. It is
+// safe to call more than once, and before Start.
+func (s *Server) Close() {
+	s.mu.Lock()
+	ts := s.ts
+	s.ts = nil
+	s.mu.Unlock()
+	if ts != nil {
+		ts.Close()
+	}
+}
+
+// ServeHTTP answers one API request, applying the injected faults first as a
+// proxy or gateway in front of Armis would.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.stats.requests.Add(1)
+	inj := s.faults.next()
+	if inj.latency > 0 && !sleep(r, inj.latency) {
+		return
+	}
+	switch {
+	case inj.retryAfter >= 0:
+		s.stats.rateLimited.Add(1)
+		w.Header().Set("Retry-After", strconv.Itoa(ceilSeconds(inj.retryAfter)))
+		writeError(w, http.StatusTooManyRequests, "Too many requests")
+		return
+	case inj.status != 0:
+		s.stats.serverErrors.Add(1)
+		writeError(w, inj.status, http.StatusText(inj.status))
+		return
+	}
+	switch r.URL.Path {
+	case TokenPath:
+		s.serveToken(w, r)
+	case SearchPath:
+		s.serveSearch(w, r)
+	default:
+		s.stats.notFound.Add(1)
+		writeError(w, http.StatusNotFound, "Not Found")
+	}
+}
+
+// sleep waits d or until the request is cancelled, reporting whether the
+// wait completed.
+func sleep(r *http.Request, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-r.Context().Done():
+		return false
+	}
+}
+
+func ceilSeconds(d time.Duration) int {
+	return int((d + time.Second - 1) / time.Second)
+}
+
+// errorBody is the shape of every Armis error answer.
+type errorBody struct {
+	Message string `json:"message"`
+	Success bool   `json:"success"`
+}
+
+// envelope is the shape of every Armis success answer.
+type envelope struct {
+	Data    any  `json:"data"`
+	Success bool `json:"success"`
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	body, _ := json.Marshal(errorBody{Message: msg})
+	writeJSON(w, status, body)
+}
+
+func writeJSON(w http.ResponseWriter, status int, body []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}

@@ -1,0 +1,333 @@
+package netboxemu
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// NetBox timestamps: ISO 8601 with microseconds, UTC as "Z".
+const timeLayout = "2006-01-02T15:04:05.000000Z07:00"
+
+// Spans over which device times are spread.
+const (
+	createdSpan = int64(3 * 365 * 24 * time.Hour / time.Microsecond)
+)
+
+// inventory generates devices, interfaces and MACs on demand.
+type inventory struct {
+	seed  uint64
+	n     int
+	ifs   int // interfaces per device
+	epoch time.Time
+}
+
+// attrs are the drawn attributes of one device: everything filters look at
+// and everything rendering needs beyond the ordinal.
+type attrs struct {
+	ord                         int
+	site, role, status, devType int
+	tenant, platform, owner     int // -1: null
+	tags                        uint8
+	hasIP4, hasIP6, dnsName     bool
+	prefixLen                   int
+	named, assetTag             bool
+	serial                      uint64 // 0: empty
+	created, updated            time.Time
+	criticality                 int
+	monitored                   bool
+}
+
+func (inv *inventory) attrs(i int) attrs {
+	r := rand.New(rand.NewPCG(inv.seed, uint64(i)))
+	a := attrs{ord: i, tenant: -1, platform: -1, owner: -1}
+	a.site = pick(r, siteWeights)
+	a.role = pick(r, roleWeights)
+	a.status = pick(r, statusWeights)
+	if r.IntN(100) >= 30 {
+		a.tenant = r.IntN(len(tenants))
+	}
+	for t, odds := range tagOdds {
+		if r.IntN(100) < odds {
+			a.tags |= 1 << t
+		}
+	}
+	a.hasIP4 = r.IntN(100) < 90
+	a.hasIP6 = r.IntN(100) < 30
+	a.dnsName = r.IntN(2) == 0
+	a.prefixLen = []int{24, 24, 22, 16}[r.IntN(4)]
+	a.named = r.IntN(100) >= 3
+	a.assetTag = r.IntN(100) >= 40
+	if r.IntN(100) >= 30 {
+		a.serial = 1 + r.Uint64N(1<<40)
+	}
+	ro := roles[a.role]
+	a.devType = ro.types[r.IntN(len(ro.types))]
+	if len(ro.platforms) > 0 && r.IntN(100) >= 10 {
+		a.platform = ro.platforms[r.IntN(len(ro.platforms))]
+	}
+	a.created = inv.epoch.Add(-time.Duration(r.Int64N(createdSpan)) * time.Microsecond)
+	a.updated = a.created.Add(time.Duration(r.Int64N(inv.epoch.Sub(a.created).Microseconds()+1)) * time.Microsecond)
+	a.criticality = r.IntN(len(criticalities))
+	a.monitored = r.IntN(100) < 70
+	if r.IntN(100) >= 20 {
+		a.owner = r.IntN(len(assetOwners))
+	}
+	return a
+}
+
+// name is the device name, unique through its id.
+func (a *attrs) name() (string, bool) {
+	if !a.named {
+		return "", false
+	}
+	return fmt.Sprintf("%s-%s-%06d", sites[a.site].slug, roles[a.role].prefix, a.ord+1), true
+}
+
+func (a *attrs) serialString() string {
+	if a.serial == 0 {
+		return ""
+	}
+	return fmt.Sprintf("SN%010X", a.serial)
+}
+
+func (a *attrs) assetTagString() (string, bool) {
+	return fmt.Sprintf("AT-%07d", a.ord+1), a.assetTag
+}
+
+// display is how NetBox shows a device: its name, or its type and id.
+func (a *attrs) display() string {
+	if n, ok := a.name(); ok {
+		return n
+	}
+	dt := deviceTypes[a.devType]
+	return fmt.Sprintf("%s %s (%d)", manufacturers[dt.maker].name, dt.model, a.ord+1)
+}
+
+// Address plan: a function of the ordinal, so unique without bookkeeping.
+func ip4(i int) netip.Addr {
+	v := uint32(10<<24) + uint32(i) + 1
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+func ip6(i int) netip.Addr {
+	b := [16]byte{0x20, 0x01, 0x0d, 0xb8}
+	binary.BigEndian.PutUint64(b[8:], uint64(i)+1)
+	return netip.AddrFrom16(b)
+}
+
+// urls builds absolute URLs under base (scheme://host).
+type urls string
+
+func (u urls) api(path string, id int) string {
+	return string(u) + "/api/" + path + "/" + strconv.Itoa(id) + "/"
+}
+
+func (u urls) ui(path string, id int) string {
+	return string(u) + "/" + path + "/" + strconv.Itoa(id) + "/"
+}
+
+func (u urls) ref(path string, id int, n named) Ref {
+	return Ref{ID: id, URL: u.api(path, id), Display: n.name, Name: n.name, Slug: n.slug}
+}
+
+// refTable holds the nested catalog objects as rendered under one base URL,
+// so that a page does not rebuild them for every device.
+type refTable struct {
+	u                                urls
+	sites, roles, tenants, platforms []Ref
+	deviceTypes                      []DeviceTypeRef
+	tags                             []TagRef
+}
+
+func newRefTable(u urls) *refTable {
+	t := &refTable{u: u}
+	for i, x := range sites {
+		t.sites = append(t.sites, u.ref("dcim/sites", i+1, x))
+	}
+	for i, x := range roles {
+		t.roles = append(t.roles, u.ref("dcim/device-roles", i+1, x.named))
+	}
+	for i, x := range tenants {
+		t.tenants = append(t.tenants, u.ref("tenancy/tenants", i+1, x))
+	}
+	for i, x := range platforms {
+		t.platforms = append(t.platforms, u.ref("dcim/platforms", i+1, x))
+	}
+	for i, dt := range deviceTypes {
+		t.deviceTypes = append(t.deviceTypes, DeviceTypeRef{
+			ID: i + 1, URL: u.api("dcim/device-types", i+1), Display: dt.model,
+			Manufacturer: u.ref("dcim/manufacturers", dt.maker+1, manufacturers[dt.maker]),
+			Model:        dt.model, Slug: dt.slug,
+		})
+	}
+	for i, tg := range tags {
+		t.tags = append(t.tags, TagRef{ID: i + 1, URL: u.api("extras/tags", i+1),
+			Display: tg.name, Name: tg.name, Slug: tg.slug, Color: tg.color})
+	}
+	return t
+}
+
+// refCache keeps the refTables of the few base URLs a server is reached by.
+type refCache struct {
+	mu     sync.Mutex
+	tables map[urls]*refTable
+}
+
+// maxRefTables bounds the cache against clients sending arbitrary Hosts.
+const maxRefTables = 16
+
+func (c *refCache) get(u urls) *refTable {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t, ok := c.tables[u]; ok {
+		return t
+	}
+	t := newRefTable(u)
+	if c.tables == nil {
+		c.tables = map[urls]*refTable{}
+	}
+	if len(c.tables) < maxRefTables {
+		c.tables[u] = t
+	}
+	return t
+}
+
+func (u urls) ipRef(a *attrs, v6 bool) *IPRef {
+	ref := &IPRef{ID: 2*a.ord + 1, Family: Family{4, "IPv4"},
+		Address: netip.PrefixFrom(ip4(a.ord), a.prefixLen).String()}
+	if v6 {
+		ref.ID++
+		ref.Family = Family{6, "IPv6"}
+		ref.Address = netip.PrefixFrom(ip6(a.ord), 64).String()
+	}
+	ref.URL = u.api("ipam/ip-addresses", ref.ID)
+	ref.Display = ref.Address
+	if n, ok := a.name(); ok && a.dnsName {
+		ref.DNSName = n + ".example.net"
+	}
+	return ref
+}
+
+// device renders the device of a with the nested objects of refs.
+func (inv *inventory) device(a *attrs, refs *refTable) Device {
+	u := refs.u
+	d := Device{
+		ID:            a.ord + 1,
+		URL:           u.api("dcim/devices", a.ord+1),
+		DisplayURL:    u.ui("dcim/devices", a.ord+1),
+		Display:       a.display(),
+		DeviceType:    refs.deviceTypes[a.devType],
+		Role:          refs.roles[a.role],
+		Serial:        a.serialString(),
+		Site:          refs.sites[a.site],
+		Status:        Choice{statuses[a.status].value, statuses[a.status].label},
+		ConfigContext: configContexts[a.site],
+		Tags:          []TagRef{},
+		CustomFields: DeviceCustomFields{
+			Criticality: criticalities[a.criticality],
+			Monitored:   a.monitored,
+		},
+		Created:        a.created.Format(timeLayout),
+		LastUpdated:    a.updated.Format(timeLayout),
+		InterfaceCount: inv.ifs,
+	}
+	if n, ok := a.name(); ok {
+		d.Name = &n
+	}
+	if a.tenant >= 0 {
+		d.Tenant = &refs.tenants[a.tenant]
+	}
+	if a.platform >= 0 {
+		d.Platform = &refs.platforms[a.platform]
+	}
+	if t, ok := a.assetTagString(); ok {
+		d.AssetTag = &t
+	}
+	if a.hasIP4 {
+		d.PrimaryIP4 = u.ipRef(a, false)
+		d.PrimaryIP = d.PrimaryIP4
+	}
+	if a.hasIP6 {
+		d.PrimaryIP6 = u.ipRef(a, true)
+		d.PrimaryIP = d.PrimaryIP6
+	}
+	for t := range tags {
+		if a.tags&(1<<t) != 0 {
+			d.Tags = append(d.Tags, refs.tags[t])
+		}
+	}
+	if a.owner >= 0 {
+		d.CustomFields.AssetOwner = &assetOwners[a.owner]
+	}
+	return d
+}
+
+// configContexts is the config context of each site, the heaviest field of
+// a device as in real NetBox; rendered once.
+var configContexts = func() []json.RawMessage {
+	out := make([]json.RawMessage, len(sites))
+	for i, site := range sites {
+		raw, err := json.Marshal(map[string]any{
+			"ntp_servers":   []string{"10.255.0.1", "10.255.0.2"},
+			"syslog_server": "10.255.0.10",
+			"snmp":          map[string]any{"community": "public", "location": site.name},
+		})
+		if err != nil {
+			panic(fmt.Sprintf("netboxemu: encoding config context: %v", err))
+		}
+		out[i] = raw
+	}
+	return out
+}()
+
+func (u urls) deviceRef(a *attrs) DeviceRef {
+	ref := DeviceRef{ID: a.ord + 1, URL: u.api("dcim/devices", a.ord+1), Display: a.display()}
+	if n, ok := a.name(); ok {
+		ref.Name = &n
+	}
+	return ref
+}
+
+// Device returns the device with the given id as the list would render it
+// for a request to base (scheme://host), and false when there is none.
+func (s *Server) Device(id int, base string) (Device, bool) {
+	if id < 1 || id > s.inv.n {
+		return Device{}, false
+	}
+	a := s.inv.attrs(id - 1)
+	return s.inv.device(&a, s.refs.get(urls(strings.TrimSuffix(base, "/")))), true
+}
+
+// pick draws an index with the given relative weights.
+func pick(r *rand.Rand, weights []int) int {
+	total := 0
+	for _, w := range weights {
+		total += w
+	}
+	x := r.IntN(total)
+	for i, w := range weights {
+		if x < w {
+			return i
+		}
+		x -= w
+	}
+	return len(weights) - 1
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// mix is SplitMix64 over the seed, a value and a salt: a cheap, well spread
+// hash for the default tokens.
+func mix(seed, v, salt uint64) uint64 {
+	z := seed ^ (v * 0x9e3779b97f4a7c15) ^ (salt * 0xbf58476d1ce4e5b9)
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+	return z ^ (z >> 31)
+}

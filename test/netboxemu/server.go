@@ -1,0 +1,289 @@
+package netboxemu
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// API paths the emulator serves.
+const (
+	// DevicesPath lists devices.
+	DevicesPath = "/api/dcim/devices/"
+	// InterfacesPath lists interfaces.
+	InterfacesPath = "/api/dcim/interfaces/"
+	// MACAddressesPath lists MAC addresses (NetBox 4.2+).
+	MACAddressesPath = "/api/dcim/mac-addresses/"
+)
+
+// Limits and defaults.
+const (
+	// DefaultPageSize is NetBox's PAGINATE_COUNT default.
+	DefaultPageSize = 50
+	// MaxPageSize is NetBox's MAX_PAGE_SIZE default.
+	MaxPageSize = 1000
+	// MaxDevices is the largest inventory the address plan keeps unique.
+	MaxDevices = 10_000_000
+	// DefaultInterfacesPerDevice is used when Options.InterfacesPerDevice is zero.
+	DefaultInterfacesPerDevice = 3
+	// MaxInterfacesPerDevice bounds Options.InterfacesPerDevice.
+	MaxInterfacesPerDevice = 64
+)
+
+// DefaultEpoch returns the instant the inventory is observed at when
+// Options.Epoch is zero, 2026-01-01T00:00:00Z: fixed, so that the same seed
+// gives the same bytes on any day.
+func DefaultEpoch() time.Time {
+	return time.Date(2026, time.January, 1, 0, 0, 0, 0, time.UTC)
+}
+
+// Options configure a Server. The zero value is usable: an empty inventory
+// and tokens derived from seed 0.
+type Options struct {
+	// Seed selects the inventory and the default tokens.
+	Seed uint64
+	// Devices is the inventory size N (ids 1..N), at most MaxDevices.
+	Devices int
+	// InterfacesPerDevice is how many interfaces each device has, 1..64;
+	// zero means DefaultInterfacesPerDevice.
+	InterfacesPerDevice int
+	// V1Token is the accepted v1 token, 40 hex digits; empty derives one
+	// from Seed.
+	V1Token string
+	// V2Token is the accepted v2 token in the form nbt_<key>.<token>; empty
+	// derives one from Seed.
+	V2Token string
+	// DisableV1 refuses v1 tokens ("Invalid v1 token").
+	DisableV1 bool
+	// DisableV2 makes the server behave like NetBox before 4.5: a Bearer
+	// header is no credentials at all.
+	DisableV2 bool
+	// Epoch is the instant the inventory is observed at: created and
+	// last_updated lie in the three years before it.
+	Epoch time.Time
+}
+
+// Server is a NetBox API emulator. It is an http.Handler; Start serves it on
+// a loopback port. All methods are safe for concurrent use.
+type Server struct {
+	inv     inventory
+	auth    *authenticator
+	faults  faultState
+	stats   counters
+	results *selectionCache
+	refs    refCache
+
+	mu sync.Mutex
+	ts *httptest.Server
+}
+
+// New returns a Server for opts. It panics on options a test could not mean
+// (a size out of range, a malformed token), as a test helper would.
+func New(opts Options) *Server {
+	if opts.Devices < 0 || opts.Devices > MaxDevices {
+		panic(fmt.Sprintf("netboxemu: Devices must be within 0..%d, got %d", MaxDevices, opts.Devices))
+	}
+	if opts.InterfacesPerDevice == 0 {
+		opts.InterfacesPerDevice = DefaultInterfacesPerDevice
+	}
+	if opts.InterfacesPerDevice < 1 || opts.InterfacesPerDevice > MaxInterfacesPerDevice {
+		panic(fmt.Sprintf("netboxemu: InterfacesPerDevice must be within 1..%d, got %d", MaxInterfacesPerDevice, opts.InterfacesPerDevice))
+	}
+	if opts.Epoch.IsZero() {
+		opts.Epoch = DefaultEpoch()
+	}
+	auth, err := newAuthenticator(opts)
+	if err != nil {
+		panic(fmt.Sprintf("netboxemu: %v", err))
+	}
+	return &Server{
+		inv:     inventory{seed: opts.Seed, n: opts.Devices, ifs: opts.InterfacesPerDevice, epoch: opts.Epoch.UTC()},
+		auth:    auth,
+		faults:  faultState{pages: map[pageKey]PageFault{}},
+		results: newSelectionCache(8),
+	}
+}
+
+// Start serves the emulator over plain HTTP on a loopback port and returns
+// its base URL. It panics if the server already runs.
+func (s *Server) Start() string {
+	return s.start(false)
+}
+
+// StartTLS is Start over HTTPS with httptest's self-signed certificate; use
+// Client for an http.Client that trusts it.
+func (s *Server) StartTLS() string {
+	return s.start(true)
+}
+
+func (s *Server) start(tls bool) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ts != nil {
+		panic("netboxemu: server already started")
+	}
+	s.ts = httptest.NewUnstartedServer(s)
+	if tls {
+		s.ts.StartTLS()
+	} else {
+		s.ts.Start()
+	}
+	return s.ts.URL
+}
+
+// URL returns the base URL of the started server, or "" before Start.
+func (s *Server) URL() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ts == nil {
+		return ""
+	}
+	return s.ts.URL
+}
+
+// Client returns an http.Client for the started server (trusting its
+// certificate after StartTLS), or http.DefaultClient before Start.
+func (s *Server) Client() *http.Client {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ts == nil {
+		return http.DefaultClient
+	}
+	return s.ts.Client()
+}
+
+// Close stops the started server and waits for its requests to finish. It is
+// safe to call more than once, and before Start.
+func (s *Server) Close() {
+	s.mu.Lock()
+	ts := s.ts
+	s.ts = nil
+	s.mu.Unlock()
+	if ts != nil {
+		ts.Close()
+	}
+}
+
+// ServeHTTP answers one API request. Injected 429s and 5xx come first, as
+// from a proxy in front of NetBox; then the missing-slash redirect, as
+// Django's CommonMiddleware answers it before any view; then authentication.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.stats.requests.Add(1)
+	inj := s.faults.next()
+	if inj.latency > 0 && !sleep(r, inj.latency) {
+		return
+	}
+	switch {
+	case inj.retryAfter >= 0:
+		s.stats.rateLimited.Add(1)
+		w.Header().Set("Retry-After", strconv.Itoa(ceilSeconds(inj.retryAfter)))
+		writeProxyError(w, http.StatusTooManyRequests)
+		return
+	case inj.status != 0:
+		s.stats.serverErrors.Add(1)
+		writeProxyError(w, inj.status)
+		return
+	}
+	kind, known := kindOfPath(r.URL.Path)
+	if !known {
+		if _, ok := kindOfPath(r.URL.Path + "/"); ok {
+			s.stats.redirects.Add(1)
+			target := r.URL.Path + "/"
+			if r.URL.RawQuery != "" {
+				target += "?" + r.URL.RawQuery
+			}
+			http.Redirect(w, r, target, http.StatusMovedPermanently)
+			return
+		}
+		s.stats.notFound.Add(1)
+		writeDetail(w, http.StatusNotFound, "Not found.")
+		return
+	}
+	if detail, ok := s.auth.authenticate(r.Header.Get("Authorization")); !ok {
+		s.stats.forbidden.Add(1)
+		writeDetail(w, http.StatusForbidden, detail)
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		s.stats.notFound.Add(1)
+		w.Header().Set("Allow", "GET, HEAD, OPTIONS")
+		writeDetail(w, http.StatusMethodNotAllowed, fmt.Sprintf("Method \"%s\" not allowed.", r.Method))
+		return
+	}
+	s.serveList(w, r, kind)
+}
+
+// Kind names a list endpoint, for BreakPage and Stats.
+type Kind string
+
+// The list endpoints.
+const (
+	// KindDevices is /api/dcim/devices/.
+	KindDevices Kind = "devices"
+	// KindInterfaces is /api/dcim/interfaces/.
+	KindInterfaces Kind = "interfaces"
+	// KindMACAddresses is /api/dcim/mac-addresses/.
+	KindMACAddresses Kind = "mac-addresses"
+)
+
+func kindOfPath(p string) (Kind, bool) {
+	switch p {
+	case DevicesPath:
+		return KindDevices, true
+	case InterfacesPath:
+		return KindInterfaces, true
+	case MACAddressesPath:
+		return KindMACAddresses, true
+	}
+	return "", false
+}
+
+// sleep waits d or until the request is cancelled, reporting whether the
+// wait completed.
+func sleep(r *http.Request, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-r.Context().Done():
+		return false
+	}
+}
+
+func ceilSeconds(d time.Duration) int {
+	return int((d + time.Second - 1) / time.Second)
+}
+
+// writeDetail writes NetBox's (Django REST framework's) error shape.
+func writeDetail(w http.ResponseWriter, status int, detail string) {
+	body, _ := json.Marshal(map[string]string{"detail": detail})
+	writeJSON(w, status, body)
+}
+
+func writeJSON(w http.ResponseWriter, status int, body []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// writeProxyError writes what a proxy or Django puts in a 429 or 5xx: HTML,
+// not JSON, so clients must not expect a detail.
+func writeProxyError(w http.ResponseWriter, status int) {
+	body := "<h1>Server Error (500)</h1>"
+	if status != http.StatusInternalServerError {
+		text := strconv.Itoa(status) + " " + http.StatusText(status)
+		body = "<html>\r\n<head><title>" + text + "</title></head>\r\n<body>\r\n<center><h1>" + text +
+			"</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+	}
+	w.Header().Set("Content-Type", "text/html")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = strings.NewReader(body).WriteTo(w)
+}
