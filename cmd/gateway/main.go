@@ -31,6 +31,7 @@ func main() {
 	flag.StringVar(&c.GatewayID, "gateway-id", host, "this replica's id in answers")
 	flag.DurationVar(&c.Heartbeat, "heartbeat-interval", server.DefaultHeartbeat, "heartbeat interval handed to workers")
 	flag.DurationVar(&c.Poll, "config-poll-interval", server.DefaultPoll, "config poll interval handed to workers")
+	flag.StringVar(&c.PostgresDSN, "postgres-dsn", os.Getenv("SYNC_POSTGRES_DSN"), "PostgreSQL DSN of the device store (default $SYNC_POSTGRES_DSN; empty refuses device updates)")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()

@@ -31,6 +31,7 @@ import (
 
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
 	"github.com/serviceradar/sync-operator/gateway/server"
+	"github.com/serviceradar/sync-operator/gateway/store"
 	"github.com/serviceradar/sync-operator/identity"
 	"github.com/serviceradar/sync-operator/identity/mtls"
 	pb "github.com/serviceradar/sync-operator/proto"
@@ -50,7 +51,9 @@ type Config struct {
 	TrustDomain, PlatformSlug string
 	GatewayID                 string
 	Heartbeat, Poll           time.Duration
-	Log                       logr.Logger
+	// PostgresDSN reaches the device store; empty refuses StreamStatus.
+	PostgresDSN string
+	Log         logr.Logger
 	// Ready is called with the bound gRPC address once the gateway serves.
 	Ready func(addr string)
 }
@@ -108,8 +111,15 @@ func Run(ctx context.Context, c Config) error {
 	if err != nil {
 		return fmt.Errorf("creating client: %w", err)
 	}
+	var devices *store.Store
+	if c.PostgresDSN != "" {
+		if devices, err = store.Open(ctx, c.PostgresDSN); err != nil {
+			return err
+		}
+		defer devices.Close()
+	}
 	srv := server.New(server.Options{
-		Classifier: classifier, Reader: informers, Secrets: direct, Status: direct,
+		Classifier: classifier, Reader: informers, Secrets: direct, Status: direct, Store: devices,
 		PlatformSlug: classifier.PlatformSlug, GatewayID: c.GatewayID, Heartbeat: c.Heartbeat, Poll: c.Poll, Log: c.Log,
 	})
 	if err := srv.WatchCluster(ctx, informers); err != nil {

@@ -18,6 +18,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/serviceradar/sync-operator/gateway/catalog"
+	"github.com/serviceradar/sync-operator/gateway/ingest"
+	"github.com/serviceradar/sync-operator/gateway/store"
 	"github.com/serviceradar/sync-operator/identity"
 	"github.com/serviceradar/sync-operator/identity/mtls"
 	pb "github.com/serviceradar/sync-operator/proto"
@@ -52,6 +54,10 @@ type Options struct {
 	Status client.Client
 	// HeartbeatWrite bounds steady heartbeat writes per SyncService (default 30 s).
 	HeartbeatWrite time.Duration
+	// Store holds the tenants' devices; nil refuses StreamStatus.
+	Store *store.Store
+	// Limits bound one StreamStatus call (zero means ingest.DefaultLimits).
+	Limits ingest.Limits
 }
 
 // Server implements monitoring.AgentGatewayService.
@@ -75,6 +81,9 @@ func New(o Options) *Server {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Limits == (ingest.Limits{}) {
+		o.Limits = ingest.DefaultLimits
+	}
 	if o.HeartbeatWrite <= 0 {
 		o.HeartbeatWrite = DefaultHeartbeatWrite
 	}
@@ -87,6 +96,11 @@ func (s *Server) refuse(id identity.Identity, code codes.Code, format string, ar
 	msg := fmt.Sprintf(format, args...)
 	s.o.Log.Info("refused", "caller", id.String(), "code", code.String(), "reason", msg)
 	return status.Error(code, msg)
+}
+
+// peer is the caller's verified identity.
+func (s *Server) peer(ctx context.Context) (identity.Identity, error) {
+	return mtls.PeerIdentity(ctx, s.o.Classifier) //nolint:wrapcheck // callers map it to Unauthenticated
 }
 
 // syncConfig authorizes a sync caller and returns its catalog entry: its

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -28,11 +29,13 @@ import (
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
 	"github.com/serviceradar/sync-operator/gateway/bundle"
 	"github.com/serviceradar/sync-operator/gateway/server"
+	"github.com/serviceradar/sync-operator/gateway/store"
 	"github.com/serviceradar/sync-operator/identity"
 	"github.com/serviceradar/sync-operator/identity/ca"
 	"github.com/serviceradar/sync-operator/identity/mtls"
 	pb "github.com/serviceradar/sync-operator/proto"
 	"github.com/serviceradar/sync-operator/test/kubetest"
+	"github.com/serviceradar/sync-operator/test/pgtest"
 	"github.com/serviceradar/sync-operator/test/pkitest"
 )
 
@@ -45,7 +48,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
-	if err := env.Stop(); err != nil {
+	if err := errors.Join(env.Stop(), pgtest.Stop()); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		code = 1
 	}
@@ -62,6 +65,7 @@ type world struct {
 	logs      *syncBuffer
 	clock     *clock
 	srv       *server.Server
+	store     *store.Store
 	forbidden []string // globex's names, endpoints and credentials
 }
 
@@ -172,7 +176,13 @@ func newWorld(t *testing.T) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := server.New(server.Options{Classifier: classifier, Reader: informers, Secrets: env.Client, Status: env.Client,
+	devices, err := store.Open(ctx, pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(devices.Close)
+	w.store = devices
+	srv := server.New(server.Options{Classifier: classifier, Reader: informers, Secrets: env.Client, Status: env.Client, Store: devices,
 		PlatformSlug: "platform", GatewayID: "gw-0", Log: logger, Now: w.clock.now})
 	w.srv = srv
 	cctx, stop := context.WithCancel(ctx)
@@ -491,6 +501,8 @@ func TestConfigPlane(t *testing.T) {
 			}
 		}
 	})
+
+	t.Run("StreamStatus enforces the stream rules and ingests segments once", func(t *testing.T) { checkStreamStatus(t, w) })
 
 	assertNoLeak(t, w, w.logs.String())
 	if !strings.Contains(w.logs.String(), "component not enrolled") {

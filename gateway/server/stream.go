@@ -1,0 +1,102 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"github.com/google/uuid"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/serviceradar/sync-operator/api/v1alpha1"
+	"github.com/serviceradar/sync-operator/gateway/ingest"
+	"github.com/serviceradar/sync-operator/gateway/store"
+	pb "github.com/serviceradar/sync-operator/proto"
+)
+
+// StreamStatus ingests one segment of a sync run: every chunk is read and
+// checked against the stream rules first, then the whole segment is applied
+// in one transaction. A refused or cancelled call commits nothing.
+func (s *Server) StreamStatus(stream pb.AgentGatewayService_StreamStatusServer) error {
+	ctx := stream.Context()
+	if s.o.Store == nil {
+		return status.Error(codes.Unavailable, "this gateway has no device store configured")
+	}
+	call, err := ingest.Read(stream.Recv, s.o.Limits)
+	if err != nil {
+		if id, perr := s.peer(ctx); perr == nil {
+			s.o.Log.Info("refused", "caller", id.String(), "code", status.Code(err).String(), "reason", status.Convert(err).Message())
+		}
+		return err
+	}
+	id, e, err := s.syncConfig(ctx, call.AgentID)
+	if err != nil {
+		return err
+	}
+	for i := range call.TenantIDs {
+		if contradicts(call.TenantIDs[i], call.TenantSlugs[i], e.TenantID, id.TenantSlug) {
+			return s.refuse(id, codes.PermissionDenied, "tenant fields in the request contradict the certificate")
+		}
+	}
+	sources := map[string]ingest.Source{}
+	keys := map[string]string{}
+	for key, src := range e.Bundle.Sources {
+		sources[src.IntegrationSourceUID] = ingest.Source{UID: src.IntegrationSourceUID, Integration: src.Type, Partition: src.Partition, SyncServiceID: src.SyncServiceID}
+		keys[src.IntegrationSourceUID] = key
+	}
+	seg, err := ingest.Segment(call, e.TenantID, id.TenantSlug, sources, uuid.NewString)
+	if err != nil {
+		return s.refuse(id, status.Code(err), "%s", status.Convert(err).Message())
+	}
+	applied, err := s.o.Store.ApplySegment(ctx, seg)
+	switch {
+	case errors.Is(err, store.ErrRunSource):
+		return s.refuse(id, codes.InvalidArgument, "sync_run_id belongs to another source")
+	case ctx.Err() != nil:
+		return status.FromContextError(ctx.Err()).Err() //nolint:wrapcheck // a gRPC status
+	case err != nil:
+		s.o.Log.Error(err, "applying a segment", "caller", id.String(), "run", seg.RunID, "segment", seg.Segment)
+		return status.Error(codes.Unavailable, "applying the segment failed; send it again")
+	}
+	s.o.Log.V(1).Info("segment applied", "caller", id.String(), "run", seg.RunID, "segment", seg.Segment,
+		"devices", applied.Devices, "merges", applied.Merges, "duplicate", applied.Duplicate)
+	if applied.Run != nil {
+		if err := s.recordRun(ctx, keys[seg.SourceUID], applied.Run); err != nil {
+			s.o.Log.Error(err, "recording run status", "caller", id.String(), "run", seg.RunID)
+		}
+	}
+	return stream.SendAndClose(&pb.GatewayStatusResponse{Received: true}) //nolint:wrapcheck // the stream's own status
+}
+
+// recordRun writes a finished run to its IntegrationSource's status by
+// server-side apply under the gateway's field manager: once per run.
+func (s *Server) recordRun(ctx context.Context, key string, run *store.Run) error {
+	ns, name, ok := strings.Cut(key, "/")
+	if !ok || s.o.Status == nil {
+		return nil
+	}
+	result := v1alpha1.SyncResultSuccess
+	switch {
+	case !run.FullFetch && run.Devices == 0:
+		result = v1alpha1.SyncResultFailed
+	case !run.FullFetch:
+		result = v1alpha1.SyncResultPartial
+	}
+	st := map[string]any{
+		"lastSyncTime":      metav1.NewTime(run.Finished).Rfc3339Copy(),
+		"lastSyncResult":    string(result),
+		"devicesDiscovered": int64(run.Available),
+		"lastRunID":         run.RunID,
+		"lastError":         run.Error,
+	}
+	u := &unstructured.Unstructured{Object: map[string]any{"status": st}}
+	u.SetAPIVersion(v1alpha1.GroupVersion.String())
+	u.SetKind("IntegrationSource")
+	u.SetNamespace(ns)
+	u.SetName(name)
+	return s.o.Status.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldOwner), client.ForceOwnership) //nolint:wrapcheck // logged with context by the caller
+}

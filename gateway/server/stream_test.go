@@ -1,0 +1,160 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/serviceradar/sync-operator/api/v1alpha1"
+	"github.com/serviceradar/sync-operator/gateway/results"
+	pb "github.com/serviceradar/sync-operator/proto"
+)
+
+// message is a results message of n Armis devices of a source.
+func message(t *testing.T, sourceUID string, meta *results.Meta, from, n int, mutate func(*results.DeviceUpdate)) []byte {
+	t.Helper()
+	m := results.Message{Meta: meta}
+	yes := true
+	for i := from; i < from+n; i++ {
+		d := results.DeviceUpdate{IP: fmt.Sprintf("10.9.0.%d", i), MAC: fmt.Sprintf("00:1b:44:00:00:%02x", i), IsAvailable: &yes,
+			Metadata: map[string]string{"armis_device_id": fmt.Sprint(i), "integration_type": "armis", "integration_source_uid": sourceUID}}
+		if mutate != nil {
+			mutate(&d)
+		}
+		m.Devices = append(m.Devices, d)
+	}
+	raw, err := results.Encode(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+func chunk(agent string, index, total int, final bool, msgs ...[]byte) *pb.GatewayStatusChunk {
+	c := &pb.GatewayStatusChunk{AgentId: agent, ChunkIndex: int32(index), TotalChunks: int32(total), IsFinal: final}
+	for _, m := range msgs {
+		c.Services = append(c.Services, &pb.GatewayServiceStatus{ServiceName: results.ServiceName, ServiceType: results.ServiceType, Source: results.Source, Message: m})
+	}
+	return c
+}
+
+// checkStreamStatus runs inside TestConfigPlane, on its world: every stream
+// rule refuses the call and commits nothing; a valid segment lands once.
+func checkStreamStatus(t *testing.T, w *world) {
+	ctx := context.Background()
+	src := &v1alpha1.IntegrationSource{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: w.ns["acme"], Name: "acme-armis"}, src); err != nil {
+		t.Fatal(err)
+	}
+	other := &v1alpha1.IntegrationSource{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: w.ns["globex"], Name: "globex-armis"}, other); err != nil {
+		t.Fatal(err)
+	}
+	uid := string(src.UID)
+	c := w.client(t, svid(t, w, "sync/acme/default/platform-sync-acme"))
+	const agent = "platform-sync-acme"
+	send := func(chunks ...*pb.GatewayStatusChunk) error {
+		st, err := c.StreamStatus(ctx)
+		if err != nil {
+			return err
+		}
+		for _, ch := range chunks {
+			if err := st.Send(ch); err != nil {
+				break // the server refused early; CloseAndRecv has its status
+			}
+		}
+		_, err = st.CloseAndRecv()
+		return err
+	}
+	meta := func(segment int, complete bool) *results.Meta {
+		return &results.Meta{IntegrationSourceUID: uid, SyncRunID: "7d1f2a8e-1111-4c1e-9b7e-000000000001", Segment: segment, RunComplete: complete, FullFetch: complete}
+	}
+	good := message(t, uid, meta(0, false), 1, 2, nil)
+	otherTenant := chunk(agent, 0, 1, true, good)
+	otherTenant.TenantSlug = "globex"
+	many := make([][]byte, 17)
+	for i := range many {
+		many[i] = good
+	}
+	for _, tc := range []struct {
+		name   string
+		chunks []*pb.GatewayStatusChunk
+		code   codes.Code
+	}{
+		{"agent_id changes within the call", []*pb.GatewayStatusChunk{chunk(agent, 0, 2, false, good), chunk("platform-sync-globex", 1, 2, true, good)}, codes.InvalidArgument},
+		{"total_chunks is zero", []*pb.GatewayStatusChunk{chunk(agent, 0, 0, true, good)}, codes.InvalidArgument},
+		{"total_chunks changes", []*pb.GatewayStatusChunk{chunk(agent, 0, 3, false, good), chunk(agent, 1, 2, true, good)}, codes.InvalidArgument},
+		{"chunk_index out of order", []*pb.GatewayStatusChunk{chunk(agent, 1, 2, false, good)}, codes.InvalidArgument},
+		{"the call ends before its final chunk", []*pb.GatewayStatusChunk{chunk(agent, 0, 2, false, good)}, codes.InvalidArgument},
+		{"is_final before the last chunk", []*pb.GatewayStatusChunk{chunk(agent, 0, 2, true, good)}, codes.InvalidArgument},
+		{"a chunk after the final one", []*pb.GatewayStatusChunk{chunk(agent, 0, 1, true, good), chunk(agent, 1, 1, true, good)}, codes.InvalidArgument},
+		{"too many services in a chunk", []*pb.GatewayStatusChunk{chunk(agent, 0, 1, true, many...)}, codes.ResourceExhausted},
+		{"too many chunks", []*pb.GatewayStatusChunk{chunk(agent, 0, 1000, false, good)}, codes.ResourceExhausted},
+		{"malformed results", []*pb.GatewayStatusChunk{chunk(agent, 0, 1, true, []byte(`{"sync_meta":`))}, codes.InvalidArgument},
+		{"agent_id of another component", []*pb.GatewayStatusChunk{chunk("platform-sync-globex", 0, 1, true, good)}, codes.PermissionDenied},
+		{"a chunk names another tenant", []*pb.GatewayStatusChunk{otherTenant}, codes.PermissionDenied},
+		{"a device names another tenant", []*pb.GatewayStatusChunk{chunk(agent, 0, 1, true, message(t, uid, meta(0, false), 1, 2, func(d *results.DeviceUpdate) { d.TenantID = w.tenantID["globex"] }))}, codes.PermissionDenied},
+		{"another tenant's source", []*pb.GatewayStatusChunk{chunk(agent, 0, 1, true, message(t, string(other.UID), &results.Meta{IntegrationSourceUID: string(other.UID), SyncRunID: uuid.NewString()}, 1, 2, nil))}, codes.PermissionDenied},
+		{"a device of another partition", []*pb.GatewayStatusChunk{chunk(agent, 0, 1, true, message(t, uid, meta(0, false), 1, 2, func(d *results.DeviceUpdate) { d.Partition = "dmz" }))}, codes.InvalidArgument},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := send(tc.chunks...); status.Code(err) != tc.code {
+				t.Fatalf("got %v, want %s", err, tc.code)
+			}
+		})
+	}
+	devices := func() int {
+		t.Helper()
+		var n int
+		if err := w.store.Pool().QueryRow(ctx, "SELECT count(*) FROM tenant_acme.ocsf_devices").Scan(&n); err != nil {
+			if strings.Contains(err.Error(), "does not exist") {
+				return 0
+			}
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := devices(); n != 0 {
+		t.Fatalf("refused calls committed %d devices", n)
+	}
+
+	// A valid segment in two chunks, then the same segment again, then the run's last segment.
+	if err := send(chunk(agent, 0, 2, false, good), chunk(agent, 1, 2, true, message(t, uid, meta(0, false), 3, 2, nil))); err != nil {
+		t.Fatal(err)
+	}
+	if err := send(chunk(agent, 0, 2, false, good), chunk(agent, 1, 2, true, message(t, uid, meta(0, false), 3, 2, nil))); err != nil {
+		t.Fatalf("a replayed segment is acknowledged: %v", err)
+	}
+	if n := devices(); n != 4 {
+		t.Fatalf("%d devices after a segment and its replay, want 4", n)
+	}
+	if err := send(chunk(agent, 0, 1, true, message(t, uid, meta(1, true), 5, 1, nil))); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(src), src); err != nil {
+		t.Fatal(err)
+	}
+	if src.Status.LastRunID != meta(0, false).SyncRunID || src.Status.DevicesDiscovered != 5 || src.Status.LastSyncResult != v1alpha1.SyncResultSuccess || src.Status.LastSyncTime == nil {
+		t.Fatalf("source status after the run: %+v", src.Status)
+	}
+	// The upstream array form is accepted too.
+	arr := strings.TrimPrefix(string(message(t, uid, nil, 10, 2, nil)), `{"devices":`)
+	if err := send(chunk(agent, 0, 1, true, []byte(strings.TrimSuffix(arr, "}")))); err != nil {
+		t.Fatal(err)
+	}
+	if n := devices(); n != 7 {
+		t.Fatalf("%d devices after an array-form call, want 7", n)
+	}
+	var globex int
+	_ = w.store.Pool().QueryRow(ctx, "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'tenant_globex'").Scan(&globex)
+	if globex != 0 {
+		t.Fatal("acme's devices created globex's schema")
+	}
+	assertNoLeak(t, w, w.logs.String())
+}
