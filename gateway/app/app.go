@@ -26,10 +26,12 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
 	ctrlcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
+	"github.com/serviceradar/sync-operator/gateway/retraction"
 	"github.com/serviceradar/sync-operator/gateway/server"
 	"github.com/serviceradar/sync-operator/gateway/store"
 	"github.com/serviceradar/sync-operator/identity"
@@ -127,9 +129,35 @@ func Run(ctx context.Context, c Config) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if devices != nil {
+		rc := &retraction.Controller{Reader: informers, Writer: direct, Store: devices, Log: c.Log.WithName("retraction")}
+		if err := rc.Watch(ctx, informers); err != nil {
+			return err
+		}
+		go rc.Run(ctx)
+		// A tenant's schema is prepared when the Tenant appears, not on its first segment.
+		tenants, err := informers.GetInformer(ctx, &v1alpha1.Tenant{})
+		if err != nil {
+			return fmt.Errorf("watching tenants: %w", err)
+		}
+		if _, err := tenants.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: func(obj any) {
+			if t, ok := obj.(*v1alpha1.Tenant); ok {
+				go func() {
+					if err := devices.EnsureTenant(ctx, t.Spec.Slug); err != nil && ctx.Err() == nil {
+						c.Log.Error(err, "preparing the tenant's schema", "tenant", t.Spec.Slug)
+					}
+				}()
+			}
+		}}); err != nil {
+			return fmt.Errorf("watching tenants: %w", err)
+		}
+	}
 	cacheErr := make(chan error, 1)
 	go func() { cacheErr <- informers.Start(ctx) }()
 	if !informers.WaitForCacheSync(ctx) {
+		if ctx.Err() != nil {
+			return nil // stopped before it was ready
+		}
 		return errors.New("the informer cache did not sync")
 	}
 

@@ -73,6 +73,19 @@ type Sync struct {
 	Sources    map[string]Source `json:"sources"`
 }
 
+// ScopeAgent is the scope of an agent's configuration.
+const ScopeAgent = "agent"
+
+// Agent is the config_json of an agent; its sweep travels in the response's
+// sweep field.
+type Agent struct {
+	AgentID    string `json:"agent_id"`
+	Scope      string `json:"scope"`
+	TenantID   string `json:"tenant_id"`
+	TenantSlug string `json:"tenant_slug"`
+	Partition  string `json:"partition"`
+}
+
 // Encode returns the canonical JSON of v (object keys sorted at every level,
 // no insignificant space) and its version: a hash of exactly those bytes.
 func Encode(v any) ([]byte, string, error) {
@@ -230,9 +243,15 @@ func sourceOf(src *v1alpha1.IntegrationSource, ss *v1alpha1.SyncService, secret 
 	if f := src.Spec.Faker; f != nil {
 		s.Faker = &Faker{Devices: f.Devices, ChurnPercent: f.ChurnPercent, Seed: f.Seed}
 	}
-	if sw := src.Spec.Sweep; sw != nil {
-		s.Sweep = &Sweep{Enabled: sw.Enabled, Modes: modes(sw.Modes), Ports: append([]int32(nil), sw.Ports...),
-			Networks: append([]string(nil), sw.Networks...), IntervalSec: seconds(sw.Interval)}
-	}
+	s.Sweep = SweepOf(src.Spec.Sweep)
 	return s, true
+}
+
+// SweepOf converts a source's sweep settings; nil stays nil.
+func SweepOf(sw *v1alpha1.SweepSpec) *Sweep {
+	if sw == nil {
+		return nil
+	}
+	return &Sweep{Enabled: sw.Enabled, Modes: modes(sw.Modes), Ports: append([]int32(nil), sw.Ports...),
+		Networks: append([]string(nil), sw.Networks...), IntervalSec: seconds(sw.Interval)}
 }

@@ -11,6 +11,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,6 +25,7 @@ import (
 
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
 	"github.com/serviceradar/sync-operator/gateway/bundle"
+	"github.com/serviceradar/sync-operator/gateway/sweep"
 	"github.com/serviceradar/sync-operator/identity"
 )
 
@@ -292,4 +295,38 @@ func (c *Catalog) secret(ctx context.Context, key types.NamespacedName, tenantSl
 	c.data[key] = secretData{version: sec.ResourceVersion, secret: sec}
 	c.mu.Unlock()
 	return sec, nil
+}
+
+// Agent returns the tenant id of an agent caller and the sources of its
+// tenant and partition that have sweep enabled. Agents are enrolled by
+// their SVID's registration; only their tenant must be onboarded.
+func (c *Catalog) Agent(ctx context.Context, id identity.Identity) (string, []sweep.Source, error) {
+	t, err := c.tenant(ctx, id.TenantSlug)
+	if err != nil {
+		return "", nil, err
+	}
+	if t == nil || t.Status.TenantID == "" || t.Spec.Platform != (id.TenantSlug == c.platformSlug) {
+		return "", nil, fmt.Errorf("%w: %q", ErrTenantNotOnboarded, id.TenantSlug)
+	}
+	var nss corev1.NamespaceList
+	if err := c.reader.List(ctx, &nss, client.MatchingLabels{v1alpha1.TenantLabel: id.TenantSlug}); err != nil {
+		return "", nil, fmt.Errorf("listing namespaces of tenant %q: %w", id.TenantSlug, err)
+	}
+	var out []sweep.Source
+	for _, ns := range nss.Items {
+		var srcs v1alpha1.IntegrationSourceList
+		if err := c.reader.List(ctx, &srcs, client.InNamespace(ns.Name)); err != nil {
+			return "", nil, fmt.Errorf("listing integration sources in %s: %w", ns.Name, err)
+		}
+		for i := range srcs.Items {
+			src := &srcs.Items[i]
+			sw := bundle.SweepOf(src.Spec.Sweep)
+			if !src.DeletionTimestamp.IsZero() || src.Spec.Partition != id.Partition || sw == nil || !sw.Enabled {
+				continue
+			}
+			out = append(out, sweep.Source{UID: string(src.UID), Sweep: *sw})
+		}
+	}
+	slices.SortFunc(out, func(a, b sweep.Source) int { return strings.Compare(a.UID, b.UID) })
+	return t.Status.TenantID, out, nil
 }

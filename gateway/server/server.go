@@ -131,6 +131,18 @@ func (s *Server) syncConfig(ctx context.Context, agentID string) (identity.Ident
 
 // Hello accepts a sync worker and tells it whether its config is current.
 func (s *Server) Hello(ctx context.Context, req *pb.AgentHelloRequest) (*pb.AgentHelloResponse, error) {
+	if id, err := s.peer(ctx); err == nil && isAgent(id) {
+		cfg, tenantID, err := s.agentConfig(ctx, id, req.GetAgentId())
+		if err != nil {
+			return nil, err
+		}
+		return &pb.AgentHelloResponse{
+			Accepted: true, AgentId: id.ComponentID, GatewayId: s.o.GatewayID, Message: "welcome",
+			ServerTime: s.o.Now().Unix(), HeartbeatIntervalSec: int32(s.o.Heartbeat.Seconds()),
+			ConfigOutdated: req.GetConfigVersion() == "" || req.GetConfigVersion() != cfg.ConfigVersion,
+			TenantId:       tenantID, TenantSlug: id.TenantSlug,
+		}, nil
+	}
 	id, e, err := s.syncConfig(ctx, req.GetAgentId())
 	if err != nil {
 		return nil, err
@@ -149,6 +161,16 @@ func (s *Server) Hello(ctx context.Context, req *pb.AgentHelloRequest) (*pb.Agen
 // GetConfig returns the caller's sync bundle, or not_modified when the
 // caller already has its version.
 func (s *Server) GetConfig(ctx context.Context, req *pb.AgentConfigRequest) (*pb.AgentConfigResponse, error) {
+	if id, err := s.peer(ctx); err == nil && isAgent(id) {
+		cfg, _, err := s.agentConfig(ctx, id, req.GetAgentId())
+		if err != nil {
+			return nil, err
+		}
+		if req.GetConfigVersion() == cfg.ConfigVersion {
+			return &pb.AgentConfigResponse{NotModified: true, ConfigVersion: cfg.ConfigVersion}, nil
+		}
+		return cfg, nil
+	}
 	_, e, err := s.syncConfig(ctx, req.GetAgentId())
 	if err != nil {
 		return nil, err

@@ -300,7 +300,8 @@ func TestConfigPlane(t *testing.T) {
 	}{
 		{"acme worker asking as globex's worker", svid(t, w, "sync/acme/default/platform-sync-acme"), "platform-sync-globex", codes.PermissionDenied},
 		{"acme edge asking as globex's edge id", edge(t, w, "acme", "edge", "hq", "acme"), "globex-edge", codes.PermissionDenied},
-		{"agent identity asking for a sync bundle", svid(t, w, "agent/acme/default/platform-sync-acme"), "platform-sync-acme", codes.PermissionDenied},
+		{"agent identity with another component's agent_id", svid(t, w, "agent/acme/default/agent-1"), "platform-sync-acme", codes.PermissionDenied},
+		{"agent of a tenant not onboarded", svid(t, w, "agent/initech/default/agent-1"), "agent-1", codes.PermissionDenied},
 		{"sync identity with an unknown component", svid(t, w, "sync/acme/default/nobody"), "nobody", codes.PermissionDenied},
 		{"SVID posing as the on-prem worker", svid(t, w, "sync/acme/hq/edge"), "edge", codes.PermissionDenied},
 		{"edge component not onboarded", edge(t, w, "acme", "rogue", "hq", "acme"), "rogue", codes.PermissionDenied},
@@ -326,6 +327,27 @@ func TestConfigPlane(t *testing.T) {
 			}
 		})
 	}
+	t.Run("an agent identity gets agent config, never a sync bundle", func(t *testing.T) {
+		c := w.client(t, svid(t, w, "agent/acme/default/platform-sync-acme"))
+		cfg, err := c.GetConfig(ctx, &pb.AgentConfigRequest{AgentId: "platform-sync-acme"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got map[string]any
+		if err := json.Unmarshal(cfg.ConfigJson, &got); err != nil {
+			t.Fatal(err)
+		}
+		if got["scope"] != "agent" || got["tenant_slug"] != "acme" || got["sources"] != nil || strings.Contains(string(cfg.ConfigJson), "secret") {
+			t.Fatalf("agent config %s", cfg.ConfigJson)
+		}
+		if len(cfg.GetSweep().GetDeviceTargets()) != 0 {
+			t.Fatalf("sweep targets without devices: %v", cfg.GetSweep())
+		}
+		again, err := c.GetConfig(ctx, &pb.AgentConfigRequest{AgentId: "platform-sync-acme", ConfigVersion: cfg.ConfigVersion})
+		if err != nil || !again.NotModified {
+			t.Fatalf("agent poll with the current version: %+v %v", again, err)
+		}
+	})
 	t.Run("config changes are pushed on the control stream", func(t *testing.T) {
 		cctx, stop := context.WithCancel(ctx)
 		defer stop()

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
@@ -120,8 +122,21 @@ func checkStreamStatus(t *testing.T, w *world) {
 		}
 		return n
 	}
+	// A call cancelled part-way commits nothing either.
+	cctx, cancel := context.WithCancel(ctx)
+	st, err := c.StreamStatus(cctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Send(chunk(agent, 0, 2, false, good)); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if _, err := st.CloseAndRecv(); status.Code(err) != codes.Canceled {
+		t.Fatalf("cancelled call: %v", err)
+	}
 	if n := devices(); n != 0 {
-		t.Fatalf("refused calls committed %d devices", n)
+		t.Fatalf("refused or cancelled calls committed %d devices", n)
 	}
 
 	// A valid segment in two chunks, then the same segment again, then the run's last segment.
@@ -155,6 +170,45 @@ func checkStreamStatus(t *testing.T, w *world) {
 	_ = w.store.Pool().QueryRow(ctx, "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'tenant_globex'").Scan(&globex)
 	if globex != 0 {
 		t.Fatal("acme's devices created globex's schema")
+	}
+
+	// Sweep targets follow the devices: enable sweep on the source, then
+	// watch an agent of acme's default partition get exactly its available devices.
+	if err := env.Client.Patch(ctx, src, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"sweep":{"enabled":true,"ports":[443,22],"networks":["10.9.0.0/24"]}}}`))); err != nil {
+		t.Fatal(err)
+	}
+	agentClient := w.client(t, svid(t, w, "agent/acme/default/agent-1"))
+	targets := func(want int) *pb.SweepConfig {
+		t.Helper()
+		var last *pb.SweepConfig
+		for range 100 {
+			cfg, err := agentClient.GetConfig(ctx, &pb.AgentConfigRequest{AgentId: "agent-1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if last = cfg.GetSweep(); len(last.GetDeviceTargets()) == want {
+				return last
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Fatalf("sweep has %d targets, want %d: %v", len(last.GetDeviceTargets()), want, last)
+		return nil
+	}
+	sw := targets(7)
+	if got := sw.DeviceTargets[0]; got.Ip != "10.9.0.1" || fmt.Sprint(got.Ports) != "[22 443]" || fmt.Sprint(sw.Networks) != "[10.9.0.0/24]" {
+		t.Fatalf("sweep %v", sw)
+	}
+	// A complete run with only three devices retracts the rest, and the sweep follows.
+	run2 := &results.Meta{IntegrationSourceUID: uid, SyncRunID: uuid.NewString(), RunComplete: true, FullFetch: true}
+	if err := send(chunk(agent, 0, 1, true, message(t, uid, run2, 1, 3, nil))); err != nil {
+		t.Fatal(err)
+	}
+	targets(3)
+	// Another partition's agent sees none of them.
+	other1 := w.client(t, svid(t, w, "agent/acme/hq/agent-2"))
+	cfg, err := other1.GetConfig(ctx, &pb.AgentConfigRequest{AgentId: "agent-2"})
+	if err != nil || len(cfg.GetSweep().GetDeviceTargets()) != 0 {
+		t.Fatalf("hq agent sweep %v %v", cfg.GetSweep(), err)
 	}
 	assertNoLeak(t, w, w.logs.String())
 }

@@ -7,6 +7,9 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/serviceradar/sync-operator/test/apifault"
+	"github.com/serviceradar/sync-operator/test/apifault/ordinals"
 )
 
 // Armis timestamps: ISO 8601 with microseconds and a numeric offset.
@@ -41,7 +44,7 @@ func (t *tokenStore) issue() (string, time.Time) {
 		}
 	}
 	t.issued++
-	tok := fmt.Sprintf("%016x%016x", mix(t.seed, t.issued, saltToken), mix(t.seed, t.issued, saltToken+1))
+	tok := fmt.Sprintf("%016x%016x", ordinals.Mix(t.seed, t.issued, saltToken), ordinals.Mix(t.seed, t.issued, saltToken+1))
 	exp := now.Add(t.ttl)
 	t.expiry[tok] = exp
 	return tok, exp
@@ -133,5 +136,5 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.stats.tokensIssued.Add(1)
-	writeJSON(w, http.StatusOK, body)
+	apifault.WriteJSON(w, http.StatusOK, body)
 }

@@ -4,12 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/serviceradar/sync-operator/test/apifault"
 )
 
 // start serves a new emulator for the test and closes it at cleanup.
@@ -28,6 +29,7 @@ type apiClient struct {
 	hc   *http.Client
 }
 
+// reply is an apifault.Reply under the names the tests use.
 type reply struct {
 	status int
 	header http.Header
@@ -35,16 +37,8 @@ type reply struct {
 }
 
 func (c *apiClient) do(ctx context.Context, req *http.Request) (reply, error) {
-	resp, err := c.hc.Do(req.WithContext(ctx))
-	if err != nil {
-		return reply{}, fmt.Errorf("%s %s: %w", req.Method, req.URL.Path, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return reply{}, fmt.Errorf("reading %s: %w", req.URL.Path, err)
-	}
-	return reply{status: resp.StatusCode, header: resp.Header, body: body}, nil
+	rep, err := apifault.Do(c.hc, req.WithContext(ctx))
+	return reply{status: rep.Status, header: rep.Header, body: rep.Body}, err
 }
 
 // tokenRequest exchanges secret in a form body.
@@ -112,14 +106,7 @@ type page struct {
 }
 
 func decodePage(rep reply) (page, error) {
-	var p page
-	if rep.status != http.StatusOK {
-		return p, fmt.Errorf("status %d: %s", rep.status, rep.body)
-	}
-	if err := json.Unmarshal(rep.body, &p); err != nil {
-		return p, fmt.Errorf("decoding page: %w", err)
-	}
-	return p, nil
+	return apifault.DecodeOK[page](rep.status, rep.body)
 }
 
 // fetchAll follows next from 0 until null, failing on any error; it returns

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/serviceradar/sync-operator/test/apifault/ordinals"
 )
 
 // Device is one Armis device as the search returns it, with the fields and
@@ -97,7 +99,7 @@ func (inv *inventory) rng(i int) *rand.Rand {
 
 func (inv *inventory) drawCore(r *rand.Rand) core {
 	c := core{lastSeen: inv.epoch.Add(-time.Duration(r.Int64N(lastSeenSpan)) * time.Microsecond)}
-	first := pick(r, boundaryWeights)
+	first := ordinals.Pick(r, boundaryWeights)
 	c.boundaries = 1 << first
 	if r.IntN(100) < 15 {
 		second := (first + 1 + r.IntN(len(boundaries)-1)) % len(boundaries)
@@ -115,7 +117,7 @@ func (inv *inventory) core(i int) core {
 func (inv *inventory) device(i int) Device {
 	r := inv.rng(i)
 	c := inv.drawCore(r)
-	kind := deviceKinds[pick(r, kindWeights)]
+	kind := deviceKinds[ordinals.Pick(r, kindWeights)]
 	mk := kind.makers[r.IntN(len(kind.makers))]
 	os := kind.oses[r.IntN(len(kind.oses))]
 	d := Device{
@@ -132,8 +134,8 @@ func (inv *inventory) device(i int) Device {
 		Boundaries:             boundaryNames(c.boundaries),
 		Site:                   sites[r.IntN(len(sites))],
 		Sensor:                 sensors[r.IntN(len(sensors))],
-		Visibility:             visibilities[pick(r, visibilityW)],
-		BusinessImpact:         impacts[pick(r, impactWeights)],
+		Visibility:             visibilities[ordinals.Pick(r, visibilityW)],
+		BusinessImpact:         impacts[ordinals.Pick(r, impactWeights)],
 		Tags:                   []string{},
 		CustomProperties:       map[string]string{},
 	}
@@ -141,7 +143,7 @@ func (inv *inventory) device(i int) Device {
 		d.Name = fmt.Sprintf("%s-%06d", kind.prefix, i+1)
 	}
 	if r.IntN(100) >= 1 {
-		d.IPAddress = ptr(inv.ipv4s(i, pick(r, extraIPWeights)))
+		d.IPAddress = ptr(inv.ipv4s(i, ordinals.Pick(r, extraIPWeights)))
 	}
 	if r.IntN(100) < 20 {
 		d.IPv6 = ptr(fmt.Sprintf("fd00:a5::%x", i+1))
@@ -231,37 +233,12 @@ func boundaryNames(mask uint8) string {
 	return strings.Join(names, ", ")
 }
 
-// pick draws an index with the given relative weights.
-func pick(r *rand.Rand, weights []int) int {
-	total := 0
-	for _, w := range weights {
-		total += w
-	}
-	x := r.IntN(total)
-	for i, w := range weights {
-		if x < w {
-			return i
-		}
-		x -= w
-	}
-	return len(weights) - 1
-}
-
 func ptr[T any](v T) *T { return &v }
 
 // Salts keep the seed-derived streams apart.
 const (
 	saltToken uint64 = 0x746f6b656e
 )
-
-// mix is SplitMix64 over the seed, a value and a salt: a cheap, well spread
-// hash for identifiers that must not collide.
-func mix(seed, v, salt uint64) uint64 {
-	z := seed ^ (v * 0x9e3779b97f4a7c15) ^ (salt * 0xbf58476d1ce4e5b9)
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
-	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
-	return z ^ (z >> 31)
-}
 
 // Device returns the device with the given id, as the search would return
 // it, and false when no device has that id.

@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/serviceradar/sync-operator/test/apifault"
 )
 
 // searchParams are a search request's validated parameters.
@@ -38,24 +40,7 @@ func (s *Server) serveSearch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	fault, broken := s.faults.page(p.from)
-	if broken && fault == PageServerError {
-		s.stats.serverErrors.Add(1)
-		writeError(w, http.StatusInternalServerError, "Internal Server Error")
-		return
-	}
-	body, err := s.searchPage(p)
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, err.Error())
-		return
-	}
-	if broken && fault == PageMalformed {
-		s.stats.malformedPages.Add(1)
-		writeJSON(w, http.StatusOK, body[:len(body)/2])
-		return
-	}
-	s.stats.searchPages.Add(1)
-	writeJSON(w, http.StatusOK, body)
+	s.faults.ServePage(w, p.from, &s.stats.searchPages, func() ([]byte, error) { return s.searchPage(p) })
 }
 
 func (s *Server) parseSearch(v url.Values) (searchParams, error) {
@@ -112,7 +97,7 @@ func (s *Server) searchPage(p searchParams) ([]byte, error) {
 			return nil, fmt.Errorf("encoding device ordinal %d: %w", v.At(k), err)
 		}
 		if p.fields != nil {
-			if raw, err = keepFields(raw, p.fields); err != nil {
+			if raw, err = apifault.KeepFields(raw, p.keep); err != nil {
 				return nil, fmt.Errorf("trimming device ordinal %d: %w", v.At(k), err)
 			}
 		}
@@ -132,38 +117,10 @@ func offsetOrNull(ok bool, off int) string {
 	return strconv.Itoa(off)
 }
 
-// keepFields trims a JSON object to the named top-level fields, keeping the
-// object's own field order.
-func keepFields(raw []byte, fields []string) ([]byte, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if _, err := dec.Token(); err != nil {
-		return nil, fmt.Errorf("reading object start: %w", err)
-	}
-	var out bytes.Buffer
-	out.WriteByte('{')
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, fmt.Errorf("reading field name: %w", err)
-		}
-		name, _ := tok.(string)
-		var val json.RawMessage
-		if err := dec.Decode(&val); err != nil {
-			return nil, fmt.Errorf("reading field %q: %w", name, err)
-		}
-		if !containsTrimmed(fields, name) {
-			continue
-		}
-		if out.Len() > 1 {
-			out.WriteByte(',')
-		}
-		key, _ := json.Marshal(name)
-		out.Write(key)
-		out.WriteByte(':')
-		out.Write(val)
-	}
-	out.WriteByte('}')
-	return out.Bytes(), nil
+// keep reports whether the fields parameter names the field name; names are
+// trimmed, as clients write "a, b".
+func (p searchParams) keep(name string) bool {
+	return containsTrimmed(p.fields, name)
 }
 
 func containsTrimmed(list []string, s string) bool {

@@ -4,10 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
-	"strconv"
-	"sync"
 	"time"
+
+	"github.com/serviceradar/sync-operator/test/apifault"
+	"github.com/serviceradar/sync-operator/test/apifault/ordinals"
 )
 
 // API paths the emulator serves.
@@ -64,12 +64,10 @@ type Server struct {
 	inv     inventory
 	secret  string
 	tokens  *tokenStore
-	faults  faultState
+	faults  *apifault.Injector[int] // pages keyed by the search's from
 	stats   counters
-	results *selectionCache
-
-	mu sync.Mutex
-	ts *httptest.Server
+	results *ordinals.Cache
+	host    *apifault.Host
 }
 
 // New returns a Server for opts. It panics when opts.Devices is negative or
@@ -90,13 +88,15 @@ func New(opts Options) *Server {
 	if opts.Epoch.IsZero() {
 		opts.Epoch = DefaultEpoch()
 	}
-	return &Server{
+	s := &Server{
 		inv:     inventory{seed: opts.Seed, n: opts.Devices, epoch: opts.Epoch.UTC()},
 		secret:  opts.SecretKey,
 		tokens:  newTokenStore(opts.Seed, opts.TokenTTL, opts.Clock),
-		faults:  faultState{pages: map[int]PageFault{}},
-		results: newSelectionCache(8),
+		faults:  apifault.NewInjector[int](armisAPI),
+		results: ordinals.NewCache(8),
 	}
+	s.host = apifault.NewHost("armisemu", s)
+	return s
 }
 
 // SecretKey returns the secret key the token endpoint accepts.
@@ -104,81 +104,27 @@ func (s *Server) SecretKey() string { return s.secret }
 
 // Start serves the emulator over plain HTTP on a loopback port and returns
 // its base URL (the Armis "endpoint"). It panics if the server already runs.
-func (s *Server) Start() string {
-	return s.start(false)
-}
+func (s *Server) Start() string { return s.host.Start() }
 
 // StartTLS is Start over HTTPS with httptest's self-signed certificate; use
 // Client for an http.Client that trusts it.
-func (s *Server) StartTLS() string {
-	return s.start(true)
-}
-
-func (s *Server) start(tls bool) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ts != nil {
-		panic("armisemu: server already started")
-	}
-	s.ts = httptest.NewUnstartedServer(s)
-	if tls {
-		s.ts.StartTLS()
-	} else {
-		s.ts.Start()
-	}
-	return s.ts.URL
-}
+func (s *Server) StartTLS() string { return s.host.StartTLS() }
 
 // URL returns the base URL of the started server, or "" before Start.
-func (s *Server) URL() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ts == nil {
-		return ""
-	}
-	return s.ts.URL
-}
+func (s *Server) URL() string { return s.host.URL() }
 
 // Client returns an http.Client for the started server (trusting its
 // certificate after StartTLS), or http.DefaultClient before Start.
-func (s *Server) Client() *http.Client {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ts == nil {
-		return http.DefaultClient
-	}
-	return s.ts.Client()
-}
+func (s *Server) Client() *http.Client { return s.host.Client() }
 
 // Close stops the started server and waits for its requests to finish. It is
 // safe to call more than once, and before Start.
-func (s *Server) Close() {
-	s.mu.Lock()
-	ts := s.ts
-	s.ts = nil
-	s.mu.Unlock()
-	if ts != nil {
-		ts.Close()
-	}
-}
+func (s *Server) Close() { s.host.Close() }
 
 // ServeHTTP answers one API request, applying the injected faults first as a
 // proxy or gateway in front of Armis would.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.stats.requests.Add(1)
-	inj := s.faults.next()
-	if inj.latency > 0 && !sleep(r, inj.latency) {
-		return
-	}
-	switch {
-	case inj.retryAfter >= 0:
-		s.stats.rateLimited.Add(1)
-		w.Header().Set("Retry-After", strconv.Itoa(ceilSeconds(inj.retryAfter)))
-		writeError(w, http.StatusTooManyRequests, "Too many requests")
-		return
-	case inj.status != 0:
-		s.stats.serverErrors.Add(1)
-		writeError(w, inj.status, http.StatusText(inj.status))
+	if !s.faults.Admit(w, r) {
 		return
 	}
 	switch r.URL.Path {
@@ -190,23 +136,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.stats.notFound.Add(1)
 		writeError(w, http.StatusNotFound, "Not Found")
 	}
-}
-
-// sleep waits d or until the request is cancelled, reporting whether the
-// wait completed.
-func sleep(r *http.Request, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-r.Context().Done():
-		return false
-	}
-}
-
-func ceilSeconds(d time.Duration) int {
-	return int((d + time.Second - 1) / time.Second)
 }
 
 // errorBody is the shape of every Armis error answer.
@@ -223,12 +152,5 @@ type envelope struct {
 
 func writeError(w http.ResponseWriter, status int, msg string) {
 	body, _ := json.Marshal(errorBody{Message: msg})
-	writeJSON(w, status, body)
-}
-
-func writeJSON(w http.ResponseWriter, status int, body []byte) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(status)
-	_, _ = w.Write(body)
+	apifault.WriteJSON(w, status, body)
 }

@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+
+	"github.com/serviceradar/sync-operator/test/apifault/ordinals"
 )
 
 // Token forms: v1 is 40 hex digits; v2 is nbt_<key>.<token>.
@@ -35,11 +37,11 @@ type authenticator struct {
 func newAuthenticator(opts Options) (*authenticator, error) {
 	a := &authenticator{v1: opts.V1Token, v2: opts.V2Token, noV1: opts.DisableV1, noV2: opts.DisableV2}
 	if a.v1 == "" {
-		a.v1 = fmt.Sprintf("%016x%016x%08x", mix(opts.Seed, 1, 0x7631), mix(opts.Seed, 2, 0x7631), uint32(mix(opts.Seed, 3, 0x7631)))
+		a.v1 = fmt.Sprintf("%016x%016x%08x", ordinals.Mix(opts.Seed, 1, 0x7631), ordinals.Mix(opts.Seed, 2, 0x7631), uint32(ordinals.Mix(opts.Seed, 3, 0x7631)))
 	}
 	if a.v2 == "" {
-		a.v2 = fmt.Sprintf("nbt_%012x.%016x%016x%08x", mix(opts.Seed, 1, 0x7632)>>16,
-			mix(opts.Seed, 2, 0x7632), mix(opts.Seed, 3, 0x7632), uint32(mix(opts.Seed, 4, 0x7632)))
+		a.v2 = fmt.Sprintf("nbt_%012x.%016x%016x%08x", ordinals.Mix(opts.Seed, 1, 0x7632)>>16,
+			ordinals.Mix(opts.Seed, 2, 0x7632), ordinals.Mix(opts.Seed, 3, 0x7632), uint32(ordinals.Mix(opts.Seed, 4, 0x7632)))
 	}
 	if !v1Form.MatchString(a.v1) {
 		return nil, fmt.Errorf("V1Token %q is not 40 hex digits", a.v1)

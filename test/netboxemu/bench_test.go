@@ -5,6 +5,8 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"testing"
+
+	"github.com/serviceradar/sync-operator/test/apifault/ordinals"
 )
 
 // benchmarkList measures serving one 1000-row page of path from a
@@ -35,7 +37,7 @@ func BenchmarkInterfacePage(b *testing.B) { benchmarkList(b, InterfacesPath) }
 func BenchmarkFilteredSelection(b *testing.B) {
 	s := New(Options{Seed: 1, Devices: 1_000_000})
 	for i := 0; b.Loop(); i++ {
-		s.results = newSelectionCache(8) // a cold cache each time
+		s.results = ordinals.NewCache(8) // a cold cache each time
 		if _, err := s.MatchingDeviceIDs("status=active&site=dc-east"); err != nil {
 			b.Fatal(err)
 		}

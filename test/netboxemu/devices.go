@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/serviceradar/sync-operator/test/apifault/ordinals"
 )
 
 // deviceFilter is a parsed device filter set. Masks have bit i set for
@@ -193,12 +195,12 @@ func (s *Server) deviceList(q url.Values, errs validationErrors) list {
 	}}
 	switch {
 	case len(errs) > 0:
-		l.view = allView(0)
+		l.view = ordinals.All(0)
 	case f.all():
-		l.view = allView(s.inv.n)
+		l.view = ordinals.All(s.inv.n)
 	default:
-		l.view = s.results.get(f.key, func() listView {
-			var out listView
+		l.view = s.results.Get(f.key, func() ordinals.List {
+			var out ordinals.List
 			for i := range s.inv.n {
 				a := s.inv.attrs(i)
 				if f.match(&a) {
@@ -224,11 +226,7 @@ func (s *Server) MatchingDeviceIDs(filter string) ([]int, error) {
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("device filter %q: %w", filter, errs)
 	}
-	ids := make([]int, l.view.Len())
-	for k := range ids {
-		ids[k] = l.view.At(k) + 1
-	}
-	return ids, nil
+	return ordinals.IDs(l.view), nil
 }
 
 // Error makes validationErrors an error for MatchingDeviceIDs.

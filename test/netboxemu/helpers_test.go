@@ -4,10 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/serviceradar/sync-operator/test/apifault"
 )
 
 // start serves a new emulator for the test and closes it at cleanup. The
@@ -27,6 +28,7 @@ type apiClient struct {
 	auth string // the Authorization header, empty for none
 }
 
+// reply is an apifault.Reply under the names the tests use.
 type reply struct {
 	status int
 	header http.Header
@@ -45,16 +47,8 @@ func (c *apiClient) get(ctx context.Context, target string) (reply, error) {
 	if c.auth != "" {
 		req.Header.Set("Authorization", c.auth)
 	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return reply{}, fmt.Errorf("GET %s: %w", target, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return reply{}, fmt.Errorf("reading %s: %w", target, err)
-	}
-	return reply{status: resp.StatusCode, header: resp.Header, body: body}, nil
+	rep, err := apifault.Do(c.hc, req)
+	return reply{status: rep.Status, header: rep.Header, body: rep.Body}, err
 }
 
 // page is a decoded list answer with raw results.
@@ -66,14 +60,7 @@ type page struct {
 }
 
 func decodePage(rep reply) (page, error) {
-	var p page
-	if rep.status != http.StatusOK {
-		return p, fmt.Errorf("status %d: %s", rep.status, rep.body)
-	}
-	if err := json.Unmarshal(rep.body, &p); err != nil {
-		return p, fmt.Errorf("decoding page: %w", err)
-	}
-	return p, nil
+	return apifault.DecodeOK[page](rep.status, rep.body)
 }
 
 // fetchAll follows next from target until null, failing on any error.

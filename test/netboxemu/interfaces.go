@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/serviceradar/sync-operator/test/apifault/ordinals"
 )
 
 // Interfaces: device ordinal i has interfaces i*K .. i*K+K-1 (K interfaces
@@ -129,11 +131,11 @@ func (s ordinalSet) intersect(other ordinalSet) ordinalSet {
 	return out
 }
 
-func (s ordinalSet) view(n int) view {
+func (s ordinalSet) view(n int) ordinals.View {
 	if s == nil {
-		return allView(n)
+		return ordinals.All(n)
 	}
-	out := make(listView, 0, len(s))
+	out := make(ordinals.List, 0, len(s))
 	for k := range s {
 		out = append(out, int32(k))
 	}

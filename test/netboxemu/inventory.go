@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/serviceradar/sync-operator/test/apifault/ordinals"
 )
 
 // NetBox timestamps: ISO 8601 with microseconds, UTC as "Z".
@@ -47,9 +49,9 @@ type attrs struct {
 func (inv *inventory) attrs(i int) attrs {
 	r := rand.New(rand.NewPCG(inv.seed, uint64(i)))
 	a := attrs{ord: i, tenant: -1, platform: -1, owner: -1}
-	a.site = pick(r, siteWeights)
-	a.role = pick(r, roleWeights)
-	a.status = pick(r, statusWeights)
+	a.site = ordinals.Pick(r, siteWeights)
+	a.role = ordinals.Pick(r, roleWeights)
+	a.status = ordinals.Pick(r, statusWeights)
 	if r.IntN(100) >= 30 {
 		a.tenant = r.IntN(len(tenants))
 	}
@@ -305,29 +307,4 @@ func (s *Server) Device(id int, base string) (Device, bool) {
 	return s.inv.device(&a, s.refs.get(urls(strings.TrimSuffix(base, "/")))), true
 }
 
-// pick draws an index with the given relative weights.
-func pick(r *rand.Rand, weights []int) int {
-	total := 0
-	for _, w := range weights {
-		total += w
-	}
-	x := r.IntN(total)
-	for i, w := range weights {
-		if x < w {
-			return i
-		}
-		x -= w
-	}
-	return len(weights) - 1
-}
-
 func ptr[T any](v T) *T { return &v }
-
-// mix is SplitMix64 over the seed, a value and a salt: a cheap, well spread
-// hash for the default tokens.
-func mix(seed, v, salt uint64) uint64 {
-	z := seed ^ (v * 0x9e3779b97f4a7c15) ^ (salt * 0xbf58476d1ce4e5b9)
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
-	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
-	return z ^ (z >> 31)
-}

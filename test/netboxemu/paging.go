@@ -9,12 +9,15 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/serviceradar/sync-operator/test/apifault"
+	"github.com/serviceradar/sync-operator/test/apifault/ordinals"
 )
 
 // list is one endpoint's answer before paging: the ordinals it selects and
 // how to render one.
 type list struct {
-	view   view
+	view   ordinals.View
 	render func(ord int, refs *refTable) any
 }
 
@@ -48,28 +51,13 @@ func (s *Server) serveList(w http.ResponseWriter, r *http.Request, kind Kind) {
 	if len(errs) > 0 {
 		s.stats.badRequests.Add(1)
 		body, _ := json.Marshal(errs)
-		writeJSON(w, http.StatusBadRequest, body)
+		apifault.WriteJSON(w, http.StatusBadRequest, body)
 		return
 	}
 	first := pg.firstRow(l.view)
-	fault, broken := s.faults.page(pageKey{kind, first})
-	if broken && fault == PageServerError {
-		s.stats.serverErrors.Add(1)
-		writeProxyError(w, http.StatusInternalServerError)
-		return
-	}
-	body, err := s.renderPage(r, kind, l, pg, first)
-	if err != nil {
-		writeDetail(w, http.StatusInternalServerError, err.Error())
-		return
-	}
-	if broken && fault == PageMalformed {
-		s.stats.malformedPages.Add(1)
-		writeJSON(w, http.StatusOK, body[:len(body)/2])
-		return
-	}
-	s.stats.pages(kind).Add(1)
-	writeJSON(w, http.StatusOK, body)
+	s.faults.ServePage(w, pageKey{kind, first}, s.stats.pages(kind), func() ([]byte, error) {
+		return s.renderPage(r, kind, l, pg, first)
+	})
 }
 
 // paging is a request's limit/offset or cursor (start) paging.
@@ -111,7 +99,7 @@ func parsePaging(q url.Values) (paging, error) {
 
 // firstRow is the position in v of the page's first row. Views hold
 // ascending ordinals and id = ordinal+1, so the cursor is a binary search.
-func (p paging) firstRow(v view) int {
+func (p paging) firstRow(v ordinals.View) int {
 	if !p.cursor {
 		return p.offset
 	}
@@ -155,7 +143,7 @@ func (s *Server) renderPage(r *http.Request, kind Kind, l list, pg paging, first
 			return nil, fmt.Errorf("encoding %s ordinal %d: %w", kind, l.view.At(k), err)
 		}
 		if trim != nil {
-			if raw, err = filterFields(raw, trim); err != nil {
+			if raw, err = apifault.KeepFields(raw, trim); err != nil {
 				return nil, fmt.Errorf("trimming %s ordinal %d: %w", kind, l.view.At(k), err)
 			}
 		}
@@ -237,38 +225,4 @@ func setOf(list []string) map[string]bool {
 		m[strings.TrimSpace(x)] = true
 	}
 	return m
-}
-
-// filterFields keeps the top-level fields of a JSON object that keep
-// accepts, in the object's order.
-func filterFields(raw []byte, keep func(string) bool) ([]byte, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if _, err := dec.Token(); err != nil {
-		return nil, fmt.Errorf("reading object start: %w", err)
-	}
-	var out bytes.Buffer
-	out.WriteByte('{')
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, fmt.Errorf("reading field name: %w", err)
-		}
-		name, _ := tok.(string)
-		var val json.RawMessage
-		if err := dec.Decode(&val); err != nil {
-			return nil, fmt.Errorf("reading field %q: %w", name, err)
-		}
-		if !keep(name) {
-			continue
-		}
-		if out.Len() > 1 {
-			out.WriteByte(',')
-		}
-		key, _ := json.Marshal(name)
-		out.Write(key)
-		out.WriteByte(':')
-		out.Write(val)
-	}
-	out.WriteByte('}')
-	return out.Bytes(), nil
 }

@@ -4,11 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/serviceradar/sync-operator/test/apifault"
+	"github.com/serviceradar/sync-operator/test/apifault/ordinals"
 )
 
 // API paths the emulator serves.
@@ -73,13 +74,11 @@ type Options struct {
 type Server struct {
 	inv     inventory
 	auth    *authenticator
-	faults  faultState
+	faults  *apifault.Injector[pageKey]
 	stats   counters
-	results *selectionCache
+	results *ordinals.Cache
 	refs    refCache
-
-	mu sync.Mutex
-	ts *httptest.Server
+	host    *apifault.Host
 }
 
 // New returns a Server for opts. It panics on options a test could not mean
@@ -101,92 +100,40 @@ func New(opts Options) *Server {
 	if err != nil {
 		panic(fmt.Sprintf("netboxemu: %v", err))
 	}
-	return &Server{
+	s := &Server{
 		inv:     inventory{seed: opts.Seed, n: opts.Devices, ifs: opts.InterfacesPerDevice, epoch: opts.Epoch.UTC()},
 		auth:    auth,
-		faults:  faultState{pages: map[pageKey]PageFault{}},
-		results: newSelectionCache(8),
+		faults:  apifault.NewInjector[pageKey](netboxAPI),
+		results: ordinals.NewCache(8),
 	}
+	s.host = apifault.NewHost("netboxemu", s)
+	return s
 }
 
 // Start serves the emulator over plain HTTP on a loopback port and returns
 // its base URL. It panics if the server already runs.
-func (s *Server) Start() string {
-	return s.start(false)
-}
+func (s *Server) Start() string { return s.host.Start() }
 
 // StartTLS is Start over HTTPS with httptest's self-signed certificate; use
 // Client for an http.Client that trusts it.
-func (s *Server) StartTLS() string {
-	return s.start(true)
-}
-
-func (s *Server) start(tls bool) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ts != nil {
-		panic("netboxemu: server already started")
-	}
-	s.ts = httptest.NewUnstartedServer(s)
-	if tls {
-		s.ts.StartTLS()
-	} else {
-		s.ts.Start()
-	}
-	return s.ts.URL
-}
+func (s *Server) StartTLS() string { return s.host.StartTLS() }
 
 // URL returns the base URL of the started server, or "" before Start.
-func (s *Server) URL() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ts == nil {
-		return ""
-	}
-	return s.ts.URL
-}
+func (s *Server) URL() string { return s.host.URL() }
 
 // Client returns an http.Client for the started server (trusting its
 // certificate after StartTLS), or http.DefaultClient before Start.
-func (s *Server) Client() *http.Client {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ts == nil {
-		return http.DefaultClient
-	}
-	return s.ts.Client()
-}
+func (s *Server) Client() *http.Client { return s.host.Client() }
 
 // Close stops the started server and waits for its requests to finish. It is
 // safe to call more than once, and before Start.
-func (s *Server) Close() {
-	s.mu.Lock()
-	ts := s.ts
-	s.ts = nil
-	s.mu.Unlock()
-	if ts != nil {
-		ts.Close()
-	}
-}
+func (s *Server) Close() { s.host.Close() }
 
 // ServeHTTP answers one API request. Injected 429s and 5xx come first, as
 // from a proxy in front of NetBox; then the missing-slash redirect, as
 // Django's CommonMiddleware answers it before any view; then authentication.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.stats.requests.Add(1)
-	inj := s.faults.next()
-	if inj.latency > 0 && !sleep(r, inj.latency) {
-		return
-	}
-	switch {
-	case inj.retryAfter >= 0:
-		s.stats.rateLimited.Add(1)
-		w.Header().Set("Retry-After", strconv.Itoa(ceilSeconds(inj.retryAfter)))
-		writeProxyError(w, http.StatusTooManyRequests)
-		return
-	case inj.status != 0:
-		s.stats.serverErrors.Add(1)
-		writeProxyError(w, inj.status)
+	if !s.faults.Admit(w, r) {
 		return
 	}
 	kind, known := kindOfPath(r.URL.Path)
@@ -243,34 +190,10 @@ func kindOfPath(p string) (Kind, bool) {
 	return "", false
 }
 
-// sleep waits d or until the request is cancelled, reporting whether the
-// wait completed.
-func sleep(r *http.Request, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-r.Context().Done():
-		return false
-	}
-}
-
-func ceilSeconds(d time.Duration) int {
-	return int((d + time.Second - 1) / time.Second)
-}
-
 // writeDetail writes NetBox's (Django REST framework's) error shape.
 func writeDetail(w http.ResponseWriter, status int, detail string) {
 	body, _ := json.Marshal(map[string]string{"detail": detail})
-	writeJSON(w, status, body)
-}
-
-func writeJSON(w http.ResponseWriter, status int, body []byte) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(status)
-	_, _ = w.Write(body)
+	apifault.WriteJSON(w, status, body)
 }
 
 // writeProxyError writes what a proxy or Django puts in a 429 or 5xx: HTML,

@@ -1,0 +1,52 @@
+package results_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/serviceradar/sync-operator/gateway/results"
+)
+
+func TestParseAcceptsBothFormsAndNamesWhatIsWrong(t *testing.T) {
+	for _, tc := range []struct {
+		name, in string
+		devices  int
+		meta     bool
+		wantErr  string
+	}{
+		{"object form", `{"sync_meta":{"sync_run_id":"r","segment":2,"run_complete":true},"devices":[{"ip":"10.0.0.1"},{"ip":"10.0.0.2"}]}`, 2, true, ""},
+		{"upstream array form", ` [{"ip":"10.0.0.1","metadata":{"armis_device_id":"1"}}]`, 1, false, ""},
+		{"empty array", `[]`, 0, false, ""},
+		{"object without sync_meta", `{"devices":[]}`, 0, false, "lacks sync_meta"},
+		{"empty message", "  ", 0, false, "empty"},
+		{"scalar", `42`, 0, false, "neither"},
+		{"broken json", `{"sync_meta":`, 0, false, "results object"},
+		{"wrong type", `[{"ip":5}]`, 0, false, "results array"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := results.Parse([]byte(tc.in))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want it to say %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || len(m.Devices) != tc.devices || (m.Meta != nil) != tc.meta {
+				t.Fatalf("Parse = %+v, %v", m, err)
+			}
+		})
+	}
+}
+
+func TestEncodeRoundTrips(t *testing.T) {
+	yes := true
+	in := results.Message{Meta: &results.Meta{SyncRunID: "r", Segment: 1, FullFetch: true}, Devices: []results.DeviceUpdate{{IP: "10.0.0.1", IsAvailable: &yes}}}
+	raw, err := results.Encode(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := results.Parse(raw)
+	if err != nil || *out.Meta != *in.Meta || out.Devices[0].IP != "10.0.0.1" || !*out.Devices[0].IsAvailable {
+		t.Fatalf("round trip %+v %v", out, err)
+	}
+}

@@ -1,0 +1,134 @@
+// Package retraction keeps the promise of `deletionPolicy: Retract`: the
+// gateway holds a finalizer on such IntegrationSources and, when one is
+// deleted, marks the devices it reported unavailable before releasing it.
+// Every gateway replica runs it: retraction is idempotent and the finalizer
+// is removed with an optimistic lock, so replicas racing on one source do
+// the same work at most twice and never lose it.
+package retraction
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+	ctrlcache "sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	"github.com/serviceradar/sync-operator/api/v1alpha1"
+)
+
+// Finalizer is held on sources whose devices are retracted on deletion.
+const Finalizer = "integrations.serviceradar.io/retract-devices"
+
+// Store retracts a source's devices.
+type Store interface {
+	RetractSource(ctx context.Context, tenantSlug, partition, sourceUID string) (int, error)
+}
+
+// Controller adds and releases the finalizer.
+type Controller struct {
+	// Reader is the informer cache; Writer patches the sources.
+	Reader client.Reader
+	Writer client.Writer
+	Store  Store
+	Log    logr.Logger
+
+	queue workqueue.TypedRateLimitingInterface[types.NamespacedName]
+}
+
+// Watch registers for IntegrationSource events on informers; call it
+// before the cache starts, then Run.
+func (c *Controller) Watch(ctx context.Context, informers ctrlcache.Cache) error {
+	c.queue = workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[types.NamespacedName]())
+	inf, err := informers.GetInformer(ctx, &v1alpha1.IntegrationSource{})
+	if err != nil {
+		return fmt.Errorf("watching integration sources: %w", err)
+	}
+	enqueue := func(obj any) {
+		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = d.Obj
+		}
+		if o, ok := obj.(client.Object); ok {
+			c.queue.Add(types.NamespacedName{Namespace: o.GetNamespace(), Name: o.GetName()})
+		}
+	}
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: enqueue, UpdateFunc: func(_, o any) { enqueue(o) }, DeleteFunc: enqueue,
+	}); err != nil {
+		return fmt.Errorf("watching integration sources: %w", err)
+	}
+	return nil
+}
+
+// Run works until ctx ends.
+func (c *Controller) Run(ctx context.Context) {
+	go func() {
+		<-ctx.Done()
+		c.queue.ShutDown()
+	}()
+	for {
+		key, quit := c.queue.Get()
+		if quit {
+			return
+		}
+		if err := c.reconcile(ctx, key); err != nil {
+			c.Log.Info("retraction will be retried", "source", key.String(), "error", err.Error())
+			c.queue.AddRateLimited(key)
+		} else {
+			c.queue.Forget(key)
+		}
+		c.queue.Done(key)
+	}
+}
+
+func (c *Controller) reconcile(ctx context.Context, key types.NamespacedName) error {
+	src := &v1alpha1.IntegrationSource{}
+	if err := c.Reader.Get(ctx, key, src); err != nil {
+		return client.IgnoreNotFound(err) //nolint:wrapcheck // nil or a cache error, logged with the key
+	}
+	wants := src.Spec.DeletionPolicy == v1alpha1.DeletionPolicyRetract
+	has := controllerutil.ContainsFinalizer(src, Finalizer)
+	switch {
+	case src.DeletionTimestamp.IsZero() && wants && !has:
+		return c.patch(ctx, src, func(s *v1alpha1.IntegrationSource) { controllerutil.AddFinalizer(s, Finalizer) })
+	case src.DeletionTimestamp.IsZero() && !wants && has:
+		return c.patch(ctx, src, func(s *v1alpha1.IntegrationSource) { controllerutil.RemoveFinalizer(s, Finalizer) })
+	case !src.DeletionTimestamp.IsZero() && has:
+		ns := &corev1.Namespace{}
+		if err := c.Reader.Get(ctx, client.ObjectKey{Name: src.Namespace}, ns); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("reading namespace %s: %w", src.Namespace, err)
+		}
+		if slug := ns.Labels[v1alpha1.TenantLabel]; slug != "" {
+			begin := time.Now()
+			n, err := c.Store.RetractSource(ctx, slug, src.Spec.Partition, string(src.UID))
+			if err != nil {
+				return fmt.Errorf("retracting devices: %w", err)
+			}
+			c.Log.Info("retracted the devices of a deleted source", "source", key.String(), "devices", n, "took", time.Since(begin).String())
+		}
+		return c.patch(ctx, src, func(s *v1alpha1.IntegrationSource) { controllerutil.RemoveFinalizer(s, Finalizer) })
+	}
+	return nil
+}
+
+// patch changes the finalizers with an optimistic lock: a replica that lost
+// the race gets a conflict and looks again.
+func (c *Controller) patch(ctx context.Context, src *v1alpha1.IntegrationSource, change func(*v1alpha1.IntegrationSource)) error {
+	patched := src.DeepCopy()
+	change(patched)
+	err := c.Writer.Patch(ctx, patched, client.MergeFromWithOptions(src, client.MergeFromWithOptimisticLock{}))
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("updating finalizers: %w", err)
+	}
+	return nil
+}
