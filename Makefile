@@ -93,6 +93,11 @@ fuzz: ## Fuzz the identity parsers for FUZZTIME each (default 2m).
 bench-operator: envtest-assets ## 500 tenants x 4 sources on a real API server: convergence, steady writes, RSS (RESULT line).
 	go run ./hack/bench-operator $(BENCH_OPERATOR_FLAGS)
 
+.PHONY: bench-ingest
+bench-ingest: envtest-assets ## 50,000 devices over mTLS gRPC into the gateway and PostgreSQL: devices/s, vs raw COPY, 5% churn cycle, RSS (RESULT line).
+	go build -o $(BIN)/gateway ./cmd/gateway
+	go run ./hack/bench-ingest --gateway $(BIN)/gateway $(BENCH_INGEST_FLAGS)
+
 .PHONY: bench-gateway
 bench-gateway: envtest-assets ## 1000 tenants x 3 sources, gateway binary over mTLS: GetConfig rps/p99, push p99, RSS (RESULT line).
 	go build -o $(BIN)/gateway ./cmd/gateway

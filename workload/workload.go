@@ -74,6 +74,8 @@ type Bootstrap struct {
 	TenantSlug string `json:"tenant_slug"`
 	// Identity says where the certificate comes from.
 	Identity BootstrapIdentity `json:"identity"`
+	// MetricsAddress is where the worker serves Prometheus metrics (empty: the worker's flag).
+	MetricsAddress string `json:"metrics_address,omitempty"`
 }
 
 // BootstrapIdentity is the identity part of a Bootstrap.

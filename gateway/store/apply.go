@@ -163,8 +163,19 @@ RETURNING integration_source_uid`, seg.RunID, seg.SourceUID, seg.SyncServiceID, 
 			return ErrRunSource
 		}
 		if len(seg.Devices) > 0 {
+			// Every join of the resolution matches a segment's few thousand
+			// staged rows against tables that grow with the tenant: index probes
+			// are always right, whatever the statistics of fresh and temp tables
+			// say. The run's retraction below is a set difference and gets the
+			// planner's full choice back.
+			if _, err := tx.Exec(ctx, "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"); err != nil {
+				return fmt.Errorf("planning: %w", err)
+			}
 			if out.Devices, out.Merges, err = s.resolveAndWrite(ctx, tx, seg, now); err != nil {
 				return err
+			}
+			if _, err := tx.Exec(ctx, "RESET enable_hashjoin; RESET enable_mergejoin"); err != nil {
+				return fmt.Errorf("planning: %w", err)
 			}
 		}
 		if seg.RunComplete {
@@ -182,62 +193,51 @@ RETURNING integration_source_uid`, seg.RunID, seg.SourceUID, seg.SyncServiceID, 
 	return out, nil
 }
 
-// lookup reads, in three batched queries, what DIRE needs to know about a
-// segment's identifiers and IPs.
+// lookup reads what DIRE needs to know about a segment in a few batched
+// queries, cheapest first: the devices of the updates' strongest
+// identifiers, then every identifier those devices hold (which answers most
+// other keys of the segment, and tells their integration ids), then only the
+// keys still unknown, and IPs for updates with no identifier at all.
 func lookup(ctx context.Context, tx pgx.Tx, partition string, ids [][]dire.Identifier, ips []string) (dire.Known, error) {
 	known := dire.Known{Device: map[dire.Key]string{}, Integrations: map[string][]dire.Identifier{}, ByIP: map[string]string{}}
-	var types, values, bareIPs []string
+	var strongest []dire.Key
+	var bareIPs []string
 	seen := map[dire.Key]bool{}
+	for i := range ids {
+		if len(ids[i]) == 0 {
+			if ips[i] != "" {
+				bareIPs = append(bareIPs, ips[i])
+			}
+			continue
+		}
+		if k := (dire.Key{Type: ids[i][0].Type, Value: ids[i][0].Value}); !seen[k] {
+			seen[k] = true
+			strongest = append(strongest, k)
+		}
+	}
+	held := map[string]bool{} // devices whose identifiers are all known
+	if err := probe(ctx, tx, partition, strongest, known); err != nil {
+		return known, err
+	}
+	if err := holdings(ctx, tx, partition, known, held); err != nil {
+		return known, err
+	}
+	var rest []dire.Key
 	for i := range ids {
 		for _, id := range ids[i] {
 			k := dire.Key{Type: id.Type, Value: id.Value}
-			if !seen[k] {
+			if _, ok := known.Device[k]; !ok && !seen[k] {
 				seen[k] = true
-				types, values = append(types, id.Type), append(values, id.Value)
+				rest = append(rest, k)
 			}
 		}
-		if len(ids[i]) == 0 && ips[i] != "" {
-			bareIPs = append(bareIPs, ips[i])
-		}
 	}
-	rows, err := tx.Query(ctx, `
-SELECT i.identifier_type, i.identifier_value, i.device_uid FROM device_identifiers i
-JOIN unnest($2::text[], $3::text[]) AS k(t, v) ON i.identifier_type = k.t AND i.identifier_value = k.v
-WHERE i.partition = $1`, partition, types, values)
-	if err != nil {
-		return known, fmt.Errorf("looking up identifiers: %w", err)
-	}
-	var uids []string
-	for rows.Next() {
-		var k dire.Key
-		var uid string
-		if err := rows.Scan(&k.Type, &k.Value, &uid); err != nil {
-			return known, fmt.Errorf("looking up identifiers: %w", err)
+	if len(rest) > 0 {
+		if err := probe(ctx, tx, partition, rest, known); err != nil {
+			return known, err
 		}
-		known.Device[k] = uid
-		uids = append(uids, uid)
-	}
-	if err := rows.Err(); err != nil {
-		return known, fmt.Errorf("looking up identifiers: %w", err)
-	}
-	if len(uids) > 0 {
-		rows, err := tx.Query(ctx, `
-SELECT device_uid, identifier_type, identifier_value FROM device_identifiers
-WHERE device_uid = ANY($1) AND identifier_type LIKE '%\_device\_id'`, uids)
-		if err != nil {
-			return known, fmt.Errorf("looking up integration ids: %w", err)
-		}
-		for rows.Next() {
-			var uid string
-			var id dire.Identifier
-			if err := rows.Scan(&uid, &id.Type, &id.Value); err != nil {
-				return known, fmt.Errorf("looking up integration ids: %w", err)
-			}
-			id.Rank = dire.RankOf(id.Type)
-			known.Integrations[uid] = append(known.Integrations[uid], id)
-		}
-		if err := rows.Err(); err != nil {
-			return known, fmt.Errorf("looking up integration ids: %w", err)
+		if err := holdings(ctx, tx, partition, known, held); err != nil {
+			return known, err
 		}
 	}
 	if len(bareIPs) > 0 {
@@ -257,6 +257,71 @@ WHERE device_uid = ANY($1) AND identifier_type LIKE '%\_device\_id'`, uids)
 		}
 	}
 	return known, nil
+}
+
+// probe finds the devices of keys, one index probe per key (LATERAL with
+// LIMIT keeps it so whatever the statistics say: a hash of the whole table
+// per segment would grow with the tenant).
+func probe(ctx context.Context, tx pgx.Tx, partition string, keys []dire.Key, known dire.Known) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	types, values := make([]string, len(keys)), make([]string, len(keys))
+	for i, k := range keys {
+		types[i], values[i] = k.Type, k.Value
+	}
+	rows, err := tx.Query(ctx, `
+SELECT k.t, k.v, i.device_uid FROM unnest($2::text[], $3::text[]) AS k(t, v)
+CROSS JOIN LATERAL (SELECT device_uid FROM device_identifiers
+    WHERE identifier_type = k.t AND identifier_value = k.v AND partition = $1 LIMIT 1) AS i`, partition, types, values)
+	if err != nil {
+		return fmt.Errorf("looking up identifiers: %w", err)
+	}
+	for rows.Next() {
+		var k dire.Key
+		var uid string
+		if err := rows.Scan(&k.Type, &k.Value, &uid); err != nil {
+			return fmt.Errorf("looking up identifiers: %w", err)
+		}
+		known.Device[k] = uid
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("looking up identifiers: %w", err)
+	}
+	return nil
+}
+
+// holdings reads every identifier of the known devices not read yet.
+func holdings(ctx context.Context, tx pgx.Tx, partition string, known dire.Known, held map[string]bool) error {
+	var uids []string
+	for _, uid := range known.Device {
+		if !held[uid] {
+			held[uid] = true
+			uids = append(uids, uid)
+		}
+	}
+	if len(uids) == 0 {
+		return nil
+	}
+	rows, err := tx.Query(ctx, `SELECT device_uid, identifier_type, identifier_value FROM device_identifiers WHERE device_uid = ANY($1) AND partition = $2`, uids, partition)
+	if err != nil {
+		return fmt.Errorf("reading identifiers of known devices: %w", err)
+	}
+	for rows.Next() {
+		var uid string
+		var id dire.Identifier
+		if err := rows.Scan(&uid, &id.Type, &id.Value); err != nil {
+			return fmt.Errorf("reading identifiers of known devices: %w", err)
+		}
+		known.Device[dire.Key{Type: id.Type, Value: id.Value}] = uid
+		if id.Rank = dire.RankOf(id.Type); id.Rank >= dire.RankIntegration {
+			known.Integrations[uid] = append(known.Integrations[uid], id)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("reading identifiers of known devices: %w", err)
+	}
+	return nil
 }
 
 func nullable(s string) any {

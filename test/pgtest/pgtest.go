@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -82,39 +83,51 @@ func Stop() error {
 // database is dropped when the test ends.
 func NewDatabase(t testing.TB) string {
 	t.Helper()
-	admin, err := ServerDSN()
+	dsn, drop, err := CreateDatabase(context.Background())
 	if err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	name := "test_" + randomHex(8)
-	conn, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		t.Fatalf("pgtest: connecting to the test server: %v", err)
-	}
-	defer func() { _ = conn.Close(context.Background()) }()
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
-		t.Fatalf("pgtest: creating database %s: %v", name, err)
-	}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		if err := drop(); err != nil {
+			t.Errorf("pgtest: %v", err)
+		}
+	})
+	return dsn
+}
+
+// CreateDatabase creates an empty database on the test server (started when
+// needed) for programs without a testing.TB, and returns its DSN and a
+// function that drops it.
+func CreateDatabase(ctx context.Context) (string, func() error, error) {
+	admin, err := ServerDSN()
+	if err != nil {
+		return "", nil, err
+	}
+	name := "test_" + randomHex(8)
+	exec := func(ctx context.Context, sql string) error {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		conn, err := pgx.Connect(ctx, admin)
 		if err != nil {
-			t.Errorf("pgtest: connecting to drop %s: %v", name, err)
-			return
+			return fmt.Errorf("connecting to the test server: %w", err)
 		}
 		defer func() { _ = conn.Close(context.Background()) }()
-		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
-			t.Errorf("pgtest: dropping database %s: %v", name, err)
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			return fmt.Errorf("%s: %w", sql, err)
 		}
-	})
+		return nil
+	}
+	if err := exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return "", nil, err
+	}
+	drop := func() error {
+		return exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+	}
 	dsn, err := withDatabase(admin, name)
 	if err != nil {
-		t.Fatalf("pgtest: %v", err)
+		return "", nil, errors.Join(err, drop())
 	}
-	return dsn
+	return dsn, drop, nil
 }
 
 func withDatabase(dsn, db string) (string, error) {

@@ -1,0 +1,37 @@
+// Command worker is the sync worker: it starts from a bootstrap file, gets
+// its configuration from the agent-gateway, and syncs its tenant's sources.
+// This file only parses flags.
+package main
+
+import (
+	"flag"
+	"os"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/serviceradar/sync-operator/identity"
+	"github.com/serviceradar/sync-operator/workers/app"
+	"github.com/serviceradar/sync-operator/workload"
+)
+
+// version is stamped at build time (-ldflags "-X main.version=...").
+var version = "dev"
+
+func main() {
+	var c app.Config
+	flag.StringVar(&c.BootstrapFile, "bootstrap", workload.BootstrapDir+"/"+workload.BootstrapFile, "bootstrap JSON file")
+	flag.StringVar(&c.Metrics, "metrics-bind-address", ":9090", "Prometheus metrics address when the bootstrap sets none (empty disables it)")
+	flag.StringVar(&c.TrustDomain, "trust-domain", identity.DefaultTrustDomain, "SPIFFE trust domain")
+	flag.DurationVar(&c.Runner.RunTimeout, "run-timeout", 0, "longest a sync run may take (default 1h)")
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	c.Log = ctrl.Log.WithName("worker")
+	c.Version = version
+	if err := app.Run(ctrl.SetupSignalHandler(), c); err != nil {
+		c.Log.Error(err, "worker stopped")
+		os.Exit(1)
+	}
+}

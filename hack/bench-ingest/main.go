@@ -1,0 +1,271 @@
+// Command bench-ingest measures the gateway's data path (`make
+// bench-ingest`): DEVICES devices of one source streamed by a sync worker
+// over real mTLS gRPC (StreamStatus segments in 1 MiB chunks) into the
+// gateway binary and its PostgreSQL, end to end; a raw COPY of the same rows
+// into an unindexed table in the same database, for scale; one full run with
+// 5% of the primary IPs swapped (DHCP churn) on top; and the gateway's peak
+// resident memory. It ends with one line:
+// RESULT ingest_devices_per_s=<n> copy_ratio=<n> churn_cycle_ms=<n> peak_rss_mib=<n>.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/serviceradar/sync-operator/api/v1alpha1"
+	"github.com/serviceradar/sync-operator/gateway/bundle"
+	"github.com/serviceradar/sync-operator/gateway/results"
+	"github.com/serviceradar/sync-operator/identity"
+	"github.com/serviceradar/sync-operator/identity/ca"
+	"github.com/serviceradar/sync-operator/identity/mtls"
+	pb "github.com/serviceradar/sync-operator/proto"
+	"github.com/serviceradar/sync-operator/test/gatewayproc"
+	"github.com/serviceradar/sync-operator/test/kubetest"
+	"github.com/serviceradar/sync-operator/test/pgtest"
+	"github.com/serviceradar/sync-operator/test/pkitest"
+	"github.com/serviceradar/sync-operator/workers/chunk"
+)
+
+func main() {
+	devices := flag.Int("devices", 50000, "devices in the inventory")
+	churn := flag.Int("churn", 5, "percent of devices whose primary IPs are swapped in the churn run")
+	segment := flag.Int("segment", chunk.DefaultSegmentDevices, "devices per StreamStatus segment")
+	gateway := flag.String("gateway", "bin/gateway", "the gateway binary")
+	flag.Parse()
+	if err := run(*devices, *churn, *segment, *gateway); err != nil {
+		fmt.Fprintln(os.Stderr, "bench-ingest:", err)
+		os.Exit(1)
+	}
+}
+
+// inventory is the synthetic fleet: device i has a Faker id, one to three
+// MACs and a primary IP that churn swaps.
+type inventory struct{ ips []string }
+
+func (inv *inventory) device(i int, sourceUID string) results.DeviceUpdate {
+	yes := true
+	macs := ""
+	for k := range 1 + i%3 {
+		if k > 0 {
+			macs += ","
+		}
+		macs += fmt.Sprintf("00:1b:%02x:%02x:%02x:%02x", k, i>>16&255, i>>8&255, i&255)
+	}
+	return results.DeviceUpdate{IP: inv.ips[i], MAC: macs[:17], Hostname: fmt.Sprintf("dev-%06d", i), Source: "faker", IsAvailable: &yes,
+		Timestamp: time.Now().UTC().Format(time.RFC3339),
+		Metadata: map[string]string{"faker_device_id": fmt.Sprintf("fk-%d", i), "integration_type": "faker",
+			"integration_source_uid": sourceUID, "all_macs": macs, "vendor": "Acme Networks"}}
+}
+
+func run(n, churnPct, segment int, gatewayBin string) error {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "bench-ingest-")
+	if err != nil {
+		return fmt.Errorf("creating temp dir: %w", err)
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	env, err := kubetest.Start()
+	if err != nil {
+		return err
+	}
+	defer func() { _ = env.Stop() }()
+	defer func() { _ = pgtest.Stop() }()
+	dsn, drop, err := pgtest.CreateDatabase(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = drop() }()
+	if err := populate(ctx, env, n); err != nil {
+		return err
+	}
+
+	root, err := ca.NewRoot("bench root", 0, nil)
+	if err != nil {
+		return fmt.Errorf("creating root CA: %w", err)
+	}
+	gw, err := gatewayproc.Start(ctx, gatewayproc.Options{Binary: gatewayBin, Dir: dir, Env: env, Root: root, PostgresDSN: dsn})
+	if err != nil {
+		return err
+	}
+	defer gw.Stop()
+	conn, err := workerConn(root, dir, gw.Addr)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = conn.Close() }()
+	c := pb.NewAgentGatewayServiceClient(conn)
+	cfg, err := c.GetConfig(ctx, &pb.AgentConfigRequest{AgentId: "platform-sync-acme"})
+	if err != nil {
+		return fmt.Errorf("GetConfig: %w", err)
+	}
+	var b bundle.Sync
+	if err := json.Unmarshal(cfg.ConfigJson, &b); err != nil || len(b.Sources) != 1 {
+		return fmt.Errorf("the worker's bundle has %d sources: %w", len(b.Sources), err)
+	}
+	var src bundle.Source
+	for _, s := range b.Sources {
+		src = s
+	}
+
+	inv := &inventory{ips: make([]string, n)}
+	for i := range inv.ips {
+		inv.ips[i] = fmt.Sprintf("172.%d.%d.%d", 16+i>>16&15, i>>8&255, i&255)
+	}
+	stream := func() (time.Duration, error) {
+		s := &chunk.Sender{Client: c, AgentID: "platform-sync-acme", SegmentDevices: segment,
+			Meta: results.Meta{SyncServiceID: src.SyncServiceID, IntegrationSourceUID: src.IntegrationSourceUID, SyncRunID: uuid.NewString()}}
+		begin := time.Now()
+		for i := range n {
+			if err := s.Add(ctx, inv.device(i, src.IntegrationSourceUID)); err != nil {
+				return 0, err
+			}
+		}
+		if err := s.Finish(ctx, true, ""); err != nil {
+			return 0, err
+		}
+		return time.Since(begin), nil
+	}
+	took, err := stream()
+	if err != nil {
+		return fmt.Errorf("streaming the inventory: %w", err)
+	}
+	rate := float64(n) / took.Seconds()
+	fmt.Printf("ingest: %d devices in %s over mTLS gRPC into PostgreSQL: %.0f devices/s\n", n, took.Round(time.Millisecond), rate)
+
+	rng := rand.New(rand.NewPCG(42, 42))
+	for range n * churnPct / 100 / 2 {
+		a, b := rng.IntN(n), rng.IntN(n)
+		inv.ips[a], inv.ips[b] = inv.ips[b], inv.ips[a]
+	}
+	churnTook, err := stream()
+	if err != nil {
+		return fmt.Errorf("streaming the churn run: %w", err)
+	}
+	fmt.Printf("churn: a full run with %d%% of primary IPs swapped in %s\n", churnPct, churnTook.Round(time.Millisecond))
+
+	count, available, err := counts(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	if count != n || available != n {
+		return fmt.Errorf("%d devices (%d available) after the runs, want %d", count, available, n)
+	}
+	copyRate, err := rawCopy(ctx, dsn, inv, n, src.IntegrationSourceUID)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("raw COPY of the same %d rows into an unindexed table: %.0f rows/s\n", n, copyRate)
+	peak, current, err := gw.Memory()
+	if err != nil {
+		return err
+	}
+	fmt.Printf("gateway resident memory: peak %d MiB, now %d MiB\n", peak, current)
+	fmt.Printf("RESULT ingest_devices_per_s=%.0f copy_ratio=%.3f churn_cycle_ms=%d peak_rss_mib=%d\n", rate, rate/copyRate, churnTook.Milliseconds(), peak)
+	return nil
+}
+
+// populate creates the platform and its SyncService, and tenant acme with
+// one Faker source served by it.
+func populate(ctx context.Context, env *kubetest.Env, n int) error {
+	var platformNS, acmeNS string
+	for slug, ns := range map[string]*string{"platform": &platformNS, "acme": &acmeNS} {
+		tn := &v1alpha1.Tenant{ObjectMeta: metav1.ObjectMeta{Name: slug}, Spec: v1alpha1.TenantSpec{Slug: slug, Platform: slug == "platform"}}
+		if err := env.Client.Create(ctx, tn); err != nil {
+			return fmt.Errorf("creating tenant %s: %w", slug, err)
+		}
+		tn.Status.TenantID = uuid.NewSHA1(uuid.NameSpaceOID, []byte(slug)).String()
+		if err := env.Client.Status().Update(ctx, tn); err != nil {
+			return fmt.Errorf("setting the tenant id of %s: %w", slug, err)
+		}
+		var err error
+		if *ns, err = env.TenantNamespace(ctx, slug, slug); err != nil {
+			return err
+		}
+	}
+	for _, o := range []client.Object{
+		&v1alpha1.SyncService{ObjectMeta: metav1.ObjectMeta{Name: "platform-sync", Namespace: platformNS}, Spec: v1alpha1.SyncServiceSpec{Platform: true}},
+		&v1alpha1.IntegrationSource{ObjectMeta: metav1.ObjectMeta{Name: "lab", Namespace: acmeNS}, Spec: v1alpha1.IntegrationSourceSpec{
+			Type: v1alpha1.IntegrationFaker, Faker: &v1alpha1.FakerSpec{Devices: int32(n)}, //nolint:gosec // a flag of a bench
+			SyncServiceRef: v1alpha1.SyncServiceReference{Namespace: platformNS, Name: "platform-sync"}}},
+	} {
+		if err := env.Client.Create(ctx, o); err != nil {
+			return fmt.Errorf("creating %s: %w", o.GetName(), err)
+		}
+	}
+	return nil
+}
+
+func workerConn(root *ca.Authority, dir, addr string) (*grpc.ClientConn, error) {
+	svid, err := root.IssueSVID(spiffeid.RequireFromString("spiffe://serviceradar.local/sync/acme/default/platform-sync-acme"), time.Hour)
+	if err != nil {
+		return nil, fmt.Errorf("issuing the worker's SVID: %w", err)
+	}
+	f, err := pkitest.WriteFiles(filepath.Join(dir, "worker"), svid, root.Cert)
+	if err != nil {
+		return nil, err
+	}
+	classifier, err := identity.NewClassifier("", "")
+	if err != nil {
+		return nil, fmt.Errorf("classifier: %w", err)
+	}
+	src, err := mtls.NewFileSource(f.Cert, f.Key, f.CA, classifier.TrustDomain)
+	if err != nil {
+		return nil, fmt.Errorf("worker identity: %w", err)
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(
+		mtls.ClientConfig(mtls.Verifier{Classifier: classifier, Source: src}, mtls.ServerExpectation{}))))
+	if err != nil {
+		return nil, fmt.Errorf("connecting to the gateway: %w", err)
+	}
+	return conn, nil
+}
+
+func counts(ctx context.Context, dsn string) (total, available int, err error) {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return 0, 0, fmt.Errorf("connecting: %w", err)
+	}
+	defer func() { _ = conn.Close(ctx) }()
+	err = conn.QueryRow(ctx, "SELECT count(*), count(*) FILTER (WHERE is_available) FROM tenant_acme.ocsf_devices").Scan(&total, &available)
+	if err != nil {
+		return 0, 0, fmt.Errorf("counting devices: %w", err)
+	}
+	return total, available, nil
+}
+
+// rawCopy is the floor: the same rows COPYed into a table without indexes.
+func rawCopy(ctx context.Context, dsn string, inv *inventory, n int, sourceUID string) (float64, error) {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return 0, fmt.Errorf("connecting: %w", err)
+	}
+	defer func() { _ = conn.Close(ctx) }()
+	if _, err := conn.Exec(ctx, `CREATE TABLE bench_copy (uid text, ip text, mac text, hostname text, metadata jsonb, seen timestamptz)`); err != nil {
+		return 0, fmt.Errorf("creating the copy table: %w", err)
+	}
+	begin := time.Now()
+	rows := make([][]any, 0, n)
+	for i := range n {
+		d := inv.device(i, sourceUID)
+		meta, _ := json.Marshal(d.Metadata)
+		rows = append(rows, []any{fmt.Sprintf("sr:%d", i), d.IP, d.MAC, d.Hostname, string(meta), time.Now()})
+	}
+	if _, err := conn.CopyFrom(ctx, pgx.Identifier{"bench_copy"}, []string{"uid", "ip", "mac", "hostname", "metadata", "seen"}, pgx.CopyFromRows(rows)); err != nil {
+		return 0, fmt.Errorf("copying: %w", err)
+	}
+	return float64(n) / time.Since(begin).Seconds(), nil
+}

@@ -1,0 +1,174 @@
+// Package gatewayproc runs the gateway binary as its own process for
+// benchmarks and end-to-end tests: with the RBAC it ships with on a test API
+// server, a file identity issued by a test root CA, and optionally a
+// PostgreSQL device store; and reads its resident memory.
+package gatewayproc
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/serviceradar/sync-operator/identity"
+	"github.com/serviceradar/sync-operator/identity/ca"
+	"github.com/serviceradar/sync-operator/identity/mtls"
+	pb "github.com/serviceradar/sync-operator/proto"
+	"github.com/serviceradar/sync-operator/test/kubetest"
+	"github.com/serviceradar/sync-operator/test/pkitest"
+)
+
+// Options configure a gateway process.
+type Options struct {
+	// Binary is the gateway binary; Dir a folder for its files.
+	Binary, Dir string
+	// Env is the API server; Root issues the gateway's SVID.
+	Env  *kubetest.Env
+	Root *ca.Authority
+	// PostgresDSN enables the device store.
+	PostgresDSN string
+	// Args are added to the command line.
+	Args []string
+}
+
+// Process is a running gateway.
+type Process struct {
+	// Addr is its gRPC address.
+	Addr string
+	cmd  *exec.Cmd
+}
+
+// Start starts the gateway and waits until it serves (probed with client,
+// any identity the gateway accepts).
+func Start(ctx context.Context, o Options) (*Process, error) {
+	gw, err := o.Root.IssueSVID(spiffeid.RequireFromString("spiffe://serviceradar.local/gateway/platform/default/gw"), 24*time.Hour)
+	if err != nil {
+		return nil, fmt.Errorf("issuing the gateway's SVID: %w", err)
+	}
+	files, err := pkitest.WriteFiles(filepath.Join(o.Dir, "gateway"), gw, o.Root.Cert)
+	if err != nil {
+		return nil, err
+	}
+	user, err := o.Env.UserWithRoles(ctx, "gateway", "config/rbac/gateway/role.yaml")
+	if err != nil {
+		return nil, err
+	}
+	kubeconfig, err := user.KubeConfig()
+	if err != nil {
+		return nil, fmt.Errorf("rendering the gateway's kubeconfig: %w", err)
+	}
+	kubeconfigPath := filepath.Join(o.Dir, "gateway.kubeconfig")
+	if err := os.WriteFile(kubeconfigPath, kubeconfig, 0o600); err != nil {
+		return nil, fmt.Errorf("writing kubeconfig: %w", err)
+	}
+	addr, err := FreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	args := append([]string{"--listen=" + addr, "--metrics-bind-address=", "--cert-file=" + files.Cert, "--key-file=" + files.Key,
+		"--ca-file=" + files.CA, "--gateway-id=bench", "--zap-log-level=error", "--postgres-dsn=" + o.PostgresDSN}, o.Args...)
+	cmd := exec.Command(o.Binary, args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfigPath)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s: %w", o.Binary, err)
+	}
+	p := &Process{Addr: addr, cmd: cmd}
+	if err := p.waitServing(ctx, o.Root, o.Dir); err != nil {
+		p.Stop()
+		return nil, err
+	}
+	return p, nil
+}
+
+// waitServing probes the health service with a throwaway client identity.
+func (p *Process) waitServing(ctx context.Context, root *ca.Authority, dir string) error {
+	probe, err := root.IssueSVID(spiffeid.RequireFromString("spiffe://serviceradar.local/sync/probe/default/probe"), time.Hour)
+	if err != nil {
+		return fmt.Errorf("issuing the probe's SVID: %w", err)
+	}
+	f, err := pkitest.WriteFiles(filepath.Join(dir, "probe"), probe, root.Cert)
+	if err != nil {
+		return err
+	}
+	classifier, err := identity.NewClassifier("", "")
+	if err != nil {
+		return fmt.Errorf("classifier: %w", err)
+	}
+	src, err := mtls.NewFileSource(f.Cert, f.Key, f.CA, classifier.TrustDomain)
+	if err != nil {
+		return fmt.Errorf("probe identity: %w", err)
+	}
+	conn, err := grpc.NewClient(p.Addr, grpc.WithTransportCredentials(credentials.NewTLS(
+		mtls.ClientConfig(mtls.Verifier{Classifier: classifier, Source: src}, mtls.ServerExpectation{}))))
+	if err != nil {
+		return fmt.Errorf("connecting to the gateway: %w", err)
+	}
+	defer func() { _ = conn.Close() }()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		h, err := healthpb.NewHealthClient(conn).Check(cctx, &healthpb.HealthCheckRequest{Service: pb.AgentGatewayService_ServiceDesc.ServiceName})
+		cancel()
+		if err == nil && h.Status == healthpb.HealthCheckResponse_SERVING {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the gateway is not serving: %w", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// Stop stops the gateway (SIGINT, then waits).
+func (p *Process) Stop() {
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	_ = p.cmd.Wait()
+}
+
+// Memory returns the process's peak and current resident memory in MiB.
+func (p *Process) Memory() (peak, current int64, err error) {
+	return Memory(p.cmd.Process.Pid)
+}
+
+// Memory reads a process's peak and current resident memory in MiB.
+func Memory(pid int) (peak, current int64, err error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, fmt.Errorf("reading process memory: %w", err)
+	}
+	for line := range strings.SplitSeq(string(data), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseInt(fields[1], 10, 64)
+		switch fields[0] {
+		case "VmHWM:":
+			peak = kb / 1024
+		case "VmRSS:":
+			current = kb / 1024
+		}
+	}
+	return peak, current, nil
+}
+
+// FreeAddr is a free loopback address.
+func FreeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("finding a free port: %w", err)
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().String(), nil
+}

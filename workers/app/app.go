@@ -1,0 +1,176 @@
+// Package app wires the sync worker process: the bootstrap file, the
+// identity (PEM files or the SPIFFE Workload API), the uplink to the
+// gateway, the sync loops and the metrics endpoint; and stops them in order
+// on shutdown, so that no segment is left half sent.
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"runtime"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/workloadapi"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/serviceradar/sync-operator/identity"
+	"github.com/serviceradar/sync-operator/identity/mtls"
+	"github.com/serviceradar/sync-operator/workers/runner"
+	"github.com/serviceradar/sync-operator/workers/uplink"
+	"github.com/serviceradar/sync-operator/workload"
+)
+
+// Config is what the worker process needs besides its bootstrap file.
+type Config struct {
+	// BootstrapFile is the path of the bootstrap JSON.
+	BootstrapFile string
+	// Metrics is the Prometheus address when the bootstrap has none ("" disables).
+	Metrics string
+	// TrustDomain is the SPIFFE trust domain.
+	TrustDomain string
+	// Version is reported to the gateway.
+	Version string
+	Log     logr.Logger
+	// Runner tunes the sync loops (Gateway, AgentID and Log are set here).
+	Runner runner.Options
+	// Ready is called once the worker has its first configuration.
+	Ready func()
+}
+
+// LoadBootstrap reads and checks a bootstrap file.
+func LoadBootstrap(path string) (workload.Bootstrap, error) {
+	var b workload.Bootstrap
+	data, err := os.ReadFile(path) //nolint:gosec // the operator-given bootstrap path
+	if err != nil {
+		return b, fmt.Errorf("reading bootstrap: %w", err)
+	}
+	if err := json.Unmarshal(data, &b); err != nil {
+		return b, fmt.Errorf("bootstrap %s: %w", path, err)
+	}
+	switch {
+	case b.GatewayAddress == "":
+		return b, fmt.Errorf("bootstrap %s: gateway_address is required", path)
+	case b.ComponentID == "":
+		return b, fmt.Errorf("bootstrap %s: component_id is required", path)
+	case b.Identity.Source != workload.IdentityFiles && b.Identity.Source != workload.IdentityWorkloadAPI:
+		return b, fmt.Errorf("bootstrap %s: identity.source must be %q or %q", path, workload.IdentityFiles, workload.IdentityWorkloadAPI)
+	}
+	if b.Partition == "" {
+		b.Partition = "default"
+	}
+	return b, nil
+}
+
+// credentialsFor builds the worker's mTLS client credentials.
+func credentialsFor(ctx context.Context, b workload.Bootstrap, classifier identity.Classifier) (credentials.TransportCredentials, func(), error) {
+	want := mtls.ServerExpectation{ServerName: b.Identity.ServerName}
+	if b.Identity.ExpectedGatewayID != "" {
+		id, err := spiffeid.FromString(b.Identity.ExpectedGatewayID)
+		if err != nil {
+			return nil, nil, fmt.Errorf("bootstrap identity.expected_gateway_id: %w", err)
+		}
+		want.SPIFFEID = id
+	}
+	var src mtls.Source
+	closeSrc := func() {}
+	switch b.Identity.Source {
+	case workload.IdentityFiles:
+		fs, err := mtls.NewFileSource(b.Identity.CertFile, b.Identity.KeyFile, b.Identity.CAFile, classifier.TrustDomain)
+		if err != nil {
+			return nil, nil, fmt.Errorf("loading the worker's certificate: %w", err)
+		}
+		src = fs
+	default:
+		opts := []workloadapi.X509SourceOption{workloadapi.WithClientOptions(workloadapi.WithAddr(b.Identity.WorkloadAPISocket))}
+		if b.Identity.SPIFFEID != "" {
+			id, err := spiffeid.FromString(b.Identity.SPIFFEID)
+			if err != nil {
+				return nil, nil, fmt.Errorf("bootstrap identity.spiffe_id: %w", err)
+			}
+			opts = append(opts, mtls.PickSVID(id))
+		}
+		x, err := workloadapi.NewX509Source(ctx, opts...)
+		if err != nil {
+			return nil, nil, fmt.Errorf("connecting to the Workload API at %s: %w", b.Identity.WorkloadAPISocket, err)
+		}
+		src, closeSrc = mtls.NewWorkloadSource(x, nil), func() { _ = x.Close() }
+	}
+	return credentials.NewTLS(mtls.ClientConfig(mtls.Verifier{Classifier: classifier, Source: src}, want)), closeSrc, nil
+}
+
+// Run runs the worker until ctx ends.
+func Run(ctx context.Context, c Config) error {
+	b, err := LoadBootstrap(c.BootstrapFile)
+	if err != nil {
+		return err
+	}
+	classifier, err := identity.NewClassifier(c.TrustDomain, "")
+	if err != nil {
+		return fmt.Errorf("trust domain: %w", err)
+	}
+	creds, closeCreds, err := credentialsFor(ctx, b, classifier)
+	if err != nil {
+		return err
+	}
+	defer closeCreds()
+	host, _ := os.Hostname()
+	up, err := uplink.New(uplink.Config{Target: b.GatewayAddress, Creds: creds, AgentID: b.ComponentID, Partition: b.Partition,
+		Version: c.Version, Hostname: host, OS: runtime.GOOS, Arch: runtime.GOARCH,
+		Capabilities: []string{"armis", "netbox", "faker"}, Log: c.Log.WithName("uplink")})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = up.Close() }()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ro := c.Runner
+	ro.Gateway, ro.AgentID, ro.Log, ro.Metrics = up.Client(), b.ComponentID, c.Log.WithName("runner"), runner.NewMetrics(reg)
+	r := runner.New(ro)
+
+	metricsAddr := b.MetricsAddress
+	if metricsAddr == "" {
+		metricsAddr = c.Metrics
+	}
+	var metricsSrv *http.Server
+	if metricsAddr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+		metricsSrv = &http.Server{Addr: metricsAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := metricsSrv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				c.Log.Error(err, "metrics server stopped")
+			}
+		}()
+	}
+	c.Log.Info("worker starting", "gateway", b.GatewayAddress, "component", b.ComponentID, "partition", b.Partition)
+	first := true
+	err = up.Run(ctx, func(u uplink.Update) {
+		c.Log.Info("configuration applied", "version", u.Version, "sources", len(u.Bundle.Sources))
+		r.Apply(ctx, u.Bundle)
+		if first && c.Ready != nil {
+			first = false
+			c.Ready()
+		}
+	})
+	// Shutdown: every loop's run is cancelled; a segment in flight is either
+	// acknowledged or not applied at all, never half.
+	r.Stop()
+	if metricsSrv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = metricsSrv.Shutdown(sctx)
+	}
+	c.Log.Info("worker stopped")
+	return err //nolint:wrapcheck // uplink.Run returns nil on shutdown
+}

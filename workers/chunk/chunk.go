@@ -1,0 +1,220 @@
+// Package chunk sends one sync run's devices to the gateway as StreamStatus
+// segments (DESIGN.md section 6): devices are encoded as they arrive, a
+// segment is sent when it holds SegmentDevices devices, each of its chunks
+// carries about ChunkBytes of results (never more than the gRPC limit), and
+// a failed segment is sent again with backoff under the same segment number,
+// which the gateway applies at most once. Memory holds one segment at most.
+package chunk
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/serviceradar/sync-operator/gateway/results"
+	pb "github.com/serviceradar/sync-operator/proto"
+)
+
+// Defaults of a Sender.
+const (
+	DefaultChunkBytes     = 1 << 20
+	DefaultSegmentDevices = 5000
+	// MaxChunkBytes keeps a chunk under gRPC's default 4 MiB message limit.
+	MaxChunkBytes = 3 << 20
+)
+
+// Sender sends the segments of one run. It is not safe for concurrent use.
+type Sender struct {
+	// Client reaches the gateway; AgentID is the worker's component id.
+	Client  pb.AgentGatewayServiceClient
+	AgentID string
+	// Meta identifies the run (source uid, run id, SyncService id); Segment,
+	// RunComplete, FullFetch and TotalDevices are set by the Sender.
+	Meta results.Meta
+	// ChunkBytes and SegmentDevices size the chunks and segments.
+	ChunkBytes, SegmentDevices int
+	// Attempts bounds the sends of one segment (default 8); MinBackoff and
+	// MaxBackoff space them (defaults 200 ms and 30 s).
+	Attempts               int
+	MinBackoff, MaxBackoff time.Duration
+
+	pending [][]byte // encoded devices of the open segment
+	bytes   int
+	sent    int // devices in segments sent
+	segment int
+}
+
+// Sent is the number of devices acknowledged by the gateway so far.
+func (s *Sender) Sent() int { return s.sent }
+
+// Add queues a device and sends the segment once it is full.
+func (s *Sender) Add(ctx context.Context, d results.DeviceUpdate) error {
+	raw, err := json.Marshal(d)
+	if err != nil {
+		return fmt.Errorf("encoding device: %w", err)
+	}
+	s.pending = append(s.pending, raw)
+	s.bytes += len(raw)
+	if len(s.pending) >= s.segmentDevices() {
+		return s.flush(ctx, false)
+	}
+	return nil
+}
+
+// Finish sends the last segment (possibly empty) with run_complete, the
+// fetch outcome and the run's error, if any.
+func (s *Sender) Finish(ctx context.Context, fullFetch bool, runErr string) error {
+	s.Meta.FullFetch, s.Meta.Error = fullFetch, runErr
+	return s.flush(ctx, true)
+}
+
+func (s *Sender) segmentDevices() int {
+	if s.SegmentDevices > 0 {
+		return s.SegmentDevices
+	}
+	return DefaultSegmentDevices
+}
+
+func (s *Sender) chunkBytes() int {
+	if s.ChunkBytes > 0 {
+		return min(s.ChunkBytes, MaxChunkBytes)
+	}
+	return DefaultChunkBytes
+}
+
+// chunks encodes the pending devices into chunk messages of about chunkBytes.
+func (s *Sender) chunks(final bool) ([]*pb.GatewayStatusChunk, error) {
+	meta := s.Meta
+	meta.Segment, meta.RunComplete = s.segment, final
+	if !final {
+		meta.FullFetch, meta.Error = false, ""
+	} else {
+		meta.TotalDevices = s.sent + len(s.pending)
+	}
+	metaRaw, err := json.Marshal(meta)
+	if err != nil {
+		return nil, fmt.Errorf("encoding sync_meta: %w", err)
+	}
+	var msgs [][]byte
+	var buf bytes.Buffer
+	open := func() {
+		buf.Reset()
+		buf.WriteString(`{"sync_meta":`)
+		buf.Write(metaRaw)
+		buf.WriteString(`,"devices":[`)
+	}
+	closeMsg := func() {
+		buf.WriteString("]}")
+		msgs = append(msgs, bytes.Clone(buf.Bytes()))
+	}
+	open()
+	n := 0
+	for _, d := range s.pending {
+		if n > 0 && buf.Len()+len(d)+2 > s.chunkBytes() {
+			closeMsg()
+			open()
+			n = 0
+		}
+		if len(d)+len(metaRaw)+64 > MaxChunkBytes {
+			return nil, fmt.Errorf("a device of %d bytes does not fit a chunk", len(d))
+		}
+		if n > 0 {
+			buf.WriteByte(',')
+		}
+		buf.Write(d)
+		n++
+	}
+	closeMsg()
+	out := make([]*pb.GatewayStatusChunk, len(msgs))
+	for i, m := range msgs {
+		out[i] = &pb.GatewayStatusChunk{
+			AgentId: s.AgentID, ChunkIndex: int32(i), TotalChunks: int32(len(msgs)), IsFinal: i == len(msgs)-1, //nolint:gosec // bounded by the segment
+			Timestamp: time.Now().Unix(),
+			Services: []*pb.GatewayServiceStatus{{ServiceName: results.ServiceName, ServiceType: results.ServiceType,
+				Source: results.Source, Available: true, AgentId: s.AgentID, Message: m}},
+		}
+	}
+	return out, nil
+}
+
+// permanent reports errors that sending again cannot fix.
+func permanent(err error) bool {
+	switch status.Code(err) {
+	case codes.InvalidArgument, codes.PermissionDenied, codes.Unauthenticated, codes.ResourceExhausted, codes.FailedPrecondition:
+		return true
+	}
+	return false
+}
+
+// flush sends the open segment, again with backoff until it is acknowledged.
+func (s *Sender) flush(ctx context.Context, final bool) error {
+	if len(s.pending) == 0 && !final {
+		return nil
+	}
+	chunks, err := s.chunks(final)
+	if err != nil {
+		return err
+	}
+	attempts := s.Attempts
+	if attempts <= 0 {
+		attempts = 8
+	}
+	minB, maxB := s.MinBackoff, s.MaxBackoff
+	if minB <= 0 {
+		minB = 200 * time.Millisecond
+	}
+	if maxB <= 0 {
+		maxB = 30 * time.Second
+	}
+	b := wait.Backoff{Duration: minB, Factor: 2, Jitter: 0.3, Steps: attempts, Cap: maxB}
+	for attempt := 1; ; attempt++ {
+		err = s.send(ctx, chunks)
+		if err == nil {
+			break
+		}
+		if permanent(err) || ctx.Err() != nil || attempt >= attempts {
+			return fmt.Errorf("segment %d (attempt %d): %w", s.segment, attempt, err)
+		}
+		t := time.NewTimer(b.Step())
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("segment %d: %w", s.segment, ctx.Err())
+		case <-t.C:
+		}
+	}
+	s.sent += len(s.pending)
+	s.pending, s.bytes = s.pending[:0], 0
+	s.segment++
+	return nil
+}
+
+// send is one StreamStatus call.
+func (s *Sender) send(ctx context.Context, chunks []*pb.GatewayStatusChunk) error {
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	st, err := s.Client.StreamStatus(cctx)
+	if err != nil {
+		return err //nolint:wrapcheck // a gRPC status, wrapped by flush
+	}
+	for _, c := range chunks {
+		if err := st.Send(c); err != nil {
+			break // the server ended the call; CloseAndRecv has its status
+		}
+	}
+	resp, err := st.CloseAndRecv()
+	if err != nil {
+		return err //nolint:wrapcheck // a gRPC status, wrapped by flush
+	}
+	if !resp.GetReceived() {
+		return errors.New("the gateway did not confirm the segment")
+	}
+	return nil
+}

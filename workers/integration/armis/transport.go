@@ -1,0 +1,324 @@
+package armis
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Body limits: a page of MaxPageSize devices with every field stays far below
+// maxBody; an error answer is only read for its message.
+const (
+	maxBody      = 64 << 20
+	maxErrorBody = 4 << 10
+	maxMessage   = 200
+	drainLimit   = 64 << 10
+)
+
+// Token lifetime handling: refresh when less than a tenth of the lifetime or
+// refreshMargin remains (never more than half the lifetime ahead), and assume
+// unknownLifetime when the answer's expiry cannot be used.
+const (
+	refreshMargin   = 60 * time.Second
+	unknownLifetime = 10 * time.Minute
+)
+
+// accessToken is the cached token; refreshAt is when it is renewed ahead of
+// its expiry.
+type accessToken struct {
+	value     string
+	refreshAt time.Time
+}
+
+// attemptError is one failed request. kind is the Observer's failure kind;
+// credentials marks a refusal that no retry cures.
+type attemptError struct {
+	op          string
+	kind        string
+	status      int
+	message     string
+	retryAfter  time.Duration
+	retryable   bool
+	credentials bool
+	err         error
+}
+
+func (e *attemptError) Error() string {
+	var b strings.Builder
+	if e.op != "" {
+		b.WriteString(e.op)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.kind)
+	if e.status != 0 {
+		fmt.Fprintf(&b, ": status %d", e.status)
+	}
+	if e.message != "" {
+		fmt.Fprintf(&b, ": %q", e.message)
+	}
+	if e.err != nil {
+		b.WriteString(": ")
+		b.WriteString(e.err.Error())
+	}
+	return b.String()
+}
+
+func (e *attemptError) Unwrap() error { return e.err }
+
+// tokenAnswer is the token exchange's answer.
+type tokenAnswer struct {
+	Data *struct {
+		AccessToken   string `json:"access_token"`
+		ExpirationUTC string `json:"expiration_utc"`
+	} `json:"data"`
+	Success *bool `json:"success"`
+}
+
+// page is the data of one search answer.
+type page struct {
+	Count   int      `json:"count"`
+	Next    *int     `json:"next"`
+	Total   *int     `json:"total"`
+	Results []device `json:"results"`
+}
+
+// searchAnswer is one search answer.
+type searchAnswer struct {
+	Data    *page `json:"data"`
+	Success *bool `json:"success"`
+}
+
+// attempt requests one page with the cached token (exchanging the secret key
+// first when needed), returning the token it used so a 401 drops just that
+// one.
+func (c *Client) attempt(ctx context.Context, q query, from, length int) (*page, string, *attemptError) {
+	tok, aerr := c.token(ctx)
+	if aerr != nil {
+		return nil, "", aerr
+	}
+	params := url.Values{
+		"aql":          {q.aql},
+		"from":         {strconv.Itoa(from)},
+		"length":       {strconv.Itoa(length)},
+		"orderBy":      {"id"},
+		"includeTotal": {"true"},
+	}
+	if c.searchField != "" {
+		params.Set("fields", c.searchField)
+	}
+	var ans searchAnswer
+	if aerr := c.do(ctx, http.MethodGet, c.searchURL+"?"+params.Encode(), nil, tok, &ans); aerr != nil {
+		return nil, tok, aerr
+	}
+	p, err := checkPage(&ans, from)
+	if err != nil {
+		return nil, tok, &attemptError{kind: kindDecode, retryable: true, err: err}
+	}
+	return p, tok, nil
+}
+
+// checkPage refuses answers that decode but cannot be paged through.
+func checkPage(ans *searchAnswer, from int) (*page, error) {
+	switch {
+	case ans.Data == nil:
+		return nil, errors.New("answer has no data")
+	case ans.Success != nil && !*ans.Success:
+		return nil, errors.New("answer says success false")
+	}
+	p := ans.Data
+	if p.Next != nil && (*p.Next <= from || len(p.Results) == 0) {
+		return nil, fmt.Errorf("next offset %d does not advance past %d with %d results", *p.Next, from, len(p.Results))
+	}
+	return p, nil
+}
+
+// token returns the cached access token, or exchanges the secret key for a
+// new one when there is none or it is due for refresh.
+func (c *Client) token(ctx context.Context) (string, *attemptError) {
+	c.mu.Lock()
+	t := c.tok
+	c.mu.Unlock()
+	if t.value != "" && c.now().Before(t.refreshAt) {
+		return t.value, nil
+	}
+	form := url.Values{CredentialSecretKey: {c.secret}}.Encode()
+	var ans tokenAnswer
+	if aerr := c.do(ctx, http.MethodPost, c.tokenURL, strings.NewReader(form), "", &ans); aerr != nil {
+		if aerr.status == http.StatusUnauthorized || aerr.status == http.StatusForbidden {
+			aerr.kind, aerr.credentials = kindAuth, true
+		}
+		aerr.op = "token exchange"
+		return "", aerr
+	}
+	if ans.Data == nil || ans.Data.AccessToken == "" || (ans.Success != nil && !*ans.Success) {
+		return "", &attemptError{op: "token exchange", kind: kindDecode, retryable: true, err: errors.New("answer carries no access token")}
+	}
+	now := c.now()
+	t = accessToken{value: ans.Data.AccessToken, refreshAt: refreshAt(now, ans.Data.ExpirationUTC)}
+	c.mu.Lock()
+	c.tok = t
+	c.mu.Unlock()
+	return t.value, nil
+}
+
+// refreshAt is when a token issued at now with the given expiry is renewed:
+// when less than a tenth of its lifetime or refreshMargin remains, but never
+// more than half its lifetime early. An expiry that cannot be parsed, or lies
+// in the past (clock skew), counts as unknownLifetime.
+func refreshAt(now time.Time, expiration string) time.Time {
+	lifetime := unknownLifetime
+	if exp, ok := parseTime(expiration); ok && exp.After(now) {
+		lifetime = exp.Sub(now)
+	}
+	margin := min(max(lifetime/10, refreshMargin), lifetime/2)
+	return now.Add(lifetime - margin)
+}
+
+// dropToken forgets tok if it is still the cached token, so the next request
+// exchanges the secret key again.
+func (c *Client) dropToken(tok string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.tok.value == tok {
+		c.tok = accessToken{}
+	}
+}
+
+// do sends one request and decodes a 200 answer's JSON into out. Any other
+// answer, a transport error or an undecodable body is an attemptError.
+func (c *Client) do(ctx context.Context, method, target string, body io.Reader, auth string, out any) *attemptError {
+	timeout := c.RequestTimeout
+	if timeout <= 0 {
+		timeout = DefaultRequestTimeout
+	}
+	reqCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(reqCtx, method, target, body)
+	if err != nil {
+		return &attemptError{kind: kindNetwork, err: fmt.Errorf("building request: %w", err)}
+	}
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	if auth != "" {
+		// Armis wants the raw token, with no scheme word.
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return &attemptError{kind: kindNetwork, retryable: true, err: redactURLError(err)}
+	}
+	defer func() {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainLimit))
+		_ = resp.Body.Close()
+	}()
+	if resp.StatusCode == http.StatusOK {
+		if err := json.NewDecoder(io.LimitReader(resp.Body, maxBody)).Decode(out); err != nil {
+			if reqCtx.Err() != nil {
+				return &attemptError{kind: kindNetwork, retryable: true, err: fmt.Errorf("reading answer: %w", err)}
+			}
+			return &attemptError{kind: kindDecode, retryable: true, err: fmt.Errorf("decoding answer: %w", err)}
+		}
+		return nil
+	}
+	aerr := &attemptError{status: resp.StatusCode, message: c.errorMessage(resp.Body)}
+	switch code := resp.StatusCode; {
+	case code == http.StatusUnauthorized:
+		aerr.kind = kindAuth
+	case code == http.StatusForbidden:
+		aerr.kind, aerr.credentials = kindAuth, true
+	case code == http.StatusTooManyRequests:
+		aerr.kind, aerr.retryable = kindRateLimited, true
+		aerr.retryAfter = retryAfter(resp.Header.Get("Retry-After"), c.now())
+	case code >= 500 || code == http.StatusRequestTimeout:
+		aerr.kind, aerr.retryable = kindServer, true
+		aerr.retryAfter = retryAfter(resp.Header.Get("Retry-After"), c.now())
+	default:
+		// Other refusals (a 400 for bad AQL, a 404 for a wrong endpoint)
+		// repeat identically: the page fails at once.
+		aerr.kind = kindServer
+	}
+	return aerr
+}
+
+// errorMessage reads an error answer's message: the "message" (or NetBox-like
+// "detail") field of a JSON body, else the start of the body, shortened and
+// with the secret key and token removed in case a proxy echoed them.
+func (c *Client) errorMessage(body io.Reader) string {
+	raw, _ := io.ReadAll(io.LimitReader(body, maxErrorBody))
+	var shaped struct {
+		Message string `json:"message"`
+		Detail  string `json:"detail"`
+	}
+	msg := ""
+	if json.Unmarshal(raw, &shaped) == nil {
+		msg = shaped.Message
+		if msg == "" {
+			msg = shaped.Detail
+		}
+	}
+	if msg == "" {
+		msg = strings.Join(strings.Fields(string(raw)), " ")
+	}
+	c.mu.Lock()
+	tok := c.tok.value
+	c.mu.Unlock()
+	msg = redact(msg, c.secret, url.QueryEscape(c.secret), tok)
+	if len(msg) > maxMessage {
+		msg = msg[:maxMessage] + "..."
+	}
+	return msg
+}
+
+// redact removes every non-empty secret from s.
+func redact(s string, secrets ...string) string {
+	for _, sec := range secrets {
+		if sec != "" {
+			s = strings.ReplaceAll(s, sec, "[redacted]")
+		}
+	}
+	return s
+}
+
+// redactURLError keeps a transport error's operation and cause but drops the
+// URL's query, which holds the AQL (no secret travels in URLs, but queries
+// can be long).
+func redactURLError(err error) error {
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		short := *uerr
+		if u, perr := url.Parse(uerr.URL); perr == nil {
+			u.RawQuery = ""
+			short.URL = u.String()
+		}
+		return &short
+	}
+	return err
+}
+
+// retryAfter reads a Retry-After header: delay seconds or an HTTP date.
+// Absent, malformed or past values give zero.
+func retryAfter(h string, now time.Time) time.Duration {
+	h = strings.TrimSpace(h)
+	if h == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseInt(h, 10, 64); err == nil {
+		if secs <= 0 {
+			return 0
+		}
+		return time.Duration(min(secs, int64(24*time.Hour/time.Second))) * time.Second
+	}
+	if at, err := http.ParseTime(h); err == nil && at.After(now) {
+		return at.Sub(now)
+	}
+	return 0
+}

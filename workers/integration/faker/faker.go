@@ -1,0 +1,180 @@
+// Package faker is the built-in synthetic inventory: a deterministic set of
+// devices generated from the source's spec (count, seed, churn), so demos,
+// tests and benchmarks have an inventory of any size without an outside
+// system. Device i always has the same id, hostname and MACs (1 to 200,
+// weighted towards few); primary IPs come from 172.16.0.0/12, and every pass
+// after the first swaps the primary IPs of churnPercent of the devices, as
+// DHCP does. The device set never changes.
+package faker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/serviceradar/sync-operator/gateway/results"
+	"github.com/serviceradar/sync-operator/workers/integration"
+)
+
+// IntegrationType is the source type and metadata value.
+const IntegrationType = "faker"
+
+// MetaDeviceID is the metadata key of the Faker's device id.
+const MetaDeviceID = "faker_device_id"
+
+// PageSize is the number of devices per emitted page unless the source sets one.
+const PageSize = 1000
+
+// maxDevices is the size of 172.16.0.0/12 minus network and broadcast.
+const maxDevices = 1<<20 - 2
+
+// Client generates one source's inventory. It keeps the current primary IP
+// of every device (4 bytes each: 4 MiB for 1,000,000 devices) so that churn
+// accumulates across passes.
+type Client struct {
+	cfg   integration.Config
+	n     int
+	seed  uint64
+	churn int
+	page  int
+
+	mu     sync.Mutex
+	ips    []uint32 // offsets into 172.16.0.0/12, by device
+	passes int
+}
+
+// New validates the spec: devices between 1 and 1,048,574, churn 0..100.
+func New(cfg integration.Config) (*Client, error) {
+	f := cfg.Source.Faker
+	if f == nil {
+		return nil, errors.New("faker: the source has no faker settings")
+	}
+	if f.Devices < 1 || f.Devices > maxDevices {
+		return nil, fmt.Errorf("faker.devices: %d is outside 1..%d", f.Devices, maxDevices)
+	}
+	if f.ChurnPercent < 0 || f.ChurnPercent > 100 {
+		return nil, fmt.Errorf("faker.churnPercent: %d is outside 0..100", f.ChurnPercent)
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = integration.NopObserver{}
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	page := int(cfg.Source.PageSize)
+	if page <= 0 {
+		page = PageSize
+	}
+	return &Client{cfg: cfg, n: int(f.Devices), seed: uint64(f.Seed), churn: int(f.ChurnPercent), page: page}, nil //nolint:gosec // a seed
+}
+
+// rng is the generator of device i (or of a pass, with i < 0).
+func (c *Client) rng(i int) *rand.Rand {
+	return rand.New(rand.NewPCG(c.seed, uint64(int64(i)))) //nolint:gosec // deterministic on purpose
+}
+
+// start lays out the initial IPs: a seeded permutation of the first n
+// addresses, so IPs are unique.
+func (c *Client) start() {
+	c.ips = make([]uint32, c.n)
+	for i := range c.ips {
+		c.ips[i] = uint32(i + 1) //nolint:gosec // < 2^20
+	}
+	r := c.rng(-1)
+	r.Shuffle(len(c.ips), func(a, b int) { c.ips[a], c.ips[b] = c.ips[b], c.ips[a] })
+}
+
+// advance swaps the primary IPs of churn percent of the devices.
+func (c *Client) advance() {
+	r := c.rng(-2 - c.passes)
+	for range c.n * c.churn / 100 / 2 {
+		a, b := r.IntN(c.n), r.IntN(c.n)
+		c.ips[a], c.ips[b] = c.ips[b], c.ips[a]
+	}
+}
+
+// macCount draws 1..200 MACs, weighted towards few: about 70% of devices
+// have one, about 1% more than 50.
+func macCount(r *rand.Rand) int {
+	x := r.Float64()
+	switch {
+	case x < 0.70:
+		return 1
+	case x < 0.90:
+		return 2 + r.IntN(3)
+	case x < 0.99:
+		return 5 + r.IntN(46)
+	default:
+		return 51 + r.IntN(150)
+	}
+}
+
+var base = netip.MustParseAddr("172.16.0.0").As4()
+
+func ip(off uint32) string {
+	b := base
+	b[1] |= byte(off >> 16 & 0x0f)
+	b[2], b[3] = byte(off>>8&0xff), byte(off&0xff)
+	return netip.AddrFrom4(b).String()
+}
+
+// Device is device i with the given primary IP offset.
+func (c *Client) device(i int, ipOff uint32, now string) results.DeviceUpdate {
+	r := c.rng(i)
+	macs := make([]string, macCount(r))
+	for k := range macs {
+		// Globally administered and unicast (first octet 00), unique per
+		// (seed, device, k): i < 2^20 fits the last three octets.
+		macs[k] = fmt.Sprintf("00:%02x:%02x:%02x:%02x:%02x", c.seed&0xff, k&0xff, i>>16&0xff, i>>8&0xff, i&0xff)
+	}
+	kinds := []string{"workstation", "server", "printer", "camera", "switch", "plc", "phone"}
+	kind := kinds[r.IntN(len(kinds))]
+	yes := true
+	id := strconv.Itoa(i + 1)
+	return results.DeviceUpdate{
+		IP: ip(ipOff), MAC: macs[0], Hostname: fmt.Sprintf("%s-%06d", kind, i+1), Source: IntegrationType,
+		Partition: c.cfg.Source.Partition, Timestamp: now, IsAvailable: &yes,
+		Metadata: map[string]string{
+			MetaDeviceID: id, integration.MetaIntegrationType: IntegrationType,
+			integration.MetaIntegrationSourceUID: c.cfg.Source.IntegrationSourceUID,
+			integration.MetaAllMACs:              strings.Join(macs, ","), integration.MetaAllIPs: ip(ipOff),
+			"type": kind, "vendor": "Faker Devices Inc.",
+		},
+	}
+}
+
+// Fetch emits the whole inventory, PageSize devices per page, and advances
+// the churn for the next pass. A pass is always a full fetch.
+func (c *Client) Fetch(ctx context.Context, emit integration.Emit) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ips == nil {
+		c.start()
+	} else {
+		c.advance()
+	}
+	c.passes++
+	now := c.cfg.Now().UTC().Format(time.RFC3339)
+	page := make([]results.DeviceUpdate, 0, c.page)
+	for i := 0; i < c.n; i += c.page {
+		begin := time.Now()
+		page = page[:0]
+		for j := i; j < min(c.n, i+c.page); j++ {
+			page = append(page, c.device(j, c.ips[j], now))
+		}
+		c.cfg.Observer.Page(len(page), time.Since(begin))
+		if err := emit(ctx, page); err != nil {
+			return fmt.Errorf("faker page at %d: %w", i, err)
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("faker: %w", err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,102 @@
+package faker_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/serviceradar/sync-operator/gateway/bundle"
+	"github.com/serviceradar/sync-operator/gateway/dire"
+	"github.com/serviceradar/sync-operator/gateway/results"
+	"github.com/serviceradar/sync-operator/workers/integration"
+	"github.com/serviceradar/sync-operator/workers/integration/faker"
+)
+
+func pass(t *testing.T, c *faker.Client) []results.DeviceUpdate {
+	t.Helper()
+	var all []results.DeviceUpdate
+	if err := c.Fetch(context.Background(), func(_ context.Context, page []results.DeviceUpdate) error {
+		all = append(all, page...)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return all
+}
+
+func newClient(t *testing.T, devices, churn int32, seed int64) *faker.Client {
+	t.Helper()
+	c, err := faker.New(integration.Config{Source: bundle.Source{Type: "faker", Partition: "default", IntegrationSourceUID: "u",
+		Faker: &bundle.Faker{Devices: devices, ChurnPercent: churn, Seed: seed}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestFakerIsDeterministicAndChurnsOnlyIPs(t *testing.T) {
+	const n = 5000
+	a, b := newClient(t, n, 10, 7), newClient(t, n, 10, 7)
+	first, same := pass(t, a), pass(t, b)
+	if len(first) != n {
+		t.Fatalf("%d devices, want %d", len(first), n)
+	}
+	ips := map[string]bool{}
+	macs := map[string]bool{}
+	many := 0
+	for i, d := range first {
+		if d.IP != same[i].IP || d.Metadata[faker.MetaDeviceID] != same[i].Metadata[faker.MetaDeviceID] || d.Metadata["all_macs"] != same[i].Metadata["all_macs"] {
+			t.Fatalf("device %d differs between two clients with one seed", i)
+		}
+		if !strings.HasPrefix(d.IP, "172.") || ips[d.IP] {
+			t.Fatalf("device %d: IP %s outside 172.16.0.0/12 or repeated", i, d.IP)
+		}
+		ips[d.IP] = true
+		all := strings.Split(d.Metadata["all_macs"], ",")
+		if len(all) < 1 || len(all) > 200 {
+			t.Fatalf("device %d has %d MACs", i, len(all))
+		}
+		if len(all) > 10 {
+			many++
+		}
+		for _, m := range all {
+			n := dire.NormalizeMAC(m)
+			if n == "" || dire.LocallyAdministered(n) || macs[n] {
+				t.Fatalf("device %d: MAC %s unusable or repeated", i, m)
+			}
+			macs[n] = true
+		}
+	}
+	if many == 0 || many > n/5 {
+		t.Fatalf("%d devices with more than 10 MACs: not weighted towards few", many)
+	}
+	second := pass(t, a)
+	moved := 0
+	for i := range first {
+		if first[i].Metadata[faker.MetaDeviceID] != second[i].Metadata[faker.MetaDeviceID] || first[i].Metadata["all_macs"] != second[i].Metadata["all_macs"] {
+			t.Fatalf("device %d changed identity between passes", i)
+		}
+		if first[i].IP != second[i].IP {
+			moved++
+		}
+	}
+	if moved == 0 || moved > n*10/100 {
+		t.Fatalf("%d of %d IPs moved with 10%% churn", moved, n)
+	}
+}
+
+func TestFakerRefusesBadSpecsNamingTheField(t *testing.T) {
+	for _, tc := range []struct {
+		faker *bundle.Faker
+		want  string
+	}{
+		{nil, "faker settings"},
+		{&bundle.Faker{Devices: 0}, "faker.devices"},
+		{&bundle.Faker{Devices: 2_000_000}, "faker.devices"},
+		{&bundle.Faker{Devices: 10, ChurnPercent: 101}, "faker.churnPercent"},
+	} {
+		if _, err := faker.New(integration.Config{Source: bundle.Source{Faker: tc.faker}}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: %v, want an error naming %s", tc.faker, err, tc.want)
+		}
+	}
+}

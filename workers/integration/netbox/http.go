@@ -1,0 +1,273 @@
+package netbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/serviceradar/sync-operator/workers/integration"
+)
+
+// Failure kinds reported to the Observer.
+const (
+	kindAuth        = "auth"
+	kindRateLimited = "rate_limited"
+	kindServer      = "server"
+	kindNetwork     = "network"
+	kindDecode      = "decode"
+)
+
+// maxPageBytes bounds one answer; a full page of 1000 devices is a few MiB.
+const maxPageBytes = 64 << 20
+
+// maxDetailBytes bounds how much of an error answer an error repeats.
+const maxDetailBytes = 300
+
+// errAbsent is a probe's answer for an endpoint this NetBox does not have.
+var errAbsent = errors.New("endpoint absent")
+
+// requestError is one failed attempt: how to count it and whether to retry.
+type requestError struct {
+	kind       string
+	status     int
+	retry      bool
+	retryAfter time.Duration
+	err        error
+}
+
+func (e *requestError) Error() string { return e.err.Error() }
+
+func (e *requestError) Unwrap() error { return e.err }
+
+// list is a decoded page of a NetBox list.
+type list[T any] struct {
+	next    *string
+	results []T
+}
+
+// wirePage is NetBox's list answer; count and previous are not needed
+// (and are null with cursor paging).
+type wirePage[T any] struct {
+	Next    *string `json:"next"`
+	Results *[]T    `json:"results"`
+}
+
+// item is a pointer to a list element, which says whether it is usable.
+type item[T any] interface {
+	*T
+	valid() error
+}
+
+// getPage fetches and decodes one list page, with retries. With probe, a
+// 404 or 403 answers errAbsent at once, uncounted.
+func getPage[T any, P item[T]](ctx context.Context, c *Client, target string, probe bool) (list[T], error) {
+	var out list[T]
+	err := c.get(ctx, target, probe, func(body io.Reader) error {
+		var p wirePage[T]
+		if err := json.NewDecoder(body).Decode(&p); err != nil {
+			return fmt.Errorf("decoding the page: %w", err)
+		}
+		if p.Results == nil {
+			return errors.New("the page has no results list")
+		}
+		for i := range *p.Results {
+			if err := P(&(*p.Results)[i]).valid(); err != nil {
+				return fmt.Errorf("result %d: %w", i, err)
+			}
+		}
+		out = list[T]{next: p.Next, results: *p.Results}
+		return nil
+	})
+	return out, err
+}
+
+// get requests target until it succeeds, a failure is not worth retrying,
+// or the attempts run out. Every failed attempt is reported to the Observer.
+func (c *Client) get(ctx context.Context, target string, probe bool, decode func(io.Reader) error) error {
+	attempts := c.MaxAttempts
+	if attempts <= 0 {
+		attempts = DefaultMaxAttempts
+	}
+	for attempt := 1; ; attempt++ {
+		err := c.attempt(ctx, target, decode)
+		if err == nil {
+			return nil
+		}
+		var re *requestError
+		if !errors.As(err, &re) {
+			return err // cancelled, or a request that cannot be built
+		}
+		if probe && (re.status == http.StatusNotFound || re.status == http.StatusForbidden) {
+			return errAbsent
+		}
+		c.obs.Failure(re.kind)
+		if !re.retry {
+			return err
+		}
+		if attempt >= attempts {
+			return fmt.Errorf("giving up after %d attempts: %w", attempt, err)
+		}
+		if err := c.sleep(ctx, c.delay(attempt, re.retryAfter)); err != nil {
+			return fmt.Errorf("after %d attempts (last: %s): %w", attempt, re.Error(), err)
+		}
+	}
+}
+
+// attempt makes one request and decodes its answer.
+func (c *Client) attempt(ctx context.Context, target string, decode func(io.Reader) error) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("before the request: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, http.NoBody)
+	if err != nil {
+		return fmt.Errorf("building the request: %w", err)
+	}
+	req.Header.Set("Authorization", c.auth)
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return fmt.Errorf("request abandoned: %w", ctxErr)
+		}
+		return &requestError{kind: kindNetwork, retry: true, err: fmt.Errorf("request failed: %w", err)}
+	}
+	defer func() {
+		// Drain a little so the connection can be reused.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		_ = resp.Body.Close()
+	}()
+	switch code := resp.StatusCode; {
+	case code == http.StatusOK:
+		body := &readErrors{r: io.LimitReader(resp.Body, maxPageBytes)}
+		err := decode(body)
+		switch {
+		case err == nil:
+			return nil
+		case ctx.Err() != nil:
+			return fmt.Errorf("reading the answer abandoned: %w", ctx.Err())
+		case body.err != nil:
+			return &requestError{kind: kindNetwork, retry: true, err: fmt.Errorf("reading the answer: %w", body.err)}
+		default:
+			return &requestError{kind: kindDecode, retry: true, err: fmt.Errorf("malformed answer: %w", err)}
+		}
+	case code == http.StatusUnauthorized || code == http.StatusForbidden:
+		return &requestError{kind: kindAuth, status: code, err: fmt.Errorf("%w: NetBox answered %d%s",
+			integration.ErrCredentials, code, c.detail(resp))}
+	case code == http.StatusTooManyRequests:
+		return &requestError{kind: kindRateLimited, status: code, retry: true, retryAfter: c.retryAfter(resp.Header),
+			err: fmt.Errorf("rate limited (%d)", code)}
+	case code >= 500:
+		return &requestError{kind: kindServer, status: code, retry: true, retryAfter: c.retryAfter(resp.Header),
+			err: fmt.Errorf("server error %d%s", code, c.detail(resp))}
+	default:
+		// 400 (a filter NetBox refuses), 404 (no such endpoint) and the like:
+		// asking again gets the same answer.
+		return &requestError{kind: kindServer, status: code, err: fmt.Errorf("NetBox refused the request with %d%s",
+			code, c.detail(resp))}
+	}
+}
+
+// readErrors remembers a read error other than EOF, to tell a broken
+// connection from a malformed body.
+type readErrors struct {
+	r   io.Reader
+	err error
+}
+
+func (e *readErrors) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) {
+		e.err = err
+	}
+	return n, err //nolint:wrapcheck // a Reader must return io.EOF unwrapped
+}
+
+// detail is a short excerpt of a JSON error answer (NetBox's {"detail": …}
+// or a validation map), as ": <excerpt>", or "" for HTML and the like. The
+// token is redacted should a proxy ever echo it.
+func (c *Client) detail(resp *http.Response) string {
+	if !strings.Contains(resp.Header.Get("Content-Type"), "json") {
+		return ""
+	}
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	text := strings.TrimSpace(string(raw))
+	var d struct {
+		Detail string `json:"detail"`
+	}
+	if json.Unmarshal(raw, &d) == nil && d.Detail != "" {
+		text = d.Detail
+	}
+	text = strings.ReplaceAll(text, c.token, "[redacted]")
+	text = strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, text)
+	if len(text) > maxDetailBytes {
+		text = text[:maxDetailBytes] + "…"
+	}
+	if text == "" {
+		return ""
+	}
+	return ": " + text
+}
+
+// retryAfter reads Retry-After as seconds or an HTTP date; 0 when absent.
+func (c *Client) retryAfter(h http.Header) time.Duration {
+	v := strings.TrimSpace(h.Get("Retry-After"))
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs <= 0 {
+			return 0
+		}
+		if secs > int64(time.Hour/time.Second) {
+			return time.Hour // MaxBackoff cuts it anyway; avoid overflow
+		}
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(c.now()), 0)
+	}
+	return 0
+}
+
+// delay is the wait before attempt+1: exponential from MinBackoff with
+// jitter in [d/2, d], at least what Retry-After asked, at most MaxBackoff.
+func (c *Client) delay(attempt int, retryAfter time.Duration) time.Duration {
+	lo, hi := c.MinBackoff, c.MaxBackoff
+	if lo <= 0 {
+		lo = DefaultMinBackoff
+	}
+	if hi <= 0 {
+		hi = DefaultMaxBackoff
+	}
+	d := lo
+	for i := 1; i < attempt && d < hi; i++ {
+		d *= 2
+	}
+	d = min(d, hi)
+	d = d/2 + rand.N(d/2+1) //nolint:gosec // jitter spreads retries; it needs no secure randomness
+	return min(max(d, retryAfter), hi)
+}
+
+// sleepCtx waits d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("retry wait: %w", ctx.Err())
+	}
+}

@@ -1,0 +1,584 @@
+package netbox
+
+import (
+	"errors"
+	"net"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/serviceradar/sync-operator/gateway/bundle"
+	"github.com/serviceradar/sync-operator/test/netboxemu"
+	"github.com/serviceradar/sync-operator/workers/integration"
+)
+
+func TestNewValidates(t *testing.T) {
+	good := bundle.Source{
+		Type:        IntegrationType,
+		Endpoint:    "https://netbox.example.com",
+		Credentials: map[string]string{CredentialAPIToken: strings.Repeat("a", 40)},
+	}
+	cases := []struct {
+		name  string
+		edit  func(*bundle.Source)
+		field string // what the error must name; "" means New succeeds
+	}{
+		{"valid", func(*bundle.Source) {}, ""},
+		{"endpoint with /api/", func(s *bundle.Source) { s.Endpoint = "https://netbox.example.com/api/" }, ""},
+		{"endpoint with a path prefix", func(s *bundle.Source) { s.Endpoint = "http://proxy.example.com:8080/netbox/" }, ""},
+		{"token with its scheme word", func(s *bundle.Source) {
+			s.Credentials[CredentialAPIToken] = "Token " + strings.Repeat("b", 40)
+		}, ""},
+		{"missing endpoint", func(s *bundle.Source) { s.Endpoint = "" }, "endpoint"},
+		{"relative endpoint", func(s *bundle.Source) { s.Endpoint = "netbox.example.com" }, "endpoint"},
+		{"ftp endpoint", func(s *bundle.Source) { s.Endpoint = "ftp://netbox.example.com" }, "endpoint"},
+		{"unparseable endpoint", func(s *bundle.Source) { s.Endpoint = "http://[::1" }, "endpoint"},
+		{"endpoint with user info", func(s *bundle.Source) { s.Endpoint = "https://user:secret@netbox.example.com" }, "endpoint"},
+		{"endpoint with a query", func(s *bundle.Source) { s.Endpoint = "https://netbox.example.com/?x=1" }, "endpoint"},
+		{"no credentials", func(s *bundle.Source) { s.Credentials = nil }, "credentials.api_token"},
+		{"blank token", func(s *bundle.Source) { s.Credentials[CredentialAPIToken] = "  \n" }, "credentials.api_token"},
+		{"token with a newline inside", func(s *bundle.Source) {
+			s.Credentials[CredentialAPIToken] = "abc\r\nX-Evil: 1"
+		}, "credentials.api_token"},
+		{"malformed query", func(s *bundle.Source) {
+			s.Queries = []bundle.Query{{Label: "ok", Query: "status=active"}, {Label: "bad", Query: "site=%zz"}}
+		}, "queries[1].query"},
+		{"another type", func(s *bundle.Source) { s.Type = "armis" }, "type"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			src := good
+			src.Credentials = map[string]string{CredentialAPIToken: good.Credentials[CredentialAPIToken]}
+			tc.edit(&src)
+			c, err := New(integration.Config{Source: src}, nil)
+			if tc.field == "" {
+				if err != nil || c == nil {
+					t.Fatalf("New: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("New accepted the source")
+			}
+			if !strings.Contains(err.Error(), tc.field) {
+				t.Errorf("error %q does not name %s", err, tc.field)
+			}
+			for _, secret := range []string{"secret", "X-Evil", strings.Repeat("a", 40)} {
+				if strings.Contains(err.Error(), secret) {
+					t.Errorf("error %q repeats a credential", err)
+				}
+			}
+		})
+	}
+}
+
+func TestPaginationReachesTheLastPage(t *testing.T) {
+	cases := []struct {
+		devices, pageSize, effective int
+	}{
+		{devices: 0, pageSize: 0, effective: 50},
+		{devices: 1, pageSize: 0, effective: 50},
+		{devices: 50, pageSize: 0, effective: 50},
+		{devices: 51, pageSize: 0, effective: 50},
+		{devices: 120, pageSize: 7, effective: 7},
+		{devices: 40, pageSize: 1, effective: 1},
+		{devices: 2100, pageSize: 1000, effective: 1000},
+		{devices: 1001, pageSize: 5000, effective: 1000},
+		{devices: 777, pageSize: 256, effective: 256},
+	}
+	for _, tc := range cases {
+		t.Run(strconv.Itoa(tc.devices)+"_devices_page_"+strconv.Itoa(tc.pageSize), func(t *testing.T) {
+			s, base := startEmu(t, netboxemu.Options{Seed: 11, Devices: tc.devices})
+			c, rec := newTestClient(t, base, s.V1Token(), func(src *bundle.Source) { src.PageSize = int32(tc.pageSize) })
+			var got collector
+			if err := c.Fetch(t.Context(), got.emit); err != nil {
+				t.Fatalf("Fetch: %v", err)
+			}
+			if ids := got.ids(t); !slices.Equal(ids, seq(1, tc.devices)) {
+				t.Fatalf("emitted %d devices, want ids 1..%d exactly once in order", len(ids), tc.devices)
+			}
+			wantPages := (tc.devices + tc.effective - 1) / tc.effective
+			if got.pageCount() != wantPages {
+				t.Errorf("emitted %d pages, want %d", got.pageCount(), wantPages)
+			}
+			for i, p := range got.pages {
+				if len(p) > tc.effective {
+					t.Errorf("page %d has %d devices, over the page size %d", i+1, len(p), tc.effective)
+				}
+			}
+			fetched := max(wantPages, 1) // an empty inventory is one empty page
+			if st := s.Stats(); st.DevicePages != int64(fetched) {
+				t.Errorf("emulator served %d device pages, want %d", st.DevicePages, fetched)
+			}
+			if rec.pageCount() != fetched {
+				t.Errorf("observer saw %d pages, want %d", rec.pageCount(), fetched)
+			}
+			sum := 0
+			for _, n := range rec.pages {
+				sum += n
+			}
+			if sum != tc.devices {
+				t.Errorf("observer counted %d devices, want %d", sum, tc.devices)
+			}
+			if f := rec.failureCounts(); len(f) != 0 {
+				t.Errorf("failures %v on a clean run", f)
+			}
+		})
+	}
+}
+
+func TestFiltersNarrowTheSet(t *testing.T) {
+	const devices = 1500
+	s, base := startEmu(t, netboxemu.Options{Seed: 3, Devices: devices})
+	cases := []struct {
+		name, query, want string // want: the filter the emulator matches with
+	}{
+		{"status", "status=active", "status=active"},
+		{"site and role", "site=hq&role=server", "site=hq&role=server"},
+		{"statuses ORed", "status=offline&status=failed", "status=offline&status=failed"},
+		{"tags ANDed", "tag=monitored&tag=critical", "tag=monitored&tag=critical"},
+		{"custom field", "cf_criticality=high&site=dc-east", "cf_criticality=high&site=dc-east"},
+		{"no primary IP", "has_primary_ip=false", "has_primary_ip=false"},
+		{"leading question mark", "?site=lab", "site=lab"},
+		{"paging parameters are the client's", "status=active&limit=3&offset=100&brief=true", "status=active"},
+		{"own field selection", "site=dc-west&exclude=config_context", "site=dc-west"},
+		{"matches nothing", "site=lab&role=pdu&status=staged&tag=pci&tag=legacy", "site=lab&role=pdu&status=staged&tag=pci&tag=legacy"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, rec := newTestClient(t, base, s.V1Token(), func(src *bundle.Source) {
+				src.PageSize = 100
+				src.Queries = []bundle.Query{{Label: tc.name, Query: tc.query}}
+			})
+			var got collector
+			if err := c.Fetch(t.Context(), got.emit); err != nil {
+				t.Fatalf("Fetch: %v", err)
+			}
+			want, err := s.MatchingDeviceIDs(tc.want)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ids := got.ids(t); !slices.Equal(ids, want) {
+				t.Fatalf("emitted %d devices, want the %d the filter selects", len(ids), len(want))
+			}
+			if len(want) >= devices {
+				t.Fatalf("filter %q did not narrow the set", tc.want)
+			}
+			for _, d := range got.devices() {
+				if d.Metadata[integration.MetaQueryLabel] != tc.name {
+					t.Fatalf("device %s has query_label %q", d.Metadata[MetaDeviceID], d.Metadata[integration.MetaQueryLabel])
+				}
+			}
+			if len(rec.failureCounts()) != 0 {
+				t.Errorf("failures %v", rec.failureCounts())
+			}
+		})
+	}
+}
+
+func TestDeviceMapping(t *testing.T) {
+	const n = 600
+	s, base := startEmu(t, netboxemu.Options{Seed: 7, Devices: n})
+	c, _ := newTestClient(t, base, s.V2Token(), func(src *bundle.Source) {
+		src.PageSize = 250
+		src.Queries = []bundle.Query{{Label: "everything"}}
+	})
+	var got collector
+	if err := c.Fetch(t.Context(), got.emit); err != nil {
+		t.Fatalf("Fetch: %v", err)
+	}
+	devs := got.devices()
+	if len(devs) != n {
+		t.Fatalf("emitted %d devices, want %d", len(devs), n)
+	}
+	var unnamed, v6Only, noIP int
+	macOwner := map[string]string{}
+	for _, d := range devs {
+		id, _ := strconv.Atoi(d.Metadata[MetaDeviceID])
+		nb, ok := s.Device(id, base)
+		if !ok {
+			t.Fatalf("emitted device %d the emulator does not have", id)
+		}
+		var ips []string
+		for _, ip := range []*netboxemu.IPRef{nb.PrimaryIP4, nb.PrimaryIP6} {
+			if ip != nil {
+				ips = append(ips, netip.MustParsePrefix(ip.Address).Addr().String())
+			}
+		}
+		wantIP, wantDeviceID := "", ""
+		if len(ips) > 0 {
+			wantIP, wantDeviceID = ips[0], testPartition+":"+ips[0]
+		}
+		wantName := ""
+		if nb.Name != nil {
+			wantName = *nb.Name
+		} else {
+			unnamed++
+		}
+		switch {
+		case nb.PrimaryIP4 == nil && nb.PrimaryIP6 != nil:
+			v6Only++
+		case len(ips) == 0:
+			noIP++
+		}
+		check := map[string][2]string{
+			"ip":                     {d.IP, wantIP},
+			"device_id":              {d.DeviceID, wantDeviceID},
+			"hostname":               {d.Hostname, wantName},
+			"source":                 {d.Source, IntegrationType},
+			"partition":              {d.Partition, testPartition},
+			"all_ips":                {d.Metadata[integration.MetaAllIPs], strings.Join(ips, ",")},
+			"name":                   {d.Metadata["name"], wantName},
+			"status":                 {d.Metadata["status"], nb.Status.Value},
+			"site":                   {d.Metadata["site"], nb.Site.Slug},
+			"role":                   {d.Metadata["role"], nb.Role.Slug},
+			"vendor":                 {d.Metadata["vendor"], nb.DeviceType.Manufacturer.Name},
+			"model":                  {d.Metadata["model"], nb.DeviceType.Model},
+			"integration_type":       {d.Metadata[integration.MetaIntegrationType], "netbox"},
+			"integration_source_uid": {d.Metadata[integration.MetaIntegrationSourceUID], testSourceUID},
+			"query_label":            {d.Metadata[integration.MetaQueryLabel], "everything"},
+		}
+		for field, v := range check {
+			if v[0] != v[1] {
+				t.Errorf("device %d: %s = %q, want %q", id, field, v[0], v[1])
+			}
+		}
+		if d.IsAvailable == nil || !*d.IsAvailable {
+			t.Errorf("device %d: is_available not true", id)
+		}
+		ts, err := time.Parse(time.RFC3339Nano, d.Timestamp)
+		want, _ := time.Parse(time.RFC3339Nano, nb.LastUpdated)
+		if err != nil || !ts.Equal(want) {
+			t.Errorf("device %d: timestamp %q, want last_updated %q", id, d.Timestamp, nb.LastUpdated)
+		}
+		macs := strings.Split(d.Metadata[integration.MetaAllMACs], ",")
+		if len(macs) != netboxemu.DefaultInterfacesPerDevice-1 || d.MAC != macs[0] {
+			t.Errorf("device %d: mac %q, all_macs %q: want the %d interface MACs, the first as mac",
+				id, d.MAC, d.Metadata[integration.MetaAllMACs], netboxemu.DefaultInterfacesPerDevice-1)
+		}
+		for _, m := range macs {
+			if owner, dup := macOwner[m]; dup {
+				t.Errorf("MAC %s on devices %s and %d", m, owner, id)
+			}
+			macOwner[m] = strconv.Itoa(id)
+		}
+	}
+	if unnamed == 0 || v6Only == 0 || noIP == 0 {
+		t.Errorf("inventory lacks a case: %d unnamed, %d IPv6-only, %d without IP", unnamed, v6Only, noIP)
+	}
+}
+
+func TestTimestampFallsBackToNow(t *testing.T) {
+	now := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	c := &Client{now: func() time.Time { return now }}
+	bad := "yesterday"
+	for _, in := range []*string{nil, &bad} {
+		if got := c.timestamp(in); got != now.Format(time.RFC3339Nano) {
+			t.Errorf("timestamp(%v) = %q, want now", in, got)
+		}
+	}
+}
+
+func TestTokenSchemes(t *testing.T) {
+	const devices = 180
+	wrongV1 := strings.Repeat("0", 40)
+	wrongV2 := "nbt_000000000000." + strings.Repeat("0", 40)
+	cases := []struct {
+		name    string
+		opts    netboxemu.Options
+		token   func(s *netboxemu.Server) string
+		prepare func(s *netboxemu.Server)
+		wantErr bool
+		emitted int // devices emitted before a failure
+	}{
+		{name: "v1 token", token: (*netboxemu.Server).V1Token},
+		{name: "v2 token", token: (*netboxemu.Server).V2Token},
+		{name: "v1 token stored with its scheme", token: func(s *netboxemu.Server) string { return "Token " + s.V1Token() }},
+		{name: "v2 token with surrounding space", token: func(s *netboxemu.Server) string { return " " + s.V2Token() + "\n" }},
+		{name: "wrong v1 token", token: func(*netboxemu.Server) string { return wrongV1 }, wantErr: true},
+		{name: "wrong v2 token", token: func(*netboxemu.Server) string { return wrongV2 }, wantErr: true},
+		{name: "v2 token on NetBox before 4.5", opts: netboxemu.Options{DisableV2: true},
+			token: (*netboxemu.Server).V2Token, wantErr: true},
+		{name: "v1 tokens disabled", opts: netboxemu.Options{DisableV1: true},
+			token: (*netboxemu.Server).V1Token, wantErr: true},
+		{name: "expired token", token: (*netboxemu.Server).V1Token,
+			prepare: (*netboxemu.Server).ExpireTokens, wantErr: true},
+		// Each page costs a device request and a MAC request: the token
+		// expires on the third page.
+		{name: "token expires mid-run", token: (*netboxemu.Server).V2Token,
+			prepare: func(s *netboxemu.Server) { s.ExpireTokensAfter(4) }, wantErr: true, emitted: 100},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.opts.Seed, tc.opts.Devices = 5, devices
+			s, base := startEmu(t, tc.opts)
+			if tc.prepare != nil {
+				tc.prepare(s)
+			}
+			token := tc.token(s)
+			c, rec := newTestClient(t, base, token, func(src *bundle.Source) { src.PageSize = 50 })
+			var got collector
+			err := c.Fetch(t.Context(), got.emit)
+			if !tc.wantErr {
+				if err != nil {
+					t.Fatalf("Fetch: %v", err)
+				}
+				if n := len(got.devices()); n != devices {
+					t.Fatalf("emitted %d devices, want %d", n, devices)
+				}
+				return
+			}
+			if !errors.Is(err, integration.ErrCredentials) {
+				t.Fatalf("Fetch error %v does not wrap ErrCredentials", err)
+			}
+			if strings.Contains(err.Error(), strings.TrimSpace(strings.TrimPrefix(token, "Token "))) {
+				t.Errorf("error repeats the token: %v", err)
+			}
+			if n := len(got.devices()); n != tc.emitted {
+				t.Errorf("emitted %d devices, want %d", n, tc.emitted)
+			}
+			if f := rec.failureCounts(); f[kindAuth] != 1 || len(f) != 1 {
+				t.Errorf("failures %v, want one auth failure", f)
+			}
+			if st := s.Stats(); st.Forbidden != 1 {
+				t.Errorf("emulator refused %d requests, want 1: a 403 is not retried", st.Forbidden)
+			}
+		})
+	}
+}
+
+func TestMACSources(t *testing.T) {
+	cases := []struct {
+		name     string
+		ifs      int
+		pageSize int32
+		proxy    int // status the proxy answers for mac-addresses; 0: no proxy
+	}{
+		{name: "mac-addresses, one interface", ifs: 1, pageSize: 100},
+		{name: "mac-addresses, three interfaces", ifs: 3, pageSize: 100},
+		{name: "mac-addresses, batched lookups over pages", ifs: 8, pageSize: 500},
+		{name: "interfaces (NetBox before 4.2), one interface", ifs: 1, pageSize: 100, proxy: http.StatusNotFound},
+		{name: "interfaces (NetBox before 4.2), three interfaces", ifs: 3, pageSize: 100, proxy: http.StatusNotFound},
+		{name: "interfaces (NetBox before 4.2), batched lookups over pages", ifs: 8, pageSize: 500, proxy: http.StatusNotFound},
+		{name: "interfaces (mac-addresses forbidden)", ifs: 3, pageSize: 100, proxy: http.StatusForbidden},
+	}
+	const devices = 520
+	references := map[int]map[string]string{} // ifs -> device id -> all_macs, from the first case
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := netboxemu.New(netboxemu.Options{Seed: 9, Devices: devices, InterfacesPerDevice: tc.ifs})
+			base := s.Start()
+			t.Cleanup(s.Close)
+			var refused interface{ Load() int64 }
+			if tc.proxy != 0 {
+				base, refused = withoutMACObjects(t, s, tc.proxy)
+			}
+			c, rec := newTestClient(t, base, s.V1Token(), func(src *bundle.Source) { src.PageSize = tc.pageSize })
+			var got collector
+			if err := c.Fetch(t.Context(), got.emit); err != nil {
+				t.Fatalf("Fetch: %v", err)
+			}
+			devs := got.devices()
+			if len(devs) != devices {
+				t.Fatalf("emitted %d devices, want %d", len(devs), devices)
+			}
+			perDevice := max(tc.ifs-1, 1)
+			macs := map[string]string{}
+			all := map[string]bool{}
+			for _, d := range devs {
+				list := strings.Split(d.Metadata[integration.MetaAllMACs], ",")
+				if len(list) != perDevice || d.MAC != list[0] {
+					t.Fatalf("device %s: mac %q all_macs %q, want %d MACs",
+						d.Metadata[MetaDeviceID], d.MAC, d.Metadata[integration.MetaAllMACs], perDevice)
+				}
+				for _, m := range list {
+					if _, err := net.ParseMAC(m); err != nil || all[m] {
+						t.Fatalf("device %s: MAC %q malformed or shared", d.Metadata[MetaDeviceID], m)
+					}
+					all[m] = true
+				}
+				macs[d.Metadata[MetaDeviceID]] = d.Metadata[integration.MetaAllMACs]
+			}
+			st := s.Stats()
+			if tc.proxy == 0 {
+				if st.MACAddressPages == 0 || st.InterfacePages != 0 {
+					t.Errorf("served %d MAC pages and %d interface pages: want MACs from mac-addresses only",
+						st.MACAddressPages, st.InterfacePages)
+				}
+			} else {
+				if st.InterfacePages == 0 {
+					t.Errorf("no interface pages served")
+				}
+				if refused.Load() != 1 {
+					t.Errorf("mac-addresses asked %d times, want once per run", refused.Load())
+				}
+			}
+			if len(rec.failureCounts()) != 0 {
+				t.Errorf("failures %v: a missing endpoint is not a failure", rec.failureCounts())
+			}
+			// Both sources must give the same MACs in the same order.
+			reference := references[tc.ifs]
+			switch {
+			case reference == nil:
+				references[tc.ifs] = macs
+			case len(reference) != len(macs):
+				t.Errorf("%d devices with MACs, another source gave %d", len(macs), len(reference))
+			default:
+				for id, m := range macs {
+					if reference[id] != m {
+						t.Fatalf("device %s: MACs %q, from the other source %q", id, m, reference[id])
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestOverlappingQueriesEmitEachDeviceOnce(t *testing.T) {
+	s, base := startEmu(t, netboxemu.Options{Seed: 21, Devices: 2000})
+	queries := []bundle.Query{
+		{Label: "hq", Query: "site=hq"},
+		{Label: "active", Query: "status=active"},
+		{Label: "servers", Query: "role=server"},
+		{Label: "hq again", Query: "site=hq&status=active"},
+	}
+	c, _ := newTestClient(t, base, s.V1Token(), func(src *bundle.Source) {
+		src.PageSize = 37
+		src.Queries = queries
+	})
+	var got collector
+	if err := c.Fetch(t.Context(), got.emit); err != nil {
+		t.Fatalf("Fetch: %v", err)
+	}
+	wantLabel := map[int]string{}
+	for _, q := range queries {
+		ids, err := s.MatchingDeviceIDs(q.Query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range ids {
+			if _, ok := wantLabel[id]; !ok {
+				wantLabel[id] = q.Label
+			}
+		}
+	}
+	seen := map[int]bool{}
+	for _, d := range got.devices() {
+		id, _ := strconv.Atoi(d.Metadata[MetaDeviceID])
+		if seen[id] {
+			t.Fatalf("device %d emitted twice", id)
+		}
+		seen[id] = true
+		if want, ok := wantLabel[id]; !ok || d.Metadata[integration.MetaQueryLabel] != want {
+			t.Errorf("device %d labelled %q, want %q (selected: %v)", id, d.Metadata[integration.MetaQueryLabel], want, ok)
+		}
+	}
+	if len(seen) != len(wantLabel) {
+		t.Errorf("emitted %d devices, the queries select %d", len(seen), len(wantLabel))
+	}
+	if len(wantLabel) >= 2000 || len(wantLabel) <= 1000 {
+		t.Fatalf("queries select %d of 2000 devices: not a useful overlap", len(wantLabel))
+	}
+}
+
+func TestIDSet(t *testing.T) {
+	var s idSet
+	ids := []int64{1, 2, 63, 64, 65535, 65536, 1 << 40, 7}
+	for _, id := range ids {
+		if !s.add(id) {
+			t.Fatalf("id %d reported as seen before", id)
+		}
+	}
+	for _, id := range ids {
+		if s.add(id) {
+			t.Fatalf("id %d reported as new twice", id)
+		}
+	}
+	if s.add(3) != true || s.add(65537) != true {
+		t.Fatal("unseen ids reported as seen")
+	}
+}
+
+func TestFollow(t *testing.T) {
+	c, err := New(integration.Config{Source: bundle.Source{
+		Endpoint:    "https://netbox.example.com/",
+		Credentials: map[string]string{CredentialAPIToken: strings.Repeat("c", 40)},
+	}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const current = "https://netbox.example.com/api/dcim/devices/?limit=50"
+	str := func(s string) *string { return &s }
+	cases := []struct {
+		name    string
+		next    *string
+		want    string
+		wantErr bool
+	}{
+		{name: "null", next: nil, want: ""},
+		{name: "empty", next: str(""), want: ""},
+		{name: "absolute", next: str("https://netbox.example.com/api/dcim/devices/?limit=50&offset=50"),
+			want: "https://netbox.example.com/api/dcim/devices/?limit=50&offset=50"},
+		{name: "relative", next: str("/api/dcim/devices/?limit=50&offset=100"),
+			want: "https://netbox.example.com/api/dcim/devices/?limit=50&offset=100"},
+		{name: "behind a proxy that hides the scheme", next: str("http://netbox.example.com/api/dcim/devices/?limit=50&offset=50"),
+			want: "https://netbox.example.com/api/dcim/devices/?limit=50&offset=50"},
+		{name: "another host never gets the token", next: str("https://elsewhere.example.org:8443/api/dcim/devices/?offset=50&limit=50"),
+			want: "https://netbox.example.com/api/dcim/devices/?offset=50&limit=50"},
+		{name: "the same page again", next: str(current), wantErr: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := c.follow(current, tc.next)
+			if (err != nil) != tc.wantErr || got != tc.want {
+				t.Errorf("follow = %q, %v; want %q (error %v)", got, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestRetryAfterAndDelay(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	c := &Client{MinBackoff: 100 * time.Millisecond, MaxBackoff: 10 * time.Second, now: func() time.Time { return now }}
+	cases := []struct {
+		header string
+		want   time.Duration
+	}{
+		{"", 0},
+		{"0", 0},
+		{"-5", 0},
+		{"3", 3 * time.Second},
+		{now.Add(7 * time.Second).Format(http.TimeFormat), 7 * time.Second},
+		{now.Add(-time.Minute).Format(http.TimeFormat), 0},
+		{"soon", 0},
+		{"99999999999999999", time.Hour},
+	}
+	for _, tc := range cases {
+		h := http.Header{}
+		if tc.header != "" {
+			h.Set("Retry-After", tc.header)
+		}
+		if got := c.retryAfter(h); got != tc.want {
+			t.Errorf("Retry-After %q = %v, want %v", tc.header, got, tc.want)
+		}
+	}
+	for attempt := 1; attempt <= 12; attempt++ {
+		ceiling := min(c.MinBackoff<<(attempt-1), c.MaxBackoff)
+		for range 20 {
+			d := c.delay(attempt, 0)
+			if d < ceiling/2 || d > ceiling {
+				t.Fatalf("attempt %d: delay %v outside [%v, %v]", attempt, d, ceiling/2, ceiling)
+			}
+			if d := c.delay(attempt, 4*time.Second); d < 4*time.Second || d > c.MaxBackoff {
+				t.Fatalf("attempt %d: delay %v ignores Retry-After 4s", attempt, d)
+			}
+			if d := c.delay(attempt, time.Minute); d != c.MaxBackoff {
+				t.Fatalf("attempt %d: delay %v, want Retry-After cut to %v", attempt, d, c.MaxBackoff)
+			}
+		}
+	}
+}

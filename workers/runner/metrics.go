@@ -1,0 +1,51 @@
+package runner
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the worker's per-source metrics.
+type Metrics struct {
+	runs        *prometheus.HistogramVec
+	devices     *prometheus.CounterVec
+	pages       *prometheus.CounterVec
+	errors      *prometheus.CounterVec
+	lastSuccess *prometheus.GaugeVec
+}
+
+// NewMetrics registers the metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		runs: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "sync_run_duration_seconds",
+			Help: "Duration of sync runs by source and result.", Buckets: prometheus.ExponentialBuckets(0.1, 2, 14)},
+			[]string{"source", "type", "result"}),
+		devices: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sync_devices_total",
+			Help: "Devices sent to the gateway, by source."}, []string{"source", "type"}),
+		pages: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sync_pages_total",
+			Help: "Pages fetched from the inventory, by source."}, []string{"source", "type"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sync_errors_total",
+			Help: "Failed requests and runs, by source and kind."}, []string{"source", "type", "kind"}),
+		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sync_last_success_timestamp_seconds",
+			Help: "When the source's last full fetch finished (Unix time)."}, []string{"source", "type"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.runs, m.devices, m.pages, m.errors, m.lastSuccess)
+	}
+	return m
+}
+
+// observer adapts the metrics of one source to integration.Observer.
+type observer struct {
+	m         *Metrics
+	key, kind string
+}
+
+func (o observer) Page(devices int, _ time.Duration) {
+	o.m.pages.WithLabelValues(o.key, o.kind).Inc()
+}
+
+func (o observer) Failure(kind string) {
+	o.m.errors.WithLabelValues(o.key, o.kind, kind).Inc()
+}
