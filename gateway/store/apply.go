@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -122,13 +123,13 @@ ON CONFLICT (identifier_type, identifier_value, partition) DO UPDATE SET
 // A source's claim on a device is written only when it is new or was retracted.
 const insertSourceDevices = `
 INSERT INTO source_devices (integration_source_uid, device_uid, available, first_seen, changed_at)
-SELECT $1, s.uid, true, $2, $2 FROM pg_temp.stage_devices AS s
-WHERE NOT EXISTS (SELECT 1 FROM source_devices x WHERE x.integration_source_uid = $1 AND x.device_uid = s.uid)`
+SELECT $1, uid, true, $2, $2 FROM unnest($3::text[]) AS uid
+ON CONFLICT (integration_source_uid, device_uid) DO UPDATE SET available = true, changed_at = EXCLUDED.changed_at
+WHERE NOT source_devices.available`
 
 const reclaimSourceDevices = `
-UPDATE source_devices AS x SET available = true, changed_at = $2
-FROM pg_temp.stage_devices AS s
-WHERE x.integration_source_uid = $1 AND x.device_uid = s.uid AND NOT x.available`
+UPDATE source_devices SET available = true, changed_at = $2
+WHERE integration_source_uid = $1 AND device_uid = ANY($3) AND NOT available`
 
 // ApplySegment resolves and writes a segment in one transaction, together
 // with the record that it was applied: a segment applied before changes
@@ -198,7 +199,7 @@ RETURNING integration_source_uid`, seg.RunID, seg.SourceUID, seg.SyncServiceID, 
 // identifiers, then every identifier those devices hold (which answers most
 // other keys of the segment, and tells their integration ids), then only the
 // keys still unknown, and IPs for updates with no identifier at all.
-func lookup(ctx context.Context, tx pgx.Tx, partition string, ids [][]dire.Identifier, ips []string) (dire.Known, error) {
+func lookup(ctx context.Context, tx pgx.Tx, partition string, ids [][]dire.Identifier, ips []string) (dire.Known, map[string]bool, error) {
 	known := dire.Known{Device: map[dire.Key]string{}, Integrations: map[string][]dire.Identifier{}, ByIP: map[string]string{}}
 	var strongest []dire.Key
 	var bareIPs []string
@@ -217,10 +218,10 @@ func lookup(ctx context.Context, tx pgx.Tx, partition string, ids [][]dire.Ident
 	}
 	held := map[string]bool{} // devices whose identifiers are all known
 	if err := probe(ctx, tx, partition, strongest, known); err != nil {
-		return known, err
+		return known, held, err
 	}
 	if err := holdings(ctx, tx, partition, known, held); err != nil {
-		return known, err
+		return known, held, err
 	}
 	var rest []dire.Key
 	for i := range ids {
@@ -234,29 +235,29 @@ func lookup(ctx context.Context, tx pgx.Tx, partition string, ids [][]dire.Ident
 	}
 	if len(rest) > 0 {
 		if err := probe(ctx, tx, partition, rest, known); err != nil {
-			return known, err
+			return known, held, err
 		}
 		if err := holdings(ctx, tx, partition, known, held); err != nil {
-			return known, err
+			return known, held, err
 		}
 	}
 	if len(bareIPs) > 0 {
 		rows, err := tx.Query(ctx, `SELECT DISTINCT ON (ip) ip, uid FROM ocsf_devices WHERE partition = $1 AND ip = ANY($2) ORDER BY ip, uid`, partition, bareIPs)
 		if err != nil {
-			return known, fmt.Errorf("looking up IPs: %w", err)
+			return known, held, fmt.Errorf("looking up IPs: %w", err)
 		}
 		for rows.Next() {
 			var ip, uid string
 			if err := rows.Scan(&ip, &uid); err != nil {
-				return known, fmt.Errorf("looking up IPs: %w", err)
+				return known, held, fmt.Errorf("looking up IPs: %w", err)
 			}
 			known.ByIP[ip] = uid
 		}
 		if err := rows.Err(); err != nil {
-			return known, fmt.Errorf("looking up IPs: %w", err)
+			return known, held, fmt.Errorf("looking up IPs: %w", err)
 		}
 	}
-	return known, nil
+	return known, held, nil
 }
 
 // probe finds the devices of keys, one index probe per key (LATERAL with
@@ -324,6 +325,67 @@ func holdings(ctx context.Context, tx pgx.Tx, partition string, known dire.Known
 	return nil
 }
 
+// current is what the store holds of a known device, so that a segment
+// writes only what changes.
+type current struct {
+	ip, mac, hostname, name, vendor, model, os string
+	available                                  bool
+	lastSeen                                   time.Time
+	sources                                    []string
+	metadata                                   map[string]string
+	// claimed says whether the segment's source has claimed the device, and
+	// claimAvailable whether that claim is not retracted.
+	claimed, claimAvailable bool
+}
+
+// currents reads the known devices' fields and the source's claims on them.
+func currents(ctx context.Context, tx pgx.Tx, uids []string, sourceUID string) (map[string]*current, error) {
+	out := make(map[string]*current, len(uids))
+	if len(uids) == 0 {
+		return out, nil
+	}
+	rows, err := tx.Query(ctx, `
+SELECT d.uid, coalesce(d.ip, ''), coalesce(d.mac, ''), coalesce(d.hostname, ''), coalesce(d.name, ''), coalesce(d.vendor, ''),
+    coalesce(d.model, ''), coalesce(d.os, ''), d.is_available, d.last_seen, d.discovery_sources, d.metadata,
+    x.available IS NOT NULL, coalesce(x.available, false)
+FROM ocsf_devices d LEFT JOIN source_devices x ON x.device_uid = d.uid AND x.integration_source_uid = $2
+WHERE d.uid = ANY($1)`, uids, sourceUID)
+	if err != nil {
+		return nil, fmt.Errorf("reading known devices: %w", err)
+	}
+	for rows.Next() {
+		var uid string
+		c := &current{}
+		if err := rows.Scan(&uid, &c.ip, &c.mac, &c.hostname, &c.name, &c.vendor, &c.model, &c.os, &c.available, &c.lastSeen,
+			&c.sources, &c.metadata, &c.claimed, &c.claimAvailable); err != nil {
+			return nil, fmt.Errorf("reading known devices: %w", err)
+		}
+		out[uid] = c
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading known devices: %w", err)
+	}
+	return out, nil
+}
+
+// changes reports whether writing d would change the stored device c.
+func changes(d *Device, mac string, c *current, integration string, seen time.Time, resolution time.Duration) bool {
+	differs := func(sent, stored string) bool { return sent != "" && sent != stored }
+	if differs(d.IP, c.ip) || differs(mac, c.mac) || differs(d.Hostname, c.hostname) || differs(d.Name, c.name) ||
+		differs(d.Vendor, c.vendor) || differs(d.Model, c.model) || differs(d.OS, c.os) {
+		return true
+	}
+	if (d.IsAvailable != nil && *d.IsAvailable != c.available) || !slices.Contains(c.sources, integration) {
+		return true
+	}
+	for k, v := range d.Metadata {
+		if stored, ok := c.metadata[k]; !ok || stored != v {
+			return true
+		}
+	}
+	return seen.Sub(c.lastSeen) > resolution
+}
+
 func nullable(s string) any {
 	if s == "" {
 		return nil
@@ -341,7 +403,7 @@ func (s *Store) resolveAndWrite(ctx context.Context, tx pgx.Tx, seg Segment, now
 		ids[i] = dire.Identifiers(dire.Update{Integration: seg.Integration, DeviceID: d.DeviceID, MACs: d.MACs})
 		ips[i] = d.IP
 	}
-	known, err := lookup(ctx, tx, seg.Partition, ids, ips)
+	known, held, err := lookup(ctx, tx, seg.Partition, ids, ips)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -397,9 +459,45 @@ VALUES ($1, $2, $3, $4, $5, $6)`, m.From, m.Into, seg.Partition, m.By.Type, m.By
 		}
 		mergeDevice(cur, d)
 	}
+	// Only devices that are new or change are staged and written, and only
+	// claims that are new or were retracted: steady runs and IP churn write
+	// little. After a merge the merged devices' rows are stale: write all.
+	uids := make([]string, 0, len(order))
+	for _, uid := range order {
+		if _, ok := held[uid]; ok {
+			uids = append(uids, uid)
+		}
+	}
+	var cur map[string]*current
+	if len(plan.Merges) == 0 {
+		if cur, err = currents(ctx, tx, uids, seg.SourceUID); err != nil {
+			return 0, 0, err
+		}
+	}
 	data := make([][]any, 0, len(order))
+	var claim, reclaim []string
 	for _, uid := range order {
 		d := rows[uid]
+		seen := d.Seen
+		if seen.IsZero() {
+			seen = now
+		}
+		mac := ""
+		for _, m := range d.MACs {
+			if mac = dire.NormalizeMAC(m); mac != "" {
+				break
+			}
+		}
+		c, known := cur[uid]
+		switch {
+		case !known || !c.claimed:
+			claim = append(claim, uid)
+		case !c.claimAvailable:
+			reclaim = append(reclaim, uid)
+		}
+		if known && !changes(d, mac, c, seg.Integration, seen, s.lastSeen) {
+			continue
+		}
 		meta, err := json.Marshal(d.Metadata)
 		if err != nil {
 			return 0, 0, fmt.Errorf("encoding metadata: %w", err)
@@ -408,30 +506,21 @@ VALUES ($1, $2, $3, $4, $5, $6)`, m.From, m.Into, seg.Partition, m.By.Type, m.By
 		if d.IsAvailable != nil {
 			avail = *d.IsAvailable
 		}
-		seen := d.Seen
-		if seen.IsZero() {
-			seen = now
-		}
-		var mac any
-		for _, m := range d.MACs {
-			if n := dire.NormalizeMAC(m); n != "" {
-				mac = n
-				break
-			}
-		}
-		data = append(data, []any{uid, nullable(d.IP), mac, nullable(d.Hostname), nullable(d.Name), nullable(d.Vendor),
+		data = append(data, []any{uid, nullable(d.IP), nullable(mac), nullable(d.Hostname), nullable(d.Name), nullable(d.Vendor),
 			nullable(d.Model), nullable(d.OS), avail, seen, string(meta)})
 	}
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"stage_devices"},
-		[]string{"uid", "ip", "mac", "hostname", "name", "vendor", "model", "os", "is_available", "seen", "metadata"},
-		pgx.CopyFromRows(data)); err != nil {
-		return 0, 0, fmt.Errorf("staging devices: %w", err)
-	}
-	if _, err := tx.Exec(ctx, updateDevices, seg.Integration, s.lastSeen); err != nil {
-		return 0, 0, fmt.Errorf("updating devices: %w", err)
-	}
-	if _, err := tx.Exec(ctx, insertDevices, seg.Partition, seg.TenantID, seg.Integration); err != nil {
-		return 0, 0, fmt.Errorf("inserting devices: %w", err)
+	if len(data) > 0 {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"stage_devices"},
+			[]string{"uid", "ip", "mac", "hostname", "name", "vendor", "model", "os", "is_available", "seen", "metadata"},
+			pgx.CopyFromRows(data)); err != nil {
+			return 0, 0, fmt.Errorf("staging devices: %w", err)
+		}
+		if _, err := tx.Exec(ctx, updateDevices, seg.Integration, s.lastSeen); err != nil {
+			return 0, 0, fmt.Errorf("updating devices: %w", err)
+		}
+		if _, err := tx.Exec(ctx, insertDevices, seg.Partition, seg.TenantID, seg.Integration); err != nil {
+			return 0, 0, fmt.Errorf("inserting devices: %w", err)
+		}
 	}
 
 	// Identifiers: only those that are new or now belong to another device.
@@ -454,11 +543,15 @@ VALUES ($1, $2, $3, $4, $5, $6)`, m.From, m.Into, seg.Partition, m.By.Type, m.By
 			return 0, 0, fmt.Errorf("writing identifiers: %w", err)
 		}
 	}
-	if _, err := tx.Exec(ctx, insertSourceDevices, seg.SourceUID, now); err != nil {
-		return 0, 0, fmt.Errorf("writing source devices: %w", err)
+	if len(claim) > 0 {
+		if _, err := tx.Exec(ctx, insertSourceDevices, seg.SourceUID, now, claim); err != nil {
+			return 0, 0, fmt.Errorf("writing source devices: %w", err)
+		}
 	}
-	if _, err := tx.Exec(ctx, reclaimSourceDevices, seg.SourceUID, now); err != nil {
-		return 0, 0, fmt.Errorf("writing source devices: %w", err)
+	if len(reclaim) > 0 {
+		if _, err := tx.Exec(ctx, reclaimSourceDevices, seg.SourceUID, now, reclaim); err != nil {
+			return 0, 0, fmt.Errorf("writing source devices: %w", err)
+		}
 	}
 	if _, err := tx.Exec(ctx, `UPDATE applied_segments SET device_uids = $3 WHERE run_id = $1 AND segment = $2`, seg.RunID, seg.Segment, order); err != nil {
 		return 0, 0, fmt.Errorf("recording the segment's devices: %w", err)

@@ -22,6 +22,7 @@ import (
 	"github.com/serviceradar/sync-operator/test/pgtest"
 	"github.com/serviceradar/sync-operator/test/pkitest"
 	"github.com/serviceradar/sync-operator/workers/app"
+	"github.com/serviceradar/sync-operator/workers/runner"
 	"github.com/serviceradar/sync-operator/workload"
 )
 
@@ -120,7 +121,9 @@ func TestWorkerSyncsItsTenantsFakerSourceThroughTheGateway(t *testing.T) {
 	wctx, wcancel := context.WithCancel(ctx)
 	wdone := make(chan error, 1)
 	go func() {
-		wdone <- app.Run(wctx, app.Config{BootstrapFile: bootFile, Version: "test", Log: testr.New(t).WithName("worker")})
+		// Small segments: several are on their way at once before the final one.
+		wdone <- app.Run(wctx, app.Config{BootstrapFile: bootFile, Version: "test", Log: testr.New(t).WithName("worker"),
+			Runner: runner.Options{SegmentDevices: 300, ChunkBytes: 16 << 10}})
 	}()
 
 	devices, err := store.Open(ctx, dsn)

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -44,15 +45,34 @@ type Sender struct {
 	// MaxBackoff space them (defaults 200 ms and 30 s).
 	Attempts               int
 	MinBackoff, MaxBackoff time.Duration
+	// InFlight is how many segments may be on their way at once (default 2):
+	// the next one is encoded and sent while the gateway applies the last.
+	// The final segment waits for all of them, so retraction sees the whole run.
+	InFlight int
 
 	pending [][]byte // encoded devices of the open segment
-	bytes   int
-	sent    int // devices in segments sent
 	segment int
+
+	slots  chan struct{}
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	failed error
+	acked  int
 }
 
 // Sent is the number of devices acknowledged by the gateway so far.
-func (s *Sender) Sent() int { return s.sent }
+func (s *Sender) Sent() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.acked
+}
+
+// err is the first failure of a segment sent in the background.
+func (s *Sender) err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.failed
+}
 
 // Add queues a device and sends the segment once it is full.
 func (s *Sender) Add(ctx context.Context, d results.DeviceUpdate) error {
@@ -60,20 +80,30 @@ func (s *Sender) Add(ctx context.Context, d results.DeviceUpdate) error {
 	if err != nil {
 		return fmt.Errorf("encoding device: %w", err)
 	}
+	if err := s.err(); err != nil {
+		return err
+	}
 	s.pending = append(s.pending, raw)
-	s.bytes += len(raw)
 	if len(s.pending) >= s.segmentDevices() {
 		return s.flush(ctx, false)
 	}
 	return nil
 }
 
-// Finish sends the last segment (possibly empty) with run_complete, the
-// fetch outcome and the run's error, if any.
+// Finish waits for the segments on their way, then sends the last one
+// (possibly empty) with run_complete, the fetch outcome and the run's error.
 func (s *Sender) Finish(ctx context.Context, fullFetch bool, runErr string) error {
+	s.wg.Wait()
+	if err := s.err(); err != nil {
+		return err
+	}
 	s.Meta.FullFetch, s.Meta.Error = fullFetch, runErr
 	return s.flush(ctx, true)
 }
+
+// Abandon waits for the segments on their way; the run ends without
+// run_complete.
+func (s *Sender) Abandon() { s.wg.Wait() }
 
 func (s *Sender) segmentDevices() int {
 	if s.SegmentDevices > 0 {
@@ -96,7 +126,7 @@ func (s *Sender) chunks(final bool) ([]*pb.GatewayStatusChunk, error) {
 	if !final {
 		meta.FullFetch, meta.Error = false, ""
 	} else {
-		meta.TotalDevices = s.sent + len(s.pending)
+		meta.TotalDevices = s.Sent() + len(s.pending)
 	}
 	metaRaw, err := json.Marshal(meta)
 	if err != nil {
@@ -153,7 +183,8 @@ func permanent(err error) bool {
 	return false
 }
 
-// flush sends the open segment, again with backoff until it is acknowledged.
+// flush encodes the open segment and sends it: in the background, at most
+// InFlight at once, unless it is the final one.
 func (s *Sender) flush(ctx context.Context, final bool) error {
 	if len(s.pending) == 0 && !final {
 		return nil
@@ -162,6 +193,49 @@ func (s *Sender) flush(ctx context.Context, final bool) error {
 	if err != nil {
 		return err
 	}
+	n, segment := len(s.pending), s.segment
+	s.pending = s.pending[:0]
+	s.segment++
+	if final {
+		if err := s.deliver(ctx, segment, chunks); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		s.acked += n
+		s.mu.Unlock()
+		return nil
+	}
+	if s.slots == nil {
+		n := s.InFlight
+		if n <= 0 {
+			n = 2
+		}
+		s.slots = make(chan struct{}, n)
+	}
+	select {
+	case s.slots <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("segment %d: %w", segment, ctx.Err())
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer func() { <-s.slots }()
+		err := s.deliver(ctx, segment, chunks)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if err != nil && s.failed == nil {
+			s.failed = err
+		}
+		if err == nil {
+			s.acked += n
+		}
+	}()
+	return nil
+}
+
+// deliver sends one segment, again with backoff until it is acknowledged.
+func (s *Sender) deliver(ctx context.Context, segment int, chunks []*pb.GatewayStatusChunk) error {
 	attempts := s.Attempts
 	if attempts <= 0 {
 		attempts = 8
@@ -175,25 +249,21 @@ func (s *Sender) flush(ctx context.Context, final bool) error {
 	}
 	b := wait.Backoff{Duration: minB, Factor: 2, Jitter: 0.3, Steps: attempts, Cap: maxB}
 	for attempt := 1; ; attempt++ {
-		err = s.send(ctx, chunks)
+		err := s.send(ctx, chunks)
 		if err == nil {
-			break
+			return nil
 		}
 		if permanent(err) || ctx.Err() != nil || attempt >= attempts {
-			return fmt.Errorf("segment %d (attempt %d): %w", s.segment, attempt, err)
+			return fmt.Errorf("segment %d (attempt %d): %w", segment, attempt, err)
 		}
 		t := time.NewTimer(b.Step())
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("segment %d: %w", s.segment, ctx.Err())
+			return fmt.Errorf("segment %d: %w", segment, ctx.Err())
 		case <-t.C:
 		}
 	}
-	s.sent += len(s.pending)
-	s.pending, s.bytes = s.pending[:0], 0
-	s.segment++
-	return nil
 }
 
 // send is one StreamStatus call.

@@ -202,6 +202,7 @@ func (r *Runner) once(ctx context.Context, key string, l *loop) {
 	result := "success"
 	switch {
 	case sendErr != nil || ctx.Err() != nil:
+		s.Abandon()
 		// Nothing more reaches the gateway: the run ends without run_complete,
 		// so nothing is retracted. A cancelled run is a shutdown or a config change.
 		result = "aborted"
