@@ -98,6 +98,12 @@ bench-ingest: envtest-assets ## 50,000 devices over mTLS gRPC into the gateway a
 	go build -o $(BIN)/gateway ./cmd/gateway
 	go run ./hack/bench-ingest --gateway $(BIN)/gateway $(BENCH_INGEST_FLAGS)
 
+.PHONY: bench-worker
+bench-worker: envtest-assets ## Worker syncing a 1,000,000-device Armis emulator into gateway + PostgreSQL, then Faker 50k: devices/s, worker RSS (RESULT line).
+	go build -o $(BIN)/gateway ./cmd/gateway
+	go build -o $(BIN)/worker ./cmd/worker
+	go run ./hack/bench-worker --gateway $(BIN)/gateway --worker $(BIN)/worker $(BENCH_WORKER_FLAGS)
+
 .PHONY: bench-gateway
 bench-gateway: envtest-assets ## 1000 tenants x 3 sources, gateway binary over mTLS: GetConfig rps/p99, push p99, RSS (RESULT line).
 	go build -o $(BIN)/gateway ./cmd/gateway

@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
 # The main job on one machine: a local control plane (etcd + kube-apiserver
-# built from Go modules) with the CRDs installed, the manager (the operator)
-# running against it, the samples applied, and `kubectl get serviceradar -A`
-# once they are Ready. It runs until Ctrl-C; `make demo-down` (or
-# `hack/demo.sh down`) stops it from another shell. Set DEMO_DETACH=1 to leave
-# it running in the background and return.
+# built from Go modules) with the CRDs installed, PostgreSQL, the manager (the
+# operator), the gateway and a sync worker (as processes: there is no kubelet
+# here), a tenant with a Faker IntegrationSource of 50,000 devices, progress
+# while the first run lands, and a summary: `kubectl get serviceradar -A` and
+# the device counts per tenant in PostgreSQL. It runs until Ctrl-C; `make
+# demo-down` (or `hack/demo.sh down`) stops it from another shell. Set
+# DEMO_DETACH=1 to leave it running in the background and return.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DEMO_DIR="${DEMO_DIR:-$ROOT/.demo}"
 PIDFILE="$DEMO_DIR/localcluster.pid"
 MANAGER_PIDFILE="$DEMO_DIR/manager.pid"
+GATEWAY_PIDFILE="$DEMO_DIR/gateway.pid"
+WORKER_PIDFILE="$DEMO_DIR/worker.pid"
+PGDIR_FILE="$DEMO_DIR/postgres.dir" # the server's folder, outside the repo so its system user can reach it
+GATEWAY_ADDR="127.0.0.1:50052"
 export KUBECONFIG="$DEMO_DIR/kubeconfig"
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
@@ -28,7 +34,14 @@ stop_pid() { # stop_pid <pidfile> <what>
 }
 
 down() {
+  stop_pid "$WORKER_PIDFILE" "the worker"
+  stop_pid "$GATEWAY_PIDFILE" "the gateway"
   stop_pid "$MANAGER_PIDFILE" "the manager"
+  if [[ -f "$PGDIR_FILE" ]]; then
+    step "stopping PostgreSQL"
+    "$ROOT/hack/postgres.sh" stop "$(cat "$PGDIR_FILE")" >/dev/null 2>&1 || true
+    rm -f "$PGDIR_FILE"
+  fi
   stop_pid "$PIDFILE" "the local control plane"
   rm -f "$KUBECONFIG"
 }
@@ -45,7 +58,8 @@ step "building the Kubernetes binaries (once per machine, about 12 minutes cold)
 ASSETS="$("$ROOT/hack/envtest-assets.sh")"
 export TEST_ASSET_KUBE_APISERVER="$ASSETS/kube-apiserver" TEST_ASSET_ETCD="$ASSETS/etcd" TEST_ASSET_KUBECTL="$ASSETS/kubectl"
 KUBECTL="$ASSETS/kubectl"
-(cd "$ROOT" && go build -o "$ROOT/bin/localcluster" ./hack/localcluster && go build -o "$ROOT/bin/manager" ./cmd/manager)
+(cd "$ROOT" && go build -o "$ROOT/bin/localcluster" ./hack/localcluster && go build -o "$ROOT/bin/manager" ./cmd/manager \
+  && go build -o "$ROOT/bin/gateway" ./cmd/gateway && go build -o "$ROOT/bin/worker" ./cmd/worker && go build -o "$ROOT/bin/demokit" ./hack/demokit)
 
 step "starting etcd and kube-apiserver with the CRDs installed"
 rm -f "$KUBECONFIG"
@@ -61,33 +75,73 @@ done
 cat "$DEMO_DIR/localcluster.log"
 "$KUBECTL" get crds -l '!nonexistent' -o custom-columns=CRD:.metadata.name,SCOPE:.spec.scope
 
-step "applying config/samples (tenants, sync services, integration sources and their Secrets)"
-# Namespaces and Secrets first, so the custom resources find their namespaces.
+step "starting PostgreSQL (the device store)"
+PGDIR="$(mktemp -d /tmp/sync-demo-pg.XXXXXX)"
+echo "$PGDIR" > "$PGDIR_FILE"
+DSN="$("$ROOT/hack/postgres.sh" start "$PGDIR")"
+PSQL_DSN="$DSN"
+
+step "applying a platform, tenant acme and a Faker IntegrationSource of 50,000 devices (config/samples)"
+# Namespaces first, so the custom resources find them.
 "$KUBECTL" apply -f "$ROOT/config/samples/namespaces.yaml"
-"$KUBECTL" apply -k "$ROOT/config/samples"
+for f in tenant_platform tenant_acme syncservice_platform integrationsource_faker; do
+  "$KUBECTL" apply -f "$ROOT/config/samples/$f.yaml"
+done
 
 step "starting the manager (platform bootstrap, Tenant, SyncService and IntegrationSource controllers)"
 "$ROOT/bin/manager" --kubeconfig "$KUBECONFIG" --namespace serviceradar-system --leader-elect=false \
-  --metrics-bind-address=0 --health-probe-bind-address=0 --gateway-address=127.0.0.1:50052 \
+  --metrics-bind-address=0 --health-probe-bind-address=0 --gateway-address="$GATEWAY_ADDR" \
   >"$DEMO_DIR/manager.log" 2>&1 &
 echo $! > "$MANAGER_PIDFILE"
 "$KUBECTL" wait --for=condition=Ready --timeout=120s tenants --all
 "$KUBECTL" wait --for=condition=Ready --timeout=120s integrationsources --all -A
-"$KUBECTL" wait --for=condition=Ready --timeout=120s syncservices --all -A
+
+step "starting the gateway (mTLS gRPC on $GATEWAY_ADDR, SVID issued from the platform root the manager created)"
+"$ROOT/bin/demokit" gateway-cert --out "$DEMO_DIR/gateway" >/dev/null
+"$ROOT/bin/gateway" --listen "$GATEWAY_ADDR" --metrics-bind-address 127.0.0.1:9091 \
+  --cert-file "$DEMO_DIR/gateway/tls.crt" --key-file "$DEMO_DIR/gateway/tls.key" --ca-file "$DEMO_DIR/gateway/ca.crt" \
+  --postgres-dsn "$DSN" --gateway-id demo >"$DEMO_DIR/gateway.log" 2>&1 &
+echo $! > "$GATEWAY_PIDFILE"
+
+step "starting the platform worker for acme from the bootstrap and SVID the manager rendered"
+"$ROOT/bin/demokit" worker --out "$DEMO_DIR/worker" --syncservice platform-sync --tenant acme >/dev/null
+"$ROOT/bin/worker" --config "$DEMO_DIR/worker/bootstrap.json" --metrics-bind-address 127.0.0.1:9092 \
+  >"$DEMO_DIR/worker.log" 2>&1 &
+echo $! > "$WORKER_PIDFILE"
+
+step "waiting for the first sync run (50,000 devices: Faker -> worker -> gateway -> DIRE -> PostgreSQL)"
+devices() { psql "$PSQL_DSN" -Atc "SELECT count(*) FROM tenant_acme.ocsf_devices" 2>/dev/null || echo 0; }
+for i in $(seq 1 240); do
+  result="$("$KUBECTL" get integrationsource -n acme faker-lab -o jsonpath='{.status.lastSyncResult}')"
+  printf '  %3ss  devices in tenant_acme: %6s   faker-lab lastSyncResult: %s\n' "$((i * 2))" "$(devices)" "${result:--}"
+  [[ "$result" == "Success" ]] && break
+  for p in "$GATEWAY_PIDFILE" "$WORKER_PIDFILE"; do
+    kill -0 "$(cat "$p")" 2>/dev/null || { echo "$(basename "$p" .pid) stopped:" >&2; tail -20 "$DEMO_DIR/$(basename "$p" .pid).log" >&2; exit 1; }
+  done
+  sleep 2
+done
+[[ "$result" == "Success" ]] || { echo "the first run did not finish in 8 minutes; see $DEMO_DIR/worker.log" >&2; exit 1; }
+"$KUBECTL" wait --for=jsonpath='{.status.phase}'=Online --timeout=120s syncservices --all -A >/dev/null
 
 step "kubectl get serviceradar -A"
 "$KUBECTL" get serviceradar -A
 echo
-echo "Worker Deployments the manager rendered (no kubelet runs here, so they stay unscheduled):"
-"$KUBECTL" get deployments,configmaps,secrets -n serviceradar-system -l app.kubernetes.io/managed-by=sync-operator
-"$KUBECTL" get secret -n acme acme-edge-onboarding -o jsonpath='{.data.config\.json}' | base64 -d
+echo "Devices per tenant in PostgreSQL:"
+for schema in $(psql "$PSQL_DSN" -Atc "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE 'tenant\_%' ORDER BY 1"); do
+  printf '  %-24s %s devices (%s available)\n' "$schema" \
+    "$(psql "$PSQL_DSN" -Atc "SELECT count(*) FROM $schema.ocsf_devices")" \
+    "$(psql "$PSQL_DSN" -Atc "SELECT count(*) FROM $schema.ocsf_devices WHERE is_available")"
+done
 
 cat <<MSG
 
-The control plane keeps running. In another shell:
+Everything keeps running (the Faker source runs again every minute, churning 5% of its IPs).
+In another shell:
   export KUBECONFIG=$KUBECONFIG
   $KUBECTL get serviceradar -A
   $KUBECTL explain integrationsource.spec
+  psql '$PSQL_DSN' -c 'SELECT ip, hostname, discovery_sources FROM tenant_acme.ocsf_devices LIMIT 5'
+Logs: $DEMO_DIR/{manager,gateway,worker}.log
 MSG
 if [[ -n "${DEMO_DETACH:-}" ]]; then
   echo "Stop it with: make demo-down"

@@ -1,0 +1,130 @@
+// Command demokit prepares the processes of `make demo` from what the
+// manager created in the local control plane (there is no kubelet, so the
+// demo runs the gateway and the worker as processes):
+//
+//	demokit gateway-cert --out DIR   issues the gateway's SVID from the platform root CA
+//	demokit worker --out DIR ...     writes the worker's bootstrap.json and identity
+//	                                 files from the ConfigMap and Secret the manager rendered
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/serviceradar/sync-operator/platform"
+	"github.com/serviceradar/sync-operator/test/pkitest"
+	"github.com/serviceradar/sync-operator/workload"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: demokit gateway-cert|worker [flags]")
+		os.Exit(2)
+	}
+	fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
+	out := fs.String("out", "", "output folder")
+	ns := fs.String("namespace", "serviceradar-system", "operator namespace")
+	ss := fs.String("syncservice", "platform-sync", "SyncService of the worker (in the operator namespace)")
+	tenant := fs.String("tenant", "acme", "tenant slug the worker serves")
+	gateway := fs.String("gateway-address", "", "gateway address to put in the bootstrap (default: the rendered one)")
+	_ = fs.Parse(os.Args[2:])
+	if *out == "" {
+		fmt.Fprintln(os.Stderr, "--out is required")
+		os.Exit(2)
+	}
+	scheme := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(scheme)
+	c, err := client.New(ctrl.GetConfigOrDie(), client.Options{Scheme: scheme})
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		switch os.Args[1] {
+		case "gateway-cert":
+			err = gatewayCert(ctx, c, *ns, *out)
+		case "worker":
+			err = worker(ctx, c, *ns, *ss, *tenant, *gateway, *out)
+		default:
+			err = fmt.Errorf("unknown command %q", os.Args[1])
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "demokit:", err)
+		os.Exit(1)
+	}
+}
+
+// gatewayCert issues the gateway's SVID from the platform root the manager created.
+func gatewayCert(ctx context.Context, c client.Client, ns, out string) error {
+	root, err := (&platform.Store{Client: c, Reader: c, Namespace: ns}).RootCA(ctx)
+	if err != nil {
+		return err
+	}
+	svid, err := root.IssueSVID(spiffeid.RequireFromString("spiffe://serviceradar.local/gateway/platform/default/gateway"), 7*24*time.Hour)
+	if err != nil {
+		return fmt.Errorf("issuing the gateway SVID: %w", err)
+	}
+	f, err := pkitest.WriteFiles(out, svid, root.Cert)
+	if err != nil {
+		return err
+	}
+	fmt.Println(f.Cert)
+	return nil
+}
+
+// worker writes the rendered bootstrap with local identity paths.
+func worker(ctx context.Context, c client.Client, ns, ss, tenant, gateway, out string) error {
+	name := workload.Name("sync", ss, tenant)
+	var cm corev1.ConfigMap
+	var sec corev1.Secret
+	deadline := time.Now().Add(time.Minute)
+	for {
+		errCM := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &cm)
+		errSec := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: workload.Name("sync", ss, tenant, "svid")}, &sec)
+		if errCM == nil && errSec == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the manager has not rendered the worker of %s for %s: %w", ss, tenant, errors.Join(errCM, errSec))
+		}
+		time.Sleep(time.Second)
+	}
+	var b workload.Bootstrap
+	if err := json.Unmarshal([]byte(cm.Data[workload.BootstrapFile]), &b); err != nil {
+		return fmt.Errorf("rendered bootstrap: %w", err)
+	}
+	if err := os.MkdirAll(out, 0o700); err != nil {
+		return fmt.Errorf("creating %s: %w", out, err)
+	}
+	for key, file := range map[string]string{corev1.TLSCertKey: "tls.crt", corev1.TLSPrivateKeyKey: "tls.key", "ca.crt": "ca.crt"} {
+		if err := os.WriteFile(filepath.Join(out, file), sec.Data[key], 0o600); err != nil {
+			return fmt.Errorf("writing %s: %w", file, err)
+		}
+	}
+	b.Identity = workload.FileIdentity(out)
+	if gateway != "" {
+		b.GatewayAddress = gateway
+	}
+	raw, err := b.JSON()
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(out, workload.BootstrapFile)
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		return fmt.Errorf("writing bootstrap: %w", err)
+	}
+	fmt.Println(path)
+	return nil
+}
