@@ -108,6 +108,9 @@ step "starting the platform worker for acme from the bootstrap and SVID the mana
 "$ROOT/bin/worker" --config "$DEMO_DIR/worker/bootstrap.json" --metrics-bind-address 127.0.0.1:9092 \
   >"$DEMO_DIR/worker.log" 2>&1 &
 echo $! > "$WORKER_PIDFILE"
+for i in $(seq 1 60); do curl -fs http://127.0.0.1:9092/healthz >/dev/null 2>&1 && break; sleep 0.5; done
+# The process stands in for the Deployment's pod: report it ready, as the kubelet would.
+"$ROOT/bin/demokit" pod-ready --syncservice platform-sync --tenant acme
 
 step "waiting for the first sync run (50,000 devices: Faker -> worker -> gateway -> DIRE -> PostgreSQL)"
 devices() { psql "$PSQL_DSN" -Atc "SELECT count(*) FROM tenant_acme.ocsf_devices" 2>/dev/null || echo 0; }

@@ -5,6 +5,8 @@
 //	demokit gateway-cert --out DIR   issues the gateway's SVID from the platform root CA
 //	demokit worker --out DIR ...     writes the worker's bootstrap.json and identity
 //	                                 files from the ConfigMap and Secret the manager rendered
+//	demokit pod-ready ...            reports the worker Deployment's pod ready, as the
+//	                                 kubelet would for the process the demo runs in its place
 package main
 
 import (
@@ -18,6 +20,7 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -41,12 +44,13 @@ func main() {
 	tenant := fs.String("tenant", "acme", "tenant slug the worker serves")
 	gateway := fs.String("gateway-address", "", "gateway address to put in the bootstrap (default: the rendered one)")
 	_ = fs.Parse(os.Args[2:])
-	if *out == "" {
+	if *out == "" && os.Args[1] != "pod-ready" {
 		fmt.Fprintln(os.Stderr, "--out is required")
 		os.Exit(2)
 	}
 	scheme := runtime.NewScheme()
 	_ = clientgoscheme.AddToScheme(scheme)
+	_ = appsv1.AddToScheme(scheme)
 	c, err := client.New(ctrl.GetConfigOrDie(), client.Options{Scheme: scheme})
 	if err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -56,6 +60,8 @@ func main() {
 			err = gatewayCert(ctx, c, *ns, *out)
 		case "worker":
 			err = worker(ctx, c, *ns, *ss, *tenant, *gateway, *out)
+		case "pod-ready":
+			err = podReady(ctx, c, *ns, workload.Name("sync", *ss, *tenant))
 		default:
 			err = fmt.Errorf("unknown command %q", os.Args[1])
 		}
@@ -126,5 +132,21 @@ func worker(ctx context.Context, c client.Client, ns, ss, tenant, gateway, out s
 		return fmt.Errorf("writing bootstrap: %w", err)
 	}
 	fmt.Println(path)
+	return nil
+}
+
+// podReady writes the status a kubelet and the Deployment controller would
+// write once the worker's one replica runs: the demo runs that replica as a
+// process because there is no node here.
+func podReady(ctx context.Context, c client.Client, ns, name string) error {
+	var d appsv1.Deployment
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &d); err != nil {
+		return fmt.Errorf("reading Deployment %s/%s: %w", ns, name, err)
+	}
+	d.Status.ObservedGeneration = d.Generation
+	d.Status.Replicas, d.Status.UpdatedReplicas, d.Status.ReadyReplicas, d.Status.AvailableReplicas = 1, 1, 1, 1
+	if err := c.Status().Update(ctx, &d); err != nil {
+		return fmt.Errorf("reporting Deployment %s/%s ready: %w", ns, name, err)
+	}
 	return nil
 }
