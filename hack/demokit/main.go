@@ -48,28 +48,31 @@ func main() {
 		fmt.Fprintln(os.Stderr, "--out is required")
 		os.Exit(2)
 	}
+	if err := run(os.Args[1], *ns, *ss, *tenant, *gateway, *out); err != nil {
+		fmt.Fprintln(os.Stderr, "demokit:", err)
+		os.Exit(1)
+	}
+}
+
+func run(cmd, ns, ss, tenant, gateway, out string) error {
 	scheme := runtime.NewScheme()
 	_ = clientgoscheme.AddToScheme(scheme)
 	_ = appsv1.AddToScheme(scheme)
 	c, err := client.New(ctrl.GetConfigOrDie(), client.Options{Scheme: scheme})
-	if err == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		switch os.Args[1] {
-		case "gateway-cert":
-			err = gatewayCert(ctx, c, *ns, *out)
-		case "worker":
-			err = worker(ctx, c, *ns, *ss, *tenant, *gateway, *out)
-		case "pod-ready":
-			err = podReady(ctx, c, *ns, workload.Name("sync", *ss, *tenant))
-		default:
-			err = fmt.Errorf("unknown command %q", os.Args[1])
-		}
-	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "demokit:", err)
-		os.Exit(1)
+		return fmt.Errorf("connecting: %w", err)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	switch cmd {
+	case "gateway-cert":
+		return gatewayCert(ctx, c, ns, out)
+	case "worker":
+		return worker(ctx, c, ns, ss, tenant, gateway, out)
+	case "pod-ready":
+		return podReady(ctx, c, ns, workload.Name("sync", ss, tenant))
+	}
+	return fmt.Errorf("unknown command %q", cmd)
 }
 
 // gatewayCert issues the gateway's SVID from the platform root the manager created.
