@@ -14,6 +14,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
@@ -96,13 +97,14 @@ func TestDeletingARetractSourceRetractsItsDevicesOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	kube := user.Config() // not safe to call from several goroutines
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 2)
 	ready := make(chan string, 2)
 	begin := time.Now()
 	for _, name := range []string{"a", "b"} {
 		go func() {
-			done <- app.Run(rctx, app.Config{Kube: user.Config(), Listen: "127.0.0.1:0", CertFile: files.Cert, KeyFile: files.Key, CAFile: files.CA,
+			done <- app.Run(rctx, app.Config{Kube: rest.CopyConfig(kube), Listen: "127.0.0.1:0", CertFile: files.Cert, KeyFile: files.Key, CAFile: files.CA,
 				GatewayID: name, PostgresDSN: dsn, Log: testr.New(t), Ready: func(addr string) { ready <- addr }})
 		}()
 	}

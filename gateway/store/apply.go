@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -199,7 +200,7 @@ RETURNING integration_source_uid`, seg.RunID, seg.SourceUID, seg.SyncServiceID, 
 // identifiers, then every identifier those devices hold (which answers most
 // other keys of the segment, and tells their integration ids), then only the
 // keys still unknown, and IPs for updates with no identifier at all.
-func lookup(ctx context.Context, tx pgx.Tx, partition string, ids [][]dire.Identifier, ips []string) (dire.Known, map[string]bool, error) {
+func lookup(ctx context.Context, tx pgx.Tx, partition, sourceUID string, ids [][]dire.Identifier, ips []string) (dire.Known, map[string]*current, error) {
 	known := dire.Known{Device: map[dire.Key]string{}, Integrations: map[string][]dire.Identifier{}, ByIP: map[string]string{}}
 	var strongest []dire.Key
 	var bareIPs []string
@@ -216,11 +217,11 @@ func lookup(ctx context.Context, tx pgx.Tx, partition string, ids [][]dire.Ident
 			strongest = append(strongest, k)
 		}
 	}
-	held := map[string]bool{} // devices whose identifiers are all known
+	held := map[string]*current{} // devices read whole
 	if err := probe(ctx, tx, partition, strongest, known); err != nil {
 		return known, held, err
 	}
-	if err := holdings(ctx, tx, partition, known, held); err != nil {
+	if err := holdings(ctx, tx, sourceUID, known, held); err != nil {
 		return known, held, err
 	}
 	var rest []dire.Key
@@ -237,7 +238,7 @@ func lookup(ctx context.Context, tx pgx.Tx, partition string, ids [][]dire.Ident
 		if err := probe(ctx, tx, partition, rest, known); err != nil {
 			return known, held, err
 		}
-		if err := holdings(ctx, tx, partition, known, held); err != nil {
+		if err := holdings(ctx, tx, sourceUID, known, held); err != nil {
 			return known, held, err
 		}
 	}
@@ -292,35 +293,49 @@ CROSS JOIN LATERAL (SELECT device_uid FROM device_identifiers
 	return nil
 }
 
-// holdings reads every identifier of the known devices not read yet.
-func holdings(ctx context.Context, tx pgx.Tx, partition string, known dire.Known, held map[string]bool) error {
+// holdings reads, for the known devices not read yet, every identifier they
+// hold, their fields and the source's claim on them: one query, so that
+// resolution knows the devices and the writes know what changes.
+func holdings(ctx context.Context, tx pgx.Tx, sourceUID string, known dire.Known, held map[string]*current) error {
 	var uids []string
 	for _, uid := range known.Device {
-		if !held[uid] {
-			held[uid] = true
+		if _, ok := held[uid]; !ok {
+			held[uid] = nil
 			uids = append(uids, uid)
 		}
 	}
 	if len(uids) == 0 {
 		return nil
 	}
-	rows, err := tx.Query(ctx, `SELECT device_uid, identifier_type, identifier_value FROM device_identifiers WHERE device_uid = ANY($1) AND partition = $2`, uids, partition)
+	rows, err := tx.Query(ctx, `
+SELECT d.uid, coalesce(d.ip, ''), coalesce(d.mac, ''), coalesce(d.hostname, ''), coalesce(d.name, ''), coalesce(d.vendor, ''),
+    coalesce(d.model, ''), coalesce(d.os, ''), d.is_available, d.last_seen, d.discovery_sources, d.metadata,
+    x.available IS NOT NULL, coalesce(x.available, false),
+    ARRAY(SELECT i.identifier_type || chr(31) || i.identifier_value FROM device_identifiers i WHERE i.device_uid = d.uid)
+FROM ocsf_devices d LEFT JOIN source_devices x ON x.device_uid = d.uid AND x.integration_source_uid = $2
+WHERE d.uid = ANY($1)`, uids, sourceUID)
 	if err != nil {
-		return fmt.Errorf("reading identifiers of known devices: %w", err)
+		return fmt.Errorf("reading known devices: %w", err)
 	}
 	for rows.Next() {
 		var uid string
-		var id dire.Identifier
-		if err := rows.Scan(&uid, &id.Type, &id.Value); err != nil {
-			return fmt.Errorf("reading identifiers of known devices: %w", err)
+		var ids []string
+		c := &current{}
+		if err := rows.Scan(&uid, &c.ip, &c.mac, &c.hostname, &c.name, &c.vendor, &c.model, &c.os, &c.available, &c.lastSeen,
+			&c.sources, &c.metadata, &c.claimed, &c.claimAvailable, &ids); err != nil {
+			return fmt.Errorf("reading known devices: %w", err)
 		}
-		known.Device[dire.Key{Type: id.Type, Value: id.Value}] = uid
-		if id.Rank = dire.RankOf(id.Type); id.Rank >= dire.RankIntegration {
-			known.Integrations[uid] = append(known.Integrations[uid], id)
+		held[uid] = c
+		for _, tv := range ids {
+			t, v, _ := strings.Cut(tv, "\x1f")
+			known.Device[dire.Key{Type: t, Value: v}] = uid
+			if rank := dire.RankOf(t); rank >= dire.RankIntegration {
+				known.Integrations[uid] = append(known.Integrations[uid], dire.Identifier{Type: t, Value: v, Rank: rank})
+			}
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("reading identifiers of known devices: %w", err)
+		return fmt.Errorf("reading known devices: %w", err)
 	}
 	return nil
 }
@@ -336,36 +351,6 @@ type current struct {
 	// claimed says whether the segment's source has claimed the device, and
 	// claimAvailable whether that claim is not retracted.
 	claimed, claimAvailable bool
-}
-
-// currents reads the known devices' fields and the source's claims on them.
-func currents(ctx context.Context, tx pgx.Tx, uids []string, sourceUID string) (map[string]*current, error) {
-	out := make(map[string]*current, len(uids))
-	if len(uids) == 0 {
-		return out, nil
-	}
-	rows, err := tx.Query(ctx, `
-SELECT d.uid, coalesce(d.ip, ''), coalesce(d.mac, ''), coalesce(d.hostname, ''), coalesce(d.name, ''), coalesce(d.vendor, ''),
-    coalesce(d.model, ''), coalesce(d.os, ''), d.is_available, d.last_seen, d.discovery_sources, d.metadata,
-    x.available IS NOT NULL, coalesce(x.available, false)
-FROM ocsf_devices d LEFT JOIN source_devices x ON x.device_uid = d.uid AND x.integration_source_uid = $2
-WHERE d.uid = ANY($1)`, uids, sourceUID)
-	if err != nil {
-		return nil, fmt.Errorf("reading known devices: %w", err)
-	}
-	for rows.Next() {
-		var uid string
-		c := &current{}
-		if err := rows.Scan(&uid, &c.ip, &c.mac, &c.hostname, &c.name, &c.vendor, &c.model, &c.os, &c.available, &c.lastSeen,
-			&c.sources, &c.metadata, &c.claimed, &c.claimAvailable); err != nil {
-			return nil, fmt.Errorf("reading known devices: %w", err)
-		}
-		out[uid] = c
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("reading known devices: %w", err)
-	}
-	return out, nil
 }
 
 // changes reports whether writing d would change the stored device c.
@@ -403,7 +388,7 @@ func (s *Store) resolveAndWrite(ctx context.Context, tx pgx.Tx, seg Segment, now
 		ids[i] = dire.Identifiers(dire.Update{Integration: seg.Integration, DeviceID: d.DeviceID, MACs: d.MACs})
 		ips[i] = d.IP
 	}
-	known, held, err := lookup(ctx, tx, seg.Partition, ids, ips)
+	known, held, err := lookup(ctx, tx, seg.Partition, seg.SourceUID, ids, ips)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -462,17 +447,9 @@ VALUES ($1, $2, $3, $4, $5, $6)`, m.From, m.Into, seg.Partition, m.By.Type, m.By
 	// Only devices that are new or change are staged and written, and only
 	// claims that are new or were retracted: steady runs and IP churn write
 	// little. After a merge the merged devices' rows are stale: write all.
-	uids := make([]string, 0, len(order))
-	for _, uid := range order {
-		if _, ok := held[uid]; ok {
-			uids = append(uids, uid)
-		}
-	}
-	var cur map[string]*current
-	if len(plan.Merges) == 0 {
-		if cur, err = currents(ctx, tx, uids, seg.SourceUID); err != nil {
-			return 0, 0, err
-		}
+	cur := held
+	if len(plan.Merges) > 0 {
+		cur = nil
 	}
 	data := make([][]any, 0, len(order))
 	var claim, reclaim []string
@@ -488,7 +465,8 @@ VALUES ($1, $2, $3, $4, $5, $6)`, m.From, m.Into, seg.Partition, m.By.Type, m.By
 				break
 			}
 		}
-		c, known := cur[uid]
+		c := cur[uid]
+		known := c != nil
 		switch {
 		case !known || !c.claimed:
 			claim = append(claim, uid)

@@ -3,7 +3,11 @@ package app_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
+	"strings"
 	"path/filepath"
 	"testing"
 	"time"
@@ -118,11 +122,31 @@ func TestWorkerSyncsItsTenantsFakerSourceThroughTheGateway(t *testing.T) {
 	if err := os.WriteFile(bootFile, raw, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metricsAddr := l.Addr().String()
+	_ = l.Close()
+	metric := func(name string) string {
+		res, err := http.Get("http://" + metricsAddr + "/metrics")
+		if err != nil {
+			return ""
+		}
+		defer func() { _ = res.Body.Close() }()
+		body, _ := io.ReadAll(res.Body)
+		for line := range strings.SplitSeq(string(body), "\n") {
+			if strings.HasPrefix(line, name) {
+				return strings.TrimSpace(line[strings.LastIndex(line, " "):])
+			}
+		}
+		return ""
+	}
 	wctx, wcancel := context.WithCancel(ctx)
 	wdone := make(chan error, 1)
 	go func() {
 		// Small segments: several are on their way at once before the final one.
-		wdone <- app.Run(wctx, app.Config{BootstrapFile: bootFile, Version: "test", Log: testr.New(t).WithName("worker"),
+		wdone <- app.Run(wctx, app.Config{BootstrapFile: bootFile, Version: "test", Log: testr.New(t).WithName("worker"), Metrics: metricsAddr,
 			Runner: runner.Options{SegmentDevices: 300, ChunkBytes: 16 << 10}})
 	}()
 
@@ -168,6 +192,21 @@ func TestWorkerSyncsItsTenantsFakerSourceThroughTheGateway(t *testing.T) {
 		s := getSrc()
 		return s.Status.LastRunID != runBefore && s.Status.DevicesDiscovered > int64(first)
 	})
+	// Per-source metrics, and pausing and resuming without a restart.
+	if got := metric("sync_devices_total{"); got == "" || got == "0" {
+		t.Fatalf("sync_devices_total = %q", got)
+	}
+	for _, want := range []string{"sync_run_duration_seconds_count{", "sync_pages_total{", "sync_last_success_timestamp_seconds{"} {
+		if metric(want) == "" {
+			t.Fatalf("metric %s missing", want)
+		}
+	}
+	for _, tc := range []struct{ paused, active string }{{"true", "0"}, {"false", "1"}} {
+		if err := env.Client.Patch(ctx, src, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"paused":`+tc.paused+`}}`))); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "paused="+tc.paused+" applied", func() bool { return metric("sync_sources_active") == tc.active })
+	}
 	wcancel()
 	select {
 	case err := <-wdone:

@@ -13,6 +13,7 @@ type Metrics struct {
 	pages       *prometheus.CounterVec
 	errors      *prometheus.CounterVec
 	lastSuccess *prometheus.GaugeVec
+	active      prometheus.Gauge
 }
 
 // NewMetrics registers the metrics with reg.
@@ -29,9 +30,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Failed requests and runs, by source and kind."}, []string{"source", "type", "kind"}),
 		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sync_last_success_timestamp_seconds",
 			Help: "When the source's last full fetch finished (Unix time)."}, []string{"source", "type"}),
+		active: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sync_sources_active",
+			Help: "Sources with a running sync loop (paused and unrunnable ones excluded)."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.runs, m.devices, m.pages, m.errors, m.lastSuccess)
+		reg.MustRegister(m.runs, m.devices, m.pages, m.errors, m.lastSuccess, m.active)
 	}
 	return m
 }

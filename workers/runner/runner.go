@@ -113,6 +113,7 @@ func (r *Runner) Apply(ctx context.Context, b bundle.Sync) {
 			l.cancel()
 			<-l.done
 			delete(r.loops, key)
+			r.o.Metrics.active.Dec()
 			r.o.Log.Info("sync loop stopped", "source", key, "reason", map[bool]string{true: "changed", false: "removed or paused"}[ok && !src.Paused])
 		}
 	}
@@ -131,6 +132,7 @@ func (r *Runner) Apply(ctx context.Context, b bundle.Sync) {
 		lctx, cancel := context.WithCancel(ctx)
 		l := &loop{src: src, raw: string(raw), cancel: cancel, done: make(chan struct{}), client: client}
 		r.loops[key] = l
+		r.o.Metrics.active.Inc()
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
