@@ -48,21 +48,30 @@ type Config struct {
 
 // LoadBootstrap reads and checks a bootstrap file.
 func LoadBootstrap(path string) (workload.Bootstrap, error) {
-	var b workload.Bootstrap
 	data, err := os.ReadFile(path) //nolint:gosec // the operator-given bootstrap path
 	if err != nil {
-		return b, fmt.Errorf("reading bootstrap: %w", err)
+		return workload.Bootstrap{}, fmt.Errorf("reading bootstrap: %w", err)
 	}
-	if err := json.Unmarshal(data, &b); err != nil {
+	b, err := LoadBootstrapJSON(data)
+	if err != nil {
 		return b, fmt.Errorf("bootstrap %s: %w", path, err)
+	}
+	return b, nil
+}
+
+// LoadBootstrapJSON parses and checks a bootstrap; errors name the field.
+func LoadBootstrapJSON(data []byte) (workload.Bootstrap, error) {
+	var b workload.Bootstrap
+	if err := json.Unmarshal(data, &b); err != nil {
+		return b, fmt.Errorf("decoding: %w", err)
 	}
 	switch {
 	case b.GatewayAddress == "":
-		return b, fmt.Errorf("bootstrap %s: gateway_address is required", path)
+		return b, errors.New("gateway_address is required")
 	case b.ComponentID == "":
-		return b, fmt.Errorf("bootstrap %s: component_id is required", path)
+		return b, errors.New("component_id is required")
 	case b.Identity.Source != workload.IdentityFiles && b.Identity.Source != workload.IdentityWorkloadAPI:
-		return b, fmt.Errorf("bootstrap %s: identity.source must be %q or %q", path, workload.IdentityFiles, workload.IdentityWorkloadAPI)
+		return b, fmt.Errorf("identity.source must be %q or %q", workload.IdentityFiles, workload.IdentityWorkloadAPI)
 	}
 	if b.Partition == "" {
 		b.Partition = "default"
