@@ -12,6 +12,11 @@ PROTOC_GEN_GO       := $(BIN)/protoc-gen-go
 PROTOC_GEN_GO_GRPC  := $(BIN)/protoc-gen-go-grpc
 GOLANGCI_LINT       := $(BIN)/golangci-lint
 
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
+LDFLAGS := -s -w -X github.com/serviceradar/sync-operator/version.Version=$(VERSION) -X github.com/serviceradar/sync-operator/version.Commit=$(COMMIT)
+IMAGE   ?= ghcr.io/serviceradar/sync-operator:$(VERSION)
+
 export TEST_ASSET_KUBE_APISERVER ?= $(ENVTEST_DIR)/kube-apiserver
 export TEST_ASSET_ETCD           ?= $(ENVTEST_DIR)/etcd
 export TEST_ASSET_KUBECTL        ?= $(ENVTEST_DIR)/kubectl
@@ -21,9 +26,13 @@ help: ## List the targets.
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-16s %s\n",$$1,$$2}'
 
 .PHONY: build
-build: ## Compile every package (and the binaries under cmd/ into bin/).
+build: ## Compile every package, and the manager, gateway and worker (version-stamped) into bin/.
 	go build ./...
-	@if ls cmd/*/main.go >/dev/null 2>&1; then go build -o $(BIN)/ ./cmd/...; fi
+	CGO_ENABLED=0 go build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
+
+.PHONY: docker-build
+docker-build: ## Build the image (one image, three static binaries, non-root) with docker or podman.
+	$$(command -v docker || command -v podman) build --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) -t $(IMAGE) .
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate deepcopy code for the API types.

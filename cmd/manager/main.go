@@ -28,6 +28,7 @@ import (
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
 	"github.com/serviceradar/sync-operator/controllers"
 	"github.com/serviceradar/sync-operator/identity"
+	"github.com/serviceradar/sync-operator/version"
 	"github.com/serviceradar/sync-operator/workload"
 )
 
@@ -51,7 +52,12 @@ func main() {
 	)
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
+	showVersion := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
+	if *showVersion {
+		fmt.Println(version.String("manager"))
+		return
+	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("manager")
 

@@ -5,18 +5,17 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"os"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/serviceradar/sync-operator/identity"
+	"github.com/serviceradar/sync-operator/version"
 	"github.com/serviceradar/sync-operator/workers/app"
 	"github.com/serviceradar/sync-operator/workload"
 )
-
-// version is stamped at build time (-ldflags "-X main.version=...").
-var version = "dev"
 
 func main() {
 	var c app.Config
@@ -26,10 +25,15 @@ func main() {
 	flag.DurationVar(&c.Runner.RunTimeout, "run-timeout", 0, "longest a sync run may take (default 1h)")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
+	showVersion := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
+	if *showVersion {
+		fmt.Println(version.String("worker"))
+		return
+	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	c.Log = ctrl.Log.WithName("worker")
-	c.Version = version
+	c.Version = version.Version
 	if err := app.Run(ctrl.SetupSignalHandler(), c); err != nil {
 		c.Log.Error(err, "worker stopped")
 		os.Exit(1)

@@ -1,0 +1,116 @@
+-- Argo CD health check for integrations.serviceradar.io/v1alpha1 Tenant.
+--
+-- Source of truth for the script of the same kind in argocd-cm-patch.yaml;
+-- test/argocdhealth fails when the two differ. Uses only Lua's base and
+-- table libraries: Argo CD runs the health checks of argocd-cm without the
+-- string and math libraries.
+--
+--   Progressing  no status yet, or the operator has not observed the latest
+--                generation
+--   Degraded     Ready is False
+--   Healthy      Ready is True
+--   Progressing  otherwise (Ready Unknown or not reported yet)
+
+local function tbl(v)
+  if type(v) == "table" then
+    return v
+  end
+  return nil
+end
+
+local function text(v)
+  local t = type(v)
+  if t == "string" then
+    return v
+  end
+  if t == "number" or t == "boolean" then
+    return tostring(v)
+  end
+  return ""
+end
+
+local function num(v)
+  local t = type(v)
+  if t == "number" or t == "string" then
+    return tonumber(v)
+  end
+  return nil
+end
+
+local function condition(status, ctype)
+  local conds = tbl(status.conditions)
+  if conds == nil then
+    return nil
+  end
+  for _, c in ipairs(conds) do
+    if type(c) == "table" and c.type == ctype then
+      return c
+    end
+  end
+  return nil
+end
+
+-- describe renders a condition as "Reason: message".
+local function describe(c, fallback)
+  if c == nil then
+    return fallback
+  end
+  local reason, message = text(c.reason), text(c.message)
+  if reason ~= "" and message ~= "" then
+    return reason .. ": " .. message
+  end
+  if reason ~= "" then
+    return reason
+  end
+  if message ~= "" then
+    return message
+  end
+  return fallback
+end
+
+-- stale says why the status does not describe the latest spec, or nil.
+local function stale(o, status, ready)
+  local meta = tbl(o.metadata)
+  local generation = meta and num(meta.generation)
+  if generation == nil then
+    return nil
+  end
+  local observed = num(status.observedGeneration) or 0
+  if observed < generation then
+    return "Waiting for the operator to observe generation " .. tostring(generation) ..
+      " (status is for generation " .. tostring(observed) .. ")"
+  end
+  local readyGen = ready and num(ready.observedGeneration)
+  if readyGen ~= nil and readyGen > 0 and readyGen < generation then
+    return "Waiting for the operator to update the Ready condition to generation " .. tostring(generation) ..
+      " (it is for generation " .. tostring(readyGen) .. ")"
+  end
+  return nil
+end
+
+local function check(o)
+  local status = tbl(o.status)
+  if status == nil then
+    return "Progressing", "Waiting for the operator to report status"
+  end
+  local ready = condition(status, "Ready")
+  local why = stale(o, status, ready)
+  if why ~= nil then
+    return "Progressing", why
+  end
+  local readyStatus = ready and ready.status
+  if readyStatus == "False" then
+    return "Degraded", describe(ready, "Ready is False")
+  end
+  if readyStatus == "True" then
+    return "Healthy", describe(ready, "Ready")
+  end
+  if ready == nil then
+    return "Progressing", "Waiting for the Ready condition"
+  end
+  return "Progressing", describe(ready, "Ready is Unknown")
+end
+
+local hs = {}
+hs.status, hs.message = check(tbl(obj) or {})
+return hs
