@@ -216,7 +216,8 @@ func (w Worker) Deployment(configHash string) *applyappsv1.DeploymentApplyConfig
 	}
 	container := applycorev1.Container().
 		WithName("worker").WithImage(w.Image).
-		WithArgs("worker", "--config="+BootstrapDir+"/"+BootstrapFile).
+		// The image carries /manager, /gateway and /worker; this pod runs the worker.
+		WithCommand("/worker").WithArgs("--config="+BootstrapDir+"/"+BootstrapFile).
 		WithResources(applycorev1.ResourceRequirements().WithRequests(res.Requests).WithLimits(res.Limits)).
 		WithVolumeMounts(
 			applycorev1.VolumeMount().WithName("bootstrap").WithMountPath(BootstrapDir).WithReadOnly(true),
