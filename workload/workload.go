@@ -218,6 +218,9 @@ func (w Worker) Deployment(configHash string) *applyappsv1.DeploymentApplyConfig
 		WithName("worker").WithImage(w.Image).
 		// The image carries /manager, /gateway and /worker; this pod runs the worker.
 		WithCommand("/worker").WithArgs("--config="+BootstrapDir+"/"+BootstrapFile).
+		// The Go runtime collects harder as the heap nears the container's memory limit.
+		WithEnv(applycorev1.EnvVar().WithName("GOMEMLIMIT").WithValueFrom(applycorev1.EnvVarSource().
+			WithResourceFieldRef(applycorev1.ResourceFieldSelector().WithContainerName("worker").WithResource("limits.memory")))).
 		WithResources(applycorev1.ResourceRequirements().WithRequests(res.Requests).WithLimits(res.Limits)).
 		WithVolumeMounts(
 			applycorev1.VolumeMount().WithName("bootstrap").WithMountPath(BootstrapDir).WithReadOnly(true),
