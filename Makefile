@@ -86,8 +86,9 @@ $(GOLANGCI_LINT):
 	cd $(TOOLS)/lint && go build -o $@ github.com/golangci/golangci-lint/v2/cmd/golangci-lint
 
 .PHONY: bench
-bench: envtest-assets ## Print benchmark figures (control-plane start time).
+bench: envtest-assets ## Print benchmark figures (control-plane start time, results decode per 5,000-device segment).
 	go test -run='^$$' -bench=. -benchtime=3x ./test/kubetest/
+	go test -run='^$$' -bench=. -benchmem ./gateway/results/
 
 .PHONY: bench-identity
 bench-identity: ## Print classification ns/op and mTLS handshakes per second (RESULT line).
