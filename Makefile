@@ -43,6 +43,12 @@ manifests: $(CONTROLLER_GEN) ## Generate the CRDs into config/crd/bases and the 
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
 	$(CONTROLLER_GEN) rbac:roleName=sync-operator-manager paths=./controllers/... output:rbac:artifacts:config=config/rbac
 	$(CONTROLLER_GEN) rbac:roleName=sync-operator-gateway paths=./gateway/... output:rbac:artifacts:config=config/rbac/gateway
+	@# The chart and the kustomize bases carry copies of the generated files.
+	cp config/crd/bases/*.yaml charts/sync-operator/files/crds/
+	cp config/rbac/role.yaml config/manager/role.yaml
+	cp config/rbac/role.yaml charts/sync-operator/files/rbac/role.yaml
+	cp config/rbac/gateway/role.yaml config/gateway/role.yaml
+	cp config/rbac/gateway/role.yaml charts/sync-operator/files/rbac/gateway/role.yaml
 
 .PHONY: proto
 proto: $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRPC) ## Generate Go code from proto/monitoring.proto.

@@ -14,6 +14,10 @@ export TEST_ASSET_KUBE_APISERVER="$ASSETS/kube-apiserver"
 export TEST_ASSET_ETCD="$ASSETS/etcd"
 export TEST_ASSET_KUBECTL="$ASSETS/kubectl"
 
+# helm, built from its Go module, for the chart tests (test/helmtest); required here.
+"$ROOT/hack/helm-assets.sh" >/dev/null
+export SYNC_TEST_REQUIRE_HELM=1
+
 SPIRE="$("$ROOT/hack/spire-assets.sh")"
 export SPIRE_SERVER_BIN="$SPIRE/spire-server"
 export SPIRE_AGENT_BIN="$SPIRE/spire-agent"

@@ -4,7 +4,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-snapshot() { find api config proto -type f -print0 | sort -z | xargs -0 sha256sum; }
+snapshot() { find api config proto charts -type f -print0 | sort -z | xargs -0 sha256sum; }
 before="$(snapshot)"
 make --no-print-directory generate manifests proto >/dev/null
 after="$(snapshot)"
