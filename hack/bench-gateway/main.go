@@ -17,13 +17,10 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,7 +29,6 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -44,6 +40,7 @@ import (
 	"github.com/serviceradar/sync-operator/identity/ca"
 	"github.com/serviceradar/sync-operator/identity/mtls"
 	pb "github.com/serviceradar/sync-operator/proto"
+	"github.com/serviceradar/sync-operator/test/gatewayproc"
 	"github.com/serviceradar/sync-operator/test/kubetest"
 	"github.com/serviceradar/sync-operator/test/pkitest"
 )
@@ -103,41 +100,12 @@ func run(o options) error {
 	if err != nil {
 		return fmt.Errorf("creating root CA: %w", err)
 	}
-	gw, err := root.IssueSVID(spiffeid.RequireFromString("spiffe://serviceradar.local/gateway/platform/default/bench"), time.Hour)
-	if err != nil {
-		return fmt.Errorf("issuing gateway SVID: %w", err)
-	}
-	gwFiles, err := pkitest.WriteFiles(filepath.Join(dir, "gateway"), gw, root.Cert)
+	gw, err := gatewayproc.Start(ctx, gatewayproc.Options{Binary: o.gateway, Dir: dir, Env: env, Root: root})
 	if err != nil {
 		return err
 	}
-	user, err := env.UserWithRoles(ctx, "gateway", "config/rbac/gateway/role.yaml")
-	if err != nil {
-		return err
-	}
-	kubeconfig, err := user.KubeConfig()
-	if err != nil {
-		return fmt.Errorf("rendering the gateway's kubeconfig: %w", err)
-	}
-	kubeconfigPath := filepath.Join(dir, "kubeconfig")
-	if err := os.WriteFile(kubeconfigPath, kubeconfig, 0o600); err != nil {
-		return fmt.Errorf("writing kubeconfig: %w", err)
-	}
-	addr, err := freeAddr()
-	if err != nil {
-		return err
-	}
-	cmd := exec.Command(o.gateway, "--listen="+addr, "--metrics-bind-address=", "--cert-file="+gwFiles.Cert, "--key-file="+gwFiles.Key,
-		"--ca-file="+gwFiles.CA, "--gateway-id=bench", "--zap-log-level=error")
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfigPath)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting %s: %w", o.gateway, err)
-	}
-	defer func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		_ = cmd.Wait()
-	}()
+	defer gw.Stop()
+	addr := gw.Addr
 
 	workers, err := dial(dir, root, addr, tenantNS)
 	if err != nil {
@@ -148,9 +116,6 @@ func run(o options) error {
 			_ = w.conn.Close()
 		}
 	}()
-	if err := waitServing(ctx, workers[0]); err != nil {
-		return err
-	}
 	// Every worker fetches its config once, as workers do on start.
 	begin = time.Now()
 	versions := make([]string, len(workers))
@@ -186,7 +151,7 @@ func run(o options) error {
 		return err
 	}
 	fmt.Printf("push after a source edit, %d streams open, %d edits: p50 %.1f ms, p99 %.1f ms; pushes to other tenants: %d\n", len(workers), o.edits, p50, p99, stray)
-	peak, current, err := rss(cmd.Process.Pid)
+	peak, current, err := gw.Memory()
 	if err != nil {
 		return err
 	}
@@ -284,22 +249,6 @@ func dial(dir string, root *ca.Authority, addr string, nss []string) ([]*worker,
 		return nil
 	})
 	return workers, err
-}
-
-func waitServing(ctx context.Context, w *worker) error {
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		h, err := healthpb.NewHealthClient(w.conn).Check(cctx, &healthpb.HealthCheckRequest{Service: pb.AgentGatewayService_ServiceDesc.ServiceName})
-		cancel()
-		if err == nil && h.Status == healthpb.HealthCheckResponse_SERVING {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the gateway is not serving: %w", err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }
 
 // throughput runs GetConfig on o.conns connections with o.concurrency calls
@@ -434,37 +383,6 @@ func pushes(ctx context.Context, env *kubetest.Env, o options, workers []*worker
 	}
 	slices.Sort(lat)
 	return ms(percentile(lat, 0.50)), ms(percentile(lat, 0.99)), stray, nil
-}
-
-// rss reads a process's peak and current resident memory in MiB.
-func rss(pid int) (peak, current int64, err error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0, fmt.Errorf("reading the gateway's memory: %w", err)
-	}
-	for line := range strings.SplitSeq(string(data), "\n") {
-		fields := strings.Fields(line)
-		if len(fields) < 2 {
-			continue
-		}
-		kb, _ := strconv.ParseInt(fields[1], 10, 64)
-		switch fields[0] {
-		case "VmHWM:":
-			peak = kb / 1024
-		case "VmRSS:":
-			current = kb / 1024
-		}
-	}
-	return peak, current, nil
-}
-
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("finding a free port: %w", err)
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().String(), nil
 }
 
 // parallel runs f(0..n-1) on at most width goroutines and returns the first error.
