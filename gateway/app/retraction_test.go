@@ -2,7 +2,6 @@ package app_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,31 +21,13 @@ import (
 	"github.com/serviceradar/sync-operator/gateway/retraction"
 	"github.com/serviceradar/sync-operator/gateway/store"
 	"github.com/serviceradar/sync-operator/identity/ca"
+	"github.com/serviceradar/sync-operator/test"
 	"github.com/serviceradar/sync-operator/test/kubetest"
 	"github.com/serviceradar/sync-operator/test/pgtest"
 	"github.com/serviceradar/sync-operator/test/pkitest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if err := pgtest.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		code = 1
-	}
-	os.Exit(code)
-}
-
-// eventually polls cond until it holds or a minute passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for range 600 {
-		if cond() {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("%s did not happen", what)
-}
+func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
 
 func TestDeletingARetractSourceRetractsItsDevicesOnce(t *testing.T) {
 	env, err := kubetest.Start()
@@ -131,7 +112,7 @@ func TestDeletingARetractSourceRetractsItsDevicesOnce(t *testing.T) {
 		out := &v1alpha1.IntegrationSource{}
 		return out, env.Client.Get(ctx, client.ObjectKeyFromObject(src), out)
 	}
-	eventually(t, "the finalizer on the Retract source", func() bool {
+	test.Eventually(t, "the finalizer on the Retract source", time.Minute, func() bool {
 		s, err := get(retract)
 		return err == nil && slices.Contains(s.Finalizers, retraction.Finalizer)
 	})
@@ -151,7 +132,7 @@ WHERE d.is_available AND i.identifier_value LIKE $1`, prefix+"%").Scan(&n); err 
 			t.Fatal(err)
 		}
 	}
-	eventually(t, "the Retract source's deletion", func() bool {
+	test.Eventually(t, "the Retract source's deletion", time.Minute, func() bool {
 		_, err := get(retract)
 		return apierrors.IsNotFound(err)
 	})
@@ -169,7 +150,7 @@ WHERE d.is_available AND i.identifier_value LIKE $1`, prefix+"%").Scan(&n); err 
 	if err := env.Client.Create(ctx, &v1alpha1.Tenant{ObjectMeta: metav1.ObjectMeta{Name: "globex"}, Spec: v1alpha1.TenantSpec{Slug: "globex"}}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "globex's schema", func() bool {
+	test.Eventually(t, "globex's schema", time.Minute, func() bool {
 		var n int
 		_ = devices.Pool().QueryRow(ctx, "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'tenant_globex' AND table_name = 'ocsf_devices'").Scan(&n)
 		return n == 1

@@ -72,14 +72,21 @@ func (h *heartbeats) record(ctx context.Context, ss *v1alpha1.SyncService, caps 
 	if version != "" {
 		st["version"] = version
 	}
-	u := &unstructured.Unstructured{Object: map[string]any{"status": st}}
-	u.SetAPIVersion(v1alpha1.GroupVersion.String())
-	u.SetKind("SyncService")
-	u.SetName(ss.Name)
-	u.SetNamespace(ss.Namespace)
-	if err := h.c.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+	if err := applyStatus(ctx, h.c, "SyncService", key, st); err != nil {
 		return fmt.Errorf("recording heartbeat of SyncService %s: %w", key, err)
 	}
 	h.last[key] = beat{written: now, caps: caps, version: version}
 	return nil
+}
+
+// applyStatus writes runtime status fields of one of the project's kinds by
+// server-side apply under the gateway's field manager, leaving the
+// manager's fields alone.
+func applyStatus(ctx context.Context, c client.Client, kind string, key types.NamespacedName, status map[string]any) error {
+	u := &unstructured.Unstructured{Object: map[string]any{"status": status}}
+	u.SetAPIVersion(v1alpha1.GroupVersion.String())
+	u.SetKind(kind)
+	u.SetName(key.Name)
+	u.SetNamespace(key.Namespace)
+	return c.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldOwner), client.ForceOwnership) //nolint:wrapcheck // callers add which object
 }

@@ -3,14 +3,14 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"sigs.k8s.io/controller-runtime/pkg/client"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
 	"github.com/serviceradar/sync-operator/gateway/ingest"
@@ -93,10 +93,8 @@ func (s *Server) recordRun(ctx context.Context, key string, run *store.Run) erro
 		"lastRunID":         run.RunID,
 		"lastError":         run.Error,
 	}
-	u := &unstructured.Unstructured{Object: map[string]any{"status": st}}
-	u.SetAPIVersion(v1alpha1.GroupVersion.String())
-	u.SetKind("IntegrationSource")
-	u.SetNamespace(ns)
-	u.SetName(name)
-	return s.o.Status.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldOwner), client.ForceOwnership) //nolint:wrapcheck // logged with context by the caller
+	if err := applyStatus(ctx, s.o.Status, "IntegrationSource", types.NamespacedName{Namespace: ns, Name: name}, st); err != nil {
+		return fmt.Errorf("recording run %s on IntegrationSource %s: %w", run.RunID, key, err)
+	}
+	return nil
 }

@@ -77,9 +77,7 @@ CREATE TEMP TABLE IF NOT EXISTS stage_identifiers (
 
 // Devices are written in two set statements under the partition lock:
 // known ones updated field by field (a field not sent keeps its value), then
-// new ones inserted. A known device is written only when something changed
-// or its last_seen is older than the resolution ($2): steady runs and IP
-// churn write only what moved.
+// new ones inserted. Only devices that change are staged (see changes).
 const updateDevices = `
 UPDATE ocsf_devices AS d SET
     ip = coalesce(s.ip, d.ip),
@@ -94,18 +92,7 @@ UPDATE ocsf_devices AS d SET
     is_available = coalesce(s.is_available, d.is_available),
     last_seen = greatest(d.last_seen, s.seen),
     metadata = d.metadata || s.metadata
-FROM pg_temp.stage_devices AS s WHERE d.uid = s.uid AND (
-    (s.ip IS NOT NULL AND s.ip IS DISTINCT FROM d.ip) OR
-    (s.mac IS NOT NULL AND s.mac IS DISTINCT FROM d.mac) OR
-    (s.hostname IS NOT NULL AND s.hostname IS DISTINCT FROM d.hostname) OR
-    (s.name IS NOT NULL AND s.name IS DISTINCT FROM d.name) OR
-    (s.vendor IS NOT NULL AND s.vendor IS DISTINCT FROM d.vendor) OR
-    (s.model IS NOT NULL AND s.model IS DISTINCT FROM d.model) OR
-    (s.os IS NOT NULL AND s.os IS DISTINCT FROM d.os) OR
-    (s.is_available IS NOT NULL AND s.is_available IS DISTINCT FROM d.is_available) OR
-    NOT ($1::text = ANY(d.discovery_sources)) OR
-    NOT (d.metadata @> s.metadata) OR
-    d.last_seen < s.seen - $2::interval)`
+FROM pg_temp.stage_devices AS s WHERE d.uid = s.uid`
 
 const insertDevices = `
 INSERT INTO ocsf_devices (uid, partition, tenant_id, ip, mac, hostname, name, vendor, model, os,
@@ -493,7 +480,7 @@ VALUES ($1, $2, $3, $4, $5, $6)`, m.From, m.Into, seg.Partition, m.By.Type, m.By
 			pgx.CopyFromRows(data)); err != nil {
 			return 0, 0, fmt.Errorf("staging devices: %w", err)
 		}
-		if _, err := tx.Exec(ctx, updateDevices, seg.Integration, s.lastSeen); err != nil {
+		if _, err := tx.Exec(ctx, updateDevices, seg.Integration); err != nil {
 			return 0, 0, fmt.Errorf("updating devices: %w", err)
 		}
 		if _, err := tx.Exec(ctx, insertDevices, seg.Partition, seg.TenantID, seg.Integration); err != nil {

@@ -13,14 +13,7 @@ import (
 	"github.com/serviceradar/sync-operator/test/pgtest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if err := pgtest.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		code = 1
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
 
 const (
 	acmeID   = "112005d8-e7e8-5ad5-ae5b-58baa049377d"

@@ -25,7 +25,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -164,23 +163,9 @@ func run(o options) error {
 // namespaces, Secrets and sources; it returns the tenants' namespaces.
 func populate(ctx context.Context, env *kubetest.Env, n int) ([]string, error) {
 	c := env.Client
-	mkTenant := func(slug string, platform bool) error {
-		tn := &v1alpha1.Tenant{ObjectMeta: metav1.ObjectMeta{Name: slug}, Spec: v1alpha1.TenantSpec{Slug: slug, Platform: platform}}
-		if err := c.Create(ctx, tn); err != nil {
-			return fmt.Errorf("creating tenant %s: %w", slug, err)
-		}
-		tn.Status.TenantID = uuid.NewSHA1(uuid.NameSpaceOID, []byte(slug)).String()
-		if err := c.Status().Update(ctx, tn); err != nil {
-			return fmt.Errorf("setting tenant id of %s: %w", slug, err)
-		}
-		return nil
-	}
-	if err := mkTenant("platform", true); err != nil {
-		return nil, err
-	}
-	platformNS, err := env.TenantNamespace(ctx, "platform", "platform")
+	platformNS, _, err := env.OnboardTenant(ctx, "platform", true)
 	if err != nil {
-		return nil, err
+		return nil, err //nolint:wrapcheck // kubetest names the tenant
 	}
 	ref := v1alpha1.SyncServiceReference{Namespace: platformNS, Name: "platform-sync"}
 	if err := c.Create(ctx, &v1alpha1.SyncService{ObjectMeta: metav1.ObjectMeta{Name: "platform-sync", Namespace: platformNS}, Spec: v1alpha1.SyncServiceSpec{Platform: true}}); err != nil {
@@ -189,12 +174,9 @@ func populate(ctx context.Context, env *kubetest.Env, n int) ([]string, error) {
 	nss := make([]string, n)
 	err = parallel(n, 16, func(i int) error {
 		slug := fmt.Sprintf("t%04d", i)
-		if err := mkTenant(slug, false); err != nil {
-			return err
-		}
-		ns, err := env.TenantNamespace(ctx, slug, slug)
+		ns, _, err := env.OnboardTenant(ctx, slug, false)
 		if err != nil {
-			return err
+			return err //nolint:wrapcheck // kubetest names the tenant
 		}
 		nss[i] = ns
 		for _, o := range []client.Object{

@@ -181,20 +181,13 @@ func run(n, churnPct, segment int, gatewayBin string) error {
 // populate creates the platform and its SyncService, and tenant acme with
 // one Faker source served by it.
 func populate(ctx context.Context, env *kubetest.Env, n int) error {
-	var platformNS, acmeNS string
-	for slug, ns := range map[string]*string{"platform": &platformNS, "acme": &acmeNS} {
-		tn := &v1alpha1.Tenant{ObjectMeta: metav1.ObjectMeta{Name: slug}, Spec: v1alpha1.TenantSpec{Slug: slug, Platform: slug == "platform"}}
-		if err := env.Client.Create(ctx, tn); err != nil {
-			return fmt.Errorf("creating tenant %s: %w", slug, err)
-		}
-		tn.Status.TenantID = uuid.NewSHA1(uuid.NameSpaceOID, []byte(slug)).String()
-		if err := env.Client.Status().Update(ctx, tn); err != nil {
-			return fmt.Errorf("setting the tenant id of %s: %w", slug, err)
-		}
-		var err error
-		if *ns, err = env.TenantNamespace(ctx, slug, slug); err != nil {
-			return err
-		}
+	platformNS, _, err := env.OnboardTenant(ctx, "platform", true)
+	if err != nil {
+		return err //nolint:wrapcheck // kubetest names the tenant
+	}
+	acmeNS, _, err := env.OnboardTenant(ctx, "acme", false)
+	if err != nil {
+		return err //nolint:wrapcheck // kubetest names the tenant
 	}
 	for _, o := range []client.Object{
 		&v1alpha1.SyncService{ObjectMeta: metav1.ObjectMeta{Name: "platform-sync", Namespace: platformNS}, Spec: v1alpha1.SyncServiceSpec{Platform: true}},

@@ -18,7 +18,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -169,20 +168,11 @@ func run(devices, fakerDevices int, gatewayBin, workerBin string) error {
 
 // tenants creates the platform and acme with their namespaces.
 func tenants(ctx context.Context, env *kubetest.Env) (platformNS, acmeNS string, err error) {
-	for slug, ns := range map[string]*string{"platform": &platformNS, "acme": &acmeNS} {
-		tn := &v1alpha1.Tenant{ObjectMeta: metav1.ObjectMeta{Name: slug}, Spec: v1alpha1.TenantSpec{Slug: slug, Platform: slug == "platform"}}
-		if err := env.Client.Create(ctx, tn); err != nil {
-			return "", "", fmt.Errorf("creating tenant %s: %w", slug, err)
-		}
-		tn.Status.TenantID = uuid.NewSHA1(uuid.NameSpaceOID, []byte(slug)).String()
-		if err := env.Client.Status().Update(ctx, tn); err != nil {
-			return "", "", fmt.Errorf("setting the tenant id of %s: %w", slug, err)
-		}
-		if *ns, err = env.TenantNamespace(ctx, slug, slug); err != nil {
-			return "", "", err
-		}
+	if platformNS, _, err = env.OnboardTenant(ctx, "platform", true); err != nil {
+		return "", "", err
 	}
-	return platformNS, acmeNS, nil
+	acmeNS, _, err = env.OnboardTenant(ctx, "acme", false)
+	return platformNS, acmeNS, err //nolint:wrapcheck // kubetest names the tenant
 }
 
 // waitRun waits until the source's status shows a successful run with want devices.

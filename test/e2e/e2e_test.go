@@ -33,6 +33,7 @@ import (
 	"github.com/serviceradar/sync-operator/gateway/store"
 	"github.com/serviceradar/sync-operator/identity"
 	"github.com/serviceradar/sync-operator/platform"
+	"github.com/serviceradar/sync-operator/test"
 	"github.com/serviceradar/sync-operator/test/armisemu"
 	"github.com/serviceradar/sync-operator/test/kubetest"
 	"github.com/serviceradar/sync-operator/test/netboxemu"
@@ -45,25 +46,7 @@ import (
 
 const operatorNS = "serviceradar-system"
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if err := pgtest.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		code = 1
-	}
-	os.Exit(code)
-}
-
-func eventually(t *testing.T, what string, limit time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not happen within %s", what, limit)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
+func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
 
 // gateway is an in-process gateway that can be restarted on its address.
 type gateway struct {
@@ -189,7 +172,7 @@ func TestEndToEnd(t *testing.T) {
 	// The gateway, its SVID issued from the root CA the manager bootstrapped.
 	dir := t.TempDir()
 	var gwFiles pkitest.Files
-	eventually(t, "the platform root CA", time.Minute, func() bool {
+	test.Eventually(t, "the platform root CA", time.Minute, func() bool {
 		sec := &corev1.Secret{}
 		if c.Get(ctx, client.ObjectKey{Namespace: operatorNS, Name: platform.RootCASecret}, sec) != nil {
 			return false
@@ -216,7 +199,7 @@ func TestEndToEnd(t *testing.T) {
 	for _, slug := range []string{"acme", "globex"} {
 		name := workload.Name("sync", controllers.PlatformSyncName, slug)
 		cm, sec := &corev1.ConfigMap{}, &corev1.Secret{}
-		eventually(t, slug+"'s rendered worker", time.Minute, func() bool {
+		test.Eventually(t, slug+"'s rendered worker", time.Minute, func() bool {
 			return c.Get(ctx, client.ObjectKey{Namespace: operatorNS, Name: name}, cm) == nil &&
 				c.Get(ctx, client.ObjectKey{Namespace: operatorNS, Name: workload.Name("sync", controllers.PlatformSyncName, slug, "svid")}, sec) == nil
 		})
@@ -284,7 +267,7 @@ func TestEndToEnd(t *testing.T) {
 		src *v1alpha1.IntegrationSource
 		n   int64
 	}{{acmeFaker, 2000}, {acmeArmis, 4000}, {globexNetbox, 1500}, {globexFaker, 1000}} {
-		eventually(t, tc.src.Namespace+"/"+tc.src.Name+" synced", 3*time.Minute, synced(tc.src, tc.n))
+		test.Eventually(t, tc.src.Namespace+"/"+tc.src.Name+" synced", 3*time.Minute, synced(tc.src, tc.n))
 	}
 	if a, g := count("acme", "true"), count("globex", "true"); a != 6000 || g != 2500 {
 		t.Fatalf("devices: acme %d (want 6000), globex %d (want 2500)", a, g)
@@ -296,7 +279,7 @@ func TestEndToEnd(t *testing.T) {
 	if n := count("globex", "'armis' = ANY(discovery_sources)"); n != 0 {
 		t.Fatalf("%d Armis devices of acme in globex's schema", n)
 	}
-	eventually(t, "platform-sync Online", time.Minute, func() bool {
+	test.Eventually(t, "platform-sync Online", time.Minute, func() bool {
 		ss := &v1alpha1.SyncService{}
 		return c.Get(ctx, client.ObjectKey{Namespace: operatorNS, Name: controllers.PlatformSyncName}, ss) == nil && ss.Status.Phase == v1alpha1.PhaseOnline
 	})
@@ -309,7 +292,7 @@ func TestEndToEnd(t *testing.T) {
 		}
 	}
 	patch(acmeFaker, `{"spec":{"faker":{"devices":2500}}}`)
-	eventually(t, "the edited Faker source synced", 2*time.Minute, synced(acmeFaker, 2500))
+	test.Eventually(t, "the edited Faker source synced", 2*time.Minute, synced(acmeFaker, 2500))
 	if n := count("acme", "true"); n != 6500 {
 		t.Fatalf("acme has %d devices after the edit, want 6500", n)
 	}
@@ -318,7 +301,7 @@ func TestEndToEnd(t *testing.T) {
 	if err := c.Delete(ctx, acmeArmis); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the Retract source's deletion", time.Minute, func() bool {
+	test.Eventually(t, "the Retract source's deletion", time.Minute, func() bool {
 		return apierrors.IsNotFound(c.Get(ctx, client.ObjectKeyFromObject(acmeArmis), &v1alpha1.IntegrationSource{}))
 	})
 	if avail, all := count("acme", "is_available"), count("acme", "true"); avail != 2500 || all != 6500 {
@@ -328,14 +311,14 @@ func TestEndToEnd(t *testing.T) {
 	// A gateway restart in the middle of a run loses nothing and doubles nothing.
 	before := status(globexFaker).LastRunID
 	patch(globexFaker, `{"spec":{"faker":{"devices":20000}}}`)
-	eventually(t, "the big run under way", time.Minute, func() bool {
+	test.Eventually(t, "the big run under way", time.Minute, func() bool {
 		n := count("globex", "true")
 		return n > 2500+1000 && n < 1500+20000
 	})
 	gw.stop()
 	time.Sleep(time.Second)
 	gw.start()
-	eventually(t, "the interrupted run finished", 3*time.Minute, func() bool {
+	test.Eventually(t, "the interrupted run finished", 3*time.Minute, func() bool {
 		st := status(globexFaker)
 		return st.LastRunID != before && st.LastSyncResult == v1alpha1.SyncResultSuccess && st.DevicesDiscovered == 20000
 	})

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -171,4 +172,23 @@ func (e *Env) AddUser(u envtest.User) (*envtest.AuthenticatedUser, error) {
 		return nil, fmt.Errorf("adding user %s: %w", u.Name, err)
 	}
 	return au, nil
+}
+
+// OnboardTenant creates a Tenant with its tenant id in status (as the
+// manager would set it: a UUID derived from the slug) and a namespace
+// labelled for it, for tests and benchmarks that run without the manager.
+func (e *Env) OnboardTenant(ctx context.Context, slug string, platform bool) (namespace, tenantID string, err error) {
+	tn := &v1alpha1.Tenant{ObjectMeta: metav1.ObjectMeta{Name: slug}, Spec: v1alpha1.TenantSpec{Slug: slug, Platform: platform}}
+	if err := e.Client.Create(ctx, tn); err != nil {
+		return "", "", fmt.Errorf("creating tenant %s: %w", slug, err)
+	}
+	tn.Status.TenantID = uuid.NewSHA1(uuid.NameSpaceOID, []byte(slug)).String()
+	if err := e.Client.Status().Update(ctx, tn); err != nil {
+		return "", "", fmt.Errorf("setting the tenant id of %s: %w", slug, err)
+	}
+	ns, err := e.TenantNamespace(ctx, slug, slug)
+	if err != nil {
+		return "", "", err
+	}
+	return ns, tn.Status.TenantID, nil
 }

@@ -144,3 +144,14 @@ func randomHex(n int) string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// Run runs a package's tests (from TestMain) and stops the server this
+// process started, if any; its result is the exit code.
+func Run(m *testing.M) int {
+	code := m.Run()
+	if err := Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		code = 1
+	}
+	return code
+}

@@ -2,7 +2,6 @@ package app_test
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -22,6 +21,7 @@ import (
 	gwapp "github.com/serviceradar/sync-operator/gateway/app"
 	"github.com/serviceradar/sync-operator/gateway/store"
 	"github.com/serviceradar/sync-operator/identity/ca"
+	"github.com/serviceradar/sync-operator/test"
 	"github.com/serviceradar/sync-operator/test/kubetest"
 	"github.com/serviceradar/sync-operator/test/pgtest"
 	"github.com/serviceradar/sync-operator/test/pkitest"
@@ -30,25 +30,7 @@ import (
 	"github.com/serviceradar/sync-operator/workload"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if err := pgtest.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		code = 1
-	}
-	os.Exit(code)
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for range 1200 {
-		if cond() {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("%s did not happen", what)
-}
+func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
 
 func TestWorkerSyncsItsTenantsFakerSourceThroughTheGateway(t *testing.T) {
 	env, err := kubetest.Start()
@@ -60,16 +42,8 @@ func TestWorkerSyncsItsTenantsFakerSourceThroughTheGateway(t *testing.T) {
 	dsn := pgtest.NewDatabase(t)
 
 	ns := map[string]string{}
-	for slug, id := range map[string]string{"platform": "267967d7-c702-4a69-a809-1c5c91c26f5a", "acme": "112005d8-e7e8-5ad5-ae5b-58baa049377d"} {
-		tn := &v1alpha1.Tenant{ObjectMeta: metav1.ObjectMeta{Name: slug}, Spec: v1alpha1.TenantSpec{Slug: slug, Platform: slug == "platform"}}
-		if err := env.Client.Create(ctx, tn); err != nil {
-			t.Fatal(err)
-		}
-		tn.Status.TenantID = id
-		if err := env.Client.Status().Update(ctx, tn); err != nil {
-			t.Fatal(err)
-		}
-		if ns[slug], err = env.TenantNamespace(ctx, slug, slug); err != nil {
+	for _, slug := range []string{"platform", "acme"} {
+		if ns[slug], _, err = env.OnboardTenant(ctx, slug, slug == "platform"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -168,7 +142,7 @@ func TestWorkerSyncsItsTenantsFakerSourceThroughTheGateway(t *testing.T) {
 		return s
 	}
 	// 2000 devices minus the blacklisted 172.16.0.0/24 (172.16.0.1-255: the first 255 of the shuffled IPs).
-	eventually(t, "the first run's devices in the tenant's schema", func() bool {
+	test.Eventually(t, "the first run's devices in the tenant's schema", 2*time.Minute, func() bool {
 		s := getSrc()
 		return s.Status.LastRunID != "" && s.Status.LastSyncResult == v1alpha1.SyncResultSuccess
 	})
@@ -188,7 +162,7 @@ func TestWorkerSyncsItsTenantsFakerSourceThroughTheGateway(t *testing.T) {
 	if err := env.Client.Patch(ctx, src, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"faker":{"devices":2500}}}`))); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "a run with the edited source", func() bool {
+	test.Eventually(t, "a run with the edited source", 2*time.Minute, func() bool {
 		s := getSrc()
 		return s.Status.LastRunID != runBefore && s.Status.DevicesDiscovered > int64(first)
 	})
@@ -205,7 +179,7 @@ func TestWorkerSyncsItsTenantsFakerSourceThroughTheGateway(t *testing.T) {
 		if err := env.Client.Patch(ctx, src, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"paused":`+tc.paused+`}}`))); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "paused="+tc.paused+" applied", func() bool { return metric("sync_sources_active") == tc.active })
+		test.Eventually(t, "paused="+tc.paused+" applied", 2*time.Minute, func() bool { return metric("sync_sources_active") == tc.active })
 	}
 	wcancel()
 	select {

@@ -80,16 +80,8 @@ func TestUplinkFollowsConfigAcrossGatewayReplicas(t *testing.T) {
 
 	// The platform serves acme with one Faker source.
 	ns := map[string]string{}
-	for slug, id := range map[string]string{"platform": "267967d7-c702-4a69-a809-1c5c91c26f5a", "acme": "112005d8-e7e8-5ad5-ae5b-58baa049377d"} {
-		tn := &v1alpha1.Tenant{ObjectMeta: metav1.ObjectMeta{Name: slug}, Spec: v1alpha1.TenantSpec{Slug: slug, Platform: slug == "platform"}}
-		if err := env.Client.Create(ctx, tn); err != nil {
-			t.Fatal(err)
-		}
-		tn.Status.TenantID = id
-		if err := env.Client.Status().Update(ctx, tn); err != nil {
-			t.Fatal(err)
-		}
-		if ns[slug], err = env.TenantNamespace(ctx, slug, slug); err != nil {
+	for _, slug := range []string{"platform", "acme"} {
+		if ns[slug], _, err = env.OnboardTenant(ctx, slug, slug == "platform"); err != nil {
 			t.Fatal(err)
 		}
 	}

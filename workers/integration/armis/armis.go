@@ -236,7 +236,7 @@ func New(cfg integration.Config, hc *http.Client) (*Client, error) {
 		sourceUID:   src.IntegrationSourceUID,
 		observer:    obs,
 		now:         now,
-		sleep:       sleepCtx,
+		sleep:       integration.Sleep,
 		jitter:      rand.Int64N,
 		searchField: strings.Join(searchFields, ","),
 	}, nil
@@ -378,17 +378,5 @@ func (c *Client) fetchPage(ctx context.Context, q query, from int, length *int) 
 		if serr := c.sleep(ctx, b.delay(failures, err.retryAfter, c.jitter)); serr != nil {
 			return nil, fmt.Errorf("%s: %w", where, serr)
 		}
-	}
-}
-
-// sleepCtx waits d or until ctx is done.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("waiting %v to retry: %w", d, ctx.Err())
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/serviceradar/sync-operator/workers/integration"
 )
 
 // Body limits: a page of MaxPageSize devices with every field stays far below
@@ -237,10 +239,10 @@ func (c *Client) do(ctx context.Context, method, target string, body io.Reader, 
 		aerr.kind, aerr.credentials = kindAuth, true
 	case code == http.StatusTooManyRequests:
 		aerr.kind, aerr.retryable = kindRateLimited, true
-		aerr.retryAfter = retryAfter(resp.Header.Get("Retry-After"), c.now())
+		aerr.retryAfter = integration.RetryAfter(resp.Header.Get("Retry-After"), c.now())
 	case code >= 500 || code == http.StatusRequestTimeout:
 		aerr.kind, aerr.retryable = kindServer, true
-		aerr.retryAfter = retryAfter(resp.Header.Get("Retry-After"), c.now())
+		aerr.retryAfter = integration.RetryAfter(resp.Header.Get("Retry-After"), c.now())
 	default:
 		// Other refusals (a 400 for bad AQL, a 404 for a wrong endpoint)
 		// repeat identically: the page fails at once.
@@ -302,23 +304,4 @@ func redactURLError(err error) error {
 		return &short
 	}
 	return err
-}
-
-// retryAfter reads a Retry-After header: delay seconds or an HTTP date.
-// Absent, malformed or past values give zero.
-func retryAfter(h string, now time.Time) time.Duration {
-	h = strings.TrimSpace(h)
-	if h == "" {
-		return 0
-	}
-	if secs, err := strconv.ParseInt(h, 10, 64); err == nil {
-		if secs <= 0 {
-			return 0
-		}
-		return time.Duration(min(secs, int64(24*time.Hour/time.Second))) * time.Second
-	}
-	if at, err := http.ParseTime(h); err == nil && at.After(now) {
-		return at.Sub(now)
-	}
-	return 0
 }

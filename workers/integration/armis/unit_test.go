@@ -3,7 +3,6 @@ package armis
 import (
 	"context"
 	"encoding/json"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -126,28 +125,6 @@ func TestBackoffDelay(t *testing.T) {
 	}
 	if got := (Backoff{}).delay(1, time.Hour, low); got != DefaultMaxBackoff {
 		t.Errorf("default cap: %v, want %v", got, DefaultMaxBackoff)
-	}
-}
-
-func TestRetryAfter(t *testing.T) {
-	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	cases := []struct {
-		header string
-		want   time.Duration
-	}{
-		{"", 0},
-		{"3", 3 * time.Second},
-		{" 12 ", 12 * time.Second},
-		{"0", 0},
-		{"-4", 0},
-		{"soon", 0},
-		{now.Add(7 * time.Second).Format(http.TimeFormat), 7 * time.Second},
-		{now.Add(-time.Minute).Format(http.TimeFormat), 0},
-	}
-	for _, tc := range cases {
-		if got := retryAfter(tc.header, now); got != tc.want {
-			t.Errorf("retryAfter(%q) = %v, want %v", tc.header, got, tc.want)
-		}
 	}
 }
 

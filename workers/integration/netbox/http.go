@@ -8,7 +8,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -220,25 +219,9 @@ func (c *Client) detail(resp *http.Response) string {
 	return ": " + text
 }
 
-// retryAfter reads Retry-After as seconds or an HTTP date; 0 when absent.
+// retryAfter reads the Retry-After header against the client's clock.
 func (c *Client) retryAfter(h http.Header) time.Duration {
-	v := strings.TrimSpace(h.Get("Retry-After"))
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs <= 0 {
-			return 0
-		}
-		if secs > int64(time.Hour/time.Second) {
-			return time.Hour // MaxBackoff cuts it anyway; avoid overflow
-		}
-		return time.Duration(secs) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(t.Sub(c.now()), 0)
-	}
-	return 0
+	return integration.RetryAfter(h.Get("Retry-After"), c.now())
 }
 
 // delay is the wait before attempt+1: exponential from MinBackoff with
@@ -258,16 +241,4 @@ func (c *Client) delay(attempt int, retryAfter time.Duration) time.Duration {
 	d = min(d, hi)
 	d = d/2 + rand.N(d/2+1) //nolint:gosec // jitter spreads retries; it needs no secure randomness
 	return min(max(d, retryAfter), hi)
-}
-
-// sleepCtx waits d or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("retry wait: %w", ctx.Err())
-	}
 }

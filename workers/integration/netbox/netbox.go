@@ -164,7 +164,7 @@ func New(cfg integration.Config, hc *http.Client) (*Client, error) {
 		sourceUID:   src.IntegrationSourceUID,
 		obs:         cfg.Observer,
 		now:         cfg.Now,
-		sleep:       sleepCtx,
+		sleep:       integration.Sleep,
 	}
 	if c.obs == nil {
 		c.obs = integration.NopObserver{}
