@@ -12,11 +12,14 @@ import (
 
 // retryingFetch pages through aql the way a worker should: a new token on
 // 401, a retry on 429, 5xx and a malformed body. It calls afterPage with the
-// number of whole pages so far, and gives up after maxTries requests.
-func retryingFetch(c *apiClient, aql string, length, maxTries int, afterPage func(int)) ([]int, error) {
+// number of whole pages so far, and gives up after maxTries requests. When
+// one page failed ten times in a row it calls repair (the test standing in
+// for whoever fixes a broken page), so walkers that all wait on a page one
+// of them broke cannot wait for ever.
+func retryingFetch(c *apiClient, aql string, length, maxTries int, afterPage func(int), repair func()) ([]int, error) {
 	var got []int
 	tok := ""
-	pages := 0
+	pages, failures := 0, 0
 	for from, tries := 0, 0; ; tries++ {
 		if tries == maxTries {
 			return nil, fmt.Errorf("gave up after %d requests at from %d", maxTries, from)
@@ -42,8 +45,12 @@ func retryingFetch(c *apiClient, aql string, length, maxTries int, afterPage fun
 		}
 		p, err := decodePage(rep)
 		if err != nil {
+			if failures++; failures%10 == 0 {
+				repair()
+			}
 			continue // 429, 5xx or a broken body: try the same page again
 		}
+		failures = 0
 		got = append(got, ids(p.Data.Results)...)
 		pages++
 		afterPage(pages)
@@ -88,7 +95,7 @@ func TestConcurrentClientsUnderFaults(t *testing.T) {
 			aql = `in:devices boundaries:"Corporate"`
 		}
 		wg.Go(func() {
-			results[w], errs[w] = retryingFetch(c, aql, 100, 100000, func(k int) { inject(k + w) })
+			results[w], errs[w] = retryingFetch(c, aql, 100, 100000, func(k int) { inject(k + w) }, func() { s.RepairPage(300) })
 		})
 	}
 	wg.Wait()

@@ -13,10 +13,13 @@ import (
 // retryingFetch follows next from target the way a worker should: a retry
 // on 429, 5xx and a malformed body, a token renewal (by the test, standing
 // in for an operator) on 403. It calls afterPage with the number of whole
-// pages so far and gives up after maxTries requests.
-func retryingFetch(c *apiClient, renew func(), target string, maxTries int, afterPage func(int)) ([]int, error) {
+// pages so far and gives up after maxTries requests. When one page failed
+// ten times in a row it calls repair (the test standing in for whoever fixes
+// a broken page), so walkers that all wait on a page one of them broke cannot
+// wait for ever.
+func retryingFetch(c *apiClient, renew func(), target string, maxTries int, afterPage func(int), repair func()) ([]int, error) {
 	var got []int
-	pages := 0
+	pages, failures := 0, 0
 	for tries := 0; target != ""; tries++ {
 		if tries == maxTries {
 			return nil, fmt.Errorf("gave up after %d requests at %s", maxTries, target)
@@ -31,8 +34,12 @@ func retryingFetch(c *apiClient, renew func(), target string, maxTries int, afte
 		}
 		p, err := decodePage(rep)
 		if err != nil {
+			if failures++; failures%10 == 0 {
+				repair()
+			}
 			continue
 		}
+		failures = 0
 		for _, raw := range p.Results {
 			var obj struct {
 				ID int `json:"id"`
@@ -95,7 +102,8 @@ func TestConcurrentClientsUnderFaults(t *testing.T) {
 	for w := range walkers {
 		j := jobs[w%len(jobs)]
 		wg.Go(func() {
-			results[w], errs[w] = retryingFetch(j.client, s.RenewTokens, j.target, 100000, func(k int) { inject(k + w) })
+			results[w], errs[w] = retryingFetch(j.client, s.RenewTokens, j.target, 100000, func(k int) { inject(k + w) },
+				func() { s.RepairPage(KindDevices, 100) })
 		})
 	}
 	wg.Wait()
