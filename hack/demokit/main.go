@@ -23,6 +23,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -142,14 +143,21 @@ func worker(ctx context.Context, c client.Client, ns, ss, tenant, gateway, out s
 // write once the worker's one replica runs: the demo runs that replica as a
 // process because there is no node here.
 func podReady(ctx context.Context, c client.Client, ns, name string) error {
-	var d appsv1.Deployment
-	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &d); err != nil {
-		return fmt.Errorf("reading Deployment %s/%s: %w", ns, name, err)
-	}
-	d.Status.ObservedGeneration = d.Generation
-	d.Status.Replicas, d.Status.UpdatedReplicas, d.Status.ReadyReplicas, d.Status.AvailableReplicas = 1, 1, 1, 1
-	if err := c.Status().Update(ctx, &d); err != nil {
-		return fmt.Errorf("reporting Deployment %s/%s ready: %w", ns, name, err)
+	// The manager writes the Deployment after the bootstrap and may apply it
+	// again meanwhile: wait for it and retry on conflicts.
+	var last error
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		var d appsv1.Deployment
+		if last = c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &d); last != nil {
+			return false, nil
+		}
+		d.Status.ObservedGeneration = d.Generation
+		d.Status.Replicas, d.Status.UpdatedReplicas, d.Status.ReadyReplicas, d.Status.AvailableReplicas = 1, 1, 1, 1
+		last = c.Status().Update(ctx, &d)
+		return last == nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("reporting Deployment %s/%s ready: %w (last: %w)", ns, name, err, last)
 	}
 	return nil
 }

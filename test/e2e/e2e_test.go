@@ -227,14 +227,16 @@ func TestEndToEnd(t *testing.T) {
 				Runner: runner.Options{SegmentDevices: 500}})
 		}()
 		// The pod runs: report it as the kubelet would.
-		d := &appsv1.Deployment{}
-		if err := c.Get(ctx, client.ObjectKey{Namespace: operatorNS, Name: name}, d); err != nil {
-			t.Fatal(err)
-		}
-		d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: 1, UpdatedReplicas: 1, ReadyReplicas: 1, AvailableReplicas: 1}
-		if err := c.Status().Update(ctx, d); err != nil {
-			t.Fatal(err)
-		}
+		// The manager applies the Deployment after the ConfigMap and the
+		// Secret, and may re-apply it meanwhile: retry on absence and conflict.
+		test.Eventually(t, slug+"'s worker Deployment reported ready", time.Minute, func() bool {
+			d := &appsv1.Deployment{}
+			if err := c.Get(ctx, client.ObjectKey{Namespace: operatorNS, Name: name}, d); err != nil {
+				return false
+			}
+			d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: 1, UpdatedReplicas: 1, ReadyReplicas: 1, AvailableReplicas: 1}
+			return c.Status().Update(ctx, d) == nil
+		})
 	}
 	defer func() {
 		wcancel()
