@@ -22,6 +22,7 @@ func main() {
 	var c app.Config
 	flag.StringVar(&c.Listen, "listen", ":50052", "gRPC listen address")
 	flag.StringVar(&c.Metrics, "metrics-bind-address", ":9090", "Prometheus metrics address (empty disables it)")
+	flag.StringVar(&c.Pprof, "pprof-bind-address", "", "net/http/pprof address for diagnostics, e.g. 127.0.0.1:6060 (empty disables it)")
 	flag.StringVar(&c.CertFile, "cert-file", "", "PEM certificate (with intermediates) of the gateway, when not using the Workload API")
 	flag.StringVar(&c.KeyFile, "key-file", "", "PEM private key of the gateway")
 	flag.StringVar(&c.CAFile, "ca-file", "", "PEM platform root CA, trusted for SVIDs and edge certificates")

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -45,6 +46,9 @@ type Config struct {
 	Kube *rest.Config
 	// Listen is the gRPC address; Metrics the Prometheus address ("" disables it).
 	Listen, Metrics string
+	// Pprof serves net/http/pprof for diagnostics ("" disables it, the
+	// default); bind it to loopback.
+	Pprof string
 	// Identity: either CertFile/KeyFile/CAFile, or WorkloadAPIAddr (with
 	// SPIFFEID picking the gateway's SVID and EdgeCAFile the platform root).
 	CertFile, KeyFile, CAFile string
@@ -195,6 +199,21 @@ func Run(ctx context.Context, c Config) error {
 			}
 		}()
 	}
+	var pprofSrv *http.Server
+	if c.Pprof != "" {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		pprofSrv = &http.Server{Addr: c.Pprof, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := pprofSrv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				c.Log.Error(err, "pprof server stopped")
+			}
+		}()
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- gs.Serve(lis) }()
 	c.Log.Info("gateway serving", "address", lis.Addr().String(), "gatewayID", c.GatewayID)
@@ -217,10 +236,12 @@ func Run(ctx context.Context, c Config) error {
 	case <-time.After(5 * time.Second):
 		gs.Stop()
 	}
-	if metricsSrv != nil {
-		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer scancel()
-		_ = metricsSrv.Shutdown(sctx)
+	for _, hs := range []*http.Server{metricsSrv, pprofSrv} {
+		if hs != nil {
+			sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = hs.Shutdown(sctx)
+			scancel()
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)

@@ -13,7 +13,9 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -45,8 +47,9 @@ func main() {
 	churn := flag.Int("churn", 5, "percent of devices whose primary IPs are swapped in the churn run")
 	segment := flag.Int("segment", chunk.DefaultSegmentDevices, "devices per StreamStatus segment")
 	gateway := flag.String("gateway", "bin/gateway", "the gateway binary")
+	profile := flag.String("cpuprofile", "", "write the gateway's CPU profile of the churn run to this file")
 	flag.Parse()
-	if err := run(*devices, *churn, *segment, *gateway); err != nil {
+	if err := run(*devices, *churn, *segment, *gateway, *profile); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-ingest:", err)
 		os.Exit(1)
 	}
@@ -71,7 +74,7 @@ func (inv *inventory) device(i int, sourceUID string) results.DeviceUpdate {
 			"integration_source_uid": sourceUID, "all_macs": macs, "vendor": "Acme Networks"}}
 }
 
-func run(n, churnPct, segment int, gatewayBin string) error {
+func run(n, churnPct, segment int, gatewayBin, profile string) error {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "bench-ingest-")
 	if err != nil {
@@ -97,7 +100,15 @@ func run(n, churnPct, segment int, gatewayBin string) error {
 	if err != nil {
 		return fmt.Errorf("creating root CA: %w", err)
 	}
-	gw, err := gatewayproc.Start(ctx, gatewayproc.Options{Binary: gatewayBin, Dir: dir, Env: env, Root: root, PostgresDSN: dsn})
+	var pprofAddr string
+	var args []string
+	if profile != "" {
+		if pprofAddr, err = gatewayproc.FreeAddr(); err != nil {
+			return err
+		}
+		args = append(args, "--pprof-bind-address="+pprofAddr)
+	}
+	gw, err := gatewayproc.Start(ctx, gatewayproc.Options{Binary: gatewayBin, Dir: dir, Env: env, Root: root, PostgresDSN: dsn, Args: args})
 	if err != nil {
 		return err
 	}
@@ -151,11 +162,29 @@ func run(n, churnPct, segment int, gatewayBin string) error {
 		a, b := rng.IntN(n), rng.IntN(n)
 		inv.ips[a], inv.ips[b] = inv.ips[b], inv.ips[a]
 	}
+	profiled := make(chan error, 1)
+	if profile != "" {
+		go func() { profiled <- cpuProfile(pprofAddr, profile, 3*time.Second) }()
+	} else {
+		profiled <- nil
+	}
+	cpu0, err := cpuSplit(gw)
+	if err != nil {
+		return err
+	}
 	churnTook, err := stream()
+	cpu1, cerr := cpuSplit(gw)
+	if cerr != nil {
+		return cerr
+	}
+	if perr := <-profiled; perr != nil {
+		return perr
+	}
 	if err != nil {
 		return fmt.Errorf("streaming the churn run: %w", err)
 	}
-	fmt.Printf("churn: a full run with %d%% of primary IPs swapped in %s\n", churnPct, churnTook.Round(time.Millisecond))
+	fmt.Printf("churn: a full run with %d%% of primary IPs swapped in %s (CPU: this client %s, gateway %s, PostgreSQL %s)\n",
+		churnPct, churnTook.Round(time.Millisecond), cpu1[0]-cpu0[0], cpu1[1]-cpu0[1], cpu1[2]-cpu0[2])
 
 	count, available, err := counts(ctx, dsn)
 	if err != nil {
@@ -175,6 +204,41 @@ func run(n, churnPct, segment int, gatewayBin string) error {
 	}
 	fmt.Printf("gateway resident memory: peak %d MiB, now %d MiB\n", peak, current)
 	fmt.Printf("RESULT ingest_devices_per_s=%.0f copy_ratio=%.3f churn_cycle_ms=%d peak_rss_mib=%d\n", rate, rate/copyRate, churnTook.Milliseconds(), peak)
+	return nil
+}
+
+// cpuSplit reads the CPU time used so far by this process (the worker's
+// side), the gateway and PostgreSQL.
+func cpuSplit(gw *gatewayproc.Process) ([3]time.Duration, error) {
+	var out [3]time.Duration
+	var err error
+	if out[0], err = gatewayproc.CPU(os.Getpid()); err != nil {
+		return out, err //nolint:wrapcheck // names what it read
+	}
+	if out[1], err = gw.CPU(); err != nil {
+		return out, err //nolint:wrapcheck // names what it read
+	}
+	if out[2], err = gatewayproc.CPUOf("postgres"); err != nil {
+		return out, err //nolint:wrapcheck // names what it read
+	}
+	return out, nil
+}
+
+// cpuProfile saves the gateway's CPU profile over the next d.
+func cpuProfile(addr, path string, d time.Duration) error {
+	res, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(d.Seconds()))) //nolint:noctx // bounded by seconds
+	if err != nil {
+		return fmt.Errorf("profiling the gateway: %w", err)
+	}
+	defer func() { _ = res.Body.Close() }()
+	f, err := os.Create(path) //nolint:gosec // a path the user passed
+	if err != nil {
+		return fmt.Errorf("writing the profile: %w", err)
+	}
+	defer func() { _ = f.Close() }()
+	if _, err := io.Copy(f, res.Body); err != nil {
+		return fmt.Errorf("writing the profile: %w", err)
+	}
 	return nil
 }
 

@@ -141,6 +141,53 @@ func (p *Process) Memory() (peak, current int64, err error) {
 	return Memory(p.cmd.Process.Pid)
 }
 
+// CPU returns the process's user+system CPU time so far.
+func (p *Process) CPU() (time.Duration, error) {
+	return CPU(p.cmd.Process.Pid)
+}
+
+// CPU reads a process's user+system CPU time from /proc (Linux).
+func CPU(pid int) (time.Duration, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("reading process CPU time: %w", err)
+	}
+	// The command name may hold spaces: fields count from its closing ')'.
+	_, rest, ok := strings.Cut(string(data), ") ")
+	fields := strings.Fields(rest)
+	if !ok || len(fields) < 13 {
+		return 0, fmt.Errorf("reading process CPU time: unexpected /proc/%d/stat", pid)
+	}
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	const ticks = 100 // USER_HZ on Linux
+	return time.Duration(utime+stime) * time.Second / ticks, nil
+}
+
+// CPUOf sums the CPU time of every process whose command is name (for
+// example the PostgreSQL server's processes).
+func CPUOf(name string) (time.Duration, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, fmt.Errorf("listing processes: %w", err)
+	}
+	var total time.Duration
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if err != nil || strings.TrimSpace(string(comm)) != name {
+			continue
+		}
+		if d, err := CPU(pid); err == nil {
+			total += d
+		}
+	}
+	return total, nil
+}
+
 // Memory reads a process's peak and current resident memory in MiB.
 func Memory(pid int) (peak, current int64, err error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
