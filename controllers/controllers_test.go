@@ -52,9 +52,7 @@ func TestPlatformBootstrapAndTenants(t *testing.T) {
 		t.Fatalf("platform tenantID %q, persisted %q", plat.Status.TenantID, pid)
 	}
 	ss := &v1alpha1.SyncService{}
-	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: operatorNS, Name: controllers.PlatformSyncName}, ss); err != nil {
-		t.Fatalf("platform SyncService: %v", err)
-	}
+	waitFor(t, "the platform SyncService", getObj(env.Client, ss, operatorNS, controllers.PlatformSyncName))
 	if !ss.Spec.Platform || ss.Spec.ServiceType != v1alpha1.ServiceTypeSaaS {
 		t.Fatalf("platform SyncService spec %+v", ss.Spec)
 	}

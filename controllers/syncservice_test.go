@@ -181,7 +181,9 @@ func TestSaaSWorkersPerTenant(t *testing.T) {
 		for _, tc := range []struct {
 			age  time.Duration
 			want v1alpha1.Phase
-		}{{0, v1alpha1.PhaseOnline}, {3 * time.Minute, v1alpha1.PhaseOffline}, {10 * time.Second, v1alpha1.PhaseOnline}} {
+		}{{0, v1alpha1.PhaseOnline}, {3 * time.Minute, v1alpha1.PhaseOffline}, {10 * time.Second, v1alpha1.PhaseOnline},
+			// Offline last: no re-check stays scheduled to write during later tests' quiet windows.
+			{3 * time.Minute, v1alpha1.PhaseOffline}} {
 			heartbeat(t, edge, time.Now().Add(-tc.age))
 			waitFor(t, fmt.Sprintf("phase %s after a heartbeat %s ago", tc.want, tc.age), func() error {
 				if err := env.Client.Get(ctx, client.ObjectKeyFromObject(edge), edge); err != nil {

@@ -18,7 +18,7 @@ func TestSteadyStateMakesNoWrites(t *testing.T) {
 		Spec: v1alpha1.IntegrationSourceSpec{Type: v1alpha1.IntegrationFaker, SyncServiceRef: v1alpha1.SyncServiceReference{Namespace: operatorNS, Name: controllers.PlatformSyncName}}}
 	mustCreate(t, src)
 	sourceReady(t, src, metav1.ConditionTrue, v1alpha1.ReasonReconciled)
-	time.Sleep(2 * time.Second) // let the last status writes and their watch events settle
+	settled(t, m)
 	if len(m.writes.list()) == 0 {
 		t.Fatal("the write counter saw no writes while the source converged; it counts nothing")
 	}
@@ -30,8 +30,25 @@ func TestSteadyStateMakesNoWrites(t *testing.T) {
 	m.stop()
 
 	restarted := startManager(t, opts)
-	time.Sleep(8 * time.Second) // caches sync and every object is reconciled once
+	time.Sleep(8 * time.Second) // caches sync and every object is reconciled once; none may write
 	if w := restarted.writes.list(); len(w) != 0 {
 		t.Fatalf("a restarted manager made %d writes: %v", len(w), w)
+	}
+}
+
+// settled waits until the manager has made no write for two seconds: the
+// last status writes of the objects above and their watch events are done.
+func settled(t *testing.T, m *manager) {
+	t.Helper()
+	last, quiet := len(m.writes.list()), time.Now()
+	deadline := time.Now().Add(time.Minute)
+	for time.Since(quiet) < 2*time.Second {
+		if time.Now().After(deadline) {
+			t.Fatalf("the manager kept writing for a minute: %v", m.writes.list())
+		}
+		time.Sleep(200 * time.Millisecond)
+		if n := len(m.writes.list()); n != last {
+			last, quiet = n, time.Now()
+		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/serviceradar/sync-operator/gateway/app"
 	"github.com/serviceradar/sync-operator/gateway/server"
+	"github.com/serviceradar/sync-operator/gateway/store"
 	"github.com/serviceradar/sync-operator/identity"
 	"github.com/serviceradar/sync-operator/version"
 )
@@ -34,11 +35,16 @@ func main() {
 	flag.StringVar(&c.GatewayID, "gateway-id", host, "this replica's id in answers")
 	flag.DurationVar(&c.Heartbeat, "heartbeat-interval", server.DefaultHeartbeat, "heartbeat interval handed to workers")
 	flag.DurationVar(&c.Poll, "config-poll-interval", server.DefaultPoll, "config poll interval handed to workers")
+	flag.IntVar(&c.DeviceCacheEntries, "device-cache-entries", store.DefaultCacheEntries,
+		"bound of the in-memory device cache, in identifiers and device states (about 250 bytes each; 0 disables it)")
 	flag.StringVar(&c.PostgresDSN, "postgres-dsn", os.Getenv("SYNC_POSTGRES_DSN"), "PostgreSQL DSN of the device store (default $SYNC_POSTGRES_DSN; empty refuses device updates)")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	showVersion := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
+	if c.DeviceCacheEntries == 0 {
+		c.DeviceCacheEntries = -1 // 0 on the command line disables it; in Config, 0 takes the default
+	}
 	if *showVersion {
 		fmt.Println(version.String("gateway"))
 		return

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -32,6 +31,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
+	"github.com/serviceradar/sync-operator/diag"
 	"github.com/serviceradar/sync-operator/gateway/retraction"
 	"github.com/serviceradar/sync-operator/gateway/server"
 	"github.com/serviceradar/sync-operator/gateway/store"
@@ -59,7 +59,11 @@ type Config struct {
 	Heartbeat, Poll           time.Duration
 	// PostgresDSN reaches the device store; empty refuses StreamStatus.
 	PostgresDSN string
-	Log         logr.Logger
+	// DeviceCacheEntries bounds the in-memory device cache (identifiers and
+	// device states): 0 takes store.DefaultCacheEntries, a negative number
+	// disables it.
+	DeviceCacheEntries int
+	Log                logr.Logger
 	// Ready is called with the bound gRPC address once the gateway serves.
 	Ready func(addr string)
 }
@@ -119,7 +123,14 @@ func Run(ctx context.Context, c Config) error {
 	}
 	var devices *store.Store
 	if c.PostgresDSN != "" {
-		if devices, err = store.Open(ctx, c.PostgresDSN); err != nil {
+		entries := c.DeviceCacheEntries
+		switch {
+		case entries == 0:
+			entries = store.DefaultCacheEntries
+		case entries < 0:
+			entries = 0
+		}
+		if devices, err = store.Open(ctx, c.PostgresDSN, store.WithCacheEntries(entries)); err != nil {
 			return err
 		}
 		defer devices.Close()
@@ -168,6 +179,9 @@ func Run(ctx context.Context, c Config) error {
 	reg := prometheus.NewRegistry()
 	metrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
 	reg.MustRegister(metrics)
+	if devices != nil {
+		reg.MustRegister(deviceCacheMetrics(devices)...)
+	}
 	gs := grpc.NewServer(
 		// Thousands of workers hold a connection each, mostly idle: read
 		// buffers are kept small (write buffers are shared by default).
@@ -188,31 +202,22 @@ func Run(ctx context.Context, c Config) error {
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", c.Listen, err)
 	}
-	var metricsSrv *http.Server
+	var metricsSrv, pprofSrv *diag.Server
 	if c.Metrics != "" {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		metricsSrv = &http.Server{Addr: c.Metrics, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		go func() {
-			if err := metricsSrv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				c.Log.Error(err, "metrics server stopped")
-			}
-		}()
+		if metricsSrv, err = diag.Serve(c.Metrics, mux, c.Log); err != nil {
+			_ = lis.Close()
+			return fmt.Errorf("metrics: %w", err)
+		}
+		defer metricsSrv.Stop()
 	}
-	var pprofSrv *http.Server
 	if c.Pprof != "" {
-		mux := http.NewServeMux()
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-		pprofSrv = &http.Server{Addr: c.Pprof, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		go func() {
-			if err := pprofSrv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				c.Log.Error(err, "pprof server stopped")
-			}
-		}()
+		if pprofSrv, err = diag.Serve(c.Pprof, diag.Pprof(), c.Log); err != nil {
+			_ = lis.Close()
+			return fmt.Errorf("pprof: %w", err)
+		}
+		defer pprofSrv.Stop()
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- gs.Serve(lis) }()
@@ -236,15 +241,26 @@ func Run(ctx context.Context, c Config) error {
 	case <-time.After(5 * time.Second):
 		gs.Stop()
 	}
-	for _, hs := range []*http.Server{metricsSrv, pprofSrv} {
-		if hs != nil {
-			sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_ = hs.Shutdown(sctx)
-			scancel()
-		}
-	}
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
 	return nil
+}
+
+// deviceCacheMetrics export the device cache's counters.
+func deviceCacheMetrics(s *store.Store) []prometheus.Collector {
+	counter := func(name, help string, v func(store.CacheStats) int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+			func() float64 { return float64(v(s.CacheStats())) })
+	}
+	return []prometheus.Collector{
+		counter("sync_gateway_device_cache_hits_total", "Device updates resolved from the gateway's memory.",
+			func(c store.CacheStats) int64 { return c.Hits }),
+		counter("sync_gateway_device_cache_misses_total", "Device updates looked up in PostgreSQL.",
+			func(c store.CacheStats) int64 { return c.Misses }),
+		counter("sync_gateway_device_cache_unchanged_total", "Device rows found unchanged in memory, so not written.",
+			func(c store.CacheStats) int64 { return c.Unchanged }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sync_gateway_device_cache_entries",
+			Help: "Identifiers and device states in the device cache."}, func() float64 { return float64(s.CacheStats().Entries) }),
+	}
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/serviceradar/sync-operator/identity/mtls"
 	pb "github.com/serviceradar/sync-operator/proto"
 	"github.com/serviceradar/sync-operator/test/kubetest"
+	"github.com/serviceradar/sync-operator/test/pgtest"
 	"github.com/serviceradar/sync-operator/test/pkitest"
 )
 
@@ -55,11 +56,12 @@ func TestGatewayProcessServesHealthReflectionAndMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	metricsAddr := freeAddr(t)
+	dsn := pgtest.NewDatabase(t)
 	ready := make(chan string, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- app.Run(ctx, app.Config{Kube: kube.Config(), Listen: "127.0.0.1:0", Metrics: metricsAddr,
+		done <- app.Run(ctx, app.Config{Kube: kube.Config(), Listen: "127.0.0.1:0", Metrics: metricsAddr, PostgresDSN: dsn,
 			CertFile: gwFiles.Cert, KeyFile: gwFiles.Key, CAFile: gwFiles.CA, GatewayID: "gw-0", Log: logr.Discard(),
 			Ready: func(addr string) { ready <- addr }})
 	}()
@@ -119,6 +121,8 @@ func TestGatewayProcessServesHealthReflectionAndMetrics(t *testing.T) {
 	for _, want := range []string{
 		`grpc_server_handled_total{grpc_code="PermissionDenied",grpc_method="Hello",grpc_service="monitoring.AgentGatewayService",grpc_type="unary"} 1`,
 		`grpc_server_handling_seconds_bucket{grpc_method="Hello"`,
+		"sync_gateway_device_cache_hits_total 0",
+		"sync_gateway_device_cache_entries 0",
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %s", want)

@@ -257,10 +257,19 @@ func Resolve(tenantID, partition string, ids [][]Identifier, ips []string, known
 			}
 		}
 	}
+	var union func(i, j int) bool
+	// owner is the update whose group holds an existing device.
+	owner := map[string]int{}
 	// attach puts an existing device into update i's group unless their
-	// integration ids tell them apart.
+	// integration ids tell them apart. A device another group of the
+	// segment holds joins the two groups, or stays with the other one when
+	// their integration ids differ (one device never takes two ids of one
+	// integration).
 	attach := func(i int, uid string) bool {
 		r := find(i)
+		if o, ok := owner[uid]; ok {
+			return find(o) == r || union(o, i)
+		}
 		if slices.Contains(groups[r].devices, uid) {
 			return true
 		}
@@ -274,20 +283,24 @@ func Resolve(tenantID, partition string, ids [][]Identifier, ips []string, known
 			}
 		}
 		groups[r].devices = append(groups[r].devices, uid)
+		owner[uid] = r
 		for t, v := range di {
 			groups[r].ints[t] = v
 		}
 		return true
 	}
-	union := func(i, j int) {
+	union = func(i, j int) bool {
 		a, b := find(i), find(j)
-		if a == b || conflicts(groups[a].ints, groups[b].ints) {
-			return
+		if a == b {
+			return true
+		}
+		if conflicts(groups[a].ints, groups[b].ints) {
+			return false
 		}
 		for _, d := range groups[b].devices {
 			for _, e := range groups[a].devices {
 				if conflicts(deviceInts(d), deviceInts(e)) {
-					return
+					return false
 				}
 			}
 		}
@@ -299,6 +312,7 @@ func Resolve(tenantID, partition string, ids [][]Identifier, ips []string, known
 		if groups[b].strongest != nil && stronger(groups[a].strongest, *groups[b].strongest) {
 			groups[a].strongest = groups[b].strongest
 		}
+		return true
 	}
 
 	// Strongest identifiers first, across the whole segment: updates that

@@ -64,3 +64,38 @@ func TestUIDsAreDeterministicPerTenantAndPartition(t *testing.T) {
 		t.Fatalf("two updates with one id resolved to %v", plan.UIDs)
 	}
 }
+
+// Two updates of one segment that reach the same existing device: one
+// device when nothing tells them apart, and never one device with two ids
+// of one integration.
+func TestUpdatesReachingOneDevice(t *testing.T) {
+	mac := func(v string) dire.Identifier {
+		return dire.Identifier{Type: dire.TypeMAC, Value: v, Rank: dire.RankMAC}
+	}
+	netbox := func(v string) dire.Identifier {
+		return dire.Identifier{Type: "netbox_device_id", Value: v, Rank: dire.RankNetBox}
+	}
+	known := dire.Known{
+		Device:       map[dire.Key]string{{Type: dire.TypeMAC, Value: "A"}: "sr:x", {Type: dire.TypeMAC, Value: "B"}: "sr:x"},
+		Integrations: map[string][]dire.Identifier{"sr:x": {{Type: "armis_device_id", Value: "1", Rank: dire.RankArmis}}},
+	}
+	for _, tc := range []struct {
+		name string
+		ids  [][]dire.Identifier
+		want func(uids []string) bool
+	}{
+		{"different ids of one integration", [][]dire.Identifier{{netbox("7"), mac("A")}, {netbox("8"), mac("B")}},
+			func(u []string) bool { return u[0] == "sr:x" && u[1] != "sr:x" && u[1] != "" }},
+		{"different ids sharing a MAC", [][]dire.Identifier{{netbox("7"), mac("A")}, {netbox("8"), mac("A")}},
+			func(u []string) bool { return u[0] == "sr:x" && u[1] != "sr:x" && u[1] != "" }},
+		{"nothing tells them apart", [][]dire.Identifier{{netbox("7"), mac("A")}, {mac("B")}},
+			func(u []string) bool { return u[0] == "sr:x" && u[1] == "sr:x" }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			plan := dire.Resolve("t1", "default", tc.ids, make([]string, len(tc.ids)), known)
+			if !tc.want(plan.UIDs) || len(plan.Merges) != 0 {
+				t.Fatalf("resolved to %v, merges %v", plan.UIDs, plan.Merges)
+			}
+		})
+	}
+}

@@ -125,8 +125,12 @@ WHERE integration_source_uid = $1 AND device_uid = ANY($3) AND NOT available`
 // one tenant and partition are applied one at a time, across replicas.
 func (s *Store) ApplySegment(ctx context.Context, seg Segment) (Applied, error) {
 	var out Applied
+	var learned outcome
 	now := time.Now().UTC()
+	pc := s.cache.acquire(Schema(seg.TenantSlug), seg.Partition)
+	defer pc.release()
 	err := s.inTenant(ctx, seg.TenantSlug, func(tx pgx.Tx) error {
+		learned = outcome{}
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lockKey("devices", Schema(seg.TenantSlug), seg.Partition)); err != nil {
 			return fmt.Errorf("locking partition: %w", err)
 		}
@@ -139,6 +143,18 @@ func (s *Store) ApplySegment(ctx context.Context, seg Segment) (Applied, error) 
 			out.Duplicate = true
 			return nil
 		}
+		gen, empty, err := bumpGeneration(ctx, tx, seg.Partition)
+		if err != nil {
+			return err
+		}
+		v := view{complete: empty, enabled: s.cache != nil}
+		if s.cache != nil {
+			v.seed = s.cache.seed
+			if pc.valid(gen - 1) {
+				v.p, v.complete = pc, pc.complete
+			}
+		}
+		learned.gen, learned.complete, learned.source = gen, v.complete, seg.SourceUID
 		var runSource string
 		err = tx.QueryRow(ctx, `
 INSERT INTO sync_runs AS r (run_id, integration_source_uid, sync_service_id, agent_id, started_at, segments, devices)
@@ -160,7 +176,7 @@ RETURNING integration_source_uid`, seg.RunID, seg.SourceUID, seg.SyncServiceID, 
 			if _, err := tx.Exec(ctx, "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"); err != nil {
 				return fmt.Errorf("planning: %w", err)
 			}
-			if out.Devices, out.Merges, err = s.resolveAndWrite(ctx, tx, seg, now); err != nil {
+			if out.Devices, out.Merges, err = s.resolveAndWrite(ctx, tx, seg, now, v, &learned); err != nil {
 				return err
 			}
 			if _, err := tx.Exec(ctx, "RESET enable_hashjoin; RESET enable_mergejoin"); err != nil {
@@ -168,26 +184,51 @@ RETURNING integration_source_uid`, seg.RunID, seg.SourceUID, seg.SyncServiceID, 
 			}
 		}
 		if seg.RunComplete {
-			run, err := finishRun(ctx, tx, seg, now)
+			run, retracted, err := finishRun(ctx, tx, seg, now)
 			if err != nil {
 				return err
 			}
 			out.Run = &run
+			learned.forget = retracted
 		}
 		return nil
 	})
 	if err != nil {
 		return Applied{}, fmt.Errorf("applying segment %d of run %s: %w", seg.Segment, seg.RunID, err)
 	}
+	if !out.Duplicate {
+		pc.learn(learned)
+	}
 	return out, nil
+}
+
+// bumpGeneration moves the partition to its next generation (see cache)
+// and reports whether the partition had nothing stored before.
+func bumpGeneration(ctx context.Context, tx pgx.Tx, partition string) (gen int64, empty bool, err error) {
+	err = tx.QueryRow(ctx, `
+INSERT INTO partition_generations AS g (partition, generation) VALUES ($1, 1)
+ON CONFLICT (partition) DO UPDATE SET generation = g.generation + 1 RETURNING generation`, partition).Scan(&gen)
+	if err != nil {
+		return 0, false, fmt.Errorf("bumping the partition's generation: %w", err)
+	}
+	if gen == 1 {
+		// Devices stored before generations were kept count too.
+		err = tx.QueryRow(ctx, `SELECT NOT EXISTS (SELECT 1 FROM ocsf_devices WHERE partition = $1)
+    AND NOT EXISTS (SELECT 1 FROM device_identifiers WHERE partition = $1)`, partition).Scan(&empty)
+		if err != nil {
+			return 0, false, fmt.Errorf("reading the partition: %w", err)
+		}
+	}
+	return gen, empty, nil
 }
 
 // lookup reads what DIRE needs to know about a segment in a few batched
 // queries, cheapest first: the devices of the updates' strongest
 // identifiers, then every identifier those devices hold (which answers most
 // other keys of the segment, and tells their integration ids), then only the
-// keys still unknown, and IPs for updates with no identifier at all.
-func lookup(ctx context.Context, tx pgx.Tx, partition, sourceUID string, ids [][]dire.Identifier, ips []string) (dire.Known, map[string]*current, error) {
+// keys still unknown, and IPs for updates with no identifier at all. Keys
+// that absent proves new are not asked about.
+func lookup(ctx context.Context, tx pgx.Tx, partition, sourceUID string, ids [][]dire.Identifier, ips []string, absent func(dire.Key) bool) (dire.Known, map[string]*current, error) {
 	known := dire.Known{Device: map[dire.Key]string{}, Integrations: map[string][]dire.Identifier{}, ByIP: map[string]string{}}
 	var strongest []dire.Key
 	var bareIPs []string
@@ -201,7 +242,9 @@ func lookup(ctx context.Context, tx pgx.Tx, partition, sourceUID string, ids [][
 		}
 		if k := (dire.Key{Type: ids[i][0].Type, Value: ids[i][0].Value}); !seen[k] {
 			seen[k] = true
-			strongest = append(strongest, k)
+			if !absent(k) {
+				strongest = append(strongest, k)
+			}
 		}
 	}
 	held := map[string]*current{} // devices read whole
@@ -217,7 +260,9 @@ func lookup(ctx context.Context, tx pgx.Tx, partition, sourceUID string, ids [][
 			k := dire.Key{Type: id.Type, Value: id.Value}
 			if _, ok := known.Device[k]; !ok && !seen[k] {
 				seen[k] = true
-				rest = append(rest, k)
+				if !absent(k) {
+					rest = append(rest, k)
+				}
 			}
 		}
 	}
@@ -367,19 +412,54 @@ func nullable(s string) any {
 
 // resolveAndWrite runs DIRE on the segment and writes its plan: merges,
 // devices (partial updates), identifiers that are new or moved, and the
-// source's claim on each device for this run.
-func (s *Store) resolveAndWrite(ctx context.Context, tx pgx.Tx, seg Segment, now time.Time) (devices, merges int, err error) {
-	ids := make([][]dire.Identifier, len(seg.Devices))
-	ips := make([]string, len(seg.Devices))
+// source's claim on each device for this run. Updates whose identifiers the
+// cache view places on one device, and that share no identifier with the
+// others, are resolved from the cache; the rest are looked up and resolved
+// together, and all of them from the store when that merges devices. What
+// the segment leaves stored is recorded in learned.
+func (s *Store) resolveAndWrite(ctx context.Context, tx pgx.Tx, seg Segment, now time.Time, v view, learned *outcome) (devices, merges int, err error) {
+	n := len(seg.Devices)
+	ids := make([][]dire.Identifier, n)
+	ips := make([]string, n)
+	uids := make([]string, n)
 	for i, d := range seg.Devices {
 		ids[i] = dire.Identifiers(dire.Update{Integration: seg.Integration, DeviceID: d.DeviceID, MACs: d.MACs})
 		ips[i] = d.IP
+		uids[i] = v.hit(ids[i])
 	}
-	known, held, err := lookup(ctx, tx, seg.Partition, seg.SourceUID, ids, ips)
-	if err != nil {
-		return 0, 0, err
+	slow := settle(ids, uids)
+	if s.cache != nil {
+		s.cache.hits.Add(int64(n - len(slow)))
+		s.cache.misses.Add(int64(len(slow)))
 	}
-	plan := dire.Resolve(seg.TenantID, seg.Partition, ids, ips, known)
+	var plan dire.Plan
+	var known dire.Known
+	var held map[string]*current
+	if len(slow) > 0 {
+		resolve := func(slow []int) error {
+			sids, sips := make([][]dire.Identifier, len(slow)), make([]string, len(slow))
+			for j, i := range slow {
+				sids[j], sips[j] = ids[i], ips[i]
+			}
+			if known, held, err = lookup(ctx, tx, seg.Partition, seg.SourceUID, sids, sips, v.absent); err != nil {
+				return err
+			}
+			plan = dire.Resolve(seg.TenantID, seg.Partition, sids, sips, known)
+			for j, i := range slow {
+				uids[i] = plan.UIDs[j]
+			}
+			return nil
+		}
+		if err := resolve(slow); err != nil {
+			return 0, 0, err
+		}
+		if len(plan.Merges) > 0 && len(slow) < n {
+			// Devices merge: resolve the whole segment as one, from the store.
+			if err := resolve(seq(n)); err != nil {
+				return 0, 0, err
+			}
+		}
+	}
 
 	if len(plan.Merges) > 0 {
 		b := &pgx.Batch{}
@@ -400,6 +480,8 @@ ON CONFLICT (integration_source_uid, device_uid) DO UPDATE SET available = s.ava
     name = coalesce(t.name, f.name), vendor = coalesce(t.vendor, f.vendor), model = coalesce(t.model, f.model),
     os = coalesce(t.os, f.os), metadata = f.metadata || t.metadata
 FROM ocsf_devices f WHERE t.uid = $2 AND f.uid = $1`, m.From, m.Into)
+			b.Queue(`DELETE FROM source_devices WHERE device_uid = $1`, m.From)
+			b.Queue(`DELETE FROM device_identifiers WHERE device_uid = $1`, m.From)
 			b.Queue(`DELETE FROM ocsf_devices WHERE uid = $1`, m.From)
 			b.Queue(`INSERT INTO merge_audit (from_uid, to_uid, partition, identifier_type, identifier_value, sync_run_id)
 VALUES ($1, $2, $3, $4, $5, $6)`, m.From, m.Into, seg.Partition, m.By.Type, m.By.Value, seg.RunID)
@@ -417,7 +499,7 @@ VALUES ($1, $2, $3, $4, $5, $6)`, m.From, m.Into, seg.Partition, m.By.Type, m.By
 	rows := map[string]*Device{}
 	var order []string
 	for i, d := range seg.Devices {
-		uid := plan.UIDs[i]
+		uid := uids[i]
 		if uid == "" {
 			continue // nothing identifies it, not even an IP
 		}
@@ -436,9 +518,33 @@ VALUES ($1, $2, $3, $4, $5, $6)`, m.From, m.Into, seg.Partition, m.By.Type, m.By
 	// little. After a merge the merged devices' rows are stale: write all.
 	cur := held
 	if len(plan.Merges) > 0 {
-		cur = nil
+		cur, v.p = nil, nil
+		learned.drop = true
+	}
+	if v.enabled && !learned.drop {
+		learned.devs = make(map[string]devUpdate, len(order))
 	}
 	data := make([][]any, 0, len(order))
+	// From a complete view, a device that neither the cache nor the lookup
+	// found is new, and is copied straight into the tables; the staged rows
+	// are then all known devices.
+	complete := v.complete && len(plan.Merges) == 0
+	var fresh, freshClaims [][]any
+	fast, byIP := map[string]bool{}, map[string]bool{}
+	if complete {
+		isSlow := make([]bool, n)
+		for _, i := range slow {
+			isSlow[i] = true
+		}
+		for i, uid := range uids {
+			if !isSlow[i] {
+				fast[uid] = true
+			}
+		}
+		for _, uid := range known.ByIP {
+			byIP[uid] = true
+		}
+	}
 	var claim, reclaim []string
 	for _, uid := range order {
 		d := rows[uid]
@@ -452,27 +558,76 @@ VALUES ($1, $2, $3, $4, $5, $6)`, m.From, m.Into, seg.Partition, m.By.Type, m.By
 				break
 			}
 		}
-		c := cur[uid]
-		known := c != nil
+		c, st := cur[uid], v.state(uid)
+		if c == nil && st == nil && complete && !fast[uid] && !byIP[uid] {
+			// Nothing in the partition could have been this device: it is
+			// copied into the table as it is.
+			if learned.devs != nil {
+				learned.devs[uid] = devUpdate{hash: rowHash(v.seed, seg.Integration, mac, d), lastSeen: seen}
+			}
+			meta, err := metadataJSON(d.Metadata)
+			if err != nil {
+				return 0, 0, err
+			}
+			avail := d.IsAvailable == nil || *d.IsAvailable
+			fresh = append(fresh, []any{uid, seg.Partition, seg.TenantID, nullable(d.IP), nullable(mac), nullable(d.Hostname), nullable(d.Name),
+				nullable(d.Vendor), nullable(d.Model), nullable(d.OS), []string{seg.Integration}, avail, seen, seen, meta})
+			freshClaims = append(freshClaims, []any{seg.SourceUID, uid, true, now, now})
+			continue
+		}
 		switch {
-		case !known || !c.claimed:
-			claim = append(claim, uid)
+		case st.claimed(seg.SourceUID):
+		case c == nil || !c.claimed:
+			claim = append(claim, uid) // also takes back a retracted claim
 		case !c.claimAvailable:
 			reclaim = append(reclaim, uid)
 		}
-		if known && !changes(d, mac, c, seg.Integration, seen, s.lastSeen) {
-			continue
+		var hash uint64
+		if v.enabled {
+			hash = rowHash(v.seed, seg.Integration, mac, d)
 		}
-		meta, err := json.Marshal(d.Metadata)
+		var prev time.Time // the stored last_seen, when known
+		switch {
+		case st != nil && st.hash == hash && seen.Sub(st.lastSeen) <= s.lastSeen:
+			s.cache.unchanged.Add(1)
+			if learned.devs != nil {
+				learned.devs[uid] = devUpdate{hash: hash, lastSeen: st.lastSeen}
+			}
+			continue
+		case c != nil && !changes(d, mac, c, seg.Integration, seen, s.lastSeen):
+			if learned.devs != nil {
+				learned.devs[uid] = devUpdate{hash: hash, lastSeen: c.lastSeen}
+			}
+			continue
+		case st != nil:
+			prev = st.lastSeen
+		case c != nil:
+			prev = c.lastSeen
+		}
+		if learned.devs != nil {
+			learned.devs[uid] = devUpdate{hash: hash, lastSeen: latest(prev, seen)}
+		}
+		meta, err := metadataJSON(d.Metadata)
 		if err != nil {
-			return 0, 0, fmt.Errorf("encoding metadata: %w", err)
+			return 0, 0, err
 		}
 		var avail any
 		if d.IsAvailable != nil {
 			avail = *d.IsAvailable
 		}
 		data = append(data, []any{uid, nullable(d.IP), nullable(mac), nullable(d.Hostname), nullable(d.Name), nullable(d.Vendor),
-			nullable(d.Model), nullable(d.OS), avail, seen, string(meta)})
+			nullable(d.Model), nullable(d.OS), avail, seen, meta})
+	}
+	if len(fresh) > 0 {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"ocsf_devices"},
+			[]string{"uid", "partition", "tenant_id", "ip", "mac", "hostname", "name", "vendor", "model", "os", "discovery_sources",
+				"is_available", "first_seen", "last_seen", "metadata"}, pgx.CopyFromRows(fresh)); err != nil {
+			return 0, 0, fmt.Errorf("inserting new devices: %w", err)
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"source_devices"},
+			[]string{"integration_source_uid", "device_uid", "available", "first_seen", "changed_at"}, pgx.CopyFromRows(freshClaims)); err != nil {
+			return 0, 0, fmt.Errorf("writing source devices: %w", err)
+		}
 	}
 	if len(data) > 0 {
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"stage_devices"},
@@ -483,21 +638,52 @@ VALUES ($1, $2, $3, $4, $5, $6)`, m.From, m.Into, seg.Partition, m.By.Type, m.By
 		if _, err := tx.Exec(ctx, updateDevices, seg.Integration); err != nil {
 			return 0, 0, fmt.Errorf("updating devices: %w", err)
 		}
-		if _, err := tx.Exec(ctx, insertDevices, seg.Partition, seg.TenantID, seg.Integration); err != nil {
-			return 0, 0, fmt.Errorf("inserting devices: %w", err)
+		if !complete {
+			if _, err := tx.Exec(ctx, insertDevices, seg.Partition, seg.TenantID, seg.Integration); err != nil {
+				return 0, 0, fmt.Errorf("inserting devices: %w", err)
+			}
 		}
 	}
 
 	// Identifiers: only those that are new or now belong to another device.
-	var claims [][]any
+	// Keys no device held are copied straight into the table.
+	var claims, newKeys [][]any
 	claimed := map[dire.Key]bool{}
+	if learned.devs != nil {
+		learned.keys = maps.Clone(known.Device)
+		if learned.keys == nil {
+			learned.keys = map[dire.Key]string{}
+		}
+	}
+	// A key stays with the device holding it when that device reports it
+	// again; otherwise the first update of the segment that reports it takes it.
 	for _, c := range plan.Claims {
 		k := dire.Key{Type: c.Type, Value: c.Value}
-		if c.UID == "" || claimed[k] || known.Device[k] == c.UID {
+		if c.UID != "" && known.Device[k] == c.UID {
+			claimed[k] = true
+		}
+	}
+	for _, c := range plan.Claims {
+		k := dire.Key{Type: c.Type, Value: c.Value}
+		if c.UID == "" || claimed[k] {
 			continue
 		}
 		claimed[k] = true
+		if learned.keys != nil {
+			learned.keys[k] = c.UID
+		}
+		if _, held := known.Device[k]; complete && !held && v.absent(k) {
+			newKeys = append(newKeys, []any{c.Type, c.Value, seg.Partition, c.UID, c.Confidence(), seg.Integration, now, now})
+			continue
+		}
 		claims = append(claims, []any{c.Type, c.Value, c.UID, c.Confidence()})
+	}
+	if len(newKeys) > 0 {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"device_identifiers"},
+			[]string{"identifier_type", "identifier_value", "partition", "device_uid", "confidence", "source", "first_seen", "last_seen"},
+			pgx.CopyFromRows(newKeys)); err != nil {
+			return 0, 0, fmt.Errorf("writing identifiers: %w", err)
+		}
 	}
 	if len(claims) > 0 {
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"stage_identifiers"},
@@ -522,6 +708,74 @@ VALUES ($1, $2, $3, $4, $5, $6)`, m.From, m.Into, seg.Partition, m.By.Type, m.By
 		return 0, 0, fmt.Errorf("recording the segment's devices: %w", err)
 	}
 	return len(order), len(plan.Merges), nil
+}
+
+// metadataJSON is a device's metadata as jsonb text, never JSON null (null
+// || null is an array).
+func metadataJSON(m map[string]string) (string, error) {
+	if len(m) == 0 {
+		return "{}", nil
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return "", fmt.Errorf("encoding metadata: %w", err)
+	}
+	return string(b), nil
+}
+
+// settle decides which updates the cache resolves: those it placed on a
+// device (uids[i] set) that share no identifier with an update it did not
+// place. The others get uids[i] = "" and are returned, in order.
+func settle(ids [][]dire.Identifier, uids []string) []int {
+	for {
+		shared := map[dire.Key]bool{}
+		for i, uid := range uids {
+			if uid == "" {
+				for _, id := range ids[i] {
+					shared[dire.Key{Type: id.Type, Value: id.Value}] = true
+				}
+			}
+		}
+		moved := false
+		if len(shared) > 0 {
+			for i, uid := range uids {
+				if uid == "" {
+					continue
+				}
+				for _, id := range ids[i] {
+					if shared[dire.Key{Type: id.Type, Value: id.Value}] {
+						uids[i], moved = "", true
+						break
+					}
+				}
+			}
+		}
+		if !moved {
+			break
+		}
+	}
+	var slow []int
+	for i, uid := range uids {
+		if uid == "" {
+			slow = append(slow, i)
+		}
+	}
+	return slow
+}
+
+func seq(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+	}
+	return out
+}
+
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // mergeDevice folds a later update of the same device into cur.
@@ -552,33 +806,33 @@ func mergeDevice(cur *Device, d Device) {
 
 // finishRun closes the run and, only when every page was fetched, retracts
 // the source's devices that this run did not report.
-func finishRun(ctx context.Context, tx pgx.Tx, seg Segment, now time.Time) (Run, error) {
-	run := Run{RunID: seg.RunID, FullFetch: seg.FullFetch, Error: seg.Error, Finished: now}
+func finishRun(ctx context.Context, tx pgx.Tx, seg Segment, now time.Time) (run Run, retracted []string, err error) {
+	run = Run{RunID: seg.RunID, FullFetch: seg.FullFetch, Error: seg.Error, Finished: now}
 	if seg.FullFetch {
-		var err error
-		if run.Retracted, err = retract(ctx, tx, seg.SourceUID, seg.RunID, now); err != nil {
-			return run, err
+		if retracted, err = retract(ctx, tx, seg.SourceUID, seg.RunID, now); err != nil {
+			return run, nil, err
 		}
+		run.Retracted = len(retracted)
 	}
 	if _, err := tx.Exec(ctx, `UPDATE applied_segments SET device_uids = NULL WHERE run_id = $1`, seg.RunID); err != nil {
-		return run, fmt.Errorf("finishing run: %w", err)
+		return run, nil, fmt.Errorf("finishing run: %w", err)
 	}
-	err := tx.QueryRow(ctx, `
+	err = tx.QueryRow(ctx, `
 UPDATE sync_runs SET finished_at = $2, run_complete = true, full_fetch = $3, error = $4, retracted = $5
 WHERE run_id = $1 RETURNING devices`, seg.RunID, now, seg.FullFetch, nullable(seg.Error), run.Retracted).Scan(&run.Devices)
 	if err != nil {
-		return run, fmt.Errorf("finishing run: %w", err)
+		return run, nil, fmt.Errorf("finishing run: %w", err)
 	}
 	if err := tx.QueryRow(ctx, `SELECT count(*) FROM source_devices WHERE integration_source_uid = $1 AND available`, seg.SourceUID).Scan(&run.Available); err != nil {
-		return run, fmt.Errorf("counting devices: %w", err)
+		return run, nil, fmt.Errorf("counting devices: %w", err)
 	}
-	return run, nil
+	return run, retracted, nil
 }
 
 // retract marks unavailable, for one source, the devices that the run keep
 // did not report ("" retracts all of them); a device stays available while
 // another source still reports it.
-func retract(ctx context.Context, tx pgx.Tx, sourceUID, keep string, now time.Time) (int, error) {
+func retract(ctx context.Context, tx pgx.Tx, sourceUID, keep string, now time.Time) ([]string, error) {
 	q := `UPDATE source_devices AS x SET available = false, changed_at = $2 WHERE x.integration_source_uid = $1 AND x.available`
 	args := []any{sourceUID, now}
 	if keep != "" {
@@ -588,22 +842,22 @@ func retract(ctx context.Context, tx pgx.Tx, sourceUID, keep string, now time.Ti
 	}
 	rows, err := tx.Query(ctx, q+` RETURNING x.device_uid`, args...)
 	if err != nil {
-		return 0, fmt.Errorf("retracting devices: %w", err)
+		return nil, fmt.Errorf("retracting devices: %w", err)
 	}
 	uids, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return 0, fmt.Errorf("retracting devices: %w", err)
+		return nil, fmt.Errorf("retracting devices: %w", err)
 	}
 	if len(uids) == 0 {
-		return 0, nil
+		return nil, nil
 	}
 	if _, err := tx.Exec(ctx, `
 UPDATE ocsf_devices d SET is_available = EXISTS (
     SELECT 1 FROM source_devices s WHERE s.device_uid = d.uid AND s.available)
 WHERE d.uid = ANY($1)`, uids); err != nil {
-		return 0, fmt.Errorf("retracting devices: %w", err)
+		return nil, fmt.Errorf("retracting devices: %w", err)
 	}
-	return len(uids), nil
+	return uids, nil
 }
 
 // RetractSource marks every device of a deleted source unavailable for it.
@@ -614,8 +868,11 @@ func (s *Store) RetractSource(ctx context.Context, tenantSlug, partition, source
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lockKey("devices", Schema(tenantSlug), partition)); err != nil {
 			return fmt.Errorf("locking partition: %w", err)
 		}
-		var err error
-		n, err = retract(ctx, tx, sourceUID, "", time.Now().UTC())
+		if _, _, err := bumpGeneration(ctx, tx, partition); err != nil {
+			return err
+		}
+		uids, err := retract(ctx, tx, sourceUID, "", time.Now().UTC())
+		n = len(uids)
 		return err
 	})
 	if err != nil {

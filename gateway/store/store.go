@@ -68,6 +68,7 @@ type Store struct {
 	pool       *pgxpool.Pool
 	migrations []migration
 	lastSeen   time.Duration
+	cache      *cache
 
 	mu    sync.Mutex
 	ready map[string]bool
@@ -77,8 +78,22 @@ type Store struct {
 // a report that changes nothing else rewrites it.
 const DefaultLastSeenResolution = time.Minute
 
+// Option configures a Store.
+type Option func(*options)
+
+type options struct{ cacheEntries int }
+
+// WithCacheEntries bounds the in-memory device cache (see cache) to n
+// identifiers and device states across all tenants; 0 disables it. The
+// default is DefaultCacheEntries.
+func WithCacheEntries(n int) Option { return func(o *options) { o.cacheEntries = n } }
+
 // Open connects to PostgreSQL.
-func Open(ctx context.Context, dsn string) (*Store, error) {
+func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
+	o := options{cacheEntries: DefaultCacheEntries}
+	for _, opt := range opts {
+		opt(&o)
+	}
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("parsing the PostgreSQL DSN: %w", err)
@@ -107,7 +122,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	return &Store{pool: pool, migrations: ms, lastSeen: DefaultLastSeenResolution, ready: map[string]bool{}}, nil
+	return &Store{pool: pool, migrations: ms, lastSeen: DefaultLastSeenResolution, cache: newCache(o.cacheEntries), ready: map[string]bool{}}, nil
 }
 
 // Close closes the pool.

@@ -150,12 +150,21 @@ func run(n, churnPct, segment int, gatewayBin, profile string) error {
 		}
 		return time.Since(begin), nil
 	}
+	cpuIn, err := cpuSplit(gw)
+	if err != nil {
+		return err
+	}
 	took, err := stream()
 	if err != nil {
 		return fmt.Errorf("streaming the inventory: %w", err)
 	}
+	cpuOut, err := cpuSplit(gw)
+	if err != nil {
+		return err
+	}
 	rate := float64(n) / took.Seconds()
-	fmt.Printf("ingest: %d devices in %s over mTLS gRPC into PostgreSQL: %.0f devices/s\n", n, took.Round(time.Millisecond), rate)
+	fmt.Printf("ingest: %d devices in %s over mTLS gRPC into PostgreSQL: %.0f devices/s (CPU: this client %s, gateway %s, PostgreSQL %s)\n",
+		n, took.Round(time.Millisecond), rate, cpuOut[0]-cpuIn[0], cpuOut[1]-cpuIn[1], cpuOut[2]-cpuIn[2])
 
 	rng := rand.New(rand.NewPCG(42, 42))
 	for range n * churnPct / 100 / 2 {

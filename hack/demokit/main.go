@@ -139,6 +139,20 @@ func worker(ctx context.Context, c client.Client, ns, ss, tenant, gateway, out s
 	return nil
 }
 
+// reportReady writes the ready status once.
+func reportReady(ctx context.Context, c client.Client, ns, name string) error {
+	var d appsv1.Deployment
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &d); err != nil {
+		return fmt.Errorf("reading: %w", err)
+	}
+	d.Status.ObservedGeneration = d.Generation
+	d.Status.Replicas, d.Status.UpdatedReplicas, d.Status.ReadyReplicas, d.Status.AvailableReplicas = 1, 1, 1, 1
+	if err := c.Status().Update(ctx, &d); err != nil {
+		return fmt.Errorf("updating status: %w", err)
+	}
+	return nil
+}
+
 // podReady writes the status a kubelet and the Deployment controller would
 // write once the worker's one replica runs: the demo runs that replica as a
 // process because there is no node here.
@@ -147,13 +161,7 @@ func podReady(ctx context.Context, c client.Client, ns, name string) error {
 	// again meanwhile: wait for it and retry on conflicts.
 	var last error
 	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		var d appsv1.Deployment
-		if last = c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &d); last != nil {
-			return false, nil
-		}
-		d.Status.ObservedGeneration = d.Generation
-		d.Status.Replicas, d.Status.UpdatedReplicas, d.Status.ReadyReplicas, d.Status.AvailableReplicas = 1, 1, 1, 1
-		last = c.Status().Update(ctx, &d)
+		last = reportReady(ctx, c, ns, name)
 		return last == nil, nil
 	})
 	if err != nil {

@@ -310,6 +310,14 @@ func TestFileSourceReloadsRotatedCertificates(t *testing.T) {
 	}
 	gw2, _ := p.root.IssueSVID(spiffeID(t, "gateway", "platform", "gw-0"), time.Hour)
 	pkitest.Source(t, filepath.Join(dir, "gateway"), gw2, p.root.Cert) // same paths, new content
+	// The source reloads on a new size or modification time: make sure the
+	// rewrite shows even where the clock is coarser than the two writes.
+	later := time.Now().Add(time.Second)
+	for _, f := range []string{"tls.crt", "tls.key", "ca.crt"} {
+		if err := os.Chtimes(filepath.Join(dir, "gateway", f), later, later); err != nil {
+			t.Fatal(err)
+		}
+	}
 	leaf, err = call(t, srv.addr, client, mtls.ServerExpectation{})
 	if err != nil {
 		t.Fatal(err)

@@ -314,8 +314,9 @@ func TestEndToEnd(t *testing.T) {
 	before := status(globexFaker).LastRunID
 	patch(globexFaker, `{"spec":{"faker":{"devices":20000}}}`)
 	test.Eventually(t, "the big run under way", time.Minute, func() bool {
-		n := count("globex", "true")
-		return n > 2500+1000 && n < 1500+20000
+		// Not an upper bound: the run may finish between two polls, and
+		// everything below holds either way.
+		return count("globex", "true") > 2500+1000
 	})
 	gw.stop()
 	time.Sleep(time.Second)

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"runtime"
-	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +21,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/serviceradar/sync-operator/diag"
 	"github.com/serviceradar/sync-operator/identity"
 	"github.com/serviceradar/sync-operator/identity/mtls"
 	"github.com/serviceradar/sync-operator/workers/runner"
@@ -150,17 +150,15 @@ func Run(ctx context.Context, c Config) error {
 	if metricsAddr == "" {
 		metricsAddr = c.Metrics
 	}
-	var metricsSrv *http.Server
 	if metricsAddr != "" {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
-		metricsSrv = &http.Server{Addr: metricsAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		go func() {
-			if err := metricsSrv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				c.Log.Error(err, "metrics server stopped")
-			}
-		}()
+		metricsSrv, err := diag.Serve(metricsAddr, mux, c.Log)
+		if err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+		defer metricsSrv.Stop()
 	}
 	c.Log.Info("worker starting", "gateway", b.GatewayAddress, "component", b.ComponentID, "partition", b.Partition)
 	first := true
@@ -175,11 +173,6 @@ func Run(ctx context.Context, c Config) error {
 	// Shutdown: every loop's run is cancelled; a segment in flight is either
 	// acknowledged or not applied at all, never half.
 	r.Stop()
-	if metricsSrv != nil {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = metricsSrv.Shutdown(sctx)
-	}
 	c.Log.Info("worker stopped")
 	return err //nolint:wrapcheck // uplink.Run returns nil on shutdown
 }
