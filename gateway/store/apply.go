@@ -552,6 +552,7 @@ VALUES ($1, $2, $3, $4, $5, $6)`, m.From, m.Into, seg.Partition, m.By.Type, m.By
 		if seen.IsZero() {
 			seen = now
 		}
+		seen = seen.Truncate(time.Microsecond) // as stored, so that the cache's last_seen is exact
 		mac := ""
 		for _, m := range d.MACs {
 			if mac = dire.NormalizeMAC(m); mac != "" {
@@ -809,7 +810,7 @@ func mergeDevice(cur *Device, d Device) {
 func finishRun(ctx context.Context, tx pgx.Tx, seg Segment, now time.Time) (run Run, retracted []string, err error) {
 	run = Run{RunID: seg.RunID, FullFetch: seg.FullFetch, Error: seg.Error, Finished: now}
 	if seg.FullFetch {
-		if retracted, err = retract(ctx, tx, seg.SourceUID, seg.RunID, now); err != nil {
+		if retracted, err = retract(ctx, tx, seg.Partition, seg.SourceUID, seg.RunID, now); err != nil {
 			return run, nil, err
 		}
 		run.Retracted = len(retracted)
@@ -832,13 +833,19 @@ WHERE run_id = $1 RETURNING devices`, seg.RunID, now, seg.FullFetch, nullable(se
 // retract marks unavailable, for one source, the devices that the run keep
 // did not report ("" retracts all of them); a device stays available while
 // another source still reports it.
-func retract(ctx context.Context, tx pgx.Tx, sourceUID, keep string, now time.Time) ([]string, error) {
+func retract(ctx context.Context, tx pgx.Tx, partition, sourceUID, keep string, now time.Time) ([]string, error) {
 	q := `UPDATE source_devices AS x SET available = false, changed_at = $2 WHERE x.integration_source_uid = $1 AND x.available`
 	args := []any{sourceUID, now}
 	if keep != "" {
 		q = `WITH seen AS (SELECT DISTINCT unnest(device_uids) AS uid FROM applied_segments WHERE run_id = $3) ` + q +
 			` AND NOT EXISTS (SELECT 1 FROM seen WHERE seen.uid = x.device_uid)`
 		args = append(args, keep)
+	}
+	// A set difference: hashed, never a nested loop, whatever the statistics
+	// say (a source whose claims were all written since the last ANALYZE is
+	// estimated at one row, and a nested loop over its run is quadratic).
+	if _, err := tx.Exec(ctx, "SET LOCAL enable_nestloop = off"); err != nil {
+		return nil, fmt.Errorf("planning: %w", err)
 	}
 	rows, err := tx.Query(ctx, q+` RETURNING x.device_uid`, args...)
 	if err != nil {
@@ -848,8 +855,19 @@ func retract(ctx context.Context, tx pgx.Tx, sourceUID, keep string, now time.Ti
 	if err != nil {
 		return nil, fmt.Errorf("retracting devices: %w", err)
 	}
+	if _, err := tx.Exec(ctx, "RESET enable_nestloop"); err != nil {
+		return nil, fmt.Errorf("planning: %w", err)
+	}
 	if len(uids) == 0 {
 		return nil, nil
+	}
+	// A source that moved to another partition still holds devices in the
+	// one it left: that partition's caches must learn of the change too. Its
+	// generation row is locked until commit, so a segment there waits.
+	if _, err := tx.Exec(ctx, `
+UPDATE partition_generations SET generation = generation + 1
+WHERE partition <> $2 AND partition IN (SELECT DISTINCT partition FROM ocsf_devices WHERE uid = ANY($1))`, uids, partition); err != nil {
+		return nil, fmt.Errorf("retracting devices: %w", err)
 	}
 	if _, err := tx.Exec(ctx, `
 UPDATE ocsf_devices d SET is_available = EXISTS (
@@ -871,7 +889,7 @@ func (s *Store) RetractSource(ctx context.Context, tenantSlug, partition, source
 		if _, _, err := bumpGeneration(ctx, tx, partition); err != nil {
 			return err
 		}
-		uids, err := retract(ctx, tx, sourceUID, "", time.Now().UTC())
+		uids, err := retract(ctx, tx, partition, sourceUID, "", time.Now().UTC())
 		n = len(uids)
 		return err
 	})

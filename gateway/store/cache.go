@@ -173,7 +173,7 @@ func (p *partCache) reserve(n int) bool {
 	if c.used+n > c.budget {
 		victims := make([]*partCache, 0, len(c.parts))
 		for _, q := range c.parts {
-			if q != p && q.size > 0 {
+			if q != p {
 				victims = append(victims, q)
 			}
 		}
@@ -183,7 +183,7 @@ func (p *partCache) reserve(n int) bool {
 				break
 			}
 			if !q.seg.TryLock() {
-				continue // a segment is using it
+				continue // a segment is using it (its fields are its own until then)
 			}
 			c.used -= q.size
 			q.keys, q.devs, q.size, q.complete, q.gen = nil, nil, 0, false, 0

@@ -20,7 +20,8 @@ import (
 // history of segments (two sources of two integrations, devices sharing
 // MACs so that they merge, locally administered MACs, IP-only devices,
 // partial updates, availability flips, full and partial runs, a deleted
-// source retracted) is applied to a store without the cache and to stores
+// source retracted, a source moving to another partition and back) is
+// applied to a store without the cache and to stores
 // with it, and after every step their tables must be equal (last_seen
 // within the resolution, which both use). "replicas" writes the history
 // through two cached stores on one database in turns, as two gateway
@@ -75,7 +76,7 @@ func cacheHistory(t *testing.T, seed uint64) {
 		}
 	}
 	final := dump(t, ref.Pool())
-	if len(final["merges"]) == 0 || h.retractSources == 0 || h.fullRuns == 0 {
+	if len(final["merges"]) == 0 || h.retractSources == 0 || h.fullRuns == 0 || h.moves == 0 {
 		t.Fatalf("the history lacks cases: %d merges, %d deleted sources, %d full runs", len(final["merges"]), h.retractSources, h.fullRuns)
 	}
 	t.Logf("history: %d merges, %d deleted sources, %d full runs, %d devices", len(final["merges"]), h.retractSources, h.fullRuns, len(final["devices"]))
@@ -99,10 +100,10 @@ type history struct {
 	run     map[string]*openRun
 	sources []source
 	// what the history covered
-	retractSources, fullRuns int
+	retractSources, fullRuns, moves int
 }
 
-type source struct{ uid, integration string }
+type source struct{ uid, integration, partition string }
 
 type openRun struct {
 	id  string
@@ -111,7 +112,7 @@ type openRun struct {
 
 func newHistory(rng *rand.Rand) *history {
 	h := &history{rng: rng, base: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), run: map[string]*openRun{},
-		sources: []source{{uuid.NewString(), "armis"}, {uuid.NewString(), "netbox"}}}
+		sources: []source{{uuid.NewString(), "armis", "default"}, {uuid.NewString(), "netbox", "default"}}}
 	for i := range 40 {
 		var ms []string
 		for k := range 1 + i%3 {
@@ -154,7 +155,7 @@ func (a applied) String() string {
 func (o op) apply(s *store.Store) (applied, error) {
 	ctx := context.Background()
 	if o.retract != nil {
-		n, err := s.RetractSource(ctx, "acme", "default", o.retract.uid)
+		n, err := s.RetractSource(ctx, "acme", o.retract.partition, o.retract.uid)
 		return applied{retracted: n}, err
 	}
 	a, err := s.ApplySegment(ctx, *o.seg)
@@ -173,13 +174,21 @@ func (h *history) next() op {
 		h.retractSources++
 		return op{retract: &src}
 	}
+	if h.step%37 == 0 {
+		// The armis source moves to the other partition (and later back):
+		// its first full run there retracts what it left behind.
+		mover := &h.sources[0]
+		mover.partition = map[string]string{"default": "dmz", "dmz": "default"}[mover.partition]
+		delete(h.run, mover.uid)
+		h.moves++
+	}
 	src := h.sources[h.rng.IntN(len(h.sources))]
 	r := h.run[src.uid]
 	if r == nil {
 		r = &openRun{id: uuid.NewString()}
 		h.run[src.uid] = r
 	}
-	seg := &store.Segment{TenantID: acmeID, TenantSlug: "acme", Partition: "default", Integration: src.integration,
+	seg := &store.Segment{TenantID: acmeID, TenantSlug: "acme", Partition: src.partition, Integration: src.integration,
 		SourceUID: src.uid, SyncServiceID: "ss", AgentID: "w", RunID: r.id, Segment: r.seg}
 	r.seg++
 	// Most steps report most of the fleet unchanged, as steady runs do.
