@@ -59,23 +59,42 @@ func (i Identifier) integration() bool { return i.Rank >= RankIntegration }
 // is not a usable unicast address (wrong length, not hex, all zeros,
 // broadcast, or multicast).
 func NormalizeMAC(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		switch r {
-		case ':', '-', '.', ' ':
+	// Called for every MAC of every update: one pass, one allocation.
+	var m [12]byte
+	n := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == ':' || c == '-' || c == '.' || c == ' ':
 			continue
+		case c >= '0' && c <= '9', c >= 'A' && c <= 'F':
+		case c >= 'a' && c <= 'f':
+			c -= 'a' - 'A'
+		default:
+			return "" // not hex (any non-ASCII byte lands here too)
 		}
-		b.WriteRune(r)
+		if n == len(m) {
+			return ""
+		}
+		m[n] = c
+		n++
 	}
-	m := strings.ToUpper(b.String())
-	raw, err := hex.DecodeString(m)
-	if err != nil || len(raw) != 6 {
+	if n != len(m) {
 		return ""
 	}
-	if m == "000000000000" || m == "FFFFFFFFFFFF" || raw[0]&0x01 != 0 {
+	out := string(m[:])
+	if out == "000000000000" || out == "FFFFFFFFFFFF" || hexValue(m[1])&0x01 != 0 {
 		return ""
 	}
-	return m
+	return out
+}
+
+// hexValue is the value of an upper-case hex digit.
+func hexValue(c byte) byte {
+	if c <= '9' {
+		return c - '0'
+	}
+	return c - 'A' + 10
 }
 
 // LocallyAdministered reports whether a normalized MAC has the locally
@@ -130,13 +149,23 @@ func Identifiers(u Update) []Identifier {
 	if u.DeviceID != "" && u.Integration != "" {
 		out = append(out, Identifier{Type: u.Integration + "_device_id", Value: u.DeviceID, Rank: integrationRank(u.Integration)})
 	}
-	seen := map[string]bool{}
+	var seen map[string]bool // only for long MAC lists; short ones are scanned
 	for _, m := range u.MACs {
 		n := NormalizeMAC(m)
-		if n == "" || seen[n] {
+		if n == "" {
 			continue
 		}
-		seen[n] = true
+		if len(u.MACs) > 16 {
+			if seen == nil {
+				seen = make(map[string]bool, len(u.MACs))
+			}
+			if seen[n] {
+				continue
+			}
+			seen[n] = true
+		} else if slices.ContainsFunc(out, func(id Identifier) bool { return id.Value == n && id.Rank <= RankMAC }) {
+			continue
+		}
 		if LocallyAdministered(n) {
 			out = append(out, Identifier{Type: TypeLocalMAC, Value: n, Rank: RankWeak})
 		} else {
