@@ -39,6 +39,13 @@ type Options struct {
 	SVIDLifetime time.Duration
 	// EdgeLifetime is the lifetime of edge client certificates in onboarding bundles.
 	EdgeLifetime time.Duration
+	// GatewayTLSSecret, when set, is the Secret of the operator namespace in
+	// which the manager keeps the gateway's certificate (installs without
+	// SPIRE), with the SPIFFE ID of GatewaySPIFFEID, GatewayServerName and
+	// GatewayDNSNames on it, for GatewayCertLifetime.
+	GatewayTLSSecret    string
+	GatewayDNSNames     []string
+	GatewayCertLifetime time.Duration
 	// Now is the clock of certificate issuance and renewal; nil means time.Now.
 	Now func() time.Time
 }
@@ -72,6 +79,19 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if td.IsZero() {
 		td = spiffeid.RequireTrustDomainFromString(identity.DefaultTrustDomain)
 	}
+	if opts.GatewayTLSSecret != "" {
+		id, err := GatewaySPIFFEID(td, opts.PlatformSlug)
+		if err != nil {
+			return err
+		}
+		if err := mgr.Add(&GatewayCertificate{
+			Client: mgr.GetClient(), Store: store, Name: opts.GatewayTLSSecret, ID: id,
+			DNSNames: append([]string{opts.GatewayServerName}, opts.GatewayDNSNames...), Lifetime: opts.GatewayCertLifetime,
+			Now: opts.Now, Log: mgr.GetLogger().WithName("gateway-certificate"),
+		}); err != nil {
+			return fmt.Errorf("adding the gateway certificate keeper: %w", err)
+		}
+	}
 	image := opts.WorkerImage
 	if image == "" {
 		image = workload.DefaultImage
@@ -82,4 +102,14 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		TrustDomain: td, WorkerImage: image, SVIDLifetime: opts.SVIDLifetime, EdgeLifetime: opts.EdgeLifetime,
 		Now: opts.Now,
 	}).SetupWithManager(mgr)
+}
+
+// GatewaySPIFFEID is the SPIFFE ID on the gateway certificate the manager
+// issues: spiffe://<trust domain>/gateway/<platform slug>/default/sync-gateway.
+func GatewaySPIFFEID(td spiffeid.TrustDomain, platformSlug string) (spiffeid.ID, error) {
+	id, err := identity.FormatSPIFFEID(td, identity.ComponentGateway, platformSlug, "default", "sync-gateway")
+	if err != nil {
+		return spiffeid.ID{}, fmt.Errorf("gateway SPIFFE ID: %w", err)
+	}
+	return id, nil
 }

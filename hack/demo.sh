@@ -91,12 +91,12 @@ done
 step "starting the manager (platform bootstrap, Tenant, SyncService and IntegrationSource controllers)"
 "$ROOT/bin/manager" --kubeconfig "$KUBECONFIG" --namespace serviceradar-system --leader-elect=false \
   --metrics-bind-address=0 --health-probe-bind-address=0 --gateway-address="$GATEWAY_ADDR" \
-  >"$DEMO_DIR/manager.log" 2>&1 &
+  --gateway-tls-secret=sync-gateway-tls >"$DEMO_DIR/manager.log" 2>&1 &
 echo $! > "$MANAGER_PIDFILE"
 "$KUBECTL" wait --for=condition=Ready --timeout=120s tenants --all
 "$KUBECTL" wait --for=condition=Ready --timeout=120s integrationsources --all -A
 
-step "starting the gateway (mTLS gRPC on $GATEWAY_ADDR, SVID issued from the platform root the manager created)"
+step "starting the gateway (mTLS gRPC on $GATEWAY_ADDR, certificate the manager issued into Secret sync-gateway-tls)"
 "$ROOT/bin/demokit" gateway-cert --out "$DEMO_DIR/gateway" >/dev/null
 "$ROOT/bin/gateway" --listen "$GATEWAY_ADDR" --metrics-bind-address 127.0.0.1:9091 \
   --cert-file "$DEMO_DIR/gateway/tls.crt" --key-file "$DEMO_DIR/gateway/tls.key" --ca-file "$DEMO_DIR/gateway/ca.crt" \

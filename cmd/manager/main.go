@@ -49,6 +49,9 @@ func main() {
 		apiQPS         = flag.Float64("kube-api-qps", 50, "requests per second to the Kubernetes API")
 		apiBurst       = flag.Int("kube-api-burst", 100, "burst of requests to the Kubernetes API")
 		edgeLifetime   = flag.Duration("edge-cert-lifetime", 90*24*time.Hour, "lifetime of edge certificates in onboarding bundles (renewed at two thirds)")
+		gatewayTLS     = flag.String("gateway-tls-secret", "", "Secret of the operator namespace in which to keep the gateway's certificate, issued by the platform root CA (installs without SPIRE; empty: none)")
+		gatewayDNS     = flag.String("gateway-dns-names", "", "comma-separated DNS names on that certificate besides --gateway-server-name")
+		gatewayCertTTL = flag.Duration("gateway-cert-lifetime", controllers.DefaultGatewayCertLifetime, "lifetime of that certificate (renewed at two thirds)")
 	)
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -76,6 +79,7 @@ func main() {
 		Namespace: *namespace, PlatformSlug: *platformSlug, PlatformSync: !*noPlatformSync,
 		GatewayAddress: *gatewayAddr, GatewayServerName: serverName, TrustDomain: td,
 		WorkerImage: *workerImage, SVIDLifetime: *svidLifetime, EdgeLifetime: *edgeLifetime,
+		GatewayTLSSecret: *gatewayTLS, GatewayDNSNames: splitList(*gatewayDNS), GatewayCertLifetime: *gatewayCertTTL,
 	}
 	cfg := ctrl.GetConfigOrDie()
 	cfg.QPS, cfg.Burst = float32(*apiQPS), *apiBurst
@@ -83,6 +87,16 @@ func main() {
 		log.Error(err, "manager stopped")
 		os.Exit(1)
 	}
+}
+
+func splitList(s string) []string {
+	var out []string
+	for v := range strings.SplitSeq(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 func envOr(k, def string) string {

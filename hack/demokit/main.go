@@ -2,7 +2,7 @@
 // manager created in the local control plane (there is no kubelet, so the
 // demo runs the gateway and the worker as processes):
 //
-//	demokit gateway-cert --out DIR   issues the gateway's SVID from the platform root CA
+//	demokit gateway-cert --out DIR   writes the gateway's certificate files from the Secret the manager keeps
 //	demokit worker --out DIR ...     writes the worker's bootstrap.json and identity
 //	                                 files from the ConfigMap and Secret the manager rendered
 //	demokit pod-ready ...            reports the worker Deployment's pod ready, as the
@@ -19,7 +19,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -28,8 +27,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/serviceradar/sync-operator/platform"
-	"github.com/serviceradar/sync-operator/test/pkitest"
 	"github.com/serviceradar/sync-operator/workload"
 )
 
@@ -76,21 +73,25 @@ func run(cmd, ns, ss, tenant, gateway, out string) error {
 	return fmt.Errorf("unknown command %q", cmd)
 }
 
-// gatewayCert issues the gateway's SVID from the platform root the manager created.
+// gatewayCert writes the gateway's certificate files from the Secret the
+// manager keeps (--gateway-tls-secret), as the gateway Pod would mount it.
 func gatewayCert(ctx context.Context, c client.Client, ns, out string) error {
-	root, err := (&platform.Store{Client: c, Reader: c, Namespace: ns}).RootCA(ctx)
+	var sec corev1.Secret
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		return c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "sync-gateway-tls"}, &sec) == nil, nil
+	})
 	if err != nil {
-		return err
+		return fmt.Errorf("the manager has not issued Secret %s/sync-gateway-tls: %w", ns, err)
 	}
-	svid, err := root.IssueSVID(spiffeid.RequireFromString("spiffe://serviceradar.local/gateway/platform/default/gateway"), 7*24*time.Hour)
-	if err != nil {
-		return fmt.Errorf("issuing the gateway SVID: %w", err)
+	if err := os.MkdirAll(out, 0o700); err != nil {
+		return fmt.Errorf("creating %s: %w", out, err)
 	}
-	f, err := pkitest.WriteFiles(out, svid, root.Cert)
-	if err != nil {
-		return err
+	for key, file := range map[string]string{corev1.TLSCertKey: "tls.crt", corev1.TLSPrivateKeyKey: "tls.key", "ca.crt": "ca.crt"} {
+		if err := os.WriteFile(filepath.Join(out, file), sec.Data[key], 0o600); err != nil {
+			return fmt.Errorf("writing %s: %w", file, err)
+		}
 	}
-	fmt.Println(f.Cert)
+	fmt.Println(filepath.Join(out, "tls.crt"))
 	return nil
 }
 

@@ -1,0 +1,145 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	applycorev1 "k8s.io/client-go/applyconfigurations/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/serviceradar/sync-operator/identity/ca"
+	"github.com/serviceradar/sync-operator/platform"
+	"github.com/serviceradar/sync-operator/workload"
+)
+
+// DefaultGatewayCertLifetime is the lifetime of the gateway certificate the
+// manager issues (renewed at two thirds).
+const DefaultGatewayCertLifetime = 30 * 24 * time.Hour
+
+// dnsNamesAnnotation records the DNS names a gateway certificate holds.
+const dnsNamesAnnotation = "integrations.serviceradar.io/dns-names"
+
+// GatewayCertificate keeps the gateway's certificate, when SPIRE does not
+// issue it, in a Secret of the operator namespace (tls.crt, tls.key,
+// ca.crt) that the gateway mounts: issued by the platform root CA with the
+// gateway's SPIFFE ID (SaaS workers authorize it by ID) and the DNS names
+// edge workers verify, and renewed at two thirds of its lifetime (the
+// gateway reloads the files). A Secret of that name that the operator did
+// not create is the user's certificate and is left alone. It runs on the
+// leader.
+type GatewayCertificate struct {
+	// Client writes the Secret; its Secret reads are metadata only.
+	Client client.Client
+	Store  *platform.Store
+	// Name of the Secret, in Store.Namespace.
+	Name string
+	// ID is the gateway's SPIFFE ID; DNSNames the names it serves under.
+	ID       spiffeid.ID
+	DNSNames []string
+	Lifetime time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	Log logr.Logger
+}
+
+// NeedLeaderElection makes the certificate keeper run on the leader only.
+func (g *GatewayCertificate) NeedLeaderElection() bool { return true }
+
+// Start keeps the certificate until ctx ends: checked at once, again when
+// its renewal is due and every few minutes in between (a deleted Secret is
+// issued again), retried sooner after errors.
+func (g *GatewayCertificate) Start(ctx context.Context) error {
+	for {
+		next, err := g.Ensure(ctx)
+		if err != nil {
+			g.Log.Error(err, "keeping the gateway certificate; retrying", "secret", g.Name)
+			next = 30 * time.Second
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(min(next, 5*time.Minute)):
+		}
+	}
+}
+
+func (g *GatewayCertificate) now() time.Time {
+	if g.Now != nil {
+		return g.Now()
+	}
+	return time.Now()
+}
+
+// Ensure issues the certificate when it is missing, names another identity
+// or other DNS names, or is due for renewal, and returns how long until the
+// next renewal.
+func (g *GatewayCertificate) Ensure(ctx context.Context) (time.Duration, error) {
+	names := slices.Compact(slices.Sorted(slices.Values(slices.DeleteFunc(slices.Clone(g.DNSNames), func(s string) bool { return s == "" }))))
+	key := types.NamespacedName{Namespace: g.Store.Namespace, Name: g.Name}
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	err := g.Client.Get(ctx, key, m)
+	switch {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return 0, fmt.Errorf("reading Secret %s: %w", key, err)
+	case m.GetLabels()["app.kubernetes.io/managed-by"] != "sync-operator":
+		g.Log.V(1).Info("the gateway certificate Secret is the user's; leaving it", "secret", key)
+		return time.Hour, nil
+	default:
+		ann := m.GetAnnotations()
+		renewAt, ok := parseTime(ann[workload.RenewAtAnnotation])
+		if ok && ann[identityAnnotation] == g.ID.String() && ann[dnsNamesAnnotation] == strings.Join(names, ",") {
+			if left := renewAt.Sub(g.now()); left > 0 {
+				return left, nil
+			}
+		}
+	}
+	root, err := g.Store.RootCA(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("reading the platform root CA: %w", err)
+	}
+	lifetime := g.Lifetime
+	if lifetime <= 0 {
+		lifetime = DefaultGatewayCertLifetime
+	}
+	sans := ca.ServerNames{SPIFFEID: g.ID}
+	for _, n := range names {
+		if ip := net.ParseIP(n); ip != nil {
+			sans.IPs = append(sans.IPs, ip) // a local run reaches the gateway by address
+		} else {
+			sans.DNSNames = append(sans.DNSNames, n)
+		}
+	}
+	issued, err := root.IssueServer(sans, lifetime)
+	if err != nil {
+		return 0, fmt.Errorf("issuing the gateway certificate: %w", err)
+	}
+	keyPEM, err := issued.Key.MarshalPEM()
+	if err != nil {
+		return 0, fmt.Errorf("encoding the gateway key: %w", err)
+	}
+	renewAt := ca.RenewAt(issued.Cert)
+	sec := applycorev1.Secret(g.Name, g.Store.Namespace).
+		WithLabels(map[string]string{"app.kubernetes.io/managed-by": "sync-operator", "app.kubernetes.io/component": "gateway"}).
+		WithAnnotations(map[string]string{workload.RenewAtAnnotation: renewAt.UTC().Format(time.RFC3339),
+			identityAnnotation: g.ID.String(), dnsNamesAnnotation: strings.Join(names, ",")}).
+		WithType(corev1.SecretTypeTLS).
+		WithData(map[string][]byte{corev1.TLSCertKey: issued.CertPEM(), corev1.TLSPrivateKeyKey: keyPEM, "ca.crt": root.CertPEM()})
+	if err := g.Client.Apply(ctx, sec, client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+		return 0, fmt.Errorf("applying Secret %s: %w", key, err)
+	}
+	g.Log.Info("issued the gateway certificate", "secret", key, "spiffeID", g.ID.String(), "dnsNames", names,
+		"renewAt", renewAt.UTC().Format(time.RFC3339))
+	return renewAt.Sub(g.now()), nil
+}
