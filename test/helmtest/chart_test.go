@@ -77,7 +77,8 @@ func TestTemplate(t *testing.T) {
 				"--gateway-address=sync-gateway."+namespace+".svc:50052",
 				"--trust-domain=serviceradar.local", "--platform-slug=platform", "--leader-elect=true",
 				"--metrics-bind-address=:8080", "--health-probe-bind-address=:8081",
-				"--worker-image=ghcr.io/serviceradar/sync-operator:latest")
+				"--worker-image=ghcr.io/serviceradar/sync-operator:latest",
+				"--gateway-tls-secret=sync-gateway-tls") // no SPIRE: the manager issues the gateway's certificate
 			if hasPrefix(args(t, objs, manager), "--disable-platform-sync") {
 				t.Error("platform sync is disabled by default")
 			}
@@ -93,10 +94,16 @@ func TestTemplate(t *testing.T) {
 				t.Errorf("gateway replicas %v, want 2", r)
 			}
 			env := asMaps(containers(podSpec(gw))[0]["env"])
-			if len(env) != 1 || env[0]["name"] != "SYNC_POSTGRES_DSN" ||
-				field(env[0], "valueFrom", "secretKeyRef", "name") != "sync-postgres" ||
-				field(env[0], "valueFrom", "secretKeyRef", "key") != "dsn" {
-				t.Errorf("gateway env %v, want SYNC_POSTGRES_DSN from Secret sync-postgres key dsn", env)
+			if dsn := envVar(env, "SYNC_POSTGRES_DSN"); len(env) != 2 ||
+				field(dsn, "valueFrom", "secretKeyRef", "name") != "sync-postgres" ||
+				field(dsn, "valueFrom", "secretKeyRef", "key") != "dsn" {
+				t.Errorf("gateway env %v, want SYNC_POSTGRES_DSN from Secret sync-postgres key dsn, and GOMEMLIMIT", env)
+			}
+			for _, d := range []string{gateway, manager} {
+				e := envVar(asMaps(containers(podSpec(mustFind(t, objs, "Deployment", d)))[0]["env"]), "GOMEMLIMIT")
+				if field(e, "valueFrom", "resourceFieldRef", "resource") != "limits.memory" {
+					t.Errorf("%s: GOMEMLIMIT %v, want the container's memory limit", d, e)
+				}
 			}
 			vols := asMaps(podSpec(gw)["volumes"])
 			if len(vols) != 1 || field(vols[0], "secret", "secretName") != "sync-gateway-tls" {
@@ -153,8 +160,11 @@ func TestTemplate(t *testing.T) {
 				t.Errorf("gateway has no read-only csi.spiffe.io volume: %v", podSpec(gw)["volumes"])
 			}
 			env := asMaps(containers(podSpec(gw))[0]["env"])
-			if len(env) != 1 || field(env[0], "valueFrom", "secretKeyRef", "name") != "devices-db" {
+			if field(envVar(env, "SYNC_POSTGRES_DSN"), "valueFrom", "secretKeyRef", "name") != "devices-db" {
 				t.Errorf("gateway env %v, want the DSN from Secret devices-db", env)
+			}
+			if hasPrefix(args(t, objs, manager), "--gateway-tls-secret") {
+				t.Error("the manager issues a gateway certificate although SPIRE does")
 			}
 			containsAll(t, "manager args", args(t, objs, manager), "--disable-platform-sync",
 				"--trust-domain=example.org", "--watch-namespaces=tenant-a,tenant-b",
@@ -179,7 +189,7 @@ func TestTemplate(t *testing.T) {
 			if n := count(objs, "CustomResourceDefinition"); n != 0 {
 				t.Errorf("%d CRDs with crds.enabled=false", n)
 			}
-			if env := containers(podSpec(mustFind(t, objs, "Deployment", gateway)))[0]["env"]; env != nil {
+			if env := asMaps(containers(podSpec(mustFind(t, objs, "Deployment", gateway)))[0]["env"]); envVar(env, "SYNC_POSTGRES_DSN") != nil {
 				t.Errorf("gateway env %v without postgres.existingSecret", env)
 			}
 		},

@@ -288,3 +288,13 @@ func hasPrefix(list []string, prefix string) bool {
 	}
 	return false
 }
+
+// envVar is the entry of env named name, or nil.
+func envVar(env []map[string]any, name string) map[string]any {
+	for _, e := range env {
+		if e["name"] == name {
+			return e
+		}
+	}
+	return nil
+}
