@@ -147,12 +147,9 @@ func (s *Store) ApplySegment(ctx context.Context, seg Segment) (Applied, error) 
 		if err != nil {
 			return err
 		}
-		v := view{complete: empty, enabled: s.cache != nil}
-		if s.cache != nil {
-			v.seed = s.cache.seed
-			if pc.valid(gen - 1) {
-				v.p, v.complete = pc, pc.complete
-			}
+		v := view{c: s.cache, complete: empty}
+		if pc.valid(gen - 1) {
+			v.p, v.complete = pc, pc.complete
 		}
 		learned.gen, learned.complete, learned.source = gen, v.complete, seg.SourceUID
 		var runSource string
@@ -461,34 +458,8 @@ func (s *Store) resolveAndWrite(ctx context.Context, tx pgx.Tx, seg Segment, now
 		}
 	}
 
-	if len(plan.Merges) > 0 {
-		b := &pgx.Batch{}
-		for _, m := range plan.Merges {
-			b.Queue(`UPDATE device_identifiers SET device_uid = $2 WHERE device_uid = $1`, m.From, m.Into)
-			b.Queue(`INSERT INTO source_devices AS s (integration_source_uid, device_uid, available, first_seen, changed_at)
-SELECT integration_source_uid, $2, available, first_seen, changed_at FROM source_devices WHERE device_uid = $1
-ON CONFLICT (integration_source_uid, device_uid) DO UPDATE SET available = s.available OR EXCLUDED.available,
-    first_seen = least(s.first_seen, EXCLUDED.first_seen)`, m.From, m.Into)
-			// The run's record of reported devices follows the merge, so that
-			// retraction does not miss the surviving device.
-			b.Queue(`UPDATE applied_segments SET device_uids = array_replace(device_uids, $1, $2) WHERE device_uids IS NOT NULL AND $1 = ANY(device_uids)`, m.From, m.Into)
-			b.Queue(`UPDATE ocsf_devices t SET
-    discovery_sources = ARRAY(SELECT DISTINCT x FROM unnest(t.discovery_sources || f.discovery_sources) AS x ORDER BY x),
-    first_seen = least(t.first_seen, f.first_seen), last_seen = greatest(t.last_seen, f.last_seen),
-    is_available = t.is_available OR f.is_available,
-    ip = coalesce(t.ip, f.ip), mac = coalesce(t.mac, f.mac), hostname = coalesce(t.hostname, f.hostname),
-    name = coalesce(t.name, f.name), vendor = coalesce(t.vendor, f.vendor), model = coalesce(t.model, f.model),
-    os = coalesce(t.os, f.os), metadata = f.metadata || t.metadata
-FROM ocsf_devices f WHERE t.uid = $2 AND f.uid = $1`, m.From, m.Into)
-			b.Queue(`DELETE FROM source_devices WHERE device_uid = $1`, m.From)
-			b.Queue(`DELETE FROM device_identifiers WHERE device_uid = $1`, m.From)
-			b.Queue(`DELETE FROM ocsf_devices WHERE uid = $1`, m.From)
-			b.Queue(`INSERT INTO merge_audit (from_uid, to_uid, partition, identifier_type, identifier_value, sync_run_id)
-VALUES ($1, $2, $3, $4, $5, $6)`, m.From, m.Into, seg.Partition, m.By.Type, m.By.Value, seg.RunID)
-		}
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			return 0, 0, fmt.Errorf("merging devices: %w", err)
-		}
+	if err := applyMerges(ctx, tx, seg, plan.Merges); err != nil {
+		return 0, 0, err
 	}
 
 	if _, err := tx.Exec(ctx, stageDDL); err != nil {
@@ -521,7 +492,7 @@ VALUES ($1, $2, $3, $4, $5, $6)`, m.From, m.Into, seg.Partition, m.By.Type, m.By
 		cur, v.p = nil, nil
 		learned.drop = true
 	}
-	if v.enabled && !learned.drop {
+	if v.c != nil && !learned.drop {
 		learned.devs = make(map[string]devUpdate, len(order))
 	}
 	data := make([][]any, 0, len(order))
@@ -530,7 +501,8 @@ VALUES ($1, $2, $3, $4, $5, $6)`, m.From, m.Into, seg.Partition, m.By.Type, m.By
 	// are then all known devices.
 	complete := v.complete && len(plan.Merges) == 0
 	var fresh, freshClaims [][]any
-	fast, byIP := map[string]bool{}, map[string]bool{}
+	// exists: devices the cache resolved, and devices found by IP.
+	exists := map[string]bool{}
 	if complete {
 		isSlow := make([]bool, n)
 		for _, i := range slow {
@@ -538,11 +510,11 @@ VALUES ($1, $2, $3, $4, $5, $6)`, m.From, m.Into, seg.Partition, m.By.Type, m.By
 		}
 		for i, uid := range uids {
 			if !isSlow[i] {
-				fast[uid] = true
+				exists[uid] = true
 			}
 		}
 		for _, uid := range known.ByIP {
-			byIP[uid] = true
+			exists[uid] = true
 		}
 	}
 	var claim, reclaim []string
@@ -560,11 +532,11 @@ VALUES ($1, $2, $3, $4, $5, $6)`, m.From, m.Into, seg.Partition, m.By.Type, m.By
 			}
 		}
 		c, st := cur[uid], v.state(uid)
-		if c == nil && st == nil && complete && !fast[uid] && !byIP[uid] {
+		if c == nil && st == nil && complete && !exists[uid] {
 			// Nothing in the partition could have been this device: it is
 			// copied into the table as it is.
 			if learned.devs != nil {
-				learned.devs[uid] = devUpdate{hash: rowHash(v.seed, seg.Integration, mac, d), lastSeen: seen}
+				learned.devs[uid] = devUpdate{hash: rowHash(v.c.seed, seg.Integration, mac, d), lastSeen: seen}
 			}
 			meta, err := metadataJSON(d.Metadata)
 			if err != nil {
@@ -584,8 +556,8 @@ VALUES ($1, $2, $3, $4, $5, $6)`, m.From, m.Into, seg.Partition, m.By.Type, m.By
 			reclaim = append(reclaim, uid)
 		}
 		var hash uint64
-		if v.enabled {
-			hash = rowHash(v.seed, seg.Integration, mac, d)
+		if v.c != nil {
+			hash = rowHash(v.c.seed, seg.Integration, mac, d)
 		}
 		var prev time.Time // the stored last_seen, when known
 		switch {
@@ -722,6 +694,44 @@ func metadataJSON(m map[string]string) (string, error) {
 		return "", fmt.Errorf("encoding metadata: %w", err)
 	}
 	return string(b), nil
+}
+
+// applyMerges merges devices DIRE found to be one: identifiers, claims and
+// the running run's record move to the surviving device, fields it lacks
+// are taken from the merged one, which is then deleted with whatever still
+// points at it, and the merge is audited.
+func applyMerges(ctx context.Context, tx pgx.Tx, seg Segment, merges []dire.Merge) error {
+	if len(merges) == 0 {
+		return nil
+	}
+	b := &pgx.Batch{}
+	for _, m := range merges {
+		b.Queue(`UPDATE device_identifiers SET device_uid = $2 WHERE device_uid = $1`, m.From, m.Into)
+		b.Queue(`INSERT INTO source_devices AS s (integration_source_uid, device_uid, available, first_seen, changed_at)
+SELECT integration_source_uid, $2, available, first_seen, changed_at FROM source_devices WHERE device_uid = $1
+ON CONFLICT (integration_source_uid, device_uid) DO UPDATE SET available = s.available OR EXCLUDED.available,
+    first_seen = least(s.first_seen, EXCLUDED.first_seen)`, m.From, m.Into)
+		// The run's record of reported devices follows the merge, so that
+		// retraction does not miss the surviving device.
+		b.Queue(`UPDATE applied_segments SET device_uids = array_replace(device_uids, $1, $2) WHERE device_uids IS NOT NULL AND $1 = ANY(device_uids)`, m.From, m.Into)
+		b.Queue(`UPDATE ocsf_devices t SET
+    discovery_sources = ARRAY(SELECT DISTINCT x FROM unnest(t.discovery_sources || f.discovery_sources) AS x ORDER BY x),
+    first_seen = least(t.first_seen, f.first_seen), last_seen = greatest(t.last_seen, f.last_seen),
+    is_available = t.is_available OR f.is_available,
+    ip = coalesce(t.ip, f.ip), mac = coalesce(t.mac, f.mac), hostname = coalesce(t.hostname, f.hostname),
+    name = coalesce(t.name, f.name), vendor = coalesce(t.vendor, f.vendor), model = coalesce(t.model, f.model),
+    os = coalesce(t.os, f.os), metadata = f.metadata || t.metadata
+FROM ocsf_devices f WHERE t.uid = $2 AND f.uid = $1`, m.From, m.Into)
+		b.Queue(`DELETE FROM source_devices WHERE device_uid = $1`, m.From)
+		b.Queue(`DELETE FROM device_identifiers WHERE device_uid = $1`, m.From)
+		b.Queue(`DELETE FROM ocsf_devices WHERE uid = $1`, m.From)
+		b.Queue(`INSERT INTO merge_audit (from_uid, to_uid, partition, identifier_type, identifier_value, sync_run_id)
+VALUES ($1, $2, $3, $4, $5, $6)`, m.From, m.Into, seg.Partition, m.By.Type, m.By.Value, seg.RunID)
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("merging devices: %w", err)
+	}
+	return nil
 }
 
 // settle decides which updates the cache resolves: those it placed on a

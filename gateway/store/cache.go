@@ -112,10 +112,10 @@ func (p *partCache) valid(gen int64) bool {
 // when they are of the generation the segment follows (else nothing), and
 // whether a miss proves an identifier new.
 type view struct {
+	// c is the store's cache (nil when disabled), p the partition's entries.
+	c        *cache
 	p        *partCache
 	complete bool
-	seed     maphash.Seed
-	enabled  bool
 }
 
 // hit returns the device the cache knows for every identifier of an
@@ -159,8 +159,13 @@ func (v view) state(uid string) *devState {
 // reset drops every entry.
 func (p *partCache) reset() {
 	p.c.mu.Lock()
-	p.c.used -= p.size
+	p.clear()
 	p.c.mu.Unlock()
+}
+
+// clear drops every entry; the caller holds p.c.mu and owns p.
+func (p *partCache) clear() {
+	p.c.used -= p.size
 	p.keys, p.devs, p.size, p.complete, p.gen = nil, nil, 0, false, 0
 }
 
@@ -185,8 +190,7 @@ func (p *partCache) reserve(n int) bool {
 			if !q.seg.TryLock() {
 				continue // a segment is using it (its fields are its own until then)
 			}
-			c.used -= q.size
-			q.keys, q.devs, q.size, q.complete, q.gen = nil, nil, 0, false, 0
+			q.clear()
 			q.seg.Unlock()
 		}
 	}
@@ -246,35 +250,30 @@ func (p *partCache) learn(out outcome) {
 			grow++
 		}
 	}
-	if grow > 0 && !p.reserve(grow) {
-		// Over budget: keep what is known (still true) and learn no more;
-		// misses are no longer proof of absence.
-		p.complete = false
-		for k, uid := range out.keys {
-			if _, ok := p.keys[k]; ok {
-				p.keys[k] = uid
-			}
-		}
-		for uid, u := range out.devs {
-			if st, ok := p.devs[uid]; ok {
-				st.hash, st.lastSeen = u.hash, u.lastSeen
-				st.claims = addClaim(st.claims, out.source)
-			}
-		}
-	} else {
+	// Over budget, what is known is kept up to date (it is still true) and
+	// nothing new is learned: misses are then no longer proof of absence.
+	add := grow == 0 || p.reserve(grow)
+	if add {
 		p.size += grow
-		for k, uid := range out.keys {
+	} else {
+		p.complete = false
+	}
+	for k, uid := range out.keys {
+		if _, ok := p.keys[k]; ok || add {
 			p.keys[k] = uid
 		}
-		for uid, u := range out.devs {
-			st, ok := p.devs[uid]
-			if !ok {
-				st = &devState{}
-				p.devs[uid] = st
+	}
+	for uid, u := range out.devs {
+		st, ok := p.devs[uid]
+		if !ok {
+			if !add {
+				continue
 			}
-			st.hash, st.lastSeen = u.hash, u.lastSeen
-			st.claims = addClaim(st.claims, out.source)
+			st = &devState{}
+			p.devs[uid] = st
 		}
+		st.hash, st.lastSeen = u.hash, u.lastSeen
+		st.claims = addClaim(st.claims, out.source)
 	}
 	for _, uid := range out.forget {
 		if _, ok := p.devs[uid]; ok {

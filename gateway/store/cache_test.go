@@ -87,6 +87,9 @@ func cacheHistory(t *testing.T, seed uint64) {
 			if st.Hits == 0 || st.Unchanged == 0 || st.Misses == 0 {
 				t.Errorf("%s[%d]: the cache was not exercised: %+v", tg.name, i, st)
 			}
+			if st.Entries < 0 || st.Entries > st.Budget {
+				t.Errorf("%s[%d]: %d entries outside the budget of %d", tg.name, i, st.Entries, st.Budget)
+			}
 		}
 	}
 }
