@@ -1,7 +1,8 @@
 // Package app wires the agent-gateway process: identity (PEM files or the
 // SPIFFE Workload API), the informer cache of CRs (never of Secrets), the
 // config-plane server over mTLS, the gRPC health and reflection services and
-// Prometheus metrics (per-RPC counts and latencies).
+// Prometheus metrics (per-RPC counts and latencies, control streams, config
+// pushes and acks, heartbeat writes).
 package app
 
 import (
@@ -32,6 +33,7 @@ import (
 
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
 	"github.com/serviceradar/sync-operator/diag"
+	"github.com/serviceradar/sync-operator/gateway/catalog"
 	"github.com/serviceradar/sync-operator/gateway/retraction"
 	"github.com/serviceradar/sync-operator/gateway/server"
 	"github.com/serviceradar/sync-operator/gateway/store"
@@ -95,6 +97,26 @@ func (c Config) source(ctx context.Context, td spiffeid.TrustDomain) (mtls.Sourc
 	return mtls.NewWorkloadSource(x, edge), func() { _ = x.Close() }, nil
 }
 
+// newScheme knows the kinds the gateway reads.
+func newScheme() (*runtime.Scheme, error) {
+	scheme := runtime.NewScheme()
+	if err := errors.Join(clientgoscheme.AddToScheme(scheme), v1alpha1.AddToScheme(scheme)); err != nil {
+		return nil, fmt.Errorf("building scheme: %w", err)
+	}
+	return scheme, nil
+}
+
+// newInformers is the gateway's cache: CRs, namespaces and Secret metadata
+// slimmed to what the catalog needs. Secret data is read one Secret at a
+// time, only for Secrets that sources reference.
+func newInformers(kube *rest.Config, scheme *runtime.Scheme) (ctrlcache.Cache, error) {
+	informers, err := ctrlcache.New(kube, catalog.CacheOptions(scheme))
+	if err != nil {
+		return nil, fmt.Errorf("creating cache: %w", err)
+	}
+	return informers, nil
+}
+
 // Run serves until ctx ends.
 func Run(ctx context.Context, c Config) error {
 	classifier, err := identity.NewClassifier(c.TrustDomain, c.PlatformSlug)
@@ -107,15 +129,13 @@ func Run(ctx context.Context, c Config) error {
 	}
 	defer closeSrc()
 
-	scheme := runtime.NewScheme()
-	if err := errors.Join(clientgoscheme.AddToScheme(scheme), v1alpha1.AddToScheme(scheme)); err != nil {
-		return fmt.Errorf("building scheme: %w", err)
-	}
-	// The cache holds CRs, namespaces and Secret metadata; Secret data is read
-	// one Secret at a time, only for Secrets that sources reference.
-	informers, err := ctrlcache.New(c.Kube, ctrlcache.Options{Scheme: scheme, DefaultTransform: ctrlcache.TransformStripManagedFields()})
+	scheme, err := newScheme()
 	if err != nil {
-		return fmt.Errorf("creating cache: %w", err)
+		return err
+	}
+	informers, err := newInformers(c.Kube, scheme)
+	if err != nil {
+		return err
 	}
 	direct, err := client.New(c.Kube, client.Options{Scheme: scheme})
 	if err != nil {
@@ -135,9 +155,11 @@ func Run(ctx context.Context, c Config) error {
 		}
 		defer devices.Close()
 	}
+	planeMetrics := server.NewMetrics()
 	srv := server.New(server.Options{
 		Classifier: classifier, Reader: informers, Secrets: direct, Status: direct, Store: devices,
 		PlatformSlug: classifier.PlatformSlug, GatewayID: c.GatewayID, Heartbeat: c.Heartbeat, Poll: c.Poll, Log: c.Log,
+		Metrics: planeMetrics,
 	})
 	if err := srv.WatchCluster(ctx, informers); err != nil {
 		return err
@@ -179,6 +201,7 @@ func Run(ctx context.Context, c Config) error {
 	reg := prometheus.NewRegistry()
 	metrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
 	reg.MustRegister(metrics)
+	reg.MustRegister(planeMetrics.Collectors()...)
 	if devices != nil {
 		reg.MustRegister(deviceCacheMetrics(devices)...)
 	}

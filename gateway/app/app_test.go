@@ -123,6 +123,11 @@ func TestGatewayProcessServesHealthReflectionAndMetrics(t *testing.T) {
 		`grpc_server_handling_seconds_bucket{grpc_method="Hello"`,
 		"sync_gateway_device_cache_hits_total 0",
 		"sync_gateway_device_cache_entries 0",
+		"sync_gateway_control_streams 0",
+		"sync_gateway_config_pushes_total 0",
+		`sync_gateway_config_acks_total{result="current"} 0`,
+		`sync_gateway_config_acks_total{result="stale"} 0`,
+		"sync_gateway_heartbeat_writes_total 0",
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %s", want)

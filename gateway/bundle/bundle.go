@@ -6,6 +6,7 @@
 package bundle
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -93,8 +94,12 @@ func Encode(v any) ([]byte, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("encoding bundle: %w", err)
 	}
+	// Numbers stay json.Number (their exact text): through float64 an int64
+	// above 2^53, a Faker seed say, would change.
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
 	var generic any
-	if err := json.Unmarshal(raw, &generic); err != nil {
+	if err := dec.Decode(&generic); err != nil {
 		return nil, "", fmt.Errorf("encoding bundle: %w", err)
 	}
 	// encoding/json writes map keys in sorted order, so a round trip through

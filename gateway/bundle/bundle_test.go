@@ -171,3 +171,28 @@ func TestEncodeIsCanonicalAndVersioned(t *testing.T) {
 		t.Fatal("a rotated credential kept the version")
 	}
 }
+
+func TestEncodeKeepsIntegersExact(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		seed int64
+		want string
+	}{
+		{"seed above 2^53", 1<<53 + 1, `"seed":9007199254740993`},
+		{"largest int64", 1<<63 - 1, `"seed":9223372036854775807`},
+		{"negative", -(1<<53 + 1), `"seed":-9007199254740993`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := bundle.Sync{AgentID: "w", Scope: bundle.ScopeTenant, Sources: map[string]bundle.Source{
+				"acme/lab": {Type: "faker", Faker: &bundle.Faker{Devices: 10, Seed: tc.seed}},
+			}}
+			raw, _, err := bundle.Encode(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(raw), tc.want) {
+				t.Fatalf("bundle lacks %s: %s", tc.want, raw)
+			}
+		})
+	}
+}

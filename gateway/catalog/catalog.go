@@ -52,6 +52,8 @@ type Entry struct {
 	Version string
 
 	global, tenant uint64
+	// secrets are the Secrets its sources reference, present or not.
+	secrets []types.NamespacedName
 }
 
 // tenantState is a tenant's generation and the channel closed when it moves.
@@ -66,6 +68,17 @@ type secretData struct {
 	secret  *corev1.Secret
 }
 
+// secretRef is a Secret that entries, built or being built, reference.
+type secretRef struct {
+	// slug is the tenant whose sources reference it: its changes invalidate that tenant.
+	slug string
+	// users counts the entries and builds in flight that reference it; at
+	// zero the ref and the data it holds are dropped.
+	users int
+	// data is its data once read, nil until then and after it changed.
+	data *secretData
+}
+
 // Catalog is safe for concurrent use.
 type Catalog struct {
 	reader       client.Reader
@@ -77,10 +90,10 @@ type Catalog struct {
 	global  uint64
 	tenants map[string]*tenantState
 	entries map[identity.Identity]*Entry
-	// refs are the Secrets sources referenced at their last build (present or
-	// not), with their tenant: their changes invalidate that tenant.
-	refs map[types.NamespacedName]string
-	data map[types.NamespacedName]secretData
+	// refs are the Secrets that the sources of current entries reference
+	// (present or not), and only those: a Secret no source references any
+	// more is forgotten, its data with it.
+	refs map[types.NamespacedName]*secretRef
 }
 
 // New returns a catalog that reads CRs, namespaces and Secret metadata from
@@ -90,7 +103,7 @@ func New(reader, secrets client.Reader, platformSlug string) *Catalog {
 	return &Catalog{
 		reader: reader, secrets: secrets, platformSlug: platformSlug,
 		tenants: map[string]*tenantState{}, entries: map[identity.Identity]*Entry{},
-		refs: map[types.NamespacedName]string{}, data: map[types.NamespacedName]secretData{},
+		refs: map[types.NamespacedName]*secretRef{},
 	}
 }
 
@@ -165,7 +178,10 @@ func (c *Catalog) build(ctx context.Context, id identity.Identity) (*Entry, erro
 	c.mu.Unlock()
 	drop := func(err error) (*Entry, error) {
 		c.mu.Lock()
-		delete(c.entries, id)
+		if old := c.entries[id]; old != nil {
+			delete(c.entries, id)
+			c.releaseLocked(old.secrets)
+		}
 		c.mu.Unlock()
 		return nil, err
 	}
@@ -188,8 +204,16 @@ func (c *Catalog) build(ctx context.Context, id identity.Identity) (*Entry, erro
 		return drop(ErrNotEnrolled)
 	}
 	var readErr error
+	var refs []types.NamespacedName
 	in.Secret = func(ns, name string) *corev1.Secret {
-		sec, err := c.secret(ctx, types.NamespacedName{Namespace: ns, Name: name}, id.TenantSlug)
+		key := types.NamespacedName{Namespace: ns, Name: name}
+		if !slices.Contains(refs, key) {
+			// Referenced before it is read, so that a change while this
+			// build runs still invalidates the tenant.
+			refs = append(refs, key)
+			c.acquire(key, id.TenantSlug)
+		}
+		sec, err := c.secret(ctx, key)
 		if err != nil {
 			readErr = err
 		}
@@ -198,17 +222,67 @@ func (c *Catalog) build(ctx context.Context, id identity.Identity) (*Entry, erro
 	b := bundle.BuildSync(in, ss)
 	if readErr != nil {
 		// Serving the bundle without that source would tell the worker it was removed.
+		c.release(refs)
 		return nil, readErr
 	}
 	raw, version, err := bundle.Encode(b)
 	if err != nil {
+		c.release(refs)
 		return nil, err
 	}
-	e := &Entry{TenantID: t.Status.TenantID, SyncService: ss, Bundle: b, Raw: raw, Version: version, global: global, tenant: tenant}
+	e := &Entry{TenantID: t.Status.TenantID, SyncService: ss, Bundle: b, Raw: raw, Version: version, global: global, tenant: tenant, secrets: refs}
 	c.mu.Lock()
+	if old := c.entries[id]; old != nil {
+		c.releaseLocked(old.secrets)
+	}
 	c.entries[id] = e
 	c.mu.Unlock()
 	return e, nil
+}
+
+// acquire notes one more user of a referenced Secret.
+func (c *Catalog) acquire(key types.NamespacedName, tenantSlug string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := c.refs[key]
+	if r == nil {
+		r = &secretRef{}
+		c.refs[key] = r
+	}
+	r.slug = tenantSlug
+	r.users++
+}
+
+// release undoes acquire.
+func (c *Catalog) release(keys []types.NamespacedName) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.releaseLocked(keys)
+}
+
+// releaseLocked undoes acquire, forgetting the Secrets nothing references.
+func (c *Catalog) releaseLocked(keys []types.NamespacedName) {
+	for _, key := range keys {
+		if r := c.refs[key]; r != nil {
+			if r.users--; r.users <= 0 {
+				delete(c.refs, key)
+			}
+		}
+	}
+}
+
+// forgetSyncService drops the entries served as a SyncService that is gone,
+// with the Secrets only they reference; a worker that still calls is
+// refused as not enrolled.
+func (c *Catalog) forgetSyncService(uid types.UID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, e := range c.entries {
+		if e.SyncService.UID == uid {
+			delete(c.entries, id)
+			c.releaseLocked(e.secrets)
+		}
+	}
 }
 
 // tenant finds the Tenant of a slug, or nil.
@@ -264,13 +338,11 @@ func secretMeta() *metav1.PartialObjectMetadata {
 	return m
 }
 
-// secret returns a referenced Secret, or nil when it does not exist. Its
-// data is read directly and kept for as long as its resource version (as the
-// metadata informer sees it) does not move.
-func (c *Catalog) secret(ctx context.Context, key types.NamespacedName, tenantSlug string) (*corev1.Secret, error) {
-	c.mu.Lock()
-	c.refs[key] = tenantSlug
-	c.mu.Unlock()
+// secret returns a referenced (acquired) Secret, or nil when it does not
+// exist. Its data is read directly and kept for as long as its resource
+// version (as the metadata informer sees it) does not move and a source
+// references it.
+func (c *Catalog) secret(ctx context.Context, key types.NamespacedName) (*corev1.Secret, error) {
 	meta := secretMeta()
 	if err := c.reader.Get(ctx, key, meta); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -279,9 +351,12 @@ func (c *Catalog) secret(ctx context.Context, key types.NamespacedName, tenantSl
 		return nil, fmt.Errorf("reading Secret metadata %s: %w", key, err)
 	}
 	c.mu.Lock()
-	d, ok := c.data[key]
+	var d *secretData
+	if r := c.refs[key]; r != nil {
+		d = r.data
+	}
 	c.mu.Unlock()
-	if ok && d.version == meta.ResourceVersion {
+	if d != nil && d.version == meta.ResourceVersion {
 		return d.secret, nil
 	}
 	sec := &corev1.Secret{}
@@ -292,7 +367,9 @@ func (c *Catalog) secret(ctx context.Context, key types.NamespacedName, tenantSl
 		return nil, fmt.Errorf("reading Secret %s: %w", key, err)
 	}
 	c.mu.Lock()
-	c.data[key] = secretData{version: sec.ResourceVersion, secret: sec}
+	if r := c.refs[key]; r != nil {
+		r.data = &secretData{version: sec.ResourceVersion, secret: sec}
+	}
 	c.mu.Unlock()
 	return sec, nil
 }

@@ -56,6 +56,9 @@ func (c *Catalog) Watch(ctx context.Context, informers ctrlcache.Cache) error {
 				if o, ok := obj.(client.Object); ok {
 					handle(nil, o)
 				}
+				if ss, ok := obj.(*v1alpha1.SyncService); ok {
+					c.forgetSyncService(ss.UID)
+				}
 			},
 		}
 		if _, err := inf.AddEventHandler(h); err != nil {
@@ -135,10 +138,13 @@ func (c *Catalog) onNamespace(old, obj client.Object) {
 func (c *Catalog) onSecret(_, obj client.Object) {
 	key := types.NamespacedName{Namespace: obj.GetNamespace(), Name: obj.GetName()}
 	c.mu.Lock()
-	slug, referenced := c.refs[key]
-	delete(c.data, key)
+	r := c.refs[key]
+	slug := ""
+	if r != nil {
+		r.data, slug = nil, r.slug
+	}
 	c.mu.Unlock()
-	if referenced {
+	if r != nil {
 		c.invalidateSlug(slug)
 	}
 }

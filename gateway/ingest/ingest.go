@@ -35,6 +35,8 @@ type Call struct {
 	// AgentID, and the tenant fields the chunks carried (never trusted).
 	AgentID                string
 	TenantIDs, TenantSlugs []string
+	// ServiceAgentIDs are the services' own agent_id fields, set or empty.
+	ServiceAgentIDs []string
 	// Messages are the results messages, in order.
 	Messages []results.Message
 }
@@ -84,6 +86,7 @@ func Read(recv func() (*pb.GatewayStatusChunk, error), lim Limits) (Call, error)
 		for _, svc := range chunk.GetServices() {
 			c.TenantIDs = append(c.TenantIDs, svc.GetTenantId())
 			c.TenantSlugs = append(c.TenantSlugs, svc.GetTenantSlug())
+			c.ServiceAgentIDs = append(c.ServiceAgentIDs, svc.GetAgentId())
 			if svc.GetSource() != results.Source {
 				continue // status of other services is not ingested
 			}

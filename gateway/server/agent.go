@@ -28,7 +28,7 @@ func isAgent(id identity.Identity) bool {
 // partition; the version covers both.
 func (s *Server) agentConfig(ctx context.Context, id identity.Identity, agentID string) (*pb.AgentConfigResponse, string, error) {
 	if agentID != id.ComponentID {
-		return nil, "", s.refuse(id, codes.PermissionDenied, "agent_id %q does not match the certificate's component id", agentID)
+		return nil, "", s.refuse(id, codes.PermissionDenied, "agent_id does not match the certificate's component id")
 	}
 	tenantID, sources, err := s.catalog.Agent(ctx, id)
 	switch {

@@ -39,6 +39,19 @@ func (s *Server) ControlStream(stream pb.AgentGatewayService_ControlStreamServer
 	if hello == nil {
 		return status.Error(codes.InvalidArgument, "the stream must start with a hello")
 	}
+	peer, err := mtls.PeerIdentity(ctx, s.o.Classifier)
+	if err != nil {
+		return status.Error(codes.Unauthenticated, "no verified client certificate")
+	}
+	slug := peer.TenantSlug
+	// Register for the next change before reading, so none is missed.
+	wake := s.catalog.Changed(slug)
+	id, e, err := s.syncConfig(ctx, hello.GetAgentId())
+	if err != nil {
+		return err
+	}
+	s.o.Metrics.ControlStreams.Inc()
+	defer s.o.Metrics.ControlStreams.Dec()
 	acks := make(chan *pb.ConfigAck, 4)
 	recvErr := make(chan error, 1)
 	go func() {
@@ -57,24 +70,14 @@ func (s *Server) ControlStream(stream pb.AgentGatewayService_ControlStreamServer
 		}
 	}()
 	sent := hello.GetConfigVersion()
-	peer, err := mtls.PeerIdentity(ctx, s.o.Classifier)
-	if err != nil {
-		return status.Error(codes.Unauthenticated, "no verified client certificate")
-	}
-	slug := peer.TenantSlug
 	for {
-		// Register for the next change before reading, so none is missed.
-		wake := s.catalog.Changed(slug)
-		id, e, err := s.syncConfig(ctx, hello.GetAgentId())
-		if err != nil {
-			return err
-		}
 		if e.Version != sent {
 			resp := &pb.ControlStreamResponse{Payload: &pb.ControlStreamResponse_Config{Config: s.configResponse(e)}}
 			if err := stream.Send(resp); err != nil {
 				return err //nolint:wrapcheck // the stream's own status
 			}
 			sent = e.Version
+			s.o.Metrics.ConfigPushes.Inc()
 			s.o.Log.V(1).Info("pushed config", "caller", id.String(), "version", e.Version)
 		}
 		select {
@@ -90,8 +93,18 @@ func (s *Server) ControlStream(stream pb.AgentGatewayService_ControlStreamServer
 			s.o.Log.V(1).Info("control stream ended", "caller", id.String(), "reason", err.Error())
 			return nil
 		case ack := <-acks:
-			s.o.Log.V(1).Info("config acknowledged", "caller", id.String(), "version", ack.GetConfigVersion())
+			result := AckStale
+			if ack.GetConfigVersion() == sent {
+				result = AckCurrent
+			}
+			s.o.Metrics.ConfigAcks.WithLabelValues(result).Inc()
+			s.o.Log.V(1).Info("config acknowledged", "caller", id.String(), "version", ack.GetConfigVersion(), "result", result)
+			continue // nothing changed: no need to read the configuration again
 		case <-wake:
+		}
+		wake = s.catalog.Changed(slug)
+		if id, e, err = s.syncConfig(ctx, hello.GetAgentId()); err != nil {
+			return err
 		}
 	}
 }

@@ -52,8 +52,11 @@ type Options struct {
 	Now func() time.Time
 	// Status writes heartbeats to SyncService status by server-side apply.
 	Status client.Client
-	// HeartbeatWrite bounds steady heartbeat writes per SyncService (default 30 s).
+	// HeartbeatWrite bounds steady heartbeat writes per SyncService, across
+	// replicas (default 30 s).
 	HeartbeatWrite time.Duration
+	// Metrics are the configuration plane's metrics; nil means unregistered ones.
+	Metrics *Metrics
 	// Store holds the tenants' devices; nil refuses StreamStatus.
 	Store *store.Store
 	// Limits bound one StreamStatus call (zero means ingest.DefaultLimits).
@@ -87,7 +90,13 @@ func New(o Options) *Server {
 	if o.HeartbeatWrite <= 0 {
 		o.HeartbeatWrite = DefaultHeartbeatWrite
 	}
-	return &Server{o: o, draining: make(chan struct{}), catalog: catalog.New(o.Reader, o.Secrets, o.PlatformSlug), beats: &heartbeats{c: o.Status, now: o.Now, every: o.HeartbeatWrite, last: map[types.NamespacedName]beat{}}}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics()
+	}
+	return &Server{
+		o: o, draining: make(chan struct{}), catalog: catalog.New(o.Reader, o.Secrets, o.PlatformSlug),
+		beats: &heartbeats{c: o.Status, r: o.Reader, now: o.Now, every: o.HeartbeatWrite, writes: o.Metrics.HeartbeatWrites, last: map[types.UID]beat{}},
+	}
 }
 
 // refuse logs and returns a gRPC error. Messages name the rule, never
@@ -111,7 +120,8 @@ func (s *Server) syncConfig(ctx context.Context, agentID string) (identity.Ident
 		return identity.Identity{}, nil, status.Error(codes.Unauthenticated, "no verified client certificate")
 	}
 	if agentID != id.ComponentID {
-		return id, nil, s.refuse(id, codes.PermissionDenied, "agent_id %q does not match the certificate's component id", agentID)
+		// The message does not echo agent_id: it may name another tenant's component.
+		return id, nil, s.refuse(id, codes.PermissionDenied, "agent_id does not match the certificate's component id")
 	}
 	if id.IsSPIFFE() && id.ComponentType != identity.ComponentSync {
 		return id, nil, s.refuse(id, codes.PermissionDenied, "component type %q may not fetch sync configuration", id.ComponentType)
@@ -205,6 +215,9 @@ func (s *Server) PushStatus(ctx context.Context, req *pb.GatewayStatusRequest) (
 	bad := contradicts(req.GetTenantId(), req.GetTenantSlug(), e.TenantID, id.TenantSlug)
 	for _, svc := range req.GetServices() {
 		bad = bad || contradicts(svc.GetTenantId(), svc.GetTenantSlug(), e.TenantID, id.TenantSlug)
+		if svc.GetAgentId() != "" && svc.GetAgentId() != id.ComponentID {
+			return nil, s.refuse(id, codes.PermissionDenied, "services[].agent_id does not match the certificate's component id")
+		}
 	}
 	if bad {
 		return nil, s.refuse(id, codes.PermissionDenied, "tenant fields in the request contradict the certificate")

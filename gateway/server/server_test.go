@@ -9,25 +9,30 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr/funcr"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	ctrlcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
 	"github.com/serviceradar/sync-operator/gateway/bundle"
+	"github.com/serviceradar/sync-operator/gateway/catalog"
 	"github.com/serviceradar/sync-operator/gateway/server"
 	"github.com/serviceradar/sync-operator/gateway/store"
 	"github.com/serviceradar/sync-operator/identity"
@@ -65,8 +70,13 @@ type world struct {
 	logs      *syncBuffer
 	clock     *clock
 	srv       *server.Server
+	metrics   *server.Metrics
 	store     *store.Store
-	forbidden []string // globex's names, endpoints and credentials
+	informers ctrlcache.Cache
+	// replica is a second gateway replica on the same cache and API server.
+	replica        string
+	replicaMetrics *server.Metrics
+	forbidden      []string // globex's names, uids, queries, endpoints and credentials
 }
 
 // clock is the gateway's clock, moved by the test.
@@ -145,21 +155,34 @@ func newWorld(t *testing.T) *world {
 	}
 	platformRef := v1alpha1.SyncServiceReference{Namespace: w.ns["platform"], Name: "platform-sync"}
 	create(t, &v1alpha1.SyncService{ObjectMeta: metav1.ObjectMeta{Name: "platform-sync", Namespace: w.ns["platform"]}, Spec: v1alpha1.SyncServiceSpec{Platform: true}})
+	// Each tenant's names and queries are its own, so that a leak can be told apart.
+	edgeName := map[string]string{"acme": "edge", "globex": "globex-edge"}
+	var globex []client.Object
 	for _, slug := range []string{"acme", "globex"} {
 		ns := w.ns[slug]
-		create(t,
-			&v1alpha1.SyncService{ObjectMeta: metav1.ObjectMeta{Name: "edge", Namespace: ns}, Spec: v1alpha1.SyncServiceSpec{ServiceType: v1alpha1.ServiceTypeOnPrem, Partition: "hq"}},
+		objs := []client.Object{
+			&v1alpha1.SyncService{ObjectMeta: metav1.ObjectMeta{Name: edgeName[slug], Namespace: ns}, Spec: v1alpha1.SyncServiceSpec{ServiceType: v1alpha1.ServiceTypeOnPrem, Partition: "hq"}},
 			&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "armis", Namespace: ns}, Data: map[string][]byte{"secret_key": []byte(slug + "-armis-secret-value")}},
 			&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "netbox", Namespace: ns}, Data: map[string][]byte{"api_token": []byte(slug + "-netbox-token-value")}},
 			&v1alpha1.IntegrationSource{ObjectMeta: metav1.ObjectMeta{Name: slug + "-armis", Namespace: ns}, Spec: v1alpha1.IntegrationSourceSpec{
 				Type: v1alpha1.IntegrationArmis, Endpoint: "https://" + slug + "-armis.example", CredentialsSecretRef: &v1alpha1.SecretReference{Name: "armis"},
-				SyncServiceRef: platformRef, Queries: []v1alpha1.Query{{Label: "all", Query: "in:devices"}}}},
+				SyncServiceRef: platformRef, Queries: []v1alpha1.Query{{Label: "all", Query: "in:devices " + slug + "-armis-query"}}}},
 			&v1alpha1.IntegrationSource{ObjectMeta: metav1.ObjectMeta{Name: slug + "-netbox", Namespace: ns}, Spec: v1alpha1.IntegrationSourceSpec{
 				Type: v1alpha1.IntegrationNetBox, Endpoint: "https://" + slug + "-netbox.example", CredentialsSecretRef: &v1alpha1.SecretReference{Name: "netbox"},
-				SyncServiceRef: v1alpha1.SyncServiceReference{Name: "edge"}, Partition: "hq"}},
-		)
+				SyncServiceRef: v1alpha1.SyncServiceReference{Name: edgeName[slug]}, Partition: "hq", Queries: []v1alpha1.Query{{Label: "all", Query: slug + "-netbox-query"}}}},
+		}
+		create(t, objs...)
+		if slug == "globex" {
+			globex = objs
+		}
 	}
-	w.forbidden = []string{"globex-armis-secret-value", "globex-netbox-token-value", "globex-armis.example", "globex-netbox.example", w.ns["globex"], w.tenantID["globex"]}
+	w.forbidden = []string{"globex-armis-secret-value", "globex-netbox-token-value", "globex-armis.example", "globex-netbox.example",
+		"globex-armis", "globex-netbox", "globex-edge", "globex-armis-query", "globex-netbox-query", w.ns["globex"], w.tenantID["globex"]}
+	for _, o := range globex {
+		if _, secret := o.(*corev1.Secret); !secret {
+			w.forbidden = append(w.forbidden, string(o.GetUID()))
+		}
+	}
 
 	// The gateway: its own SVID, trusting the root for SVIDs and edge certificates.
 	dir := t.TempDir()
@@ -169,48 +192,61 @@ func newWorld(t *testing.T) *world {
 	}
 	src := pkitest.Source(t, filepath.Join(dir, "gw"), gw, w.root.Cert)
 	classifier, _ := identity.NewClassifier("", "")
-	logger := funcr.New(func(prefix, args string) { w.logs.write(prefix + " " + args) }, funcr.Options{})
+	// Every verbosity is captured: debug lines must not leak either.
+	logger := funcr.New(func(prefix, args string) { w.logs.write(prefix + " " + args) }, funcr.Options{Verbosity: 10})
 	// As in the gateway binary: CRs, namespaces and Secret metadata from an
 	// informer cache, Secret data read directly.
-	informers, err := ctrlcache.New(env.Config, ctrlcache.Options{Scheme: env.Scheme})
+	informers, err := ctrlcache.New(env.Config, catalog.CacheOptions(env.Scheme))
 	if err != nil {
 		t.Fatal(err)
 	}
+	w.informers = informers
 	devices, err := store.Open(ctx, pgtest.NewDatabase(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(devices.Close)
 	w.store = devices
-	srv := server.New(server.Options{Classifier: classifier, Reader: informers, Secrets: env.Client, Status: env.Client, Store: devices,
-		PlatformSlug: "platform", GatewayID: "gw-0", Log: logger, Now: w.clock.now})
-	w.srv = srv
 	cctx, stop := context.WithCancel(ctx)
 	t.Cleanup(stop)
-	if err := srv.WatchCluster(cctx, informers); err != nil {
-		t.Fatal(err)
+	// Two replicas share the cache, the API server, the store and the clock.
+	serve := func(gatewayID string, m *server.Metrics) (*server.Server, string) {
+		srv := server.New(server.Options{Classifier: classifier, Reader: informers, Secrets: env.Client, Status: env.Client, Store: devices,
+			PlatformSlug: "platform", GatewayID: gatewayID, Log: logger.WithValues("gateway", gatewayID), Now: w.clock.now, Metrics: m})
+		if err := srv.WatchCluster(cctx, informers); err != nil {
+			t.Fatal(err)
+		}
+		gs := grpc.NewServer(grpc.Creds(credentials.NewTLS(mtls.ServerConfig(mtls.Verifier{Classifier: classifier, Source: src}))))
+		pb.RegisterAgentGatewayServiceServer(gs, srv)
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { _ = gs.Serve(lis) }()
+		t.Cleanup(gs.Stop)
+		return srv, lis.Addr().String()
 	}
+	w.metrics, w.replicaMetrics = server.NewMetrics(), server.NewMetrics()
+	w.srv, w.addr = serve("gw-0", w.metrics)
+	_, w.replica = serve("gw-1", w.replicaMetrics)
 	go func() { _ = informers.Start(cctx) }()
 	if !informers.WaitForCacheSync(cctx) {
 		t.Fatal("cache did not sync")
 	}
-	gs := grpc.NewServer(grpc.Creds(credentials.NewTLS(mtls.ServerConfig(mtls.Verifier{Classifier: classifier, Source: src}))))
-	pb.RegisterAgentGatewayServiceServer(gs, srv)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.addr = lis.Addr().String()
-	go func() { _ = gs.Serve(lis) }()
-	t.Cleanup(gs.Stop)
 	return w
 }
 
 func (w *world) client(t *testing.T, issued *ca.Issued) pb.AgentGatewayServiceClient {
 	t.Helper()
+	return w.clientOf(t, w.addr, issued)
+}
+
+// clientOf is a client of the replica at addr.
+func (w *world) clientOf(t *testing.T, addr string, issued *ca.Issued) pb.AgentGatewayServiceClient {
+	t.Helper()
 	classifier, _ := identity.NewClassifier("", "")
 	src := pkitest.Source(t, filepath.Join(t.TempDir(), "client"), issued, w.root.Cert)
-	conn, err := grpc.NewClient(w.addr, grpc.WithTransportCredentials(credentials.NewTLS(
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(
 		mtls.ClientConfig(mtls.Verifier{Classifier: classifier, Source: src}, mtls.ServerExpectation{}))))
 	if err != nil {
 		t.Fatal(err)
@@ -348,6 +384,7 @@ func TestConfigPlane(t *testing.T) {
 			t.Fatalf("agent poll with the current version: %+v %v", again, err)
 		}
 	})
+	t.Run("the other tenant's fields are refused on every RPC", func(t *testing.T) { checkIsolation(t, w) })
 	t.Run("config changes are pushed on the control stream", func(t *testing.T) {
 		cctx, stop := context.WithCancel(ctx)
 		defer stop()
@@ -381,6 +418,9 @@ func TestConfigPlane(t *testing.T) {
 				return nil
 			}
 		}
+		pushes := testutil.ToFloat64(w.metrics.ConfigPushes)
+		current := testutil.ToFloat64(w.metrics.ConfigAcks.WithLabelValues(server.AckCurrent))
+		stale := testutil.ToFloat64(w.metrics.ConfigAcks.WithLabelValues(server.AckStale))
 		initial := next(10 * time.Second)
 		if initial == nil || len(initial.ConfigJson) == 0 {
 			t.Fatal("no initial config on the stream")
@@ -388,6 +428,19 @@ func TestConfigPlane(t *testing.T) {
 		if err := stream.Send(&pb.ControlStreamRequest{Payload: &pb.ControlStreamRequest_ConfigAck{ConfigAck: &pb.ConfigAck{ConfigVersion: initial.ConfigVersion}}}); err != nil {
 			t.Fatal(err)
 		}
+		eventually(t, "the push and its ack are counted", func() bool {
+			return testutil.ToFloat64(w.metrics.ConfigPushes) == pushes+1 &&
+				testutil.ToFloat64(w.metrics.ConfigAcks.WithLabelValues(server.AckCurrent)) == current+1 &&
+				testutil.ToFloat64(w.metrics.ControlStreams) >= 1
+		})
+		// An ack of another version than the one last pushed is stale.
+		if err := stream.Send(&pb.ControlStreamRequest{Payload: &pb.ControlStreamRequest_ConfigAck{ConfigAck: &pb.ConfigAck{ConfigVersion: "not-the-pushed-version"}}}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "a stale ack is counted as stale", func() bool {
+			return testutil.ToFloat64(w.metrics.ConfigAcks.WithLabelValues(server.AckStale)) == stale+1 &&
+				testutil.ToFloat64(w.metrics.ConfigAcks.WithLabelValues(server.AckCurrent)) == current+1
+		})
 		// Another tenant's edit pushes nothing to acme.
 		patch := func(ns, name, endpoint string) {
 			src := &v1alpha1.IntegrationSource{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
@@ -459,6 +512,11 @@ func TestConfigPlane(t *testing.T) {
 			t.Fatalf("resume not pushed as the config before the pause: %+v", resumed)
 		}
 		assertNoLeak(t, w, string(rotated.ConfigJson))
+		if got := testutil.ToFloat64(w.metrics.ConfigPushes); got != pushes+5 {
+			t.Fatalf("%v pushes counted, want %v", got, pushes+5)
+		}
+		stop()
+		eventually(t, "the closed stream leaves the gauge", func() bool { return testutil.ToFloat64(w.metrics.ControlStreams) == 0 })
 	})
 
 	t.Run("heartbeats are recorded with bounded writes", func(t *testing.T) {
@@ -522,13 +580,140 @@ func TestConfigPlane(t *testing.T) {
 				t.Fatalf("contradicting tenant fields %v: %v", req, err)
 			}
 		}
+
+		// A second replica, which has never seen this SyncService, reads the
+		// first one's write from the cache: a steady heartbeat within the
+		// interval writes nothing there either.
+		other := w.clientOf(t, w.replica, svid(t, w, "sync/acme/default/platform-sync-acme"))
+		push := func(c pb.AgentGatewayServiceClient) {
+			t.Helper()
+			if _, err := c.PushStatus(ctx, &pb.GatewayStatusRequest{AgentId: "platform-sync-acme"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		writes := testutil.ToFloat64(w.replicaMetrics.HeartbeatWrites)
+		for _, st := range []struct {
+			name    string
+			c       pb.AgentGatewayServiceClient
+			advance time.Duration
+			write   bool
+		}{
+			{"second replica within the interval", other, 10 * time.Second, false},
+			{"first replica within the interval", c, 5 * time.Second, false},
+			{"second replica after the interval", other, 20 * time.Second, true},
+			{"first replica, its own memory due, the second's write in the cache", c, time.Second, false},
+			{"second replica right after its write", other, time.Second, false},
+		} {
+			rv = cachedSyncService(t, w, key).ResourceVersion
+			w.clock.advance(st.advance)
+			push(st.c)
+			now := get()
+			if (now.ResourceVersion != rv) != st.write {
+				t.Fatalf("%s: written=%v, want %v", st.name, now.ResourceVersion != rv, st.write)
+			}
+			if now.Status.Version != "1.5.0" || strings.Join(now.Status.Capabilities, ",") != "armis,faker" {
+				t.Fatalf("%s: a steady heartbeat lost the reported version or capabilities: %+v", st.name, now.Status)
+			}
+		}
+		if got := testutil.ToFloat64(w.replicaMetrics.HeartbeatWrites); got != writes+1 {
+			t.Fatalf("second replica counted %v heartbeat writes, want %v", got, writes+1)
+		}
+	})
+
+	t.Run("heartbeats leave the manager's status fields alone", func(t *testing.T) {
+		// The manager applies phase and conditions under its own field
+		// manager (controllers.FieldOwner), as controllers/status.go does.
+		const manager = "sync-operator-manager"
+		key := client.ObjectKey{Namespace: w.ns["acme"], Name: "edge"}
+		u := &unstructured.Unstructured{Object: map[string]any{"status": map[string]any{
+			"phase": string(v1alpha1.PhaseOnline),
+			"conditions": []any{map[string]any{"type": "Ready", "status": "True", "reason": "Onboarded", "message": "set by the manager",
+				"lastTransitionTime": "2026-01-02T03:04:05Z"}},
+		}}}
+		u.SetGroupVersionKind(v1alpha1.GroupVersion.WithKind("SyncService"))
+		u.SetName(key.Name)
+		u.SetNamespace(key.Namespace)
+		if err := env.Client.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(manager), client.ForceOwnership); err != nil {
+			t.Fatal(err)
+		}
+		c := w.client(t, edge(t, w, "acme", "edge", "hq", "acme"))
+		if _, err := c.Hello(ctx, &pb.AgentHelloRequest{AgentId: "edge", Version: "2.0.0", Capabilities: []string{"netbox"}}); err != nil {
+			t.Fatal(err)
+		}
+		w.clock.advance(time.Minute)
+		if _, err := c.PushStatus(ctx, &pb.GatewayStatusRequest{AgentId: "edge", TenantSlug: "acme"}); err != nil {
+			t.Fatal(err)
+		}
+		ss := &v1alpha1.SyncService{}
+		if err := env.Client.Get(ctx, key, ss); err != nil {
+			t.Fatal(err)
+		}
+		ready := apimeta.FindStatusCondition(ss.Status.Conditions, "Ready")
+		if ss.Status.Phase != v1alpha1.PhaseOnline || len(ss.Status.Conditions) != 1 || ready == nil || ready.Message != "set by the manager" ||
+			ss.Status.Version != "2.0.0" || ss.Status.LastHeartbeatAt == nil || !ss.Status.LastHeartbeatAt.Time.Equal(w.clock.now().Truncate(time.Second)) {
+			t.Fatalf("status after heartbeats: %+v", ss.Status)
+		}
+		owned := map[string][]string{}
+		for _, mf := range ss.ManagedFields {
+			if mf.Subresource != "status" || mf.FieldsV1 == nil {
+				continue
+			}
+			var fields map[string]map[string]any
+			if err := json.Unmarshal(mf.FieldsV1.GetRawBytes(), &fields); err != nil {
+				t.Fatal(err)
+			}
+			for top, sub := range fields {
+				if top != "f:status" {
+					owned[mf.Manager] = append(owned[mf.Manager], top)
+				}
+				for f := range sub {
+					owned[mf.Manager] = append(owned[mf.Manager], f)
+				}
+			}
+		}
+		for m := range owned {
+			slices.Sort(owned[m])
+		}
+		if got := strings.Join(owned[server.FieldOwner], ","); got != "f:capabilities,f:lastHeartbeatAt,f:version" {
+			t.Fatalf("the gateway owns %s of the status", got)
+		}
+		if got := strings.Join(owned[manager], ","); got != "f:conditions,f:phase" {
+			t.Fatalf("the manager owns %s of the status after heartbeats", got)
+		}
 	})
 
 	t.Run("StreamStatus enforces the stream rules and ingests segments once", func(t *testing.T) { checkStreamStatus(t, w) })
 
 	assertNoLeak(t, w, w.logs.String())
-	if !strings.Contains(w.logs.String(), "component not enrolled") {
-		t.Fatalf("refusals are not logged:\n%s", w.logs.String())
+	if !strings.Contains(w.logs.String(), "component not enrolled") || !strings.Contains(w.logs.String(), "config acknowledged") {
+		t.Fatalf("refusals or debug lines are not logged:\n%s", w.logs.String())
+	}
+}
+
+// cachedSyncService waits until the informer cache has the SyncService as
+// the API server has it now, and returns it.
+func cachedSyncService(t *testing.T, w *world, key client.ObjectKey) *v1alpha1.SyncService {
+	t.Helper()
+	want := &v1alpha1.SyncService{}
+	if err := env.Client.Get(context.Background(), key, want); err != nil {
+		t.Fatal(err)
+	}
+	got := &v1alpha1.SyncService{}
+	eventually(t, "the cache has the SyncService's last write", func() bool {
+		return w.informers.Get(context.Background(), key, got) == nil && got.ResourceVersion == want.ResourceVersion
+	})
+	return got
+}
+
+// eventually waits, with a generous bound, until cond holds.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting: %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -40,6 +42,11 @@ func (s *Server) StreamStatus(stream pb.AgentGatewayService_StreamStatusServer) 
 	for i := range call.TenantIDs {
 		if contradicts(call.TenantIDs[i], call.TenantSlugs[i], e.TenantID, id.TenantSlug) {
 			return s.refuse(id, codes.PermissionDenied, "tenant fields in the request contradict the certificate")
+		}
+	}
+	for _, agentID := range call.ServiceAgentIDs {
+		if agentID != "" && agentID != id.ComponentID {
+			return s.refuse(id, codes.PermissionDenied, "services[].agent_id does not match the certificate's component id")
 		}
 	}
 	sources := map[string]ingest.Source{}
@@ -79,12 +86,18 @@ func (s *Server) recordRun(ctx context.Context, key string, run *store.Run) erro
 	if !ok || s.o.Status == nil {
 		return nil
 	}
+	// A run without error succeeded, a full pass or a pass over the changes
+	// since the last (never a full fetch); one with an error failed, or was
+	// partial when it still delivered devices.
 	result := v1alpha1.SyncResultSuccess
 	switch {
-	case !run.FullFetch && run.Devices == 0:
+	case run.Error != "" && run.Devices == 0:
 		result = v1alpha1.SyncResultFailed
-	case !run.FullFetch:
+	case run.Error != "":
 		result = v1alpha1.SyncResultPartial
+	}
+	if len(run.Error) > maxRunError {
+		run.Error = strings.ToValidUTF8(run.Error[:maxRunError], "") + "..."
 	}
 	st := map[string]any{
 		"lastSyncTime":      metav1.NewTime(run.Finished).Rfc3339Copy(),
@@ -92,9 +105,35 @@ func (s *Server) recordRun(ctx context.Context, key string, run *store.Run) erro
 		"devicesDiscovered": int64(run.Available),
 		"lastRunID":         run.RunID,
 		"lastError":         run.Error,
+		"conditions":        []any{s.syncedCondition(ctx, types.NamespacedName{Namespace: ns, Name: name}, run, result)},
 	}
 	if err := applyStatus(ctx, s.o.Status, "IntegrationSource", types.NamespacedName{Namespace: ns, Name: name}, st); err != nil {
 		return fmt.Errorf("recording run %s on IntegrationSource %s: %w", run.RunID, key, err)
 	}
 	return nil
+}
+
+// maxRunError bounds the run error written to status.
+const maxRunError = 4096
+
+// syncedCondition is the IntegrationSource's Synced condition after a run
+// (the gateway owns it; the manager owns Ready): True when the run
+// succeeded, its transition time kept while its status holds.
+func (s *Server) syncedCondition(ctx context.Context, key types.NamespacedName, run *store.Run, result v1alpha1.SyncResult) map[string]any {
+	c := metav1.Condition{Type: v1alpha1.ConditionSynced, Status: metav1.ConditionTrue, Reason: "Run" + string(result),
+		LastTransitionTime: metav1.NewTime(run.Finished).Rfc3339Copy(),
+		Message:            fmt.Sprintf("run %s: %d devices reported, %d available", run.RunID, run.Devices, run.Available)}
+	if result != v1alpha1.SyncResultSuccess {
+		c.Status = metav1.ConditionFalse
+		c.Message = fmt.Sprintf("run %s: %d devices reported: %s", run.RunID, run.Devices, run.Error)
+	}
+	var src v1alpha1.IntegrationSource
+	if s.o.Reader != nil && s.o.Reader.Get(ctx, key, &src) == nil {
+		c.ObservedGeneration = src.Generation
+		if old := meta.FindStatusCondition(src.Status.Conditions, v1alpha1.ConditionSynced); old != nil && old.Status == c.Status {
+			c.LastTransitionTime = old.LastTransitionTime
+		}
+	}
+	return map[string]any{"type": c.Type, "status": string(c.Status), "reason": c.Reason, "message": c.Message,
+		"observedGeneration": c.ObservedGeneration, "lastTransitionTime": c.LastTransitionTime.UTC().Format(time.RFC3339)}
 }

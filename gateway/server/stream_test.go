@@ -10,6 +10,9 @@ import (
 	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -106,9 +109,11 @@ func checkStreamStatus(t *testing.T, w *world) {
 		{"a device of another partition", []*pb.GatewayStatusChunk{chunk(agent, 0, 1, true, message(t, uid, meta(0, false), 1, 2, func(d *results.DeviceUpdate) { d.Partition = "dmz" }))}, codes.InvalidArgument},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if err := send(tc.chunks...); status.Code(err) != tc.code {
+			err := send(tc.chunks...)
+			if status.Code(err) != tc.code {
 				t.Fatalf("got %v, want %s", err, tc.code)
 			}
+			assertNoLeak(t, w, status.Convert(err).Message())
 		})
 	}
 	devices := func() int {
@@ -157,6 +162,51 @@ func checkStreamStatus(t *testing.T, w *world) {
 	}
 	if src.Status.LastRunID != meta(0, false).SyncRunID || src.Status.DevicesDiscovered != 5 || src.Status.LastSyncResult != v1alpha1.SyncResultSuccess || src.Status.LastSyncTime == nil {
 		t.Fatalf("source status after the run: %+v", src.Status)
+	}
+	// The manager owns Ready (by server-side apply under its own field
+	// manager); the gateway's Synced must sit beside it.
+	ready := &unstructured.Unstructured{Object: map[string]any{"status": map[string]any{"conditions": []any{map[string]any{
+		"type": v1alpha1.ConditionReady, "status": "True", "reason": "Resolved", "message": "set by the test as the manager",
+		"lastTransitionTime": "2026-01-02T03:04:05Z"}}}}}
+	ready.SetGroupVersionKind(v1alpha1.GroupVersion.WithKind("IntegrationSource"))
+	ready.SetName(src.Name)
+	ready.SetNamespace(src.Namespace)
+	if err := env.Client.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(ready), client.FieldOwner("sync-operator-manager"), client.ForceOwnership); err != nil {
+		t.Fatal(err)
+	}
+	synced := apimeta.FindStatusCondition(src.Status.Conditions, v1alpha1.ConditionSynced)
+	if synced == nil || synced.Status != metav1.ConditionTrue || synced.Reason != "RunSuccess" || synced.ObservedGeneration != src.Generation {
+		t.Fatalf("Synced after a full run: %+v", synced)
+	}
+	since := synced.LastTransitionTime
+	// A run over the changes since the last (no full fetch, no error)
+	// succeeded; a run with an error is partial and Synced turns False.
+	for _, tc := range []struct {
+		run, runErr string
+		want        v1alpha1.SyncResult
+		synced      metav1.ConditionStatus
+	}{
+		{"7d1f2a8e-1111-4c1e-9b7e-000000000002", "", v1alpha1.SyncResultSuccess, metav1.ConditionTrue},
+		{"7d1f2a8e-1111-4c1e-9b7e-000000000003", "query \"all\", page 3: 503 Service Unavailable", v1alpha1.SyncResultPartial, metav1.ConditionFalse},
+	} {
+		m := &results.Meta{IntegrationSourceUID: uid, SyncRunID: tc.run, RunComplete: true, Error: tc.runErr}
+		if err := send(chunk(agent, 0, 1, true, message(t, uid, m, 1, 1, nil))); err != nil {
+			t.Fatal(err)
+		}
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(src), src); err != nil {
+			t.Fatal(err)
+		}
+		c := apimeta.FindStatusCondition(src.Status.Conditions, v1alpha1.ConditionSynced)
+		if src.Status.LastRunID != tc.run || src.Status.LastSyncResult != tc.want || src.Status.LastError != tc.runErr || src.Status.DevicesDiscovered != 5 ||
+			c == nil || c.Status != tc.synced || !strings.Contains(c.Message, tc.runErr) {
+			t.Fatalf("run %s: status %+v", tc.run, src.Status)
+		}
+		if tc.synced == metav1.ConditionTrue && !c.LastTransitionTime.Equal(&since) {
+			t.Errorf("Synced moved its transition time without a transition: %v, was %v", c.LastTransitionTime, since)
+		}
+		if ready := apimeta.FindStatusCondition(src.Status.Conditions, v1alpha1.ConditionReady); ready == nil {
+			t.Errorf("the gateway's Synced condition replaced the manager's Ready: %+v", src.Status.Conditions)
+		}
 	}
 	// The upstream array form is accepted too.
 	arr := strings.TrimPrefix(string(message(t, uid, nil, 10, 2, nil)), `{"devices":`)

@@ -1,0 +1,47 @@
+package server
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Ack results of sync_gateway_config_acks_total.
+const (
+	// AckCurrent is an ack of the version last pushed on its stream.
+	AckCurrent = "current"
+	// AckStale is an ack of any other version.
+	AckStale = "stale"
+)
+
+// Metrics are the configuration plane's own metrics. Register Collectors
+// with the process's registry.
+type Metrics struct {
+	// ControlStreams is the number of open, authorized ControlStreams.
+	ControlStreams prometheus.Gauge
+	// ConfigPushes counts configurations sent on ControlStreams.
+	ConfigPushes prometheus.Counter
+	// ConfigAcks counts ConfigAcks by result (AckCurrent, AckStale).
+	ConfigAcks *prometheus.CounterVec
+	// HeartbeatWrites counts heartbeats written to SyncService status.
+	HeartbeatWrites prometheus.Counter
+}
+
+// NewMetrics returns unregistered metrics.
+func NewMetrics() *Metrics {
+	m := &Metrics{
+		ControlStreams: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sync_gateway_control_streams",
+			Help: "Open ControlStreams of sync workers."}),
+		ConfigPushes: prometheus.NewCounter(prometheus.CounterOpts{Name: "sync_gateway_config_pushes_total",
+			Help: "Configurations pushed on ControlStreams."}),
+		ConfigAcks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sync_gateway_config_acks_total",
+			Help: "ConfigAcks received: current acknowledges the version last pushed on its stream, stale any other."}, []string{"result"}),
+		HeartbeatWrites: prometheus.NewCounter(prometheus.CounterOpts{Name: "sync_gateway_heartbeat_writes_total",
+			Help: "Heartbeats written to SyncService status."}),
+	}
+	// Both results are exported from the start, at zero.
+	m.ConfigAcks.WithLabelValues(AckCurrent)
+	m.ConfigAcks.WithLabelValues(AckStale)
+	return m
+}
+
+// Collectors are the metrics to register.
+func (m *Metrics) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.ControlStreams, m.ConfigPushes, m.ConfigAcks, m.HeartbeatWrites}
+}
