@@ -90,6 +90,7 @@ func TestSaaSWorkersPerTenant(t *testing.T) {
 			"own service account":            pod.ServiceAccountName == name,
 			"owned by the SyncService":       len(dep.OwnerReferences) == 1 && dep.OwnerReferences[0].Name == controllers.PlatformSyncName,
 			"SVID Secret mounted (no SPIRE)": volumeSecret(pod, "identity") == name+"-svid",
+			"one pod at a time (Recreate)":   dep.Spec.Strategy.Type == appsv1.RecreateDeploymentStrategyType,
 		}
 		for what, ok := range checks {
 			if !ok {

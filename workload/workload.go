@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -259,6 +260,9 @@ func (w Worker) Deployment(configHash string) *applyappsv1.DeploymentApplyConfig
 		WithLabels(w.Labels()).WithOwnerReferences(OwnerReference(ss)).
 		WithSpec(applyappsv1.DeploymentSpec().
 			WithReplicas(1).
+			// One worker pod at a time: a rolling update would run the old
+			// and the new pod side by side, two runs of every source at once.
+			WithStrategy(applyappsv1.DeploymentStrategy().WithType(appsv1.RecreateDeploymentStrategyType)).
 			WithSelector(applymetav1.LabelSelector().WithMatchLabels(w.Labels())).
 			WithTemplate(applycorev1.PodTemplateSpec().
 				WithLabels(w.Labels()).

@@ -263,7 +263,9 @@ type IntegrationSourceSpec struct {
 	Queries []Query `json:"queries,omitempty"`
 
 	// PollInterval is how often the source is synced, as a duration between 30s
-	// and 24h.
+	// and 24h. Between full fetches (see discoveryInterval), a sync of an
+	// armis or netbox source reads only the devices changed since the last
+	// good sync; a faker source is read whole every time.
 	//
 	// +optional
 	// +kubebuilder:default="5m"

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"runtime"
@@ -65,13 +66,19 @@ func LoadBootstrapJSON(data []byte) (workload.Bootstrap, error) {
 	if err := json.Unmarshal(data, &b); err != nil {
 		return b, fmt.Errorf("decoding: %w", err)
 	}
+	id := b.Identity
 	switch {
 	case b.GatewayAddress == "":
 		return b, errors.New("gateway_address is required")
 	case b.ComponentID == "":
 		return b, errors.New("component_id is required")
-	case b.Identity.Source != workload.IdentityFiles && b.Identity.Source != workload.IdentityWorkloadAPI:
+	case id.Source != workload.IdentityFiles && id.Source != workload.IdentityWorkloadAPI:
 		return b, fmt.Errorf("identity.source must be %q or %q", workload.IdentityFiles, workload.IdentityWorkloadAPI)
+	case id.Source == workload.IdentityFiles && (id.CertFile == "" || id.KeyFile == "" || id.CAFile == ""):
+		return b, fmt.Errorf("identity.cert_file, identity.key_file and identity.ca_file are required with identity.source %q", workload.IdentityFiles)
+	}
+	if _, _, err := net.SplitHostPort(b.GatewayAddress); err != nil {
+		return b, fmt.Errorf("gateway_address %q must be host:port: %w", b.GatewayAddress, err)
 	}
 	if b.Partition == "" {
 		b.Partition = "default"

@@ -1,6 +1,7 @@
 // Package chunk sends one sync run's devices to the gateway as StreamStatus
 // segments (DESIGN.md section 6): devices are encoded as they arrive, a
-// segment is sent when it holds SegmentDevices devices, each of its chunks
+// segment is sent when it holds SegmentDevices devices or MaxSegmentChunks
+// chunks (within the gateway's per-call limits), each of its chunks
 // carries about ChunkBytes of results (never more than the gRPC limit), and
 // a failed segment is sent again with backoff under the same segment number,
 // which the gateway applies at most once. Memory holds one segment at most.
@@ -11,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,6 +31,17 @@ const (
 	DefaultSegmentDevices = 5000
 	// MaxChunkBytes keeps a chunk under gRPC's default 4 MiB message limit.
 	MaxChunkBytes = 3 << 20
+	// MaxSegmentChunks and MaxSegmentDevices keep one StreamStatus call
+	// within the gateway's limits (ingest.DefaultLimits: 128 chunks, 64 MiB,
+	// 100,000 devices), whatever SegmentDevices and ChunkBytes say: 100
+	// chunks of at most 1 MiB by default, 3 MiB (MaxChunkBytes) at most.
+	MaxSegmentChunks  = 100
+	MaxSegmentDevices = 50000
+	// MaxErrorBytes bounds the run error a final segment carries.
+	MaxErrorBytes = 4096
+	// chunkOverhead is what a chunk holds besides its devices (the sync_meta
+	// and the JSON around them), the error aside.
+	chunkOverhead = 512
 )
 
 // Sender sends the segments of one run. It is not safe for concurrent use.
@@ -52,6 +65,9 @@ type Sender struct {
 
 	pending [][]byte // encoded devices of the open segment
 	segment int
+	// open is the open segment's chunk count and the bytes of its last
+	// chunk, packed as chunks packs them.
+	openChunks, openBytes int
 
 	slots  chan struct{}
 	wg     sync.WaitGroup
@@ -83,8 +99,13 @@ func (s *Sender) Add(ctx context.Context, d results.DeviceUpdate) error {
 	if err := s.err(); err != nil {
 		return err
 	}
+	if s.openChunks == 0 || s.openBytes+len(raw)+2 > s.chunkBytes() {
+		s.openChunks++
+		s.openBytes = chunkOverhead
+	}
+	s.openBytes += len(raw) + 1
 	s.pending = append(s.pending, raw)
-	if len(s.pending) >= s.segmentDevices() {
+	if len(s.pending) >= s.segmentDevices() || s.openChunks >= MaxSegmentChunks {
 		return s.flush(ctx, false)
 	}
 	return nil
@@ -97,7 +118,7 @@ func (s *Sender) Finish(ctx context.Context, fullFetch bool, runErr string) erro
 	if err := s.err(); err != nil {
 		return err
 	}
-	s.Meta.FullFetch, s.Meta.Error = fullFetch, runErr
+	s.Meta.FullFetch, s.Meta.Error = fullFetch, runError(runErr)
 	return s.flush(ctx, true)
 }
 
@@ -105,11 +126,30 @@ func (s *Sender) Finish(ctx context.Context, fullFetch bool, runErr string) erro
 // run_complete.
 func (s *Sender) Abandon() { s.wg.Wait() }
 
+// Fail ends a run that could not finish (it timed out): it waits for the
+// segments on their way, drops the devices not yet sent, and sends a final
+// segment with run_complete, no full fetch and runErr, whatever became of
+// the segments before it. ctx must still be live.
+func (s *Sender) Fail(ctx context.Context, runErr string) error {
+	s.wg.Wait()
+	s.pending = s.pending[:0]
+	s.Meta.FullFetch, s.Meta.Error = false, runError(runErr)
+	return s.flush(ctx, true)
+}
+
 func (s *Sender) segmentDevices() int {
 	if s.SegmentDevices > 0 {
-		return s.SegmentDevices
+		return min(s.SegmentDevices, MaxSegmentDevices)
 	}
 	return DefaultSegmentDevices
+}
+
+// runError bounds a run's error text to MaxErrorBytes.
+func runError(e string) string {
+	if len(e) <= MaxErrorBytes {
+		return e
+	}
+	return strings.ToValidUTF8(e[:MaxErrorBytes-3], "") + "..."
 }
 
 func (s *Sender) chunkBytes() int {
@@ -194,7 +234,7 @@ func (s *Sender) flush(ctx context.Context, final bool) error {
 		return err
 	}
 	n, segment := len(s.pending), s.segment
-	s.pending = s.pending[:0]
+	s.pending, s.openChunks, s.openBytes = s.pending[:0], 0, 0
 	s.segment++
 	if final {
 		if err := s.deliver(ctx, segment, chunks); err != nil {

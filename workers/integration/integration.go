@@ -35,6 +35,17 @@ type Client interface {
 	Fetch(ctx context.Context, emit Emit) error
 }
 
+// Incremental is a Client that can also fetch only the devices the
+// inventory changed since an instant (Armis after:, NetBox
+// last_updated__gte). The runner uses it between full passes: such a pass is
+// never a full fetch, so it retracts nothing.
+type Incremental interface {
+	Client
+	// FetchChanged streams the devices of every query that changed after
+	// since, as Fetch does; a nil error means every page was fetched.
+	FetchChanged(ctx context.Context, since time.Time, emit Emit) error
+}
+
 // Observer receives per-request facts for metrics; nil methods are fine to skip.
 type Observer interface {
 	// Page is called for every page fetched, with its device count and duration.

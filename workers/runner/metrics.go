@@ -8,12 +8,13 @@ import (
 
 // Metrics are the worker's per-source metrics.
 type Metrics struct {
-	runs        *prometheus.HistogramVec
-	devices     *prometheus.CounterVec
-	pages       *prometheus.CounterVec
-	errors      *prometheus.CounterVec
-	lastSuccess *prometheus.GaugeVec
-	active      prometheus.Gauge
+	runs           *prometheus.HistogramVec
+	devices        *prometheus.CounterVec
+	lastRunDevices *prometheus.GaugeVec
+	pages          *prometheus.CounterVec
+	errors         *prometheus.CounterVec
+	lastSuccess    *prometheus.GaugeVec
+	active         prometheus.Gauge
 }
 
 // NewMetrics registers the metrics with reg.
@@ -24,6 +25,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			[]string{"source", "type", "result"}),
 		devices: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sync_devices_total",
 			Help: "Devices sent to the gateway, by source."}, []string{"source", "type"}),
+		lastRunDevices: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sync_last_run_devices",
+			Help: "Devices the source's last run sent to the gateway."}, []string{"source", "type"}),
 		pages: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sync_pages_total",
 			Help: "Pages fetched from the inventory, by source."}, []string{"source", "type"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sync_errors_total",
@@ -34,9 +37,20 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Sources with a running sync loop (paused and unrunnable ones excluded)."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.runs, m.devices, m.pages, m.errors, m.lastSuccess, m.active)
+		reg.MustRegister(m.runs, m.devices, m.lastRunDevices, m.pages, m.errors, m.lastSuccess, m.active)
 	}
 	return m
+}
+
+// forget drops the series of a source that is gone.
+func (m *Metrics) forget(key string) {
+	l := prometheus.Labels{"source": key}
+	m.runs.DeletePartialMatch(l)
+	m.devices.DeletePartialMatch(l)
+	m.lastRunDevices.DeletePartialMatch(l)
+	m.pages.DeletePartialMatch(l)
+	m.errors.DeletePartialMatch(l)
+	m.lastSuccess.DeletePartialMatch(l)
 }
 
 // observer adapts the metrics of one source to integration.Observer.

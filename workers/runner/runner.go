@@ -4,15 +4,23 @@
 // stops loops without restarting the worker. A run streams the source's
 // pages through the network blacklist into StreamStatus segments and ends
 // with run_complete, full_fetch only when every page was fetched.
+//
+// A full pass runs first and then once per discovery interval; the polls in
+// between fetch only what changed since the last good pass when the client
+// can (integration.Incremental), and are never full fetches, so only full
+// passes retract. A run that times out still ends with run_complete and
+// its error, so the IntegrationSource shows it.
 package runner
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -34,6 +42,15 @@ const (
 	DefaultInterval   = 10 * time.Minute
 	DefaultRunTimeout = time.Hour
 	jitter            = 0.1
+	// firstRunSpread bounds the random delay of a loop's first run, so the
+	// sources of a worker that starts do not all hit their APIs at once.
+	firstRunSpread = 5 * time.Second
+	// changedOverlap reaches back before the last good pass when asking for
+	// changes, for clock skew between the worker and the inventory (devices
+	// sent twice are harmless: the gateway writes only what changed).
+	changedOverlap = time.Minute
+	// finalTimeout bounds the final segment of a run that timed out.
+	finalTimeout = time.Minute
 )
 
 // Options configure a Runner.
@@ -68,6 +85,10 @@ type loop struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	client integration.Client
+	// lastFull and lastGood are when the last successful full pass and the
+	// last successful pass of either kind started (zero: none yet). Only the
+	// loop's goroutine uses them.
+	lastFull, lastGood time.Time
 }
 
 // New returns a runner with no loops.
@@ -114,6 +135,9 @@ func (r *Runner) Apply(ctx context.Context, b bundle.Sync) {
 			<-l.done
 			delete(r.loops, key)
 			r.o.Metrics.active.Dec()
+			if !ok || src.Paused {
+				r.o.Metrics.forget(key)
+			}
 			r.o.Log.Info("sync loop stopped", "source", key, "reason", map[bool]string{true: "changed", false: "removed or paused"}[ok && !src.Paused])
 		}
 	}
@@ -127,6 +151,11 @@ func (r *Runner) Apply(ctx context.Context, b bundle.Sync) {
 		if err != nil {
 			r.o.Log.Error(err, "source not runnable", "source", key)
 			r.o.Metrics.errors.WithLabelValues(key, src.Type, "config").Inc()
+			r.wg.Add(1)
+			go func() {
+				defer r.wg.Done()
+				r.reportUnrunnable(ctx, key, src, err)
+			}()
 			continue
 		}
 		lctx, cancel := context.WithCancel(ctx)
@@ -141,6 +170,24 @@ func (r *Runner) Apply(ctx context.Context, b bundle.Sync) {
 		}()
 		r.o.Log.Info("sync loop started", "source", key, "type", src.Type)
 	}
+}
+
+// reportUnrunnable ends a run of a source the worker cannot run (its
+// client refused the configuration) at once with the reason, so the
+// IntegrationSource shows it rather than only the worker's log.
+func (r *Runner) reportUnrunnable(ctx context.Context, key string, src bundle.Source, cause error) {
+	ctx, cancel := context.WithTimeout(ctx, finalTimeout)
+	defer cancel()
+	s := r.sender(src, uuid.NewString())
+	if err := s.Fail(ctx, "source not runnable: "+cause.Error()); err != nil {
+		r.o.Log.Error(err, "reporting an unrunnable source failed", "source", key)
+	}
+}
+
+// sender is the chunk sender of one run of a source.
+func (r *Runner) sender(src bundle.Source, runID string) *chunk.Sender {
+	return &chunk.Sender{Client: r.o.Gateway, AgentID: r.o.AgentID, SegmentDevices: r.o.SegmentDevices, ChunkBytes: r.o.ChunkBytes,
+		Meta: results.Meta{SyncServiceID: src.SyncServiceID, IntegrationSourceUID: src.IntegrationSourceUID, SyncRunID: runID}}
 }
 
 // Stop cancels every loop and waits for them.
@@ -162,34 +209,52 @@ func interval(src bundle.Source) time.Duration {
 	return time.Duration(float64(d) * (1 - jitter + 2*jitter*rand.Float64())) //nolint:gosec // jitter
 }
 
-// run is one source's loop: a run at once, then one per interval.
+// run is one source's loop: a first run after a short random delay, then
+// one per interval.
 func (r *Runner) run(ctx context.Context, key string, l *loop) {
+	wait := time.Duration(rand.Int64N(int64(min(interval(l.src)/10, firstRunSpread)) + 1)) //nolint:gosec // jitter
 	for {
-		r.once(ctx, key, l)
-		t := time.NewTimer(interval(l.src))
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return
 		case <-t.C:
 		}
+		r.once(ctx, key, l)
+		wait = interval(l.src)
 	}
 }
 
+// discovery is a source's discovery interval: how often a full pass runs
+// (zero: every pass is full).
+func discovery(src bundle.Source) time.Duration {
+	return time.Duration(max(src.DiscoveryIntervalSec, 0)) * time.Second
+}
+
+// pass is how a run fetches: a full pass, or the changes since an instant.
+func (l *loop) pass(now time.Time) (full bool, since time.Time) {
+	if _, ok := l.client.(integration.Incremental); !ok || l.lastFull.IsZero() || now.Sub(l.lastFull) >= discovery(l.src) {
+		return true, time.Time{}
+	}
+	return false, l.lastGood.Add(-changedOverlap)
+}
+
 // once is one run of a source.
-func (r *Runner) once(ctx context.Context, key string, l *loop) {
-	ctx, cancel := context.WithTimeout(ctx, r.o.RunTimeout)
+func (r *Runner) once(parent context.Context, key string, l *loop) {
+	ctx, cancel := context.WithTimeout(parent, r.o.RunTimeout)
 	defer cancel()
 	runID := uuid.NewString()
-	log := r.o.Log.WithValues("source", key, "run", runID)
 	begin := time.Now()
+	full, since := l.pass(begin)
+	mode := map[bool]string{true: "full", false: "changed"}[full]
+	log := r.o.Log.WithValues("source", key, "run", runID, "mode", mode)
 	blacklist := prefixes(l.src.NetworkBlacklist, log)
-	s := &chunk.Sender{Client: r.o.Gateway, AgentID: r.o.AgentID, SegmentDevices: r.o.SegmentDevices, ChunkBytes: r.o.ChunkBytes,
-		Meta: results.Meta{SyncServiceID: l.src.SyncServiceID, IntegrationSourceUID: l.src.IntegrationSourceUID, SyncRunID: runID}}
+	s := r.sender(l.src, runID)
 	sendErr := error(nil)
-	fetchErr := l.client.Fetch(ctx, func(ctx context.Context, page []results.DeviceUpdate) error {
+	emit := func(ctx context.Context, page []results.DeviceUpdate) error {
 		for _, d := range page {
-			if blocked(d.IP, blacklist) {
+			if !allow(&d, blacklist) {
 				continue
 			}
 			d.Partition = l.src.Partition
@@ -199,34 +264,57 @@ func (r *Runner) once(ctx context.Context, key string, l *loop) {
 			}
 		}
 		return nil
-	})
+	}
+	var fetchErr error
+	if full {
+		fetchErr = l.client.Fetch(ctx, emit)
+	} else {
+		fetchErr = l.client.(integration.Incremental).FetchChanged(ctx, since, emit)
+	}
 	m := r.o.Metrics
 	result := "success"
 	switch {
-	case sendErr != nil || ctx.Err() != nil:
+	case parent.Err() != nil:
+		// A shutdown or a config change: the run ends without run_complete,
+		// so nothing is retracted.
 		s.Abandon()
-		// Nothing more reaches the gateway: the run ends without run_complete,
-		// so nothing is retracted. A cancelled run is a shutdown or a config change.
 		result = "aborted"
-		if ctx.Err() == nil {
-			log.Error(sendErr, "sending devices failed; the run is abandoned")
+	case ctx.Err() != nil:
+		// Timed out: what was sent stays, and the run ends with its error
+		// (never a full fetch) so the IntegrationSource reports it.
+		result, fetchErr = "timeout", fmt.Errorf("the run timed out after %v", r.o.RunTimeout)
+		m.errors.WithLabelValues(key, l.src.Type, "timeout").Inc()
+		fctx, fcancel := context.WithTimeout(parent, finalTimeout)
+		if err := s.Fail(fctx, fetchErr.Error()); err != nil {
+			log.Error(err, "reporting the timed-out run failed")
 			m.errors.WithLabelValues(key, l.src.Type, "send").Inc()
 		}
+		fcancel()
+	case sendErr != nil:
+		s.Abandon()
+		result = "aborted"
+		log.Error(sendErr, "sending devices failed; the run is abandoned")
+		m.errors.WithLabelValues(key, l.src.Type, "send").Inc()
 	default:
 		errText := ""
 		if fetchErr != nil {
 			result, errText = "partial", fetchErr.Error()
 			m.errors.WithLabelValues(key, l.src.Type, "run").Inc()
 		}
-		if err := s.Finish(ctx, fetchErr == nil, errText); err != nil {
+		if err := s.Finish(ctx, full && fetchErr == nil, errText); err != nil {
 			result = "aborted"
 			log.Error(err, "finishing the run failed")
 			m.errors.WithLabelValues(key, l.src.Type, "send").Inc()
 		} else if fetchErr == nil {
+			l.lastGood = begin
+			if full {
+				l.lastFull = begin
+			}
 			m.lastSuccess.WithLabelValues(key, l.src.Type).SetToCurrentTime()
 		}
 	}
 	m.devices.WithLabelValues(key, l.src.Type).Add(float64(s.Sent()))
+	m.lastRunDevices.WithLabelValues(key, l.src.Type).Set(float64(s.Sent()))
 	m.runs.WithLabelValues(key, l.src.Type, result).Observe(time.Since(begin).Seconds())
 	log.Info("sync run finished", "result", result, "devices", s.Sent(), "took", time.Since(begin).Round(time.Millisecond).String(),
 		"error", fmt.Sprint(fetchErr))
@@ -246,6 +334,38 @@ func prefixes(cidrs []string, log logr.Logger) []netip.Prefix {
 	return out
 }
 
+// allow applies the network blacklist to a device: one whose primary IP is
+// blacklisted is dropped, and blacklisted addresses leave its all_ips.
+func allow(d *results.DeviceUpdate, list []netip.Prefix) bool {
+	if len(list) == 0 {
+		return true
+	}
+	if blocked(d.IP, list) {
+		return false
+	}
+	all, ok := d.Metadata[integration.MetaAllIPs]
+	if !ok || all == "" {
+		return true
+	}
+	kept := make([]string, 0, 4)
+	changed := false
+	for ip := range strings.SplitSeq(all, ",") {
+		if ip = strings.TrimSpace(ip); blocked(ip, list) {
+			changed = true
+			continue
+		}
+		kept = append(kept, ip)
+	}
+	if changed {
+		d.Metadata = maps.Clone(d.Metadata)
+		d.Metadata[integration.MetaAllIPs] = strings.Join(kept, ",")
+		if len(kept) == 0 {
+			delete(d.Metadata, integration.MetaAllIPs)
+		}
+	}
+	return true
+}
+
 func blocked(ip string, list []netip.Prefix) bool {
 	if ip == "" || len(list) == 0 {
 		return false
@@ -255,7 +375,7 @@ func blocked(ip string, list []netip.Prefix) bool {
 		return false
 	}
 	for _, p := range list {
-		if p.Contains(a) {
+		if p.Contains(a.Unmap()) {
 			return true
 		}
 	}

@@ -63,7 +63,8 @@ const (
 const (
 	// DefaultMinBackoff is the wait before the first retry of a page.
 	DefaultMinBackoff = 500 * time.Millisecond
-	// DefaultMaxBackoff caps every wait, Retry-After included.
+	// DefaultMaxBackoff caps the exponential waits (a longer Retry-After is
+	// honoured).
 	DefaultMaxBackoff = 30 * time.Second
 	// DefaultAttempts is how many failed requests one page may take before
 	// the pass fails.
@@ -92,7 +93,8 @@ type Backoff struct {
 	// of the same page doubles it, and each wait is jittered to between half
 	// and all of it.
 	MinBackoff time.Duration
-	// MaxBackoff caps every wait, a longer Retry-After included.
+	// MaxBackoff caps the exponential wait; a longer Retry-After is honoured
+	// (up to integration.MaxRetryAfter; the wait ends with the run).
 	MaxBackoff time.Duration
 	// Attempts is how many failed requests one page may take (429, 5xx,
 	// network, malformed answer) before Fetch gives up on it.
@@ -121,7 +123,8 @@ func (b Backoff) withDefaults() Backoff {
 
 // delay is the wait after the failures-th failure of a page (1-based): an
 // exponential step jittered to between half and all of it, at least
-// retryAfter, and never above MaxBackoff. jitter(n) draws from [0, n).
+// retryAfter: the exponential part never exceeds MaxBackoff, a longer
+// Retry-After is honoured. jitter(n) draws from [0, n).
 func (b Backoff) delay(failures int, retryAfter time.Duration, jitter func(int64) int64) time.Duration {
 	b = b.withDefaults()
 	step := b.MinBackoff
@@ -130,8 +133,7 @@ func (b Backoff) delay(failures int, retryAfter time.Duration, jitter func(int64
 	}
 	step = min(step, b.MaxBackoff)
 	d := step/2 + time.Duration(jitter(int64(step-step/2)+1))
-	d = max(d, retryAfter)
-	return min(d, b.MaxBackoff)
+	return max(d, retryAfter)
 }
 
 // query is one validated search of the source.
@@ -273,9 +275,25 @@ func baseURL(endpoint string) (string, error) {
 // and Fetch returns the failures; refused credentials, a cancelled context or
 // an error from emit stop the pass at once.
 func (c *Client) Fetch(ctx context.Context, emit integration.Emit) error {
+	return c.fetch(ctx, c.queries, emit)
+}
+
+// FetchChanged is Fetch over the devices seen after since: each query gets
+// an after: term (second granular, in UTC; the terms of an AQL query all
+// hold, so a query's own timeFrame: or after: still narrows it).
+func (c *Client) FetchChanged(ctx context.Context, since time.Time, emit integration.Emit) error {
+	after := " after:" + since.UTC().Format("2006-01-02T15:04:05")
+	queries := make([]query, len(c.queries))
+	for i, q := range c.queries {
+		queries[i] = query{label: q.label, aql: q.aql + after}
+	}
+	return c.fetch(ctx, queries, emit)
+}
+
+func (c *Client) fetch(ctx context.Context, queries []query, emit integration.Emit) error {
 	seen := &idSet{}
 	var failed []error
-	for _, q := range c.queries {
+	for _, q := range queries {
 		err := c.fetchQuery(ctx, q, seen, emit)
 		var pe *pageError
 		switch {

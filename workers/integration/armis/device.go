@@ -189,6 +189,11 @@ func (c *Client) update(d *device, label string, now time.Time) results.DeviceUp
 		IsAvailable: &available,
 		Metadata:    meta,
 	}
+	if v6 := strings.TrimSpace(string(d.IPv6)); len(ips) == 0 && v6 != "" {
+		// An IPv6-only device is still addressable (and sweepable).
+		ips = []string{v6}
+		meta[integration.MetaAllIPs] = v6
+	}
 	if len(ips) > 0 {
 		u.IP = ips[0]
 		// The upstream device_id form; the gateway identifies the device by

@@ -558,6 +558,9 @@ func expectedUpdate(t *testing.T, d armisemu.Device) results.DeviceUpdate {
 		ips := split(*d.IPAddress)
 		u.IP, u.DeviceID = ips[0], "edge:"+ips[0]
 		meta[integration.MetaAllIPs] = strings.Join(ips, ",")
+	} else if d.IPv6 != nil {
+		u.IP, u.DeviceID = *d.IPv6, "edge:"+*d.IPv6
+		meta[integration.MetaAllIPs] = *d.IPv6
 	}
 	if macs := split(d.MacAddress); len(macs) > 0 {
 		u.MAC = macs[0]
@@ -630,4 +633,24 @@ func TestFetchMemoryStaysBounded(t *testing.T) {
 		t.Fatalf("heap in use peaked at %d MiB, want under %d MiB", peak>>20, bound>>20)
 	}
 	t.Logf("heap in use peaked at %.1f MiB over %d pages", float64(peak)/(1<<20), pages)
+}
+
+func TestFetchChangedAsksForWhatChangedSince(t *testing.T) {
+	srv := startEmu(t, armisemu.Options{Seed: 12, Devices: 2000})
+	since := armisemu.DefaultEpoch().Add(-5 * 24 * time.Hour)
+	src := testSource(srv, 100)
+	src.Queries = []bundle.Query{{Label: "all", Query: "in:devices"}, {Label: "lab", Query: `in:devices boundaries:"Lab"`}}
+	c := newTestClient(t, srv, src, nil)
+	var col collector
+	if err := c.FetchChanged(context.Background(), since, col.emit); err != nil {
+		t.Fatalf("FetchChanged: %v", err)
+	}
+	want, err := srv.MatchingIDs("in:devices after:" + since.Format("2006-01-02T15:04:05"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(want) == 0 || len(want) >= 2000 {
+		t.Fatalf("%d devices seen after %v: the inventory does not exercise the filter", len(want), since)
+	}
+	checkExactlyOnce(t, col.ids(t), want)
 }

@@ -113,7 +113,7 @@ func TestBackoffDelay(t *testing.T) {
 		{"capped", 10, 0, high, 2 * time.Second},
 		{"capped low", 40, 0, low, time.Second},
 		{"retry-after wins", 1, 1500 * time.Millisecond, low, 1500 * time.Millisecond},
-		{"retry-after capped", 1, time.Minute, low, 2 * time.Second},
+		{"longer retry-after honoured", 1, time.Minute, low, time.Minute},
 		{"shorter retry-after", 3, 10 * time.Millisecond, high, 400 * time.Millisecond},
 	}
 	for _, tc := range cases {
@@ -123,7 +123,7 @@ func TestBackoffDelay(t *testing.T) {
 			}
 		})
 	}
-	if got := (Backoff{}).delay(1, time.Hour, low); got != DefaultMaxBackoff {
+	if got := (Backoff{}).delay(40, 0, high); got != DefaultMaxBackoff {
 		t.Errorf("default cap: %v, want %v", got, DefaultMaxBackoff)
 	}
 }
@@ -181,6 +181,12 @@ func TestDeviceMappingOfOddFields(t *testing.T) {
 				MetaDeviceID: "7", integration.MetaAllIPs: "", integration.MetaAllMACs: "", "tags": "", "site": "",
 				"name": "", "risk_level": "3",
 			},
+		},
+		{
+			name: "IPv6 only",
+			raw:  `{"id":9,"ipAddress":null,"ipv6":"2001:db8::9","macAddress":"aa:bb:cc:00:00:09"}`,
+			ip:   "2001:db8::9", mac: "aa:bb:cc:00:00:09", ts: now.Format(time.RFC3339Nano),
+			meta: map[string]string{integration.MetaAllIPs: "2001:db8::9", "ipv6": "2001:db8::9"},
 		},
 		{
 			name: "site as a string, semicolons, escaped name",

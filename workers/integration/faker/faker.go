@@ -90,13 +90,33 @@ func (c *Client) start() {
 	r.Shuffle(len(c.ips), func(a, b int) { c.ips[a], c.ips[b] = c.ips[b], c.ips[a] })
 }
 
-// advance swaps the primary IPs of churn percent of the devices.
+// advance moves the primary IPs of churn percent of the devices (at least
+// two when churn is set): that many distinct devices, drawn with Floyd's
+// sampling, pass their IPs round, so each of them gets another's.
 func (c *Client) advance() {
-	r := c.rng(-2 - c.passes)
-	for range c.n * c.churn / 100 / 2 {
-		a, b := r.IntN(c.n), r.IntN(c.n)
-		c.ips[a], c.ips[b] = c.ips[b], c.ips[a]
+	k := c.n * c.churn / 100
+	if c.churn > 0 {
+		k = max(k, 2)
 	}
+	if k < 2 || c.n < 2 {
+		return
+	}
+	r := c.rng(-2 - c.passes)
+	picked := make(map[int]struct{}, k)
+	order := make([]int, 0, k)
+	for j := c.n - k; j < c.n; j++ {
+		v := r.IntN(j + 1)
+		if _, dup := picked[v]; dup {
+			v = j
+		}
+		picked[v] = struct{}{}
+		order = append(order, v)
+	}
+	first := c.ips[order[0]]
+	for i := range len(order) - 1 {
+		c.ips[order[i]] = c.ips[order[i+1]]
+	}
+	c.ips[order[len(order)-1]] = first
 }
 
 // macCount draws 1..200 MACs, weighted towards few: about 70% of devices

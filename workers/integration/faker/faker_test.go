@@ -2,6 +2,7 @@ package faker_test
 
 import (
 	"context"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -48,7 +49,7 @@ func TestFakerIsDeterministicAndChurnsOnlyIPs(t *testing.T) {
 		if d.IP != same[i].IP || d.Metadata[faker.MetaDeviceID] != same[i].Metadata[faker.MetaDeviceID] || d.Metadata["all_macs"] != same[i].Metadata["all_macs"] {
 			t.Fatalf("device %d differs between two clients with one seed", i)
 		}
-		if !strings.HasPrefix(d.IP, "172.") || ips[d.IP] {
+		if a, err := netip.ParseAddr(d.IP); err != nil || !netip.MustParsePrefix("172.16.0.0/12").Contains(a) || ips[d.IP] {
 			t.Fatalf("device %d: IP %s outside 172.16.0.0/12 or repeated", i, d.IP)
 		}
 		ips[d.IP] = true
@@ -80,8 +81,8 @@ func TestFakerIsDeterministicAndChurnsOnlyIPs(t *testing.T) {
 			moved++
 		}
 	}
-	if moved == 0 || moved > n*10/100 {
-		t.Fatalf("%d of %d IPs moved with 10%% churn", moved, n)
+	if moved != n*10/100 {
+		t.Fatalf("%d of %d IPs moved with 10%% churn, want exactly %d", moved, n, n*10/100)
 	}
 }
 

@@ -225,7 +225,9 @@ func (c *Client) retryAfter(h http.Header) time.Duration {
 }
 
 // delay is the wait before attempt+1: exponential from MinBackoff with
-// jitter in [d/2, d], at least what Retry-After asked, at most MaxBackoff.
+// jitter in [d/2, d] and at most MaxBackoff, or what Retry-After asked when
+// that is longer (the header is capped at integration.MaxRetryAfter and the
+// wait ends with the run).
 func (c *Client) delay(attempt int, retryAfter time.Duration) time.Duration {
 	lo, hi := c.MinBackoff, c.MaxBackoff
 	if lo <= 0 {
@@ -240,5 +242,5 @@ func (c *Client) delay(attempt int, retryAfter time.Duration) time.Duration {
 	}
 	d = min(d, hi)
 	d = d/2 + rand.N(d/2+1) //nolint:gosec // jitter spreads retries; it needs no secure randomness
-	return min(max(d, retryAfter), hi)
+	return max(d, retryAfter)
 }

@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -54,7 +55,8 @@ const (
 const (
 	// DefaultMinBackoff is the first retry delay.
 	DefaultMinBackoff = 500 * time.Millisecond
-	// DefaultMaxBackoff caps retry delays, Retry-After included.
+	// DefaultMaxBackoff caps the exponential retry delays (a longer
+	// Retry-After is honoured).
 	DefaultMaxBackoff = 30 * time.Second
 	// DefaultMaxAttempts bounds the attempts of one request.
 	DefaultMaxAttempts = 6
@@ -65,6 +67,8 @@ const (
 	devicesPath      = "/api/dcim/devices/"
 	interfacesPath   = "/api/dcim/interfaces/"
 	macAddressesPath = "/api/dcim/mac-addresses/"
+	// lastUpdatedFilter selects devices updated at or after an instant.
+	lastUpdatedFilter = "last_updated__gte"
 )
 
 // The fields= of each list (NetBox 4.0+; names a NetBox version lacks are
@@ -89,8 +93,8 @@ type Client struct {
 	// MinBackoff is the delay before the first retry of a request; each
 	// further retry doubles it, with jitter. Zero means DefaultMinBackoff.
 	MinBackoff time.Duration
-	// MaxBackoff caps every retry delay, including one a Retry-After header
-	// asks for. Zero means DefaultMaxBackoff.
+	// MaxBackoff caps the exponential retry delay; a longer Retry-After is
+	// honoured (up to integration.MaxRetryAfter). Zero means DefaultMaxBackoff.
 	MaxBackoff time.Duration
 	// MaxAttempts is how many times one request (a page) is tried before
 	// the run fails. Zero means DefaultMaxAttempts.
@@ -271,9 +275,29 @@ func parseQueries(in []bundle.Query, pageSize int) ([]query, error) {
 // already emitted is skipped. A nil error means every page of every query
 // was fetched.
 func (c *Client) Fetch(ctx context.Context, emit integration.Emit) error {
+	return c.fetch(ctx, c.queries, emit)
+}
+
+// FetchChanged is Fetch over the devices NetBox updated at or after since:
+// each query's last_updated__gte filter is set to it (a later one the query
+// has is kept). A device's primary IPs are its own fields, so their changes
+// are seen; a MAC moved on an interface alone waits for the next full pass.
+func (c *Client) FetchChanged(ctx context.Context, since time.Time, emit integration.Emit) error {
+	queries := make([]query, len(c.queries))
+	for i, q := range c.queries {
+		q.values = maps.Clone(q.values)
+		if own, err := time.Parse(time.RFC3339, q.values.Get(lastUpdatedFilter)); err != nil || own.Before(since) {
+			q.values.Set(lastUpdatedFilter, since.UTC().Format(time.RFC3339))
+		}
+		queries[i] = q
+	}
+	return c.fetch(ctx, queries, emit)
+}
+
+func (c *Client) fetch(ctx context.Context, queries []query, emit integration.Emit) error {
 	r := &run{c: c}
-	for i := range c.queries {
-		if err := r.query(ctx, &c.queries[i], emit); err != nil {
+	for i := range queries {
+		if err := r.query(ctx, &queries[i], emit); err != nil {
 			return err
 		}
 	}

@@ -576,9 +576,42 @@ func TestRetryAfterAndDelay(t *testing.T) {
 			if d := c.delay(attempt, 4*time.Second); d < 4*time.Second || d > c.MaxBackoff {
 				t.Fatalf("attempt %d: delay %v ignores Retry-After 4s", attempt, d)
 			}
-			if d := c.delay(attempt, time.Minute); d != c.MaxBackoff {
-				t.Fatalf("attempt %d: delay %v, want Retry-After cut to %v", attempt, d, c.MaxBackoff)
+			if d := c.delay(attempt, time.Minute); d != time.Minute {
+				t.Fatalf("attempt %d: delay %v, want the Retry-After of 1m beyond MaxBackoff %v", attempt, d, c.MaxBackoff)
 			}
 		}
+	}
+}
+
+func TestFetchChangedAsksForWhatChangedSince(t *testing.T) {
+	epoch := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	s, base := startEmu(t, netboxemu.Options{Seed: 4, Devices: 1200, Epoch: epoch})
+	since := epoch.Add(-90 * 24 * time.Hour)
+	cases := []struct {
+		name, query, want string // want: the filter the emulator matches with
+	}{
+		{"all devices", "", "last_updated__gte=" + since.Format(time.RFC3339)},
+		{"own filters kept", "status=active", "status=active&last_updated__gte=" + since.Format(time.RFC3339)},
+		{"an earlier own bound gives way", "last_updated__gte=2020-01-01T00:00:00Z", "last_updated__gte=" + since.Format(time.RFC3339)},
+		{"a later own bound is kept", "last_updated__gte=2026-05-01T00:00:00Z", "last_updated__gte=2026-05-01T00:00:00Z"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, _ := newTestClient(t, base, s.V1Token(), func(src *bundle.Source) {
+				src.PageSize = 100
+				src.Queries = []bundle.Query{{Label: "q", Query: tc.query}}
+			})
+			var got collector
+			if err := c.FetchChanged(t.Context(), since, got.emit); err != nil {
+				t.Fatalf("FetchChanged: %v", err)
+			}
+			want, err := s.MatchingDeviceIDs(tc.want)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ids := got.ids(t); !slices.Equal(ids, want) || len(want) == 0 || len(want) >= 1200 {
+				t.Fatalf("emitted %d devices, want the %d changed since %v (some, not all)", len(ids), len(want), since)
+			}
+		})
 	}
 }
