@@ -42,8 +42,9 @@ const (
 	DefaultInterval   = 10 * time.Minute
 	DefaultRunTimeout = time.Hour
 	jitter            = 0.1
-	// firstRunSpread bounds the random delay of a loop's first run, so the
-	// sources of a worker that starts do not all hit their APIs at once.
+	// firstRunSpread bounds the random delay of the first runs of the
+	// worker's first bundle, so the sources of a worker that starts do not
+	// all hit their APIs at once; sources added or changed later run at once.
 	firstRunSpread = 5 * time.Second
 	// changedOverlap reaches back before the last good pass when asking for
 	// changes, for clock skew between the worker and the inventory (devices
@@ -73,10 +74,11 @@ type Options struct {
 
 // Runner is safe for concurrent use.
 type Runner struct {
-	o     Options
-	mu    sync.Mutex
-	loops map[string]*loop
-	wg    sync.WaitGroup
+	o       Options
+	mu      sync.Mutex
+	loops   map[string]*loop
+	wg      sync.WaitGroup
+	applied bool // a bundle was applied before
 }
 
 type loop struct {
@@ -85,6 +87,8 @@ type loop struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	client integration.Client
+	// first is the wait before the loop's first run.
+	first time.Duration
 	// lastFull and lastGood are when the last successful full pass and the
 	// last successful pass of either kind started (zero: none yet). Only the
 	// loop's goroutine uses them.
@@ -127,6 +131,7 @@ func newClient(cfg integration.Config, hc *http.Client) (integration.Client, err
 func (r *Runner) Apply(ctx context.Context, b bundle.Sync) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	defer func() { r.applied = true }()
 	for key, l := range r.loops {
 		src, ok := b.Sources[key]
 		raw, _ := json.Marshal(src)
@@ -160,6 +165,9 @@ func (r *Runner) Apply(ctx context.Context, b bundle.Sync) {
 		}
 		lctx, cancel := context.WithCancel(ctx)
 		l := &loop{src: src, raw: string(raw), cancel: cancel, done: make(chan struct{}), client: client}
+		if !r.applied {
+			l.first = time.Duration(rand.Int64N(int64(min(interval(src)/10, firstRunSpread)) + 1)) //nolint:gosec // jitter
+		}
 		r.loops[key] = l
 		r.o.Metrics.active.Inc()
 		r.wg.Add(1)
@@ -209,10 +217,10 @@ func interval(src bundle.Source) time.Duration {
 	return time.Duration(float64(d) * (1 - jitter + 2*jitter*rand.Float64())) //nolint:gosec // jitter
 }
 
-// run is one source's loop: a first run after a short random delay, then
-// one per interval.
+// run is one source's loop: a first run (after a short random delay at the
+// worker's start), then one per interval.
 func (r *Runner) run(ctx context.Context, key string, l *loop) {
-	wait := time.Duration(rand.Int64N(int64(min(interval(l.src)/10, firstRunSpread)) + 1)) //nolint:gosec // jitter
+	wait := l.first
 	for {
 		t := time.NewTimer(wait)
 		select {
