@@ -21,6 +21,7 @@ func main() {
 	var c app.Config
 	flag.StringVar(&c.BootstrapFile, "config", workload.BootstrapDir+"/"+workload.BootstrapFile, "bootstrap JSON file")
 	flag.StringVar(&c.Metrics, "metrics-bind-address", ":9090", "Prometheus metrics address when the bootstrap sets none (empty disables it)")
+	flag.StringVar(&c.Pprof, "pprof-bind-address", "", "net/http/pprof address for diagnostics, e.g. 127.0.0.1:6061 (empty disables it)")
 	flag.StringVar(&c.TrustDomain, "trust-domain", identity.DefaultTrustDomain, "SPIFFE trust domain")
 	flag.DurationVar(&c.Runner.RunTimeout, "run-timeout", 0, "longest a sync run may take (default 1h)")
 	zapOpts := zap.Options{}

@@ -38,14 +38,15 @@ func main() {
 	fakerDevices := flag.Int("faker-devices", 50_000, "devices of the Faker run")
 	gateway := flag.String("gateway", "bin/gateway", "the gateway binary")
 	worker := flag.String("worker", "bin/worker", "the worker binary")
+	workerPprof := flag.String("worker-pprof", "", "serve the worker's net/http/pprof here during the run, e.g. 127.0.0.1:6061")
 	flag.Parse()
-	if err := run(*devices, *fakerDevices, *gateway, *worker); err != nil {
+	if err := run(*devices, *fakerDevices, *gateway, *worker, *workerPprof); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-worker:", err)
 		os.Exit(1)
 	}
 }
 
-func run(devices, fakerDevices int, gatewayBin, workerBin string) error {
+func run(devices, fakerDevices int, gatewayBin, workerBin, workerPprof string) error {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "bench-worker-")
 	if err != nil {
@@ -122,7 +123,7 @@ func run(devices, fakerDevices int, gatewayBin, workerBin string) error {
 	}
 	defer func() { _ = logOut.Close() }()
 	begin := time.Now()
-	w := exec.Command(workerBin, "--config="+bootFile, "--metrics-bind-address=")
+	w := exec.Command(workerBin, "--config="+bootFile, "--metrics-bind-address=", "--pprof-bind-address="+workerPprof)
 	w.Stdout, w.Stderr = logOut, logOut
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("starting %s: %w", workerBin, err)

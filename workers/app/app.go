@@ -36,6 +36,9 @@ type Config struct {
 	BootstrapFile string
 	// Metrics is the Prometheus address when the bootstrap has none ("" disables).
 	Metrics string
+	// Pprof serves net/http/pprof for diagnostics ("" disables it, the
+	// default; bind it to loopback).
+	Pprof string
 	// TrustDomain is the SPIFFE trust domain.
 	TrustDomain string
 	// Version is reported to the gateway.
@@ -166,6 +169,13 @@ func Run(ctx context.Context, c Config) error {
 			return fmt.Errorf("metrics: %w", err)
 		}
 		defer metricsSrv.Stop()
+	}
+	if c.Pprof != "" {
+		pprofSrv, err := diag.Serve(c.Pprof, diag.Pprof(), c.Log)
+		if err != nil {
+			return fmt.Errorf("pprof: %w", err)
+		}
+		defer pprofSrv.Stop()
 	}
 	c.Log.Info("worker starting", "gateway", b.GatewayAddress, "component", b.ComponentID, "partition", b.Partition)
 	first := true

@@ -132,6 +132,7 @@ func (s *Sender) Abandon() { s.wg.Wait() }
 // the segments before it. ctx must still be live.
 func (s *Sender) Fail(ctx context.Context, runErr string) error {
 	s.wg.Wait()
+	clear(s.pending)
 	s.pending = s.pending[:0]
 	s.Meta.FullFetch, s.Meta.Error = false, runError(runErr)
 	return s.flush(ctx, true)
@@ -234,6 +235,7 @@ func (s *Sender) flush(ctx context.Context, final bool) error {
 		return err
 	}
 	n, segment := len(s.pending), s.segment
+	clear(s.pending) // the chunks hold the bytes now; let the devices go
 	s.pending, s.openChunks, s.openBytes = s.pending[:0], 0, 0
 	s.segment++
 	if final {
