@@ -278,9 +278,34 @@ func (r *SyncServiceReconciler) applyWorker(ctx context.Context, w workload.Work
 			return err
 		}
 	}
+	if err := r.recreateStrategy(ctx, key); err != nil {
+		return err
+	}
 	dep := w.Deployment(cmHash)
 	depHash := workload.Hash(dep)
 	return r.applyIfChanged(ctx, &appsv1.Deployment{}, key, dep.WithAnnotations(map[string]string{workload.HashAnnotation: depHash}), depHash)
+}
+
+// recreateStrategy moves a worker Deployment rendered before workers used
+// the Recreate strategy onto it. Such a Deployment holds the rollingUpdate
+// the API server defaulted, which no field manager owns, so applying
+// type Recreate alone would be refused ("may not be specified when strategy
+// type is 'Recreate'"). Once moved, this reads the cache and writes nothing.
+func (r *SyncServiceReconciler) recreateStrategy(ctx context.Context, key types.NamespacedName) error {
+	live := &appsv1.Deployment{}
+	if err := r.Client.Get(ctx, key, live); apierrors.IsNotFound(err) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("reading Deployment %s: %w", key, err)
+	}
+	if live.Spec.Strategy.Type == appsv1.RecreateDeploymentStrategyType {
+		return nil
+	}
+	patch := []byte(`{"spec":{"strategy":{"type":"Recreate","rollingUpdate":null}}}`)
+	if err := r.Client.Patch(ctx, live, client.RawPatch(types.MergePatchType, patch), client.FieldOwner(FieldOwner)); err != nil {
+		return fmt.Errorf("moving Deployment %s to the Recreate strategy: %w", key, err)
+	}
+	return nil
 }
 
 // secretMeta reads a Secret's metadata from the cache: Secret contents are never cached.

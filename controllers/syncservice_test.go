@@ -378,6 +378,19 @@ func TestSPIREIdentityWithClusterSPIFFEID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A worker Deployment as an older manager left it: the API server's
+	// default RollingUpdate strategy, which the manager must move to Recreate.
+	labels := map[string]string{"app.kubernetes.io/name": "sync-worker", "app.kubernetes.io/managed-by": "sync-operator",
+		workload.SyncServiceLabel: "cluster", workload.WorkerTenantLabel: "acme"}
+	old := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "sync-cluster-acme", Namespace: ns, Labels: labels},
+		Spec: appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: labels}, Template: corev1.PodTemplateSpec{
+			ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "worker", Image: "old"}}}}}}
+	if err := e.Client.Create(ctx, old, client.FieldOwner(controllers.FieldOwner)); err != nil {
+		t.Fatal(err)
+	}
+	if old.Spec.Strategy.RollingUpdate == nil {
+		t.Fatal("the API server did not default a rollingUpdate: the upgrade case is not exercised")
+	}
 	ss := &v1alpha1.SyncService{ObjectMeta: metav1.ObjectMeta{Name: "cluster", Namespace: ns}}
 	if err := e.Client.Create(ctx, ss); err != nil {
 		t.Fatal(err)
@@ -395,7 +408,18 @@ func TestSPIREIdentityWithClusterSPIFFEID(t *testing.T) {
 		t.Fatalf("spiffeIDTemplate %q", tmpl)
 	}
 	dep := &appsv1.Deployment{}
-	waitFor(t, "Deployment", getObj(e.Client, dep, ns, "sync-cluster-acme"))
+	waitFor(t, "Deployment rendered by the manager", func() error {
+		if err := e.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: "sync-cluster-acme"}, dep); err != nil {
+			return err
+		}
+		if dep.Annotations[workload.HashAnnotation] == "" {
+			return errors.New("not applied by the manager yet")
+		}
+		return nil
+	})
+	if dep.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType || dep.Spec.Strategy.RollingUpdate != nil {
+		t.Fatalf("strategy %+v, want Recreate without rollingUpdate", dep.Spec.Strategy)
+	}
 	var csi bool
 	for _, v := range dep.Spec.Template.Spec.Volumes {
 		csi = csi || (v.CSI != nil && v.CSI.Driver == "csi.spiffe.io")

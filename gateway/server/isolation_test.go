@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -142,18 +143,23 @@ func checkIsolation(t *testing.T, w *world) {
 			return c
 		}
 		const agent = "platform-sync-acme"
+		// rule is the refusal's reason: the rule under test, not a later one
+		// (the edge's cases send the platform worker's source, which it
+		// would also be refused for, after these checks).
+		const tenantRule, agentRule = "tenant fields in the request contradict the certificate", "agent_id does not match"
 		for _, tc := range []struct {
 			name  string
 			cert  *ca.Issued
 			chunk *pb.GatewayStatusChunk
+			rule  string
 		}{
-			{"an agent identity", svid(t, w, "agent/acme/default/agent-1"), one("agent-1", func(*pb.GatewayStatusChunk) {})},
-			{"chunk tenant_id", platformWorker, one(agent, func(c *pb.GatewayStatusChunk) { c.TenantId = w.tenantID["globex"] })},
-			{"service tenant_id", platformWorker, one(agent, func(c *pb.GatewayStatusChunk) { c.Services[0].TenantId = w.tenantID["globex"] })},
-			{"service tenant_slug", platformWorker, one(agent, func(c *pb.GatewayStatusChunk) { c.Services[0].TenantSlug = "globex" })},
-			{"service agent_id", platformWorker, one(agent, func(c *pb.GatewayStatusChunk) { c.Services[0].AgentId = "platform-sync-globex" })},
-			{"edge: chunk tenant_slug", acmeEdge, one("edge", func(c *pb.GatewayStatusChunk) { c.TenantSlug = "globex" })},
-			{"edge: service agent_id", acmeEdge, one("edge", func(c *pb.GatewayStatusChunk) { c.Services[0].AgentId = "globex-edge" })},
+			{"an agent identity", svid(t, w, "agent/acme/default/agent-1"), one("agent-1", func(*pb.GatewayStatusChunk) {}), "may not"},
+			{"chunk tenant_id", platformWorker, one(agent, func(c *pb.GatewayStatusChunk) { c.TenantId = w.tenantID["globex"] }), tenantRule},
+			{"service tenant_id", platformWorker, one(agent, func(c *pb.GatewayStatusChunk) { c.Services[0].TenantId = w.tenantID["globex"] }), tenantRule},
+			{"service tenant_slug", platformWorker, one(agent, func(c *pb.GatewayStatusChunk) { c.Services[0].TenantSlug = "globex" }), tenantRule},
+			{"service agent_id", platformWorker, one(agent, func(c *pb.GatewayStatusChunk) { c.Services[0].AgentId = "platform-sync-globex" }), agentRule},
+			{"edge: chunk tenant_slug", acmeEdge, one("edge", func(c *pb.GatewayStatusChunk) { c.TenantSlug = "globex" }), tenantRule},
+			{"edge: service agent_id", acmeEdge, one("edge", func(c *pb.GatewayStatusChunk) { c.Services[0].AgentId = "globex-edge" }), agentRule},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				st, err := w.client(t, tc.cert).StreamStatus(ctx)
@@ -163,6 +169,9 @@ func checkIsolation(t *testing.T, w *world) {
 				_ = st.Send(tc.chunk) // a refusal may come first; CloseAndRecv has it
 				_, err = st.CloseAndRecv()
 				refusal(t, err, codes.PermissionDenied)
+				if msg := status.Convert(err).Message(); !strings.Contains(msg, tc.rule) {
+					t.Fatalf("refused for %q, want the rule %q", msg, tc.rule)
+				}
 			})
 		}
 	})

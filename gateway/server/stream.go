@@ -97,7 +97,7 @@ func (s *Server) recordRun(ctx context.Context, key string, run *store.Run) erro
 		result = v1alpha1.SyncResultPartial
 	}
 	if len(run.Error) > maxRunError {
-		run.Error = strings.ToValidUTF8(run.Error[:maxRunError], "") + "..."
+		run.Error = strings.ToValidUTF8(run.Error[:maxRunError-3], "") + "..."
 	}
 	st := map[string]any{
 		"lastSyncTime":      metav1.NewTime(run.Finished).Rfc3339Copy(),
@@ -113,8 +113,9 @@ func (s *Server) recordRun(ctx context.Context, key string, run *store.Run) erro
 	return nil
 }
 
-// maxRunError bounds the run error written to status.
-const maxRunError = 4096
+// maxRunError bounds the run error written to status (the CRD's
+// lastError maxLength: a longer one would fail the whole status write).
+const maxRunError = 1024
 
 // syncedCondition is the IntegrationSource's Synced condition after a run
 // (the gateway owns it; the manager owns Ready): True when the run

@@ -181,13 +181,16 @@ func checkStreamStatus(t *testing.T, w *world) {
 	since := synced.LastTransitionTime
 	// A run over the changes since the last (no full fetch, no error)
 	// succeeded; a run with an error is partial and Synced turns False.
+	long := strings.Repeat("page failed; ", 200) // 2,600 bytes: lastError holds 1,024
 	for _, tc := range []struct {
-		run, runErr string
-		want        v1alpha1.SyncResult
-		synced      metav1.ConditionStatus
+		run, runErr, wantErr string
+		want                 v1alpha1.SyncResult
+		synced               metav1.ConditionStatus
 	}{
-		{"7d1f2a8e-1111-4c1e-9b7e-000000000002", "", v1alpha1.SyncResultSuccess, metav1.ConditionTrue},
-		{"7d1f2a8e-1111-4c1e-9b7e-000000000003", "query \"all\", page 3: 503 Service Unavailable", v1alpha1.SyncResultPartial, metav1.ConditionFalse},
+		{"7d1f2a8e-1111-4c1e-9b7e-000000000002", "", "", v1alpha1.SyncResultSuccess, metav1.ConditionTrue},
+		{"7d1f2a8e-1111-4c1e-9b7e-000000000003", "query \"all\", page 3: 503 Service Unavailable", "query \"all\", page 3: 503 Service Unavailable",
+			v1alpha1.SyncResultPartial, metav1.ConditionFalse},
+		{"7d1f2a8e-1111-4c1e-9b7e-000000000004", long, long[:1021] + "...", v1alpha1.SyncResultPartial, metav1.ConditionFalse},
 	} {
 		m := &results.Meta{IntegrationSourceUID: uid, SyncRunID: tc.run, RunComplete: true, Error: tc.runErr}
 		if err := send(chunk(agent, 0, 1, true, message(t, uid, m, 1, 1, nil))); err != nil {
@@ -197,8 +200,8 @@ func checkStreamStatus(t *testing.T, w *world) {
 			t.Fatal(err)
 		}
 		c := apimeta.FindStatusCondition(src.Status.Conditions, v1alpha1.ConditionSynced)
-		if src.Status.LastRunID != tc.run || src.Status.LastSyncResult != tc.want || src.Status.LastError != tc.runErr || src.Status.DevicesDiscovered != 5 ||
-			c == nil || c.Status != tc.synced || !strings.Contains(c.Message, tc.runErr) {
+		if src.Status.LastRunID != tc.run || src.Status.LastSyncResult != tc.want || src.Status.LastError != tc.wantErr || src.Status.DevicesDiscovered != 5 ||
+			c == nil || c.Status != tc.synced || !strings.Contains(c.Message, tc.wantErr) {
 			t.Fatalf("run %s: status %+v", tc.run, src.Status)
 		}
 		if tc.synced == metav1.ConditionTrue && !c.LastTransitionTime.Equal(&since) {

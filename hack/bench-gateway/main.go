@@ -149,7 +149,7 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("push after a source edit, %d streams open, %d edits: p50 %.1f ms, p99 %.1f ms; pushes to other tenants: %d\n", len(workers), o.edits, p50, p99, stray)
+	fmt.Printf("push after a source edit or Secret rotation (alternating), %d streams open, %d edits: p50 %.1f ms, p99 %.1f ms; pushes to other tenants: %d\n", len(workers), o.edits, p50, p99, stray)
 	peak, current, err := gw.Memory()
 	if err != nil {
 		return err
@@ -288,8 +288,8 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 // sources did not change.
 func pushes(ctx context.Context, env *kubetest.Env, o options, workers []*worker) (p50, p99 float64, stray int64, err error) {
 	type arrival struct {
-		endpoint string
-		at       time.Time
+		endpoint, secret string
+		at               time.Time
 	}
 	arrivals := make([]chan arrival, len(workers))
 	sctx, cancel := context.WithCancel(ctx)
@@ -321,7 +321,8 @@ func pushes(ctx context.Context, env *kubetest.Env, o options, workers []*worker
 					opened.Done()
 					continue
 				}
-				arrivals[i] <- arrival{endpoint: b.Sources[w.ns+"/armis"].Endpoint, at: at}
+				armis := b.Sources[w.ns+"/armis"]
+				arrivals[i] <- arrival{endpoint: armis.Endpoint, secret: armis.Credentials["secret_key"], at: at}
 			}
 			if first {
 				openErr.CompareAndSwap(nil, fmt.Errorf("stream of %s: %w", w.slug, err))
@@ -338,10 +339,18 @@ func pushes(ctx context.Context, env *kubetest.Env, o options, workers []*worker
 	for k := range o.edits {
 		i := rng.IntN(len(workers))
 		w := workers[i]
-		endpoint := "https://" + w.slug + "-edit-" + strconv.Itoa(k) + ".armis.example"
-		src := &v1alpha1.IntegrationSource{ObjectMeta: metav1.ObjectMeta{Namespace: w.ns, Name: "armis"}}
+		// Every other edit rotates the source's credentials Secret instead:
+		// the gateway watches Secret metadata only and reads the new data.
+		var obj client.Object = &v1alpha1.IntegrationSource{ObjectMeta: metav1.ObjectMeta{Namespace: w.ns, Name: "armis"}}
+		value := "https://" + w.slug + "-edit-" + strconv.Itoa(k) + ".armis.example"
+		patch := `{"spec":{"endpoint":"` + value + `"}}`
+		if k%2 == 1 {
+			obj = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: w.ns, Name: "armis"}}
+			value = w.slug + "-rotated-" + strconv.Itoa(k)
+			patch = `{"stringData":{"secret_key":"` + value + `"}}`
+		}
 		t0 := time.Now()
-		if err := env.Client.Patch(ctx, src, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"endpoint":"`+endpoint+`"}}`))); err != nil {
+		if err := env.Client.Patch(ctx, obj, client.RawPatch(types.MergePatchType, []byte(patch))); err != nil {
 			return 0, 0, 0, fmt.Errorf("editing %s: %w", w.slug, err)
 		}
 		timeout := time.After(30 * time.Second)
@@ -349,7 +358,7 @@ func pushes(ctx context.Context, env *kubetest.Env, o options, workers []*worker
 		for {
 			select {
 			case a := <-arrivals[i]:
-				if a.endpoint == endpoint {
+				if a.endpoint == value || a.secret == value {
 					lat = append(lat, a.at.Sub(t0))
 					break wait
 				}

@@ -31,17 +31,20 @@ const (
 	DefaultSegmentDevices = 5000
 	// MaxChunkBytes keeps a chunk under gRPC's default 4 MiB message limit.
 	MaxChunkBytes = 3 << 20
-	// MaxSegmentChunks and MaxSegmentDevices keep one StreamStatus call
-	// within the gateway's limits (ingest.DefaultLimits: 128 chunks, 64 MiB,
-	// 100,000 devices), whatever SegmentDevices and ChunkBytes say: 100
-	// chunks of at most 1 MiB by default, 3 MiB (MaxChunkBytes) at most.
+	// MaxSegmentChunks, MaxSegmentBytes and MaxSegmentDevices keep one
+	// StreamStatus call within the gateway's limits (ingest.DefaultLimits:
+	// 128 chunks, 64 MiB, 100,000 devices), whatever SegmentDevices and
+	// ChunkBytes say: a segment closes at 100 chunks or 48 MiB of them.
 	MaxSegmentChunks  = 100
+	MaxSegmentBytes   = 48 << 20
 	MaxSegmentDevices = 50000
-	// MaxErrorBytes bounds the run error a final segment carries.
-	MaxErrorBytes = 4096
-	// chunkOverhead is what a chunk holds besides its devices (the sync_meta
-	// and the JSON around them), the error aside.
-	chunkOverhead = 512
+	// MaxErrorBytes bounds the run error a final segment carries (the
+	// IntegrationSource's lastError holds at most 1024 characters).
+	MaxErrorBytes = 1024
+	// chunkOverhead is what a chunk holds besides its devices: the sync_meta
+	// with the longest error (JSON escaping can make a byte six) and the
+	// JSON around them.
+	chunkOverhead = 512 + 6*MaxErrorBytes
 )
 
 // Sender sends the segments of one run. It is not safe for concurrent use.
@@ -105,7 +108,7 @@ func (s *Sender) Add(ctx context.Context, d results.DeviceUpdate) error {
 	}
 	s.openBytes += len(raw) + 1
 	s.pending = append(s.pending, raw)
-	if len(s.pending) >= s.segmentDevices() || s.openChunks >= MaxSegmentChunks {
+	if len(s.pending) >= s.segmentDevices() || s.openChunks >= s.segmentChunks() {
 		return s.flush(ctx, false)
 	}
 	return nil
@@ -143,6 +146,11 @@ func (s *Sender) segmentDevices() int {
 		return min(s.SegmentDevices, MaxSegmentDevices)
 	}
 	return DefaultSegmentDevices
+}
+
+// segmentChunks is how many chunks a segment may fill.
+func (s *Sender) segmentChunks() int {
+	return min(MaxSegmentChunks, MaxSegmentBytes/s.chunkBytes())
 }
 
 // runError bounds a run's error text to MaxErrorBytes.

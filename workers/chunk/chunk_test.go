@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/serviceradar/sync-operator/gateway/ingest"
 	"github.com/serviceradar/sync-operator/gateway/results"
 )
 
@@ -47,5 +48,19 @@ func TestChunksStayWithinTheirBudgetAndCarryTheSegment(t *testing.T) {
 				t.Fatalf("%d devices in the chunks, want %d", total, tc.devices)
 			}
 		})
+	}
+}
+
+func TestSegmentsStayWithinTheGatewayLimits(t *testing.T) {
+	lim := ingest.DefaultLimits
+	for _, chunkBytes := range []int{0, 300, 64 << 10, 1 << 20, 2 << 20, MaxChunkBytes, 64 << 20} {
+		s := &Sender{ChunkBytes: chunkBytes}
+		n := s.segmentChunks()
+		// A chunk may pass its budget by one device and the overhead.
+		worst := n * (s.chunkBytes() + chunkOverhead + 64<<10)
+		if n < 1 || n > lim.MaxChunks-8 || worst > lim.MaxBytes {
+			t.Errorf("ChunkBytes %d: %d chunks of up to %d bytes (%d in all) against the gateway's %d chunks and %d bytes",
+				chunkBytes, n, s.chunkBytes(), worst, lim.MaxChunks, lim.MaxBytes)
+		}
 	}
 }

@@ -32,7 +32,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sync_errors_total",
 			Help: "Failed requests and runs, by source and kind."}, []string{"source", "type", "kind"}),
 		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sync_last_success_timestamp_seconds",
-			Help: "When the source's last full fetch finished (Unix time)."}, []string{"source", "type"}),
+			Help: "When the source's last successful run finished, a full pass or one over the changes (Unix time)."}, []string{"source", "type"}),
 		active: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sync_sources_active",
 			Help: "Sources with a running sync loop (paused and unrunnable ones excluded)."}),
 	}

@@ -79,6 +79,9 @@ type Runner struct {
 	loops   map[string]*loop
 	wg      sync.WaitGroup
 	applied bool // a bundle was applied before
+	// unrunnable holds the configuration of each source its client refused,
+	// so one is reported once, not again with every new bundle.
+	unrunnable map[string]string
 }
 
 type loop struct {
@@ -109,7 +112,7 @@ func New(o Options) *Runner {
 	if o.NewClient == nil {
 		o.NewClient = newClient
 	}
-	return &Runner{o: o, loops: map[string]*loop{}}
+	return &Runner{o: o, loops: map[string]*loop{}, unrunnable: map[string]string{}}
 }
 
 // newClient builds the client of a source's type.
@@ -140,10 +143,15 @@ func (r *Runner) Apply(ctx context.Context, b bundle.Sync) {
 			<-l.done
 			delete(r.loops, key)
 			r.o.Metrics.active.Dec()
-			if !ok || src.Paused {
-				r.o.Metrics.forget(key)
-			}
+			// A changed source may have changed type: its series start over.
+			r.o.Metrics.forget(key)
 			r.o.Log.Info("sync loop stopped", "source", key, "reason", map[bool]string{true: "changed", false: "removed or paused"}[ok && !src.Paused])
+		}
+	}
+	for key := range r.unrunnable {
+		if src, ok := b.Sources[key]; !ok || src.Paused {
+			delete(r.unrunnable, key)
+			r.o.Metrics.forget(key)
 		}
 	}
 	for key, src := range b.Sources {
@@ -151,11 +159,16 @@ func (r *Runner) Apply(ctx context.Context, b bundle.Sync) {
 			continue
 		}
 		raw, _ := json.Marshal(src)
+		if r.unrunnable[key] == string(raw) {
+			continue // reported already; nothing changed
+		}
+		delete(r.unrunnable, key)
 		cfg := integration.Config{Source: src, Observer: observer{m: r.o.Metrics, key: key, kind: src.Type}}
 		client, err := r.o.NewClient(cfg, r.o.HTTP)
 		if err != nil {
 			r.o.Log.Error(err, "source not runnable", "source", key)
 			r.o.Metrics.errors.WithLabelValues(key, src.Type, "config").Inc()
+			r.unrunnable[key] = string(raw)
 			r.wg.Add(1)
 			go func() {
 				defer r.wg.Done()

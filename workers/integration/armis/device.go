@@ -2,8 +2,11 @@ package armis
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
+	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -189,10 +192,12 @@ func (c *Client) update(d *device, label string, now time.Time) results.DeviceUp
 		IsAvailable: &available,
 		Metadata:    meta,
 	}
-	if v6 := strings.TrimSpace(string(d.IPv6)); len(ips) == 0 && v6 != "" {
-		// An IPv6-only device is still addressable (and sweepable).
-		ips = []string{v6}
-		meta[integration.MetaAllIPs] = v6
+	if v6 := splitList(d.IPv6); len(ips) == 0 && len(v6) > 0 {
+		// An IPv6-only device is still addressable (and sweepable): by a
+		// global address when it has one rather than a link-local one.
+		slices.SortStableFunc(v6, func(a, b string) int { return cmp.Compare(rankV6(a), rankV6(b)) })
+		ips = v6
+		meta[integration.MetaAllIPs] = strings.Join(v6, ",")
 	}
 	if len(ips) > 0 {
 		u.IP = ips[0]
@@ -204,4 +209,18 @@ func (c *Client) update(d *device, label string, now time.Time) results.DeviceUp
 		u.MAC = macs[0]
 	}
 	return u
+}
+
+// rankV6 orders IPv6 addresses for the primary one: global unicast first,
+// then others (unique local, link-local), unparseable last.
+func rankV6(s string) int {
+	a, err := netip.ParseAddr(s)
+	switch {
+	case err != nil:
+		return 2
+	case a.IsGlobalUnicast() && !a.IsPrivate():
+		return 0
+	default:
+		return 1
+	}
 }

@@ -189,6 +189,12 @@ func TestDeviceMappingOfOddFields(t *testing.T) {
 			meta: map[string]string{integration.MetaAllIPs: "2001:db8::9", "ipv6": "2001:db8::9"},
 		},
 		{
+			name: "IPv6 only, a global address before a link-local one",
+			raw:  `{"id":10,"ipAddress":null,"ipv6":"fe80::1, 2001:db8:0:1::10","macAddress":""}`,
+			ip:   "2001:db8:0:1::10", ts: now.Format(time.RFC3339Nano),
+			meta: map[string]string{integration.MetaAllIPs: "2001:db8:0:1::10,fe80::1"},
+		},
+		{
 			name: "site as a string, semicolons, escaped name",
 			raw:  `{"id":8,"ipAddress":"192.0.2.1;192.0.2.9","name":"caf\u00e9","site":"Lab","manufacturer":"Acme","operatingSystem":"Linux"}`,
 			ip:   "192.0.2.1", hostname: "café", ts: now.Format(time.RFC3339Nano),

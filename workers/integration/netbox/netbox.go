@@ -280,8 +280,10 @@ func (c *Client) Fetch(ctx context.Context, emit integration.Emit) error {
 
 // FetchChanged is Fetch over the devices NetBox updated at or after since:
 // each query's last_updated__gte filter is set to it (a later one the query
-// has is kept). A device's primary IPs are its own fields, so their changes
-// are seen; a MAC moved on an interface alone waits for the next full pass.
+// has is kept). Changes NetBox records on the device itself are seen (its
+// status, site, role, name, which IPs are primary); an IP address or MAC
+// edited in place on its own object leaves the device's last_updated as it
+// was, and waits for the next full pass.
 func (c *Client) FetchChanged(ctx context.Context, since time.Time, emit integration.Emit) error {
 	queries := make([]query, len(c.queries))
 	for i, q := range c.queries {
