@@ -11,6 +11,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/serviceradar/sync-operator/diag"
 	"github.com/serviceradar/sync-operator/gateway/app"
 	"github.com/serviceradar/sync-operator/gateway/server"
 	"github.com/serviceradar/sync-operator/gateway/store"
@@ -40,8 +41,10 @@ func main() {
 	flag.StringVar(&c.PostgresDSN, "postgres-dsn", os.Getenv("SYNC_POSTGRES_DSN"), "PostgreSQL DSN of the device store (default $SYNC_POSTGRES_DSN; empty refuses device updates)")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
+	gcPercent := flag.Int("gc-percent", diag.DefaultGCPercent, "garbage collector target percent when GOGC is not set (0: the Go default of 100)")
 	showVersion := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
+	diag.SetGCPercent(*gcPercent)
 	if c.DeviceCacheEntries == 0 {
 		c.DeviceCacheEntries = -1 // 0 on the command line disables it; in Config, 0 takes the default
 	}

@@ -11,6 +11,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/serviceradar/sync-operator/diag"
 	"github.com/serviceradar/sync-operator/identity"
 	"github.com/serviceradar/sync-operator/version"
 	"github.com/serviceradar/sync-operator/workers/app"
@@ -26,8 +27,10 @@ func main() {
 	flag.DurationVar(&c.Runner.RunTimeout, "run-timeout", 0, "longest a sync run may take (default 1h)")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
+	gcPercent := flag.Int("gc-percent", diag.DefaultGCPercent, "garbage collector target percent when GOGC is not set (0: the Go default of 100)")
 	showVersion := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
+	diag.SetGCPercent(*gcPercent)
 	if *showVersion {
 		fmt.Println(version.String("worker"))
 		return

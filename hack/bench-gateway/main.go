@@ -51,6 +51,7 @@ type options struct {
 	conns       int
 	concurrency int
 	edits       int
+	pprof       string
 }
 
 func main() {
@@ -61,6 +62,7 @@ func main() {
 	flag.IntVar(&o.conns, "conns", 16, "connections (distinct tenant workers) in the throughput phases")
 	flag.IntVar(&o.concurrency, "concurrency", 8, "calls in flight per connection")
 	flag.IntVar(&o.edits, "edits", 100, "source edits whose push latency is measured")
+	flag.StringVar(&o.pprof, "gateway-pprof", "", "serve the gateway's net/http/pprof here during the run, e.g. 127.0.0.1:6060")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-gateway:", err)
@@ -99,7 +101,11 @@ func run(o options) error {
 	if err != nil {
 		return fmt.Errorf("creating root CA: %w", err)
 	}
-	gw, err := gatewayproc.Start(ctx, gatewayproc.Options{Binary: o.gateway, Dir: dir, Env: env, Root: root})
+	var args []string
+	if o.pprof != "" {
+		args = append(args, "--pprof-bind-address="+o.pprof)
+	}
+	gw, err := gatewayproc.Start(ctx, gatewayproc.Options{Binary: o.gateway, Dir: dir, Env: env, Root: root, Args: args})
 	if err != nil {
 		return err
 	}
