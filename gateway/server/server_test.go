@@ -39,6 +39,7 @@ import (
 	"github.com/serviceradar/sync-operator/identity/ca"
 	"github.com/serviceradar/sync-operator/identity/mtls"
 	pb "github.com/serviceradar/sync-operator/proto"
+	"github.com/serviceradar/sync-operator/test"
 	"github.com/serviceradar/sync-operator/test/kubetest"
 	"github.com/serviceradar/sync-operator/test/pgtest"
 	"github.com/serviceradar/sync-operator/test/pkitest"
@@ -429,7 +430,7 @@ func TestConfigPlane(t *testing.T) {
 		if err := stream.Send(&pb.ControlStreamRequest{Payload: &pb.ControlStreamRequest_ConfigAck{ConfigAck: &pb.ConfigAck{ConfigVersion: initial.ConfigVersion}}}); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "the push and its ack are counted", func() bool {
+		test.Eventually(t, "the push and its ack are counted", 30*time.Second, func() bool {
 			return testutil.ToFloat64(w.metrics.ConfigPushes) >= pushes+1 &&
 				testutil.ToFloat64(w.metrics.ConfigAcks.WithLabelValues(server.AckCurrent)) == current+1 &&
 				testutil.ToFloat64(w.metrics.ControlStreams) >= 1
@@ -438,7 +439,7 @@ func TestConfigPlane(t *testing.T) {
 		if err := stream.Send(&pb.ControlStreamRequest{Payload: &pb.ControlStreamRequest_ConfigAck{ConfigAck: &pb.ConfigAck{ConfigVersion: "not-the-pushed-version"}}}); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "a stale ack is counted as stale", func() bool {
+		test.Eventually(t, "a stale ack is counted as stale", 30*time.Second, func() bool {
 			return testutil.ToFloat64(w.metrics.ConfigAcks.WithLabelValues(server.AckStale)) == stale+1 &&
 				testutil.ToFloat64(w.metrics.ConfigAcks.WithLabelValues(server.AckCurrent)) == current+1
 		})
@@ -517,7 +518,7 @@ func TestConfigPlane(t *testing.T) {
 			t.Fatalf("%v pushes counted, want %v", got, pushes+5)
 		}
 		stop()
-		eventually(t, "the closed stream leaves the gauge", func() bool { return testutil.ToFloat64(w.metrics.ControlStreams) == 0 })
+		test.Eventually(t, "the closed stream leaves the gauge", 30*time.Second, func() bool { return testutil.ToFloat64(w.metrics.ControlStreams) == 0 })
 	})
 
 	t.Run("heartbeats are recorded with bounded writes", func(t *testing.T) {
@@ -700,22 +701,10 @@ func cachedSyncService(t *testing.T, w *world, key client.ObjectKey) *v1alpha1.S
 		t.Fatal(err)
 	}
 	got := &v1alpha1.SyncService{}
-	eventually(t, "the cache has the SyncService's last write", func() bool {
+	test.Eventually(t, "the cache has the SyncService's last write", 30*time.Second, func() bool {
 		return w.informers.Get(context.Background(), key, got) == nil && got.ResourceVersion == want.ResourceVersion
 	})
 	return got
-}
-
-// eventually waits, with a generous bound, until cond holds.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting: %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func assertNoLeak(t *testing.T, w *world, text string) {

@@ -6,6 +6,7 @@
 package segmentsink
 
 import (
+	"maps"
 	"net"
 	"sync"
 	"testing"
@@ -159,14 +160,7 @@ func (s *Sink) Runs(source string) []Run {
 		if source != "" && r.Source != source {
 			continue
 		}
-		c := Run{Source: r.Source, Segments: map[int]Segment{}, Attempts: map[int]int{}}
-		for k, v := range r.Segments {
-			c.Segments[k] = v
-		}
-		for k, v := range r.Attempts {
-			c.Attempts[k] = v
-		}
-		out = append(out, c)
+		out = append(out, Run{Source: r.Source, Segments: maps.Clone(r.Segments), Attempts: maps.Clone(r.Attempts)})
 	}
 	return out
 }
