@@ -114,6 +114,11 @@ bench-ingest: envtest-assets ## 50,000 devices over mTLS gRPC into the gateway a
 	go build -o $(BIN)/gateway ./cmd/gateway
 	go run ./hack/bench-ingest --gateway $(BIN)/gateway $(BENCH_INGEST_FLAGS)
 
+.PHONY: bench-hostile
+bench-hostile: envtest-assets ## 50 hostile callers (unknown tenant, enrolled abuser) vs a 50,000-device worker run, gateway binary: run completed, peak RSS (RESULT line).
+	go build -o $(BIN)/gateway ./cmd/gateway
+	go run ./hack/bench-hostile --gateway $(BIN)/gateway $(BENCH_HOSTILE_FLAGS)
+
 .PHONY: bench-worker
 bench-worker: envtest-assets ## Worker syncing a 1,000,000-device Armis emulator into gateway + PostgreSQL, then Faker 50k: devices/s, worker RSS (RESULT line).
 	go build -o $(BIN)/gateway ./cmd/gateway

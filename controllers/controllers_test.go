@@ -20,7 +20,7 @@ import (
 	"github.com/serviceradar/sync-operator/platform"
 )
 
-var opts = controllers.Options{Namespace: operatorNS, PlatformSlug: "platform", PlatformSync: true}
+var opts = controllers.Options{Namespace: operatorNS, PlatformSlug: "platform", PlatformSync: true, GatewayServiceAccount: "sync-gateway"}
 
 func platformID(t *testing.T) uuid.UUID {
 	t.Helper()
@@ -167,6 +167,7 @@ func TestIntegrationSourceReadiness(t *testing.T) {
 		&v1alpha1.SyncService{ObjectMeta: metav1.ObjectMeta{Name: "edge", Namespace: globexNS}, Spec: v1alpha1.SyncServiceSpec{ServiceType: v1alpha1.ServiceTypeOnPrem}},
 		&v1alpha1.SyncService{ObjectMeta: metav1.ObjectMeta{Name: "netbox-only", Namespace: acmeNS}, Spec: v1alpha1.SyncServiceSpec{Capabilities: []string{"netbox"}}},
 		&v1alpha1.SyncService{ObjectMeta: metav1.ObjectMeta{Name: "fake-platform", Namespace: acmeNS}, Spec: v1alpha1.SyncServiceSpec{Platform: true}},
+		&v1alpha1.SyncService{ObjectMeta: metav1.ObjectMeta{Name: "stray", Namespace: unlabeled.Name}, Spec: v1alpha1.SyncServiceSpec{ServiceType: v1alpha1.ServiceTypeOnPrem}},
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "armis-ok", Namespace: acmeNS}, Data: map[string][]byte{"secret_key": []byte("s3cr3t-value")}},
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "wrong-key", Namespace: acmeNS}, Data: map[string][]byte{"api_token": []byte("s3cr3t-value")}},
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "armis-ok", Namespace: globexNS}, Data: map[string][]byte{"secret_key": []byte("s3cr3t-value")}},
@@ -191,9 +192,10 @@ func TestIntegrationSourceReadiness(t *testing.T) {
 		{"missing Secret", armis("no-secret", acmeNS, "missing", platformSync), metav1.ConditionFalse, v1alpha1.ReasonSecretNotFound, ""},
 		{"Secret without the armis key", armis("wrong-key", acmeNS, "wrong-key", platformSync), metav1.ConditionFalse, v1alpha1.ReasonSecretInvalid, ""},
 		{"missing SyncService", armis("no-ss", acmeNS, "armis-ok", v1alpha1.SyncServiceReference{Name: "nope"}), metav1.ConditionFalse, v1alpha1.ReasonSyncServiceNotFound, ""},
-		{"another tenant's SyncService", armis("cross", acmeNS, "armis-ok", v1alpha1.SyncServiceReference{Namespace: globexNS, Name: "edge"}), metav1.ConditionFalse, v1alpha1.ReasonSyncServiceNotAllowed, ""},
+		{"another tenant's SyncService", armis("cross", acmeNS, "armis-ok", v1alpha1.SyncServiceReference{Namespace: globexNS, Name: "edge"}), metav1.ConditionFalse, v1alpha1.ReasonSyncServiceNotFound, ""},
 		{"SyncService without the capability", armis("capability", acmeNS, "armis-ok", v1alpha1.SyncServiceReference{Name: "netbox-only"}), metav1.ConditionFalse, v1alpha1.ReasonSyncServiceNotAllowed, ""},
-		{"platform claim outside the platform tenant", armis("fake-platform", globexNS, "armis-ok", v1alpha1.SyncServiceReference{Namespace: acmeNS, Name: "fake-platform"}), metav1.ConditionFalse, v1alpha1.ReasonSyncServiceNotAllowed, ""},
+		{"platform claim outside the platform tenant", armis("fake-platform", globexNS, "armis-ok", v1alpha1.SyncServiceReference{Namespace: acmeNS, Name: "fake-platform"}), metav1.ConditionFalse, v1alpha1.ReasonSyncServiceNotFound, ""},
+		{"a SyncService in a namespace of no tenant", armis("no-tenant-ss", acmeNS, "armis-ok", v1alpha1.SyncServiceReference{Namespace: unlabeled.Name, Name: "stray"}), metav1.ConditionFalse, v1alpha1.ReasonSyncServiceNotFound, ""},
 		{"faker needs no Secret", &v1alpha1.IntegrationSource{ObjectMeta: metav1.ObjectMeta{Name: "faker", Namespace: acmeNS}, Spec: v1alpha1.IntegrationSourceSpec{
 			Type: v1alpha1.IntegrationFaker, SyncServiceRef: platformSync}}, metav1.ConditionTrue, v1alpha1.ReasonReconciled, "platform-sync-acme"},
 	}
@@ -210,6 +212,34 @@ func TestIntegrationSourceReadiness(t *testing.T) {
 			}
 		})
 	}
+
+	// A tenant probing other namespaces learns nothing: another tenant's
+	// SyncService, a platform claim outside the platform tenant, one in a
+	// namespace of no tenant and one that does not exist read the same.
+	t.Run("a SyncService that is not yours reads as one that does not exist", func(t *testing.T) {
+		probe := func(name string, ref v1alpha1.SyncServiceReference) metav1.Condition {
+			src := armis(name, acmeNS, "armis-ok", ref)
+			mustCreate(t, src)
+			sourceReady(t, src, metav1.ConditionFalse, v1alpha1.ReasonSyncServiceNotFound)
+			c := src.Status.Conditions[0]
+			c.Message = strings.ReplaceAll(c.Message, ref.Namespace+"/"+ref.Name, "<ref>")
+			return c
+		}
+		missing := probe("probe-missing", v1alpha1.SyncServiceReference{Namespace: globexNS, Name: "no-such-edge"})
+		for name, ref := range map[string]v1alpha1.SyncServiceReference{
+			"probe-globex":   {Namespace: globexNS, Name: "edge"},
+			"probe-platform": {Namespace: acmeNS, Name: "fake-platform"},
+			"probe-stray":    {Namespace: unlabeled.Name, Name: "stray"},
+		} {
+			got := probe(name, ref)
+			if got.Reason != missing.Reason || got.Message != missing.Message {
+				t.Errorf("%s: %s %q differs from a missing SyncService's %s %q", name, got.Reason, got.Message, missing.Reason, missing.Message)
+			}
+			if strings.Contains(got.Message, "globex") && !strings.Contains(missing.Message, "globex") {
+				t.Errorf("%s names the other tenant: %q", name, got.Message)
+			}
+		}
+	})
 
 	t.Run("a Secret created later makes the source Ready", func(t *testing.T) {
 		src := &v1alpha1.IntegrationSource{ObjectMeta: metav1.ObjectMeta{Name: "no-secret", Namespace: acmeNS}}

@@ -30,7 +30,9 @@ type IntegrationSourceReconciler struct {
 	Client client.Client
 	// APIReader reads Secrets directly: the manager caches only their metadata.
 	APIReader client.Reader
-	Events    events.EventRecorder
+	// Guard refuses the operator's own Secrets as credentials.
+	Guard  *SecretGuard
+	Events events.EventRecorder
 }
 
 // +kubebuilder:rbac:groups=integrations.serviceradar.io,resources=integrationsources,verbs=get;list;watch
@@ -83,6 +85,14 @@ func (r *IntegrationSourceReconciler) evaluate(ctx context.Context, src *v1alpha
 	if key, ok := v1alpha1.CredentialKey(src.Spec.Type); ok {
 		sec := &corev1.Secret{}
 		name := src.Spec.CredentialsSecretRef.Name
+		// An operator Secret (a CA, an identity) is refused before it is read.
+		why, err := r.Guard.Refused(ctx, src.Namespace, name)
+		if err != nil {
+			return "", false, "", "", err
+		}
+		if why != "" {
+			return "", false, v1alpha1.ReasonSecretNotAllowed, fmt.Sprintf("Secret %q cannot hold credentials (%s): the gateway is never given it", name, why), nil
+		}
 		if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: src.Namespace, Name: name}, sec); err != nil {
 			if apierrors.IsNotFound(err) {
 				return "", false, v1alpha1.ReasonSecretNotFound, fmt.Sprintf("Secret %q not found in namespace %q", name, src.Namespace), nil
@@ -95,10 +105,14 @@ func (r *IntegrationSourceReconciler) evaluate(ctx context.Context, src *v1alpha
 	}
 	ssKey := SyncServiceKey(src)
 	ns, name, _ := strings.Cut(ssKey, "/")
+	// A SyncService that does not exist and one this tenant may not use get
+	// the same answer, so that a source cannot probe other tenants'
+	// namespaces for SyncServices or learn who owns them.
+	unusable := fmt.Sprintf("SyncService %s not found, or not usable by tenant %q (use one in a namespace of this tenant, or a platform SyncService)", ssKey, tenant.Spec.Slug)
 	ss := &v1alpha1.SyncService{}
 	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, ss); err != nil {
 		if apierrors.IsNotFound(err) {
-			return "", false, v1alpha1.ReasonSyncServiceNotFound, fmt.Sprintf("SyncService %s not found", ssKey), nil
+			return "", false, v1alpha1.ReasonSyncServiceNotFound, unusable, nil
 		}
 		return "", false, "", "", fmt.Errorf("reading SyncService %s: %w", ssKey, err)
 	}
@@ -107,12 +121,8 @@ func (r *IntegrationSourceReconciler) evaluate(ctx context.Context, src *v1alpha
 		return "", false, "", "", err
 	}
 	switch {
-	case !ssFound:
-		return "", false, v1alpha1.ReasonSyncServiceNotAllowed, fmt.Sprintf("SyncService %s is in namespace %q, which belongs to no tenant", ssKey, ns), nil
-	case ss.Spec.Platform && !ssTenant.Spec.Platform:
-		return "", false, v1alpha1.ReasonSyncServiceNotAllowed, fmt.Sprintf("SyncService %s claims platform but its namespace belongs to tenant %q", ssKey, ssTenant.Spec.Slug), nil
-	case !ss.Spec.Platform && ssTenant.Spec.Slug != tenant.Spec.Slug:
-		return "", false, v1alpha1.ReasonSyncServiceNotAllowed, fmt.Sprintf("SyncService %s belongs to tenant %q, not %q", ssKey, ssTenant.Spec.Slug, tenant.Spec.Slug), nil
+	case !ssFound, ss.Spec.Platform && !ssTenant.Spec.Platform, !ss.Spec.Platform && ssTenant.Spec.Slug != tenant.Spec.Slug:
+		return "", false, v1alpha1.ReasonSyncServiceNotFound, unusable, nil
 	case len(ss.Spec.Capabilities) > 0 && !slices.Contains(ss.Spec.Capabilities, string(src.Spec.Type)):
 		return "", false, v1alpha1.ReasonSyncServiceNotAllowed, fmt.Sprintf("SyncService %s does not have capability %q", ssKey, src.Spec.Type), nil
 	}
@@ -140,14 +150,7 @@ func tenantOfNamespace(ctx context.Context, c client.Client, namespace string) (
 	if slug == "" {
 		return nil, false, nil
 	}
-	var ts v1alpha1.TenantList
-	if err := c.List(ctx, &ts, client.MatchingFields{IndexTenantSlug: slug}); err != nil {
-		return nil, false, fmt.Errorf("looking up tenant %q: %w", slug, err)
-	}
-	if len(ts.Items) == 0 {
-		return nil, false, nil
-	}
-	return &ts.Items[0], true, nil
+	return resolveTenant(ctx, c, slug)
 }
 
 // sourcesBy enqueues the sources that opts (derived from the event's object) select.

@@ -15,7 +15,9 @@ import (
 )
 
 // +kubebuilder:rbac:groups=coordination.k8s.io,namespace=serviceradar-system,resources=leases,verbs=get;list;watch;create;update;patch
-// +kubebuilder:rbac:groups="",resources=namespaces,verbs=patch
+// The bootstrap labels the operator namespace for the platform tenant, and
+// no other: a Role of that namespace grants patch on the namespace itself.
+// +kubebuilder:rbac:groups="",namespace=serviceradar-system,resources=namespaces,verbs=patch
 // +kubebuilder:rbac:groups=integrations.serviceradar.io,resources=tenants,verbs=create
 // +kubebuilder:rbac:groups=integrations.serviceradar.io,resources=syncservices,verbs=create
 
@@ -46,6 +48,11 @@ type Options struct {
 	GatewayTLSSecret    string
 	GatewayDNSNames     []string
 	GatewayCertLifetime time.Duration
+	// GatewayServiceAccount is the gateway's ServiceAccount in Namespace: in
+	// each tenant namespace, the manager grants it the credentials Secrets
+	// that IntegrationSources reference, and nothing else (empty: no grants;
+	// the gateway then reads no credentials unless given them otherwise).
+	GatewayServiceAccount string
 	// Now is the clock of certificate issuance and renewal; nil means time.Now.
 	Now func() time.Time
 }
@@ -69,10 +76,14 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}
+	guard := &SecretGuard{Client: mgr.GetClient(), Namespace: opts.Namespace, GatewayTLSSecret: opts.GatewayTLSSecret}
 	if err := (&IntegrationSourceReconciler{
-		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Guard: guard,
 		Events: mgr.GetEventRecorder("sync-operator-integrationsource"),
 	}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	if err := setupGatewayAccess(mgr, opts, guard); err != nil {
 		return err
 	}
 	td := opts.TrustDomain

@@ -43,6 +43,14 @@ const (
 	ReasonWorkersReady    = "WorkersReady"
 	ReasonNoWorkers       = "NoWorkers"
 	ReasonSPIRECRDMissing = "ClusterSPIFFEIDMissing"
+	// ReasonDuplicateIdentity means another OnPrem SyncService of the tenant
+	// (or another platform SyncService) has the same name and partition, so
+	// the same identity: neither gets a certificate, runs workers or is
+	// served until one is renamed or deleted.
+	ReasonDuplicateIdentity = "DuplicateIdentity"
+	// ReasonTenantCAPending means the tenant's certificate authority is not
+	// in place yet (the Tenant is not Ready).
+	ReasonTenantCAPending = "TenantCAPending"
 )
 
 // OnlineWindow is how recent a heartbeat must be for a SyncService to be Online.
@@ -172,6 +180,17 @@ func (r *SyncServiceReconciler) sourceTenants(ctx context.Context, ss *v1alpha1.
 }
 
 func (r *SyncServiceReconciler) reconcileSaaS(ctx context.Context, ss *v1alpha1.SyncService, own *v1alpha1.Tenant, out *outcome) error {
+	if dup, err := r.duplicateIdentity(ctx, ss, own.Spec.Slug); err != nil {
+		return err
+	} else if dup != "" {
+		// The gateway refuses both as ambiguous: run no workers for either.
+		if err := r.pruneWorkers(ctx, ss, map[string]bool{}); err != nil {
+			return err
+		}
+		out.ready, out.reason, out.message = false, ReasonDuplicateIdentity, fmt.Sprintf(
+			"platform SyncService %s has the same name and partition, so its workers have the same identities: neither runs workers or is served until one is renamed or deleted", dup)
+		return nil
+	}
 	slugs, err := r.sourceTenants(ctx, ss, own)
 	if err != nil {
 		return err
@@ -181,7 +200,7 @@ func (r *SyncServiceReconciler) reconcileSaaS(ctx context.Context, ss *v1alpha1.
 		out.notes = append(out.notes, "the ClusterSPIFFEID CRD is not installed; workers use operator-issued SVIDs")
 	}
 	if useSPIRE && !controllerutil.ContainsFinalizer(ss, spireFinalizer) {
-		patch := client.MergeFrom(ss.DeepCopy())
+		patch := client.MergeFromWithOptions(ss.DeepCopy(), client.MergeFromWithOptimisticLock{})
 		controllerutil.AddFinalizer(ss, spireFinalizer)
 		if err := r.Client.Patch(ctx, ss, patch); err != nil {
 			return fmt.Errorf("adding finalizer to SyncService %s/%s: %w", ss.Namespace, ss.Name, err)
@@ -194,6 +213,11 @@ func (r *SyncServiceReconciler) reconcileSaaS(ctx context.Context, ss *v1alpha1.
 			return err
 		}
 		keep[w.ObjectName()] = true
+		if useSPIRE {
+			keep[w.ClusterSPIFFEID().GetName()] = true
+		} else {
+			keep[w.IdentitySecretName()] = true
+		}
 		if err := r.applyWorker(ctx, w, out); err != nil {
 			return err
 		}
@@ -319,8 +343,9 @@ func (r *SyncServiceReconciler) secretMeta(ctx context.Context, key types.Namesp
 }
 
 // needsIssue says whether a certificate Secret must be (re)issued: missing,
-// issued for another identity, or past its renewal time.
-func (r *SyncServiceReconciler) needsIssue(ctx context.Context, key types.NamespacedName, identityName string, out *outcome) (bool, error) {
+// issued for another identity or by another CA key (issuer, when not
+// empty), or past its renewal time.
+func (r *SyncServiceReconciler) needsIssue(ctx context.Context, key types.NamespacedName, identityName, issuer string, out *outcome) (bool, error) {
 	m, err := r.secretMeta(ctx, key)
 	if apierrors.IsNotFound(err) {
 		return true, nil
@@ -330,7 +355,7 @@ func (r *SyncServiceReconciler) needsIssue(ctx context.Context, key types.Namesp
 	}
 	ann := m.GetAnnotations()
 	renewAt, ok := parseTime(ann[workload.RenewAtAnnotation])
-	if !ok || ann[identityAnnotation] != identityName {
+	if !ok || ann[identityAnnotation] != identityName || (issuer != "" && ann[issuerAnnotation] != issuer) {
 		return true, nil
 	}
 	if left := renewAt.Sub(r.now()); left > 0 {
@@ -348,6 +373,11 @@ func parseTime(s string) (time.Time, bool) {
 // identityAnnotation records which identity a certificate Secret holds.
 const identityAnnotation = "integrations.serviceradar.io/identity"
 
+// issuerAnnotation records the KeyFingerprint of the CA that issued an edge
+// certificate: a tenant CA replaced (a Tenant deleted and created again)
+// means the bundle is issued again.
+const issuerAnnotation = "integrations.serviceradar.io/issuer"
+
 func (r *SyncServiceReconciler) writeCertSecret(ctx context.Context, ss *v1alpha1.SyncService, name string, labels map[string]string,
 	identityName string, issued *ca.Issued, root *ca.Authority, extra map[string][]byte, out *outcome) error {
 	keyPEM, err := issued.Key.MarshalPEM()
@@ -359,9 +389,13 @@ func (r *SyncServiceReconciler) writeCertSecret(ctx context.Context, ss *v1alpha
 		data[k] = v
 	}
 	renewAt := ca.RenewAt(issued.Cert)
+	ann := map[string]string{workload.RenewAtAnnotation: renewAt.UTC().Format(time.RFC3339), identityAnnotation: identityName}
+	if len(issued.Chain) > 0 {
+		ann[issuerAnnotation] = identity.KeyFingerprint(issued.Chain[0])
+	}
 	sec := applycorev1.Secret(name, ss.Namespace).
 		WithLabels(labels).
-		WithAnnotations(map[string]string{workload.RenewAtAnnotation: renewAt.UTC().Format(time.RFC3339), identityAnnotation: identityName}).
+		WithAnnotations(ann).
 		WithOwnerReferences(workload.OwnerReference(ss)).
 		WithType(corev1.SecretTypeOpaque).
 		WithData(data)
@@ -378,7 +412,7 @@ func (r *SyncServiceReconciler) writeCertSecret(ctx context.Context, ss *v1alpha
 
 func (r *SyncServiceReconciler) ensureSVIDSecret(ctx context.Context, w workload.Worker, out *outcome) error {
 	key := types.NamespacedName{Namespace: w.SyncService.Namespace, Name: w.IdentitySecretName()}
-	need, err := r.needsIssue(ctx, key, w.SPIFFEID, out)
+	need, err := r.needsIssue(ctx, key, w.SPIFFEID, "", out)
 	if err != nil || !need {
 		return err
 	}
@@ -406,14 +440,34 @@ func (r *SyncServiceReconciler) reconcileOnPrem(ctx context.Context, ss *v1alpha
 		out.ready, out.reason, out.message = false, v1alpha1.ReasonInvalidSpec, cnErr.Error()
 		return nil //nolint:nilerr // reported in the Ready condition
 	}
+	if dup, err := r.duplicateIdentity(ctx, ss, tenant.Spec.Slug); err != nil {
+		return err
+	} else if dup != "" {
+		out.ready, out.reason, out.message = false, ReasonDuplicateIdentity, fmt.Sprintf(
+			"SyncService %s of the same tenant has the same name and partition, so the same edge identity %s: neither is issued a certificate or served until one is renamed or deleted", dup, cn)
+		return nil
+	}
+	issuer := tenant.Status.CAFingerprint
+	if issuer == "" {
+		out.ready, out.reason, out.message = false, ReasonTenantCAPending, fmt.Sprintf("waiting for the certificate authority of tenant %q", tenant.Spec.Slug)
+		out.requeueIn(5 * time.Second)
+		return nil
+	}
 	out.message = fmt.Sprintf("onboarding bundle in Secret %s for edge identity %s", name, cn)
-	need, err := r.needsIssue(ctx, types.NamespacedName{Namespace: ss.Namespace, Name: name}, cn, out)
+	need, err := r.needsIssue(ctx, types.NamespacedName{Namespace: ss.Namespace, Name: name}, cn, issuer, out)
 	if err != nil || !need {
 		return err
 	}
 	tca, err := r.Store.TenantCA(ctx, tenant.Spec.Slug)
 	if err != nil {
 		return err
+	}
+	if identity.KeyFingerprint(tca.Cert) != issuer {
+		// The Tenant's status is behind its CA (or ahead of this read): issue
+		// only under the CA the gateway trusts.
+		out.ready, out.reason, out.message = false, ReasonTenantCAPending, fmt.Sprintf("waiting for the certificate authority of tenant %q", tenant.Spec.Slug)
+		out.requeueIn(5 * time.Second)
+		return nil
 	}
 	root, err := r.Store.RootCA(ctx)
 	if err != nil {
@@ -436,6 +490,43 @@ func (r *SyncServiceReconciler) reconcileOnPrem(ctx context.Context, ss *v1alpha
 	return r.writeCertSecret(ctx, ss, name, labels, cn, issued, root, map[string][]byte{"config.json": cfg}, out)
 }
 
+// duplicateIdentity returns "<namespace>/<name>" of another SyncService of
+// the tenant (slug, the tenant of ss's namespace) whose workers have the
+// identities of ss's, or "". Identities without the namespace are those of
+// OnPrem SyncServices (the edge CN <name>.<partition>.<slug>.serviceradar
+// has no room for it) and of platform SyncServices (component id
+// <name>-<tenant>, the same as before namespaces counted): two of a kind with
+// one name and partition in two namespaces of the tenant are one identity,
+// which the gateway refuses as ambiguous, so both are refused here too.
+// Other SaaS SyncServices have the namespace in their component id.
+func (r *SyncServiceReconciler) duplicateIdentity(ctx context.Context, ss *v1alpha1.SyncService, slug string) (string, error) {
+	onPrem := ss.Spec.ServiceType == v1alpha1.ServiceTypeOnPrem
+	if !onPrem && !ss.Spec.Platform {
+		return "", nil
+	}
+	var all v1alpha1.SyncServiceList
+	if err := r.Client.List(ctx, &all); err != nil {
+		return "", fmt.Errorf("listing SyncServices: %w", err)
+	}
+	for _, o := range all.Items {
+		if o.Namespace == ss.Namespace || o.Name != ss.Name || (o.Spec.ServiceType == v1alpha1.ServiceTypeOnPrem) != onPrem ||
+			(!onPrem && !o.Spec.Platform) || o.Spec.Partition != ss.Spec.Partition || !o.DeletionTimestamp.IsZero() {
+			continue
+		}
+		ns := &corev1.Namespace{}
+		if err := r.Client.Get(ctx, types.NamespacedName{Name: o.Namespace}, ns); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return "", fmt.Errorf("reading namespace %q: %w", o.Namespace, err)
+		}
+		if ns.Labels[v1alpha1.TenantLabel] == slug {
+			return o.Namespace + "/" + o.Name, nil
+		}
+	}
+	return "", nil
+}
+
 // observedWorkers reports the worker Deployments of a SyncService.
 func (r *SyncServiceReconciler) observedWorkers(ctx context.Context, ss *v1alpha1.SyncService) ([]v1alpha1.WorkerStatus, error) {
 	var deps appsv1.DeploymentList
@@ -451,35 +542,59 @@ func (r *SyncServiceReconciler) observedWorkers(ctx context.Context, ss *v1alpha
 	return out, nil
 }
 
-// pruneWorkers deletes the worker objects of tenants that have no sources left.
+// pruneWorkers deletes the worker objects of tenants that have no sources
+// left, and those rendered under other names (by an older manager, or for
+// another identity provider): keep holds the names of every object of the
+// current workers. Objects are found by their labels, never by names derived
+// here, so a change of naming leaves nothing behind.
 func (r *SyncServiceReconciler) pruneWorkers(ctx context.Context, ss *v1alpha1.SyncService, keep map[string]bool) error {
 	var deps appsv1.DeploymentList
 	if err := r.Client.List(ctx, &deps, client.InNamespace(ss.Namespace), client.MatchingLabels{workload.SyncServiceLabel: ss.Name}); err != nil {
 		return fmt.Errorf("listing worker Deployments: %w", err)
 	}
+	var objs []client.Object
 	for _, d := range deps.Items {
 		if keep[d.Name] {
 			continue
 		}
-		w := workload.Worker{SyncService: ss, TenantSlug: d.Labels[workload.WorkerTenantLabel]}
-		objs := []client.Object{
+		objs = append(objs,
 			&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ss.Namespace, Name: d.Name}},
 			&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ss.Namespace, Name: d.Name}},
 			&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ss.Namespace, Name: d.Name}},
-			&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ss.Namespace, Name: w.IdentitySecretName()}},
+		)
+		if r.Events != nil {
+			r.Events.Eventf(ss, nil, corev1.EventTypeNormal, "WorkerRemoved", "Delete", "removed worker %s (tenant %q)", d.Name, d.Labels[workload.WorkerTenantLabel])
 		}
-		if r.spireAvailable() {
-			u := w.ClusterSPIFFEID()
-			objs = append(objs, u)
+	}
+	// Worker SVID Secrets carry the tenant label; the OnPrem bundle does not.
+	secrets := &metav1.PartialObjectMetadataList{}
+	secrets.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("SecretList"))
+	if err := r.Client.List(ctx, secrets, client.InNamespace(ss.Namespace), client.MatchingLabels{workload.SyncServiceLabel: ss.Name},
+		client.HasLabels{workload.WorkerTenantLabel}); err != nil {
+		return fmt.Errorf("listing worker SVID Secrets: %w", err)
+	}
+	for _, m := range secrets.Items {
+		if !keep[m.Name] {
+			objs = append(objs, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ss.Namespace, Name: m.Name}})
 		}
-		for _, o := range objs {
-			if err := r.Client.Delete(ctx, o, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil &&
-				!apierrors.IsNotFound(err) && !meta.IsNoMatchError(err) {
-				return fmt.Errorf("deleting %T %s: %w", o, o.GetName(), err)
+	}
+	if r.spireAvailable() {
+		ids := &metav1.PartialObjectMetadataList{}
+		ids.SetGroupVersionKind(workload.ClusterSPIFFEIDGVK.GroupVersion().WithKind("ClusterSPIFFEIDList"))
+		if err := r.Client.List(ctx, ids, client.MatchingLabels{workload.SyncServiceLabel: ss.Name, workload.SyncServiceNamespaceLabel: ss.Namespace}); err != nil {
+			return fmt.Errorf("listing ClusterSPIFFEIDs: %w", err)
+		}
+		for i := range ids.Items {
+			if item := &ids.Items[i]; !keep[item.Name] {
+				item.SetGroupVersionKind(workload.ClusterSPIFFEIDGVK)
+				objs = append(objs, item)
 			}
 		}
-		if r.Events != nil {
-			r.Events.Eventf(ss, nil, corev1.EventTypeNormal, "WorkerRemoved", "Delete", "tenant %q has no sources left; removed worker %s", w.TenantSlug, d.Name)
+	}
+	for _, o := range objs {
+		if err := r.Client.Delete(ctx, o, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil &&
+			!apierrors.IsNotFound(err) && !meta.IsNoMatchError(err) {
+			return fmt.Errorf("deleting %T %s: %w", o, o.GetName(), err)
 		}
 	}
 	return nil
@@ -507,7 +622,7 @@ func (r *SyncServiceReconciler) finalize(ctx context.Context, ss *v1alpha1.SyncS
 			}
 		}
 	}
-	patch := client.MergeFrom(ss.DeepCopy())
+	patch := client.MergeFromWithOptions(ss.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	controllerutil.RemoveFinalizer(ss, spireFinalizer)
 	if err := r.Client.Patch(ctx, ss, patch); err != nil {
 		return fmt.Errorf("removing finalizer of SyncService %s/%s: %w", ss.Namespace, ss.Name, err)
@@ -604,6 +719,21 @@ func (r *SyncServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: ns, Name: name}}}
 		})).
 		Watches(&corev1.Namespace{}, all, builder.WithPredicates(labelChanged())).
+		// An OnPrem SyncService of the same name elsewhere may make this
+		// one's edge identity ambiguous, or no longer.
+		Watches(&v1alpha1.SyncService{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+			var list v1alpha1.SyncServiceList
+			if err := r.Client.List(ctx, &list); err != nil {
+				return nil
+			}
+			var out []reconcile.Request
+			for _, s := range list.Items {
+				if s.Name == o.GetName() && s.Namespace != o.GetNamespace() {
+					out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&s)})
+				}
+			}
+			return out
+		})).
 		// Only a Tenant's spec (slug, platform) matters here, not its status.
 		Watches(&v1alpha1.Tenant{}, all, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Complete(r)

@@ -72,7 +72,7 @@ func TestSaaSWorkersPerTenant(t *testing.T) {
 	mustCreate(t, faker("lab", acmeNS, ref), faker("lab", globexNS, ref))
 
 	for _, slug := range []string{"hooli", "initech"} {
-		name := "sync-platform-sync-" + slug
+		name := workload.Name("sync", controllers.PlatformSyncName, slug)
 		dep := &appsv1.Deployment{}
 		waitFor(t, "Deployment "+name, getObj(env.Client, dep, operatorNS, name))
 		pod := dep.Spec.Template.Spec
@@ -89,7 +89,7 @@ func TestSaaSWorkersPerTenant(t *testing.T) {
 			"no service account token":       pod.AutomountServiceAccountToken != nil && !*pod.AutomountServiceAccountToken,
 			"own service account":            pod.ServiceAccountName == name,
 			"owned by the SyncService":       len(dep.OwnerReferences) == 1 && dep.OwnerReferences[0].Name == controllers.PlatformSyncName,
-			"SVID Secret mounted (no SPIRE)": volumeSecret(pod, "identity") == name+"-svid",
+			"SVID Secret mounted (no SPIRE)": volumeSecret(pod, "identity") == workload.Name("sync", controllers.PlatformSyncName, slug, "svid"),
 			"one pod at a time (Recreate)":   dep.Spec.Strategy.Type == appsv1.RecreateDeploymentStrategyType,
 		}
 		for what, ok := range checks {
@@ -111,7 +111,7 @@ func TestSaaSWorkersPerTenant(t *testing.T) {
 		sa := &corev1.ServiceAccount{}
 		waitFor(t, "ServiceAccount "+name, getObj(env.Client, sa, operatorNS, name))
 		sec := &corev1.Secret{}
-		waitFor(t, "SVID Secret", getObj(env.Client, sec, operatorNS, name+"-svid"))
+		waitFor(t, "SVID Secret", getObj(env.Client, sec, operatorNS, workload.Name("sync", controllers.PlatformSyncName, slug, "svid")))
 		certs, err := ca.ParseCertificatesPEM(sec.Data[corev1.TLSCertKey])
 		if err != nil {
 			t.Fatal(err)
@@ -143,9 +143,9 @@ func TestSaaSWorkersPerTenant(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, obj := range []client.Object{&appsv1.Deployment{}, &corev1.ConfigMap{}, &corev1.ServiceAccount{}, &corev1.Secret{}} {
-			name := "sync-platform-sync-initech"
+			name := workload.Name("sync", controllers.PlatformSyncName, "initech")
 			if _, ok := obj.(*corev1.Secret); ok {
-				name += "-svid"
+				name = workload.Name("sync", controllers.PlatformSyncName, "initech", "svid")
 			}
 			waitFor(t, fmt.Sprintf("%T %s deleted", obj, name), func() error {
 				err := env.Client.Get(ctx, types.NamespacedName{Namespace: operatorNS, Name: name}, obj)
@@ -155,7 +155,7 @@ func TestSaaSWorkersPerTenant(t *testing.T) {
 				return errors.New("still there")
 			})
 		}
-		if err := env.Client.Get(ctx, types.NamespacedName{Namespace: operatorNS, Name: "sync-platform-sync-hooli"}, &appsv1.Deployment{}); err != nil {
+		if err := env.Client.Get(ctx, types.NamespacedName{Namespace: operatorNS, Name: workload.Name("sync", controllers.PlatformSyncName, "hooli")}, &appsv1.Deployment{}); err != nil {
 			t.Fatalf("hooli's worker went too: %v", err)
 		}
 	})
@@ -167,13 +167,13 @@ func TestSaaSWorkersPerTenant(t *testing.T) {
 		waitFor(t, "frozen Ready/Paused", readyIs(paused, func() []metav1.Condition { return paused.Status.Conditions },
 			func() int64 { return paused.Generation }, metav1.ConditionTrue, v1alpha1.ReasonPaused))
 		time.Sleep(time.Second)
-		if err := env.Client.Get(ctx, types.NamespacedName{Namespace: acmeNS, Name: "sync-frozen-hooli"}, &appsv1.Deployment{}); !apierrors.IsNotFound(err) {
+		if err := env.Client.Get(ctx, types.NamespacedName{Namespace: acmeNS, Name: workload.Name("sync", "frozen", "hooli")}, &appsv1.Deployment{}); !apierrors.IsNotFound(err) {
 			t.Fatalf("a paused SyncService got a worker: %v", err)
 		}
 		if err := env.Client.Patch(ctx, paused, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"paused":false}}`))); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "worker after unpausing", getObj(env.Client, &appsv1.Deployment{}, acmeNS, "sync-frozen-hooli"))
+		waitFor(t, "worker after unpausing", getObj(env.Client, &appsv1.Deployment{}, acmeNS, workload.Name("sync", "frozen", "hooli")))
 	})
 
 	t.Run("heartbeats drive the phase", func(t *testing.T) {
@@ -378,8 +378,11 @@ func TestSPIREIdentityWithClusterSPIFFEID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A worker Deployment as an older manager left it: the API server's
-	// default RollingUpdate strategy, which the manager must move to Recreate.
+	// A worker as an older manager left it, under the naming of that manager
+	// ("sync-<name>-<tenant>", component id "<name>-<tenant>"): a Deployment
+	// with the API server's default RollingUpdate strategy and its
+	// ClusterSPIFFEID. The manager renders the worker under today's names
+	// and identity, and removes the old objects by their labels.
 	labels := map[string]string{"app.kubernetes.io/name": "sync-worker", "app.kubernetes.io/managed-by": "sync-operator",
 		workload.SyncServiceLabel: "cluster", workload.WorkerTenantLabel: "acme"}
 	old := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "sync-cluster-acme", Namespace: ns, Labels: labels},
@@ -388,8 +391,14 @@ func TestSPIREIdentityWithClusterSPIFFEID(t *testing.T) {
 	if err := e.Client.Create(ctx, old, client.FieldOwner(controllers.FieldOwner)); err != nil {
 		t.Fatal(err)
 	}
-	if old.Spec.Strategy.RollingUpdate == nil {
-		t.Fatal("the API server did not default a rollingUpdate: the upgrade case is not exercised")
+	oldID := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{
+		"spiffeIDTemplate": "spiffe://serviceradar.local/sync/acme/default/cluster-acme"}}}
+	oldID.SetAPIVersion("spire.spiffe.io/v1alpha1")
+	oldID.SetKind("ClusterSPIFFEID")
+	oldID.SetName(ns + "-sync-cluster-acme")
+	oldID.SetLabels(map[string]string{workload.SyncServiceLabel: "cluster", workload.SyncServiceNamespaceLabel: ns, workload.WorkerTenantLabel: "acme"})
+	if err := e.Client.Create(ctx, oldID); err != nil {
+		t.Fatal(err)
 	}
 	ss := &v1alpha1.SyncService{ObjectMeta: metav1.ObjectMeta{Name: "cluster", Namespace: ns}}
 	if err := e.Client.Create(ctx, ss); err != nil {
@@ -398,18 +407,19 @@ func TestSPIREIdentityWithClusterSPIFFEID(t *testing.T) {
 	if err := e.Client.Create(ctx, faker("lab", ns, v1alpha1.SyncServiceReference{Name: "cluster"})); err != nil {
 		t.Fatal(err)
 	}
-	name := workload.Name(ns, "sync-cluster-acme")
+	objName := workload.Name("sync", "cluster", "acme")
+	name := workload.Name(ns, objName)
 	id := &unstructured.Unstructured{}
 	id.SetAPIVersion("spire.spiffe.io/v1alpha1")
 	id.SetKind("ClusterSPIFFEID")
 	waitFor(t, "ClusterSPIFFEID "+name, getObj(e.Client, id, "", name))
 	tmpl, _, _ := unstructured.NestedString(id.Object, "spec", "spiffeIDTemplate")
-	if tmpl != "spiffe://serviceradar.local/sync/acme/default/cluster-acme" {
-		t.Fatalf("spiffeIDTemplate %q", tmpl)
+	if want := "spiffe://serviceradar.local/sync/acme/default/" + workload.ComponentID(ss, "acme"); tmpl != want || strings.HasSuffix(tmpl, "/cluster-acme") {
+		t.Fatalf("spiffeIDTemplate %q, want %q", tmpl, want)
 	}
 	dep := &appsv1.Deployment{}
 	waitFor(t, "Deployment rendered by the manager", func() error {
-		if err := e.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: "sync-cluster-acme"}, dep); err != nil {
+		if err := e.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: objName}, dep); err != nil {
 			return err
 		}
 		if dep.Annotations[workload.HashAnnotation] == "" {
@@ -420,6 +430,14 @@ func TestSPIREIdentityWithClusterSPIFFEID(t *testing.T) {
 	if dep.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType || dep.Spec.Strategy.RollingUpdate != nil {
 		t.Fatalf("strategy %+v, want Recreate without rollingUpdate", dep.Spec.Strategy)
 	}
+	for _, o := range []client.Object{&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "sync-cluster-acme"}}, oldID} {
+		waitFor(t, fmt.Sprintf("the older manager's %T %s removed", o, o.GetName()), func() error {
+			if err := e.Client.Get(ctx, client.ObjectKeyFromObject(o), o); apierrors.IsNotFound(err) {
+				return nil
+			}
+			return errors.New("still there")
+		})
+	}
 	var csi bool
 	for _, v := range dep.Spec.Template.Spec.Volumes {
 		csi = csi || (v.CSI != nil && v.CSI.Driver == "csi.spiffe.io")
@@ -427,7 +445,7 @@ func TestSPIREIdentityWithClusterSPIFFEID(t *testing.T) {
 	if !csi {
 		t.Fatal("worker pod does not mount the SPIFFE CSI driver")
 	}
-	if err := e.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: "sync-cluster-acme-svid"}, &corev1.Secret{}); !apierrors.IsNotFound(err) {
+	if err := e.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: workload.Name("sync", "cluster", "acme", "svid")}, &corev1.Secret{}); !apierrors.IsNotFound(err) {
 		t.Fatalf("an operator-issued SVID exists in SPIRE mode: %v", err)
 	}
 

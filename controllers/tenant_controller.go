@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"sort"
@@ -12,11 +13,14 @@ import (
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
+	"github.com/serviceradar/sync-operator/identity"
 	"github.com/serviceradar/sync-operator/platform"
+	"github.com/serviceradar/sync-operator/tenancy"
 )
 
 // Tenant condition reasons.
@@ -27,10 +31,21 @@ const (
 	ReasonDuplicatePlatformTenant = "DuplicatePlatformTenant"
 	// ReasonPlatformIdentity means the platform UUID or CA could not be read or created.
 	ReasonPlatformIdentity = "PlatformIdentityUnavailable"
+	// ReasonDuplicateSlug means another Tenant claims the same slug: neither
+	// is served until one of them is deleted.
+	ReasonDuplicateSlug = "DuplicateSlug"
+	// ReasonInvalidSlug means the slug is longer than v1alpha1.MaxSlugLength
+	// (a Tenant stored before the limit): names derived from it would not fit.
+	ReasonInvalidSlug = "InvalidSlug"
 )
 
-// TenantReconciler sets each Tenant's UUID, namespaces and Ready condition,
-// and makes sure its intermediate CA exists.
+// tenantFinalizer revokes a deleted Tenant's certificate authority, so that
+// a Tenant created again with its slug gets a new one.
+const tenantFinalizer = "integrations.serviceradar.io/revoke-ca"
+
+// TenantReconciler sets each Tenant's UUID, namespaces, CA fingerprint and
+// Ready condition, makes sure its intermediate CA exists, and revokes that
+// CA when the Tenant is deleted (finalizer).
 type TenantReconciler struct {
 	Client       client.Client
 	Platform     *platform.Store
@@ -38,8 +53,9 @@ type TenantReconciler struct {
 	Events       events.EventRecorder
 }
 
-// +kubebuilder:rbac:groups=integrations.serviceradar.io,resources=tenants,verbs=get;list;watch
+// +kubebuilder:rbac:groups=integrations.serviceradar.io,resources=tenants,verbs=get;list;watch;patch;update
 // +kubebuilder:rbac:groups=integrations.serviceradar.io,resources=tenants/status,verbs=get;patch;update
+// +kubebuilder:rbac:groups=integrations.serviceradar.io,resources=tenants/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
@@ -49,6 +65,22 @@ func (r *TenantReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	if err := r.Client.Get(ctx, req.NamespacedName, t); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	if !t.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, r.finalize(ctx, t)
+	}
+	// A slug refused since the Tenant was stored gets no finalizer: it never
+	// gets a CA to revoke, and on a cluster without validation ratcheting
+	// the patch itself would be refused, so the Tenant would never be
+	// reported InvalidSlug (nor lose its tenant id).
+	if v1alpha1.ValidSlug(t.Spec.Slug) == nil && !controllerutil.ContainsFinalizer(t, tenantFinalizer) {
+		// An optimistic lock: a merge patch replaces the whole finalizer
+		// list, so one from a stale cache would erase the gateway's.
+		patch := client.MergeFromWithOptions(t.DeepCopy(), client.MergeFromWithOptimisticLock{})
+		controllerutil.AddFinalizer(t, tenantFinalizer)
+		if err := r.Client.Patch(ctx, t, patch); err != nil {
+			return ctrl.Result{}, fmt.Errorf("adding finalizer to tenant %s: %w", t.Name, err)
+		}
+	}
 	want := v1alpha1.TenantStatus{ObservedGeneration: t.Generation}
 	ok, reason, msg, err := r.evaluate(ctx, t, &want)
 	if err != nil {
@@ -57,7 +89,10 @@ func (r *TenantReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	want.Conditions = []metav1.Condition{condition(t.Status.Conditions, v1alpha1.ConditionReady, ok, reason, msg, t.Generation)}
 
 	if t.Status.ObservedGeneration == want.ObservedGeneration && t.Status.TenantID == want.TenantID &&
-		slices.Equal(t.Status.Namespaces, want.Namespaces) && sameConditions(t.Status.Conditions, want.Conditions) {
+		t.Status.CAFingerprint == want.CAFingerprint && slices.Equal(t.Status.Namespaces, want.Namespaces) && sameConditions(t.Status.Conditions, want.Conditions) {
+		return ctrl.Result{}, err
+	}
+	if err := r.clearIdentity(ctx, t, want); err != nil {
 		return ctrl.Result{}, err
 	}
 	if aerr := applyStatus(ctx, r.Client, "Tenant", t, want); aerr != nil {
@@ -65,6 +100,31 @@ func (r *TenantReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	}
 	r.event(t, ok, reason, msg)
 	return ctrl.Result{}, err
+}
+
+// clearIdentity removes a tenant id and CA fingerprint that the Tenant no
+// longer has (an invalid or duplicated slug): applying a status without them
+// removes them only where this field owner set them, not where an older
+// manager or another writer did, and the gateway serves by them.
+func (r *TenantReconciler) clearIdentity(ctx context.Context, t *v1alpha1.Tenant, want v1alpha1.TenantStatus) error {
+	drop := map[string]any{}
+	if t.Status.TenantID != "" && want.TenantID == "" {
+		drop["tenantID"] = nil
+	}
+	if t.Status.CAFingerprint != "" && want.CAFingerprint == "" {
+		drop["caFingerprint"] = nil
+	}
+	if len(drop) == 0 {
+		return nil
+	}
+	raw, err := json.Marshal(map[string]any{"status": drop})
+	if err != nil {
+		return fmt.Errorf("encoding the status of tenant %s: %w", t.Name, err)
+	}
+	if err := r.Client.Status().Patch(ctx, t, client.RawPatch(types.MergePatchType, raw)); err != nil {
+		return fmt.Errorf("clearing the tenant id and CA of tenant %s: %w", t.Name, err)
+	}
+	return nil
 }
 
 func (r *TenantReconciler) event(t *v1alpha1.Tenant, ok bool, reason, msg string) {
@@ -78,8 +138,61 @@ func (r *TenantReconciler) event(t *v1alpha1.Tenant, ok bool, reason, msg string
 	r.Events.Eventf(t, nil, typ, reason, "Reconcile", "%s", msg)
 }
 
+// finalize revokes the CA of a deleted Tenant, unless the CA belongs to
+// another Tenant with the slug (this one was a refused duplicate), and
+// releases it.
+func (r *TenantReconciler) finalize(ctx context.Context, t *v1alpha1.Tenant) error {
+	if !controllerutil.ContainsFinalizer(t, tenantFinalizer) {
+		return nil
+	}
+	same, err := tenantsWithSlug(ctx, r.Client, t.Spec.Slug)
+	if err != nil {
+		return err
+	}
+	// The oldest Tenant of a slug had it alone before any duplicate came;
+	// the CA's owner annotation settles it exactly where it is set.
+	if len(same) == 0 || same[0].UID == t.UID {
+		if err := r.Platform.RevokeTenantCA(ctx, t.Spec.Slug, t.UID); err != nil {
+			return err
+		}
+		r.event(t, true, "CertificateAuthorityRevoked", fmt.Sprintf("the certificate authority of tenant %q is revoked", t.Spec.Slug))
+	}
+	patch := client.MergeFromWithOptions(t.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	controllerutil.RemoveFinalizer(t, tenantFinalizer)
+	if err := r.Client.Patch(ctx, t, patch); err != nil {
+		return fmt.Errorf("removing finalizer of tenant %s: %w", t.Name, err)
+	}
+	return nil
+}
+
+// tenantsWithSlug lists the Tenants with a slug, oldest first
+// (tenancy.OldestFirst), deleted ones included.
+func tenantsWithSlug(ctx context.Context, c client.Client, slug string) ([]v1alpha1.Tenant, error) {
+	var ts v1alpha1.TenantList
+	if err := c.List(ctx, &ts, client.MatchingFields{IndexTenantSlug: slug}); err != nil {
+		return nil, fmt.Errorf("looking up tenant %q: %w", slug, err)
+	}
+	return tenancy.WithSlug(ts.Items, slug), nil
+}
+
+// resolveTenant returns the Tenant that a slug names, and false when it
+// names none that may be served, by the rule of tenancy.Resolve that the
+// gateway follows too.
+func resolveTenant(ctx context.Context, c client.Client, slug string) (*v1alpha1.Tenant, bool, error) {
+	ts, err := tenantsWithSlug(ctx, c, slug)
+	if err != nil {
+		return nil, false, err
+	}
+	t := tenancy.Resolve(ts, slug)
+	return t, t != nil, nil
+}
+
 // evaluate fills the status and says whether the tenant is Ready.
 func (r *TenantReconciler) evaluate(ctx context.Context, t *v1alpha1.Tenant, st *v1alpha1.TenantStatus) (bool, string, string, error) {
+	if err := v1alpha1.ValidSlug(t.Spec.Slug); err != nil {
+		// st keeps no tenant id nor CA fingerprint: nothing is served to it.
+		return false, ReasonInvalidSlug, fmt.Sprintf("%v: delete this Tenant and create it with a valid slug", err), nil
+	}
 	switch {
 	case t.Spec.Platform && t.Spec.Slug != r.PlatformSlug:
 		return false, ReasonReservedSlug, fmt.Sprintf("the platform tenant must use the platform slug %q", r.PlatformSlug), nil
@@ -96,15 +209,24 @@ func (r *TenantReconciler) evaluate(ctx context.Context, t *v1alpha1.Tenant, st 
 				platforms = append(platforms, o)
 			}
 		}
-		sort.Slice(platforms, func(i, j int) bool {
-			a, b := platforms[i], platforms[j]
-			if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
-				return a.CreationTimestamp.Before(&b.CreationTimestamp)
-			}
-			return a.Name < b.Name
-		})
+		slices.SortFunc(platforms, tenancy.OldestFirst)
 		if len(platforms) > 0 && platforms[0].Name != t.Name {
 			return false, ReasonDuplicatePlatformTenant, fmt.Sprintf("tenant %q is already the platform tenant; only one may exist", platforms[0].Name), nil
+		}
+	default:
+		same, err := tenantsWithSlug(ctx, r.Client, t.Spec.Slug)
+		if err != nil {
+			return false, "", "", err
+		}
+		var others []string
+		for _, o := range same {
+			if o.UID != t.UID {
+				others = append(others, o.Name)
+			}
+		}
+		if len(others) > 0 {
+			return false, ReasonDuplicateSlug, fmt.Sprintf("Tenant(s) %v claim the same slug %q: none of them is served (no workers, schema or certificates) until only one is left",
+				others, t.Spec.Slug), nil
 		}
 	}
 	pid, err := r.Platform.PlatformTenantID(ctx)
@@ -115,9 +237,11 @@ func (r *TenantReconciler) evaluate(ctx context.Context, t *v1alpha1.Tenant, st 
 	if t.Spec.Platform {
 		st.TenantID = pid.String()
 	}
-	if _, err := r.Platform.TenantCA(ctx, t.Spec.Slug); err != nil {
+	tca, err := r.Platform.OwnTenantCA(ctx, t.Spec.Slug, t.UID, t.CreationTimestamp.Time)
+	if err != nil {
 		return false, "", "", err
 	}
+	st.CAFingerprint = identity.KeyFingerprint(tca.Cert)
 	var nss corev1.NamespaceList
 	if err := r.Client.List(ctx, &nss, client.MatchingLabels{v1alpha1.TenantLabel: t.Spec.Slug}); err != nil {
 		return false, "", "", fmt.Errorf("listing namespaces of tenant %q: %w", t.Spec.Slug, err)
@@ -153,6 +277,11 @@ func (r *TenantReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	err := ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.Tenant{}).
 		Named("tenant").
+		// A Tenant coming or going changes whether the others with its slug
+		// are duplicates.
+		Watches(&v1alpha1.Tenant{}, tenantsForSlug(r.Client, func(o client.Object) string {
+			return o.(*v1alpha1.Tenant).Spec.Slug
+		})).
 		// A namespace joining or leaving a tenant changes its status.namespaces;
 		// both the old and the new label matter, so the handler sees both objects.
 		Watches(&corev1.Namespace{}, tenantsForSlug(r.Client, func(o client.Object) string {

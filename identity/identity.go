@@ -10,7 +10,9 @@
 package identity
 
 import (
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"regexp"
@@ -27,6 +29,10 @@ const DefaultPlatformSlug = "platform"
 
 // cnSuffix ends every edge CN and tenant CA CN.
 const cnSuffix = "serviceradar"
+
+// MaxCommonNameLength is the longest subject CN (RFC 5280 ub-common-name):
+// longer edge or tenant CA CNs are refused rather than issued.
+const MaxCommonNameLength = 64
 
 // Class says where a caller sits.
 type Class string
@@ -70,6 +76,7 @@ var (
 	ErrCommonName         = errors.New("CN must be <component_id>.<partition>.<tenant_slug>.serviceradar")
 	ErrLabel              = errors.New("identity label must be a DNS label")
 	ErrTenantCACommonName = errors.New("tenant CA CN must be tenant-<slug>.ca.serviceradar")
+	ErrCommonNameLength   = errors.New("CN is longer than 64 characters")
 )
 
 // Identity is what a certificate says about its holder.
@@ -86,6 +93,19 @@ type Identity struct {
 	ComponentID string
 	// SPIFFEID is set for SPIFFE identities and zero otherwise.
 	SPIFFEID spiffeid.ID
+	// Issuer is, for a CN identity, the KeyFingerprint of the tenant CA in
+	// the presented chain that signed the certificate ("" when none did).
+	// The gateway compares it with the tenant's current CA, so that the
+	// certificates of a deleted tenant's CA are refused.
+	Issuer string
+}
+
+// KeyFingerprint is the SHA-256 (hex) of a certificate's public key
+// (SubjectPublicKeyInfo): it names the key that signs under a CA, whichever
+// certificate carries that key.
+func KeyFingerprint(c *x509.Certificate) string {
+	sum := sha256.Sum256(c.RawSubjectPublicKeyInfo)
+	return hex.EncodeToString(sum[:])
 }
 
 // String is a loggable form of the identity (never secret).
@@ -147,7 +167,11 @@ func FormatCommonName(componentID, partition, tenantSlug string) (string, error)
 	if err := checkParts(componentID, partition, tenantSlug); err != nil {
 		return "", err
 	}
-	return strings.Join([]string{componentID, partition, tenantSlug, cnSuffix}, "."), nil
+	cn := strings.Join([]string{componentID, partition, tenantSlug, cnSuffix}, ".")
+	if len(cn) > MaxCommonNameLength {
+		return "", fmt.Errorf("CN %q has %d characters: %w", cn, len(cn), ErrCommonNameLength)
+	}
+	return cn, nil
 }
 
 // TenantCACommonName is the CN of a tenant's intermediate CA.
@@ -155,7 +179,11 @@ func TenantCACommonName(tenantSlug string) (string, error) {
 	if err := checkLabel("tenant slug", tenantSlug); err != nil {
 		return "", err
 	}
-	return "tenant-" + tenantSlug + ".ca." + cnSuffix, nil
+	cn := "tenant-" + tenantSlug + ".ca." + cnSuffix
+	if len(cn) > MaxCommonNameLength {
+		return "", fmt.Errorf("tenant CA CN %q has %d characters: %w", cn, len(cn), ErrCommonNameLength)
+	}
+	return cn, nil
 }
 
 // ParseTenantCACommonName returns the tenant slug of a tenant CA's CN.
@@ -213,7 +241,12 @@ func (c Classifier) Classify(chain []*x509.Certificate) (Identity, error) {
 	}
 	switch len(spiffeURIs) {
 	case 0:
-		return c.ClassifyCommonName(leaf.Subject.CommonName)
+		id, err := c.ClassifyCommonName(leaf.Subject.CommonName)
+		if err != nil {
+			return Identity{}, err
+		}
+		id.Issuer = TenantIssuer(chain, id.TenantSlug)
+		return id, nil
 	case 1:
 		id, err := spiffeid.FromString(spiffeURIs[0])
 		if err != nil {
@@ -248,9 +281,35 @@ func (c Classifier) ClassifySPIFFEID(id spiffeid.ID) (Identity, error) {
 	}, nil
 }
 
+// TenantIssuer is the KeyFingerprint of the certificate of chain[1:] that
+// is the CA of the tenant (by its CN) and whose key signed the leaf, or "".
+// The signature decides, not the names: a chain that carries the tenant's
+// current CA next to the old CA that signed the leaf names the old one.
+func TenantIssuer(chain []*x509.Certificate, tenantSlug string) string {
+	if len(chain) < 2 || chain[0] == nil {
+		return ""
+	}
+	for _, c := range chain[1:] {
+		if c == nil {
+			continue
+		}
+		if slug, err := ParseTenantCACommonName(c.Subject.CommonName); err != nil || slug != tenantSlug {
+			continue
+		}
+		if chain[0].CheckSignatureFrom(c) == nil {
+			return KeyFingerprint(c)
+		}
+	}
+	return ""
+}
+
 // ClassifyCommonName returns the identity of an edge CN; the reserved platform
-// slug makes it a platform identity.
+// slug makes it a platform identity. Its Issuer is left empty: Classify sets
+// it from the chain.
 func (c Classifier) ClassifyCommonName(cn string) (Identity, error) {
+	if len(cn) > MaxCommonNameLength {
+		return Identity{}, fmt.Errorf("CN of %d characters: %w", len(cn), ErrCommonNameLength)
+	}
 	labels := strings.Split(cn, ".")
 	if len(labels) != 4 || labels[3] != cnSuffix {
 		return Identity{}, fmt.Errorf("CN %q: %w", cn, ErrCommonName)

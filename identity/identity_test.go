@@ -5,6 +5,7 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -58,6 +59,7 @@ func TestClassify(t *testing.T) {
 		{"CN with the wrong suffix", leaf("edge-1.hq.acme.example"), identity.Identity{}, identity.ErrCommonName},
 		{"CN with an empty label", leaf("edge-1..acme.serviceradar"), identity.Identity{}, identity.ErrLabel},
 		{"CN with an underscore", leaf("edge_1.hq.acme.serviceradar"), identity.Identity{}, identity.ErrLabel},
+		{"CN longer than 64 characters", leaf(strings.Repeat("e", 40) + ".default.acme.serviceradar"), identity.Identity{}, identity.ErrCommonNameLength},
 		{"no certificate", nil, identity.Identity{}, identity.ErrNoCertificate},
 	}
 	for _, tc := range cases {

@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/serviceradar/sync-operator/identity"
@@ -154,25 +155,110 @@ func (s *Store) RootCA(ctx context.Context) (*ca.Authority, error) {
 	return s.load(sec)
 }
 
-// TenantCA returns the intermediate CA of a tenant, issuing it under the root
-// CA on first use.
-func (s *Store) TenantCA(ctx context.Context, slug string) (*ca.Authority, error) {
+// TenantCAOwnerAnnotation on a tenant CA Secret is the UID of the Tenant it
+// was created for: the CA of a deleted Tenant is never handed to a Tenant
+// created again with the same slug.
+const TenantCAOwnerAnnotation = "integrations.serviceradar.io/tenant-uid"
+
+// ErrTenantCAMissing means a tenant has no CA (yet): only the Tenant's own
+// reconciliation creates one.
+var ErrTenantCAMissing = errors.New("the tenant's certificate authority does not exist")
+
+// TenantCASecretName is the Secret of a tenant's CA in the operator namespace.
+func TenantCASecretName(slug string) string { return TenantCASecretPrefix + slug }
+
+// OwnTenantCA returns the intermediate CA of the Tenant with the given slug,
+// UID and creation time, issuing it under the root CA when missing. A CA
+// Secret created for another UID (a deleted Tenant whose CA was not revoked)
+// is replaced by a new CA, so that certificates of the old Tenant never count
+// for the new one. One without owner (from a manager before owners were
+// recorded) is adopted only when it is not older than the Tenant: an older
+// one was left behind by a Tenant deleted under that manager (which had no
+// finalizer to revoke it), and adopting it would keep that Tenant's edge
+// certificates trusted, so it is replaced too.
+func (s *Store) OwnTenantCA(ctx context.Context, slug string, owner types.UID, created time.Time) (*ca.Authority, error) {
 	if _, err := identity.TenantCACommonName(slug); err != nil {
 		return nil, err
 	}
-	sec, err := s.getOrCreate(ctx, TenantCASecretPrefix+slug, "tenant-ca", func() (map[string][]byte, error) {
-		root, err := s.RootCA(ctx)
-		if err != nil {
-			return nil, err
+	name := TenantCASecretName(slug)
+	sec, err := s.get(ctx, name)
+	switch {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return nil, fmt.Errorf("reading Secret %s/%s: %w", s.Namespace, name, err)
+	case sec.Annotations[TenantCAOwnerAnnotation] == string(owner):
+		return s.load(sec)
+	case sec.Annotations[TenantCAOwnerAnnotation] == "" && !sec.CreationTimestamp.Time.Before(created):
+		patch := client.MergeFromWithOptions(sec.DeepCopy(), client.MergeFromWithOptimisticLock{})
+		metav1.SetMetaDataAnnotation(&sec.ObjectMeta, TenantCAOwnerAnnotation, string(owner))
+		if err := s.Client.Patch(ctx, sec, patch); err != nil {
+			return nil, fmt.Errorf("adopting Secret %s/%s for tenant %s: %w", s.Namespace, name, owner, err)
 		}
-		tca, err := root.NewTenantCA(slug, 0)
-		if err != nil {
-			return nil, err
+		return s.load(sec)
+	default:
+		// Another owner, or none and older than the Tenant: a former tenant's.
+		if err := s.Client.Delete(ctx, sec, client.Preconditions{UID: &sec.UID}); err != nil && !apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("revoking the CA of a former tenant %q in Secret %s/%s: %w", slug, s.Namespace, name, err)
 		}
-		return caData(tca)
-	})
+	}
+	root, err := s.RootCA(ctx)
 	if err != nil {
 		return nil, err
 	}
+	tca, err := root.NewTenantCA(slug, 0)
+	if err != nil {
+		return nil, err
+	}
+	data, err := caData(tca)
+	if err != nil {
+		return nil, err
+	}
+	sec = &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: s.Namespace,
+			Labels:      map[string]string{ManagedByLabel: ManagedBy, ComponentLabel: "tenant-ca"},
+			Annotations: map[string]string{TenantCAOwnerAnnotation: string(owner)}},
+		Type: corev1.SecretTypeOpaque,
+		Data: data,
+	}
+	if err := s.Client.Create(ctx, sec); err != nil {
+		// Another replica's create won the race (or a stale one must be
+		// replaced): the next reconciliation looks again.
+		return nil, fmt.Errorf("creating Secret %s/%s: %w", s.Namespace, name, err)
+	}
+	return tca, nil
+}
+
+// TenantCA returns the intermediate CA of a tenant, or ErrTenantCAMissing
+// when the Tenant's reconciliation has not created it.
+func (s *Store) TenantCA(ctx context.Context, slug string) (*ca.Authority, error) {
+	sec, err := s.get(ctx, TenantCASecretName(slug))
+	if apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("tenant %q: %w", slug, ErrTenantCAMissing)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading Secret %s/%s: %w", s.Namespace, TenantCASecretName(slug), err)
+	}
 	return s.load(sec)
+}
+
+// RevokeTenantCA deletes the CA of a Tenant that is being deleted, when it
+// was created for (or adopted by) that Tenant: a Tenant created again with
+// its slug then gets a new CA, and the gateway refuses the old certificates.
+// A CA of another Tenant with the slug is left alone.
+func (s *Store) RevokeTenantCA(ctx context.Context, slug string, owner types.UID) error {
+	name := TenantCASecretName(slug)
+	sec, err := s.get(ctx, name)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading Secret %s/%s: %w", s.Namespace, name, err)
+	}
+	if got := sec.Annotations[TenantCAOwnerAnnotation]; got != "" && got != string(owner) {
+		return nil
+	}
+	if err := s.Client.Delete(ctx, sec, client.Preconditions{UID: &sec.UID}); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("revoking the CA of tenant %q (Secret %s/%s): %w", slug, s.Namespace, name, err)
+	}
+	return nil
 }

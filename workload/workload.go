@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -107,32 +108,83 @@ func FileIdentity(dir string) BootstrapIdentity {
 	return BootstrapIdentity{Source: IdentityFiles, CertFile: dir + "/tls.crt", KeyFile: dir + "/tls.key", CAFile: dir + "/ca.crt"}
 }
 
-// Name is a DNS-label name made of parts, shortened with a hash when too long.
-func Name(parts ...string) string {
-	n := ""
+// hashLength is the number of hex digits of the hash that names carry: 64
+// bits, so that no two tuples share a name unless someone finds a SHA-256
+// collision of that length (about 2^64 tries even for a chosen target).
+const hashLength = 16
+
+// tupleHash is the hash of parts as a tuple: the parts are joined with a NUL
+// byte, which no Kubernetes name contains, so ("a-b", "c") and ("a", "b-c")
+// hash differently.
+func tupleHash(parts ...string) string {
+	h := sha256.New()
 	for i, p := range parts {
 		if i > 0 {
-			n += "-"
+			h.Write([]byte{0})
 		}
-		n += p
+		h.Write([]byte(p))
 	}
-	if len(n) <= maxNameLength {
-		return n
+	return hex.EncodeToString(h.Sum(nil))[:hashLength]
+}
+
+// label is a DNS label of at most limit characters: as much of prefix as
+// fits, then "-" and hash (the hash alone when no prefix fits).
+func label(prefix, hash string, limit int) string {
+	room := limit - len(hash) - 1
+	if room > len(prefix) {
+		room = len(prefix)
 	}
-	sum := sha256.Sum256([]byte(n))
-	return n[:maxNameLength-9] + "-" + hex.EncodeToString(sum[:4])
+	if room <= 0 {
+		return hash
+	}
+	p := strings.TrimRight(prefix[:room], "-")
+	if p == "" {
+		return hash
+	}
+	return p + "-" + hash
+}
+
+// Name is a DNS-label object name made of parts: their readable join,
+// shortened to fit, followed by a hash of the parts as a tuple. The hash
+// makes the name injective: joining alone would give one name to
+// ("sync", "a-b", "c") and ("sync", "a", "b-c"), and shortening alone would
+// give one name to every tuple that shares its first characters.
+func Name(parts ...string) string {
+	return label(strings.Join(parts, "-"), tupleHash(parts...), maxNameLength)
 }
 
 // ComponentID is the component id of the worker a SyncService runs for a
-// tenant, as it appears in the worker's certificate: the SyncService name for
-// OnPrem (one edge worker), "<name>-<tenant>" for SaaS (one worker per tenant),
-// shortened with a hash when longer than a DNS label. The manager and the
-// gateway both derive it here, so they always agree.
+// tenant, as it appears in the worker's certificate. The manager and the
+// gateway both derive it here, so they always agree. One identity names one
+// worker (DESIGN.md section 5):
+//
+//   - a platform SyncService's worker for a tenant is "<name>-<tenant>"
+//     (shortened with a hash when longer than a DNS label): the name and the
+//     tenant slug, which the SPIFFE ID also carries, tell it apart from the
+//     platform's other SyncServices, and only SyncServices in platform
+//     namespaces are ever served as platform ones;
+//   - any other SaaS SyncService's worker is "<name>-<hash>", the hash taken
+//     over the service type, namespace, name and tenant, so that a tenant's
+//     SyncService named like a platform one, or like one of another
+//     namespace, never gets its identity;
+//   - an OnPrem worker is the SyncService's name, readable in its edge CN,
+//     which RFC 5280 limits to 64 characters, too few for a hash: its
+//     uniqueness within the tenant and partition is checked instead (the
+//     manager issues no certificate and the gateway serves neither while two
+//     OnPrem SyncServices of a tenant share a name and partition).
 func ComponentID(ss *v1alpha1.SyncService, tenantSlug string) string {
-	if ss.Spec.ServiceType == v1alpha1.ServiceTypeOnPrem {
+	switch {
+	case ss.Spec.ServiceType == v1alpha1.ServiceTypeOnPrem:
 		return ss.Name
+	case ss.Spec.Platform:
+		joined := ss.Name + "-" + tenantSlug
+		if len(joined) <= maxNameLength {
+			return joined
+		}
+		return label(joined, tupleHash(ss.Name, tenantSlug), maxNameLength)
+	default:
+		return label(ss.Name, tupleHash(string(v1alpha1.ServiceTypeSaaS), ss.Namespace, ss.Name, tenantSlug), maxNameLength)
 	}
-	return Name(ss.Name, tenantSlug)
 }
 
 // Worker is everything one SaaS worker Deployment needs.

@@ -36,6 +36,10 @@ const (
 	ReasonSecretNotFound = "SecretNotFound"
 	// ReasonSecretInvalid means the credentials Secret lacks a key its type needs.
 	ReasonSecretInvalid = "SecretInvalid"
+	// ReasonSecretNotAllowed means the credentials Secret is one the operator
+	// keeps (a CA, an identity, an onboarding bundle): it is never used as
+	// credentials nor given to the gateway.
+	ReasonSecretNotAllowed = "SecretNotAllowed"
 	// ReasonSyncServiceNotFound means the referenced SyncService is missing.
 	ReasonSyncServiceNotFound = "SyncServiceNotFound"
 	// ReasonSyncServiceNotAllowed means the SyncService may not serve this tenant.

@@ -151,6 +151,13 @@ func TestInvalidObjectsAreRefusedNamingTheField(t *testing.T) {
 		{"platform slug on a non-platform tenant", set(validTenant, "spec: {slug: platform}"), "spec.slug", "reserved for the platform tenant"},
 		{"upper-case slug", set(validTenant, "spec: {slug: Acme}"), "spec.slug", "should match"},
 		{"slug longer than a DNS label", set(validTenant, "spec: {slug: "+strings.Repeat("a", 64)+"}"), "spec.slug", "Too long"},
+		// Issue 14: tenant_<slug> longer than 63 bytes is cut by PostgreSQL,
+		// so slugs sharing 56 characters shared a schema.
+		{"slug whose schema name would be cut by PostgreSQL", set(validTenant, "spec: {slug: "+strings.Repeat("a", 57)+"}"), "spec.slug", "may not be more than 32"},
+		{"slug one character over the limit", set(validTenant, "spec: {slug: "+strings.Repeat("a", 33)+"}"), "spec.slug", "Too long"},
+		{"unknown tenant deletion policy", set(validTenant, "spec: {deletionPolicy: Delete}"), "spec.deletionPolicy", "Unsupported value"},
+		{"sync service name that is not a DNS label", strings.Replace(validSyncService, `name: "{{name}}"`, `name: "a.{{name}}"`, 1), "SyncService", "must be a DNS label"},
+		{"sync service name longer than a label value", strings.Replace(validSyncService, `name: "{{name}}"`, `name: "`+strings.Repeat("s", 64)+`"`, 1), "SyncService", "must be a DNS label"},
 		{"tenant without slug", set(validTenant, "spec: {slug: null}"), "spec.slug", "Required"},
 		{"unknown service type", set(validSyncService, "spec: {serviceType: Cloud}"), "spec.serviceType", "Unsupported value"},
 		{"on-prem platform sync", set(validSyncService, "spec: {serviceType: OnPrem, platform: true}"), "spec.platform", "serviceType SaaS"},
@@ -272,6 +279,7 @@ func TestDefaultsAreApplied(t *testing.T) {
 		want  any
 	}{
 		{"tenant spec.platform", tenant.Spec.Platform, false},
+		{"tenant spec.deletionPolicy", tenant.Spec.DeletionPolicy, v1alpha1.TenantDeletionRetain},
 		{"syncservice spec.serviceType", ss.Spec.ServiceType, v1alpha1.ServiceTypeSaaS},
 		{"syncservice spec.partition", ss.Spec.Partition, "default"},
 		{"syncservice spec.identity.provider", ss.Spec.Identity.Provider, v1alpha1.IdentityProviderSPIRE},

@@ -212,9 +212,13 @@ type SyncServiceStatus struct {
 // SyncService is a sync service: in-cluster (SaaS) workers run by the
 // operator, or an on-prem worker onboarded at a tenant's edge.
 //
+// Its name is a DNS label (at most 63 characters): it appears in label
+// values, component ids and certificate identities.
+//
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=ss;syncsvc,categories=serviceradar
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 63 && self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",message="the name of a SyncService must be a DNS label (at most 63 lower-case letters, digits and '-'): it appears in label values and certificate identities",reason=FieldValueInvalid
 // +kubebuilder:printcolumn:name="Type",type=string,JSONPath=`.spec.serviceType`
 // +kubebuilder:printcolumn:name="Platform",type=boolean,JSONPath=`.spec.platform`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`

@@ -39,6 +39,26 @@ func main() {
 	flag.IntVar(&c.DeviceCacheEntries, "device-cache-entries", store.DefaultCacheEntries,
 		"bound of the in-memory device cache, in identifiers and device states (about 250 bytes each; 0 disables it)")
 	flag.StringVar(&c.PostgresDSN, "postgres-dsn", os.Getenv("SYNC_POSTGRES_DSN"), "PostgreSQL DSN of the device store (default $SYNC_POSTGRES_DSN; empty refuses device updates)")
+	flag.DurationVar(&c.MaxConnectionAge, "max-connection-age", app.DefaultMaxConnectionAge,
+		"end client connections after this age (GOAWAY), so that none outlives its certificates for long; negative keeps them")
+	flag.DurationVar(&c.MaxConnectionAgeGrace, "max-connection-age-grace", app.DefaultMaxConnectionAgeGrace,
+		"time the calls in flight get to finish after a connection reached its age")
+	d := server.DefaultAdmission
+	flag.IntVar(&c.Admission.StatusStreams, "max-status-streams", d.StatusStreams, "StreamStatus calls in flight on this replica")
+	flag.IntVar(&c.Admission.StatusStreamsPerCaller, "max-status-streams-per-caller", d.StatusStreamsPerCaller,
+		"StreamStatus calls in flight of one certificate identity")
+	flag.IntVar(&c.Admission.ControlStreams, "max-control-streams", d.ControlStreams, "open ControlStreams on this replica")
+	flag.IntVar(&c.Admission.ControlStreamsPerCaller, "max-control-streams-per-caller", d.ControlStreamsPerCaller,
+		"open ControlStreams of one certificate identity")
+	flag.DurationVar(&c.Admission.CallTimeout, "status-call-timeout", d.CallTimeout, "longest time a StreamStatus call may take to send its chunks")
+	flag.DurationVar(&c.Admission.ApplyTimeout, "status-apply-timeout", d.ApplyTimeout,
+		"longest time applying one StreamStatus segment (its database transaction) may take, after its chunks were read")
+	flag.Int64Var(&c.Admission.IngestBytes, "ingest-memory-bytes", d.IngestBytes,
+		"memory in-flight StreamStatus calls may hold (a reservation of --max-message-bytes per call, plus wire bytes and the estimated cost of decoding them); calls beyond it are answered ResourceExhausted with a retry delay")
+	flag.Int64Var(&c.Admission.IngestBytesPerCaller, "ingest-memory-bytes-per-caller", 0,
+		"what the StreamStatus calls of one certificate identity may hold of --ingest-memory-bytes (0: half of it)")
+	flag.IntVar(&c.Admission.MaxMessageBytes, "max-message-bytes", d.MaxMessageBytes,
+		"largest message the gateway receives (workers send chunks of at most 3 MiB); each StreamStatus call reserves it before it reads")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	gcPercent := flag.Int("gc-percent", diag.DefaultGCPercent, "garbage collector target percent when GOGC is not set (0: the Go default of 100)")

@@ -52,6 +52,7 @@ func main() {
 		gatewayTLS     = flag.String("gateway-tls-secret", "", "Secret of the operator namespace in which to keep the gateway's certificate, issued by the platform root CA (installs without SPIRE; empty: none)")
 		gatewayDNS     = flag.String("gateway-dns-names", "", "comma-separated DNS names on that certificate besides --gateway-server-name")
 		gatewayCertTTL = flag.Duration("gateway-cert-lifetime", controllers.DefaultGatewayCertLifetime, "lifetime of that certificate (renewed at two thirds)")
+		gatewaySA      = flag.String("gateway-service-account", "sync-gateway", "the gateway's ServiceAccount in the operator namespace: the manager grants it, per namespace, only the credentials Secrets that IntegrationSources reference (empty: no grants)")
 	)
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -80,6 +81,7 @@ func main() {
 		GatewayAddress: *gatewayAddr, GatewayServerName: serverName, TrustDomain: td,
 		WorkerImage: *workerImage, SVIDLifetime: *svidLifetime, EdgeLifetime: *edgeLifetime,
 		GatewayTLSSecret: *gatewayTLS, GatewayDNSNames: splitList(*gatewayDNS), GatewayCertLifetime: *gatewayCertTTL,
+		GatewayServiceAccount: *gatewaySA,
 	}
 	cfg := ctrl.GetConfigOrDie()
 	cfg.QPS, cfg.Burst = float32(*apiQPS), *apiBurst

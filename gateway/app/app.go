@@ -23,11 +23,12 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/cache"
 	ctrlcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -35,9 +36,11 @@ import (
 	"github.com/serviceradar/sync-operator/diag"
 	"github.com/serviceradar/sync-operator/gateway/catalog"
 	"github.com/serviceradar/sync-operator/gateway/retraction"
+	"github.com/serviceradar/sync-operator/gateway/schemas"
 	"github.com/serviceradar/sync-operator/gateway/server"
 	"github.com/serviceradar/sync-operator/gateway/store"
 	"github.com/serviceradar/sync-operator/identity"
+	"github.com/serviceradar/sync-operator/identity/ca"
 	"github.com/serviceradar/sync-operator/identity/mtls"
 	pb "github.com/serviceradar/sync-operator/proto"
 )
@@ -65,7 +68,14 @@ type Config struct {
 	// device states): 0 takes store.DefaultCacheEntries, a negative number
 	// disables it.
 	DeviceCacheEntries int
-	Log                logr.Logger
+	// MaxConnectionAge ends a client connection after it (with a GOAWAY, then
+	// MaxConnectionAgeGrace for the calls in flight), so that no connection
+	// outlives the certificates it was opened with for long; zero takes the
+	// defaults, a negative age keeps connections forever.
+	MaxConnectionAge, MaxConnectionAgeGrace time.Duration
+	// Admission bounds the calls in flight (zero fields take server.DefaultAdmission).
+	Admission server.Admission
+	Log       logr.Logger
 	// Ready is called with the bound gRPC address once the gateway serves.
 	Ready func(addr string)
 }
@@ -97,6 +107,47 @@ func (c Config) source(ctx context.Context, td spiffeid.TrustDomain) (mtls.Sourc
 	return mtls.NewWorkloadSource(x, edge), func() { _ = x.Close() }, nil
 }
 
+// Defaults of Config.MaxConnectionAge and MaxConnectionAgeGrace: half the
+// lifetime of the shortest certificate issued to callers (worker SVIDs, one
+// hour, from the operator and from SPIRE alike), and a grace longer than a
+// StreamStatus call may take (server.DefaultAdmission's CallTimeout to read
+// it and ApplyTimeout to apply it), so that segments in flight finish and
+// workers reconnect on a new connection.
+var (
+	DefaultMaxConnectionAge      = ca.DefaultSVIDLifetime / 2
+	DefaultMaxConnectionAgeGrace = server.DefaultAdmission.CallTimeout + server.DefaultAdmission.ApplyTimeout + time.Minute
+)
+
+// streamWindow is the gateway's HTTP/2 flow-control window of a stream:
+// what a caller may send on a stream before the gateway reads it (64 KiB,
+// the HTTP/2 default). A message is read in one piece: reading it opens
+// the window to its size.
+const streamWindow = 64 << 10
+
+// maxStreamsPerConnection bounds the streams open at once on one
+// connection, which carries one certificate identity: its StreamStatus
+// calls and ControlStreams, and as many short calls (Hello, GetConfig,
+// PushStatus, health checks) besides. gRPC clients wait for a stream
+// beyond it.
+func maxStreamsPerConnection(a server.Admission) uint32 {
+	return uint32(2 * (a.StatusStreamsPerCaller + a.ControlStreamsPerCaller)) //nolint:gosec // small positive numbers
+}
+
+// keepalive are the server's connection lifetimes.
+func (c Config) keepalive() keepalive.ServerParameters {
+	age, grace := c.MaxConnectionAge, c.MaxConnectionAgeGrace
+	if age == 0 {
+		age = DefaultMaxConnectionAge
+	}
+	if grace <= 0 {
+		grace = DefaultMaxConnectionAgeGrace
+	}
+	if age < 0 {
+		return keepalive.ServerParameters{} // gRPC's infinity
+	}
+	return keepalive.ServerParameters{MaxConnectionAge: age, MaxConnectionAgeGrace: grace}
+}
+
 // newScheme knows the kinds the gateway reads.
 func newScheme() (*runtime.Scheme, error) {
 	scheme := runtime.NewScheme()
@@ -106,9 +157,10 @@ func newScheme() (*runtime.Scheme, error) {
 	return scheme, nil
 }
 
-// newInformers is the gateway's cache: CRs, namespaces and Secret metadata
-// slimmed to what the catalog needs. Secret data is read one Secret at a
-// time, only for Secrets that sources reference.
+// newInformers is the gateway's cache: CRs and namespaces, never Secrets.
+// The catalog watches each Secret that sources reference by itself, by name,
+// which is all the gateway's RBAC allows (the manager grants those per
+// namespace).
 func newInformers(kube *rest.Config, scheme *runtime.Scheme) (ctrlcache.Cache, error) {
 	informers, err := ctrlcache.New(kube, catalog.CacheOptions(scheme))
 	if err != nil {
@@ -141,6 +193,10 @@ func Run(ctx context.Context, c Config) error {
 	if err != nil {
 		return fmt.Errorf("creating client: %w", err)
 	}
+	secrets, err := kubernetes.NewForConfig(c.Kube)
+	if err != nil {
+		return fmt.Errorf("creating the Secrets client: %w", err)
+	}
 	var devices *store.Store
 	if c.PostgresDSN != "" {
 		entries := c.DeviceCacheEntries
@@ -157,9 +213,9 @@ func Run(ctx context.Context, c Config) error {
 	}
 	planeMetrics := server.NewMetrics()
 	srv := server.New(server.Options{
-		Classifier: classifier, Reader: informers, Secrets: direct, Status: direct, Store: devices,
+		Classifier: classifier, Reader: informers, Secrets: secrets.CoreV1(), Status: direct, Store: devices,
 		PlatformSlug: classifier.PlatformSlug, GatewayID: c.GatewayID, Heartbeat: c.Heartbeat, Poll: c.Poll, Log: c.Log,
-		Metrics: planeMetrics,
+		Metrics: planeMetrics, Admission: c.Admission,
 	})
 	if err := srv.WatchCluster(ctx, informers); err != nil {
 		return err
@@ -172,22 +228,14 @@ func Run(ctx context.Context, c Config) error {
 			return err
 		}
 		go rc.Run(ctx)
-		// A tenant's schema is prepared when the Tenant appears, not on its first segment.
-		tenants, err := informers.GetInformer(ctx, &v1alpha1.Tenant{})
-		if err != nil {
-			return fmt.Errorf("watching tenants: %w", err)
+		// A tenant's schema is prepared when the Tenant appears, not on its
+		// first segment, forgotten when it is deleted, and dropped first
+		// when its deletionPolicy is Drop.
+		sc := &schemas.Controller{Reader: informers, Writer: direct, Store: devices, Log: c.Log.WithName("schemas")}
+		if err := sc.Watch(ctx, informers); err != nil {
+			return err
 		}
-		if _, err := tenants.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: func(obj any) {
-			if t, ok := obj.(*v1alpha1.Tenant); ok {
-				go func() {
-					if err := devices.EnsureTenant(ctx, t.Spec.Slug); err != nil && ctx.Err() == nil {
-						c.Log.Error(err, "preparing the tenant's schema", "tenant", t.Spec.Slug)
-					}
-				}()
-			}
-		}}); err != nil {
-			return fmt.Errorf("watching tenants: %w", err)
-		}
+		go sc.Run(ctx)
 	}
 	cacheErr := make(chan error, 1)
 	go func() { cacheErr <- informers.Start(ctx) }()
@@ -205,11 +253,29 @@ func Run(ctx context.Context, c Config) error {
 	if devices != nil {
 		reg.MustRegister(deviceCacheMetrics(devices)...)
 	}
+	admission := c.Admission.WithDefaults()
 	gs := grpc.NewServer(
 		// Thousands of workers hold a connection each, mostly idle: read
 		// buffers are kept small (write buffers are shared by default).
 		grpc.ReadBufferSize(8<<10),
+		grpc.KeepaliveParams(c.keepalive()),
+		// The largest message received is the one StreamStatus reserves.
+		grpc.MaxRecvMsgSize(admission.MaxMessageBytes),
+		// Fixed flow-control windows (which turn off gRPC's BDP estimation,
+		// that grows them to 16 MiB a stream at a caller's pace): what a
+		// caller has sent and the gateway not yet asked for stays within
+		// streamWindow a stream (reading a message opens the window to the
+		// message's size), and a connection carries at most
+		// maxStreamsPerConnection streams, so that callers the gateway
+		// refuses or throttles before reading cannot park memory in its
+		// buffers. gRPC acknowledges connection-level data on receipt: the
+		// connection window does not hold memory.
+		grpc.InitialWindowSize(streamWindow),
+		grpc.InitialConnWindowSize(8<<20),
+		grpc.MaxConcurrentStreams(maxStreamsPerConnection(admission)),
 		grpc.Creds(credentials.NewTLS(mtls.ServerConfig(mtls.Verifier{Classifier: classifier, Source: src}))),
+		// StreamStatus's read deadline ends a waiting Recv through it.
+		grpc.InTapHandle(server.InTapHandle),
 		grpc.ChainUnaryInterceptor(metrics.UnaryServerInterceptor()),
 		grpc.ChainStreamInterceptor(metrics.StreamServerInterceptor()),
 	)

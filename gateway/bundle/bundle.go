@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -136,6 +137,11 @@ type Inputs struct {
 	TenantSlug, TenantID string
 	// ComponentID is the caller's component id, from its certificate.
 	ComponentID string
+	// Partition is the caller's partition, from its certificate.
+	Partition string
+	// Edge is true for a caller identified by its CN (an edge certificate),
+	// false for one identified by its SPIFFE ID.
+	Edge bool
 	// NamespaceTenant maps namespace names to the tenant slug of their label.
 	NamespaceTenant map[string]string
 	// SyncServices are all SyncServices.
@@ -159,17 +165,31 @@ func MaySyncServe(ss *v1alpha1.SyncService, tenantSlug string, nsTenant map[stri
 	return owner == tenantSlug
 }
 
+// ErrAmbiguous is returned when an identity matches more than one
+// SyncService: the gateway refuses it rather than pick one.
+var ErrAmbiguous = errors.New("the identity matches more than one SyncService")
+
 // SyncServiceFor finds the SyncService whose worker for the tenant has the
-// given component id, or nil: that is how a certificate maps to a SyncService.
-func SyncServiceFor(in Inputs, platformSlug string) *v1alpha1.SyncService {
+// caller's identity: its component id, in its partition, of its class (an
+// edge certificate only an OnPrem SyncService, an SVID only an in-cluster
+// one), among those that may serve the tenant. That is how a certificate
+// maps to a SyncService: nil when none matches, ErrAmbiguous when several
+// do (never one of them by chance).
+func SyncServiceFor(in Inputs, platformSlug string) (*v1alpha1.SyncService, error) {
+	var found *v1alpha1.SyncService
 	for i := range in.SyncServices {
 		ss := &in.SyncServices[i]
-		if ss.DeletionTimestamp.IsZero() && workload.ComponentID(ss, in.TenantSlug) == in.ComponentID &&
-			MaySyncServe(ss, in.TenantSlug, in.NamespaceTenant, platformSlug) {
-			return ss
+		if !ss.DeletionTimestamp.IsZero() || (ss.Spec.ServiceType == v1alpha1.ServiceTypeOnPrem) != in.Edge ||
+			ss.Spec.Partition != in.Partition || workload.ComponentID(ss, in.TenantSlug) != in.ComponentID ||
+			!MaySyncServe(ss, in.TenantSlug, in.NamespaceTenant, platformSlug) {
+			continue
 		}
+		if found != nil {
+			return nil, fmt.Errorf("component %q of tenant %q: %w", in.ComponentID, in.TenantSlug, ErrAmbiguous)
+		}
+		found = ss
 	}
-	return nil
+	return found, nil
 }
 
 // BuildSync builds the bundle of the worker of ss for the caller's tenant:

@@ -3,6 +3,7 @@ package bundle_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
 	"github.com/serviceradar/sync-operator/gateway/bundle"
+	"github.com/serviceradar/sync-operator/workload"
 )
 
 func ss(ns, name string, typ v1alpha1.ServiceType, platform bool, caps ...string) v1alpha1.SyncService {
@@ -47,6 +49,9 @@ func world() bundle.Inputs {
 			ss("acme", "edge", v1alpha1.ServiceTypeOnPrem, false),
 			ss("acme", "fake-platform", v1alpha1.ServiceTypeSaaS, true),
 			ss("acme", "netbox-only", v1alpha1.ServiceTypeSaaS, false, "netbox"),
+			// The attack of issue 14: acme's own SaaS SyncService named like
+			// the platform one.
+			ss("acme", "platform-sync", v1alpha1.ServiceTypeSaaS, false),
 		},
 		Sources: []v1alpha1.IntegrationSource{
 			src("acme", "armis", v1alpha1.IntegrationArmis, "serviceradar-system", "platform-sync", "armis"),
@@ -63,28 +68,51 @@ func world() bundle.Inputs {
 	}
 }
 
+// componentOf is the component id of the world's SyncService ns/name for a tenant.
+func componentOf(t *testing.T, ns, name, tenant string) string {
+	t.Helper()
+	for _, s := range world().SyncServices {
+		if s.Namespace == ns && s.Name == name {
+			return workload.ComponentID(&s, tenant)
+		}
+	}
+	t.Fatalf("no SyncService %s/%s", ns, name)
+	return ""
+}
+
 func TestSelection(t *testing.T) {
+	acmeOwn := componentOf(t, "acme", "platform-sync", "acme")
+	if acmeOwn == "platform-sync-acme" {
+		t.Fatalf("acme's SyncService named like the platform one has the platform worker's component id %q", acmeOwn)
+	}
 	cases := []struct {
 		name      string
 		tenant    string
 		component string
+		edge      bool   // the caller has an edge certificate (CN), not an SVID
 		wantSS    string // "" means no SyncService matches: the caller is not enrolled
 		want      []string
 	}{
-		{"platform worker of acme", "acme", "platform-sync-acme", "serviceradar-system/platform-sync", []string{"acme-2/lab", "acme/armis"}},
-		{"platform worker of globex", "globex", "platform-sync-globex", "serviceradar-system/platform-sync", []string{"globex/armis"}},
-		{"acme's edge worker", "acme", "edge", "acme/edge", []string{"acme/netbox"}},
-		{"acme's component id claimed by globex", "globex", "platform-sync-acme", "", nil},
-		{"acme's edge claimed by globex", "globex", "edge", "", nil},
-		{"a platform claim outside the platform tenant", "globex", "fake-platform-globex", "", nil},
-		{"capabilities filter sources", "acme", "netbox-only-acme", "acme/netbox-only", []string{}},
-		{"unknown component", "acme", "nobody", "", nil},
+		{"platform worker of acme", "acme", "platform-sync-acme", false, "serviceradar-system/platform-sync", []string{"acme-2/lab", "acme/armis"}},
+		{"platform worker of globex", "globex", "platform-sync-globex", false, "serviceradar-system/platform-sync", []string{"globex/armis"}},
+		{"acme's edge worker", "acme", "edge", true, "acme/edge", []string{"acme/netbox"}},
+		{"acme's component id claimed by globex", "globex", "platform-sync-acme", false, "", nil},
+		{"acme's edge claimed by globex", "globex", "edge", true, "", nil},
+		{"acme's edge id on an SVID", "acme", "edge", false, "", nil},
+		{"the platform worker's id on an edge certificate", "acme", "platform-sync-acme", true, "", nil},
+		{"a platform claim outside the platform tenant", "globex", "fake-platform-globex", false, "", nil},
+		{"capabilities filter sources", "acme", componentOf(t, "acme", "netbox-only", "acme"), false, "acme/netbox-only", []string{}},
+		{"acme's SyncService named like the platform one", "acme", acmeOwn, false, "acme/platform-sync", []string{}},
+		{"unknown component", "acme", "nobody", false, "", nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			in := world()
-			in.TenantSlug, in.ComponentID = tc.tenant, tc.component
-			got := bundle.SyncServiceFor(in, "platform")
+			in.TenantSlug, in.ComponentID, in.Partition, in.Edge = tc.tenant, tc.component, "default", tc.edge
+			got, err := bundle.SyncServiceFor(in, "platform")
+			if err != nil {
+				t.Fatal(err)
+			}
 			if tc.wantSS == "" {
 				if got != nil {
 					t.Fatalf("matched SyncService %s/%s", got.Namespace, got.Name)
@@ -122,8 +150,12 @@ func TestSelection(t *testing.T) {
 
 func TestCredentialsCarryOnlyTheNeededKey(t *testing.T) {
 	in := world()
-	in.TenantSlug, in.ComponentID = "acme", "platform-sync-acme"
-	b := bundle.BuildSync(in, bundle.SyncServiceFor(in, "platform"))
+	in.TenantSlug, in.ComponentID, in.Partition = "acme", "platform-sync-acme", "default"
+	platformSync, err := bundle.SyncServiceFor(in, "platform")
+	if err != nil || platformSync == nil {
+		t.Fatalf("SyncServiceFor = %v, %v", platformSync, err)
+	}
+	b := bundle.BuildSync(in, platformSync)
 	creds := b.Sources["acme/armis"].Credentials
 	if len(creds) != 1 || creds["secret_key"] != "acme-armis-secret" {
 		t.Fatalf("credentials %v", creds)
@@ -139,8 +171,11 @@ func TestCredentialsCarryOnlyTheNeededKey(t *testing.T) {
 
 func TestEncodeIsCanonicalAndVersioned(t *testing.T) {
 	in := world()
-	in.TenantSlug, in.ComponentID = "acme", "platform-sync-acme"
-	ssPtr := bundle.SyncServiceFor(in, "platform")
+	in.TenantSlug, in.ComponentID, in.Partition = "acme", "platform-sync-acme", "default"
+	ssPtr, err := bundle.SyncServiceFor(in, "platform")
+	if err != nil || ssPtr == nil {
+		t.Fatalf("SyncServiceFor = %v, %v", ssPtr, err)
+	}
 	a := bundle.BuildSync(in, ssPtr)
 	// The same content built from objects listed in another order.
 	slices.Reverse(in.Sources)
@@ -192,6 +227,41 @@ func TestEncodeKeepsIntegersExact(t *testing.T) {
 			}
 			if !strings.Contains(string(raw), tc.want) {
 				t.Fatalf("bundle lacks %s: %s", tc.want, raw)
+			}
+		})
+	}
+}
+
+// An identity that two SyncServices answer to is refused, whichever way the
+// two came about: the gateway never serves one of them by chance.
+func TestAmbiguousIdentityIsRefused(t *testing.T) {
+	twin := ss("serviceradar-system", "platform-sync", v1alpha1.ServiceTypeSaaS, true)
+	twin.UID = "uid-twin"
+	otherPlatformNS := ss("serviceradar-system-2", "platform-sync", v1alpha1.ServiceTypeSaaS, true)
+	cases := []struct {
+		name      string
+		add       []v1alpha1.SyncService
+		nsTenant  map[string]string
+		component string
+		edge      bool
+	}{
+		{"two objects with one component id (forced)", []v1alpha1.SyncService{twin}, nil, "platform-sync-acme", false},
+		{"platform SyncServices of one name in two platform namespaces", []v1alpha1.SyncService{otherPlatformNS},
+			map[string]string{"serviceradar-system-2": "platform"}, "platform-sync-acme", false},
+		{"OnPrem SyncServices of one name and partition in two namespaces of the tenant",
+			[]v1alpha1.SyncService{ss("acme-2", "edge", v1alpha1.ServiceTypeOnPrem, false)}, nil, "edge", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			in := world()
+			in.SyncServices = append(in.SyncServices, tc.add...)
+			for ns, slug := range tc.nsTenant {
+				in.NamespaceTenant[ns] = slug
+			}
+			in.TenantSlug, in.ComponentID, in.Partition, in.Edge = "acme", tc.component, "default", tc.edge
+			got, err := bundle.SyncServiceFor(in, "platform")
+			if !errors.Is(err, bundle.ErrAmbiguous) || got != nil {
+				t.Fatalf("SyncServiceFor = %v, %v; want ErrAmbiguous", got, err)
 			}
 		})
 	}

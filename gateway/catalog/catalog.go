@@ -18,23 +18,30 @@ import (
 
 	"golang.org/x/sync/singleflight"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
 	"github.com/serviceradar/sync-operator/gateway/bundle"
 	"github.com/serviceradar/sync-operator/gateway/sweep"
 	"github.com/serviceradar/sync-operator/identity"
+	"github.com/serviceradar/sync-operator/tenancy"
 )
 
 // ErrNotEnrolled is returned for a caller that is not an enrolled sync worker.
 var ErrNotEnrolled = errors.New("component not enrolled")
 
 // ErrTenantNotOnboarded is returned when the caller's tenant does not exist,
-// has no tenant id yet, or is not what the certificate class claims.
+// has no tenant id yet, is being deleted, shares its slug with another
+// Tenant, or is not what the certificate class claims.
 var ErrTenantNotOnboarded = errors.New("tenant is not onboarded")
+
+// ErrUntrustedIssuer is returned for an edge certificate that the tenant's
+// current certificate authority did not sign: one of a deleted tenant's CA,
+// after a Tenant with the same slug was created again. It is an
+// ErrNotEnrolled.
+var ErrUntrustedIssuer = fmt.Errorf("%w: the certificate was not issued by the tenant's current certificate authority", ErrNotEnrolled)
 
 // buildTimeout bounds one build, whoever waits for it.
 const buildTimeout = 10 * time.Second
@@ -62,27 +69,21 @@ type tenantState struct {
 	wake chan struct{}
 }
 
-// secretData is a referenced Secret's data at a resource version.
-type secretData struct {
-	version string
-	secret  *corev1.Secret
-}
-
 // secretRef is a Secret that entries, built or being built, reference.
 type secretRef struct {
 	// slug is the tenant whose sources reference it: its changes invalidate that tenant.
 	slug string
 	// users counts the entries and builds in flight that reference it; at
-	// zero the ref and the data it holds are dropped.
+	// zero the ref is dropped and its watch stopped, the data with it.
 	users int
-	// data is its data once read, nil until then and after it changed.
-	data *secretData
+	// watch keeps the Secret (and only it) current while it is referenced.
+	watch *secretWatch
 }
 
 // Catalog is safe for concurrent use.
 type Catalog struct {
 	reader       client.Reader
-	secrets      client.Reader
+	secrets      corev1client.SecretsGetter
 	platformSlug string
 	builds       singleflight.Group
 
@@ -94,16 +95,19 @@ type Catalog struct {
 	// (present or not), and only those: a Secret no source references any
 	// more is forgotten, its data with it.
 	refs map[types.NamespacedName]*secretRef
+	// watchCtx bounds the Secret watches: the context Watch was given.
+	watchCtx context.Context
 }
 
-// New returns a catalog that reads CRs, namespaces and Secret metadata from
-// reader (an informer cache) and the data of referenced Secrets from secrets
-// (a direct client: Secret data is held only for Secrets sources reference).
-func New(reader, secrets client.Reader, platformSlug string) *Catalog {
+// New returns a catalog that reads CRs and namespaces from reader (an
+// informer cache) and watches, through secrets, each Secret that sources
+// reference, one at a time by name and only while they reference it (see
+// secretWatch): the gateway never lists or watches Secrets at large.
+func New(reader client.Reader, secrets corev1client.SecretsGetter, platformSlug string) *Catalog {
 	return &Catalog{
 		reader: reader, secrets: secrets, platformSlug: platformSlug,
 		tenants: map[string]*tenantState{}, entries: map[identity.Identity]*Entry{},
-		refs: map[types.NamespacedName]*secretRef{},
+		refs: map[types.NamespacedName]*secretRef{}, watchCtx: context.Background(),
 	}
 }
 
@@ -159,7 +163,8 @@ func (c *Catalog) Sync(ctx context.Context, id identity.Identity) (*Entry, error
 	if e != nil && e.global == global && e.tenant == tenant {
 		return e, nil
 	}
-	v, err, _ := c.builds.Do(id.String(), func() (any, error) {
+	// Callers that differ only in the CA that signed them build apart.
+	v, err, _ := c.builds.Do(id.String()+"\x00"+id.Issuer, func() (any, error) {
 		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), buildTimeout)
 		defer cancel()
 		return c.build(bctx, id)
@@ -193,14 +198,23 @@ func (c *Catalog) build(ctx context.Context, id identity.Identity) (*Entry, erro
 	if t == nil || t.Status.TenantID == "" || t.Spec.Platform != (id.TenantSlug == c.platformSlug) {
 		return drop(fmt.Errorf("%w: %q", ErrTenantNotOnboarded, id.TenantSlug))
 	}
+	// An edge certificate counts only when the tenant's current CA signed
+	// it: a deleted tenant's CA is not trusted by a Tenant created again.
+	if !id.IsSPIFFE() && (t.Status.CAFingerprint == "" || id.Issuer != t.Status.CAFingerprint) {
+		return drop(ErrUntrustedIssuer)
+	}
 	in, err := c.inputs(ctx, id, t.Status.TenantID)
 	if err != nil {
 		return nil, err
 	}
-	ss := bundle.SyncServiceFor(in, c.platformSlug)
 	// An edge certificate may only act as an OnPrem worker, an SVID only as an
-	// in-cluster one, each in its own partition.
-	if ss == nil || (ss.Spec.ServiceType == v1alpha1.ServiceTypeOnPrem) == id.IsSPIFFE() || ss.Spec.Partition != id.Partition {
+	// in-cluster one, each in its own partition; an identity that matches
+	// two SyncServices acts as neither.
+	ss, err := bundle.SyncServiceFor(in, c.platformSlug)
+	if errors.Is(err, bundle.ErrAmbiguous) {
+		return drop(fmt.Errorf("%w: %w", ErrNotEnrolled, err))
+	}
+	if ss == nil {
 		return drop(ErrNotEnrolled)
 	}
 	var readErr error
@@ -240,7 +254,8 @@ func (c *Catalog) build(ctx context.Context, id identity.Identity) (*Entry, erro
 	return e, nil
 }
 
-// acquire notes one more user of a referenced Secret.
+// acquire notes one more user of a referenced Secret, and starts watching
+// it when it is newly referenced.
 func (c *Catalog) acquire(key types.NamespacedName, tenantSlug string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -248,6 +263,9 @@ func (c *Catalog) acquire(key types.NamespacedName, tenantSlug string) {
 	if r == nil {
 		r = &secretRef{}
 		c.refs[key] = r
+		var w *secretWatch
+		w = startSecretWatch(c.watchCtx, c.secrets, key, func() { c.secretChanged(key, w) })
+		r.watch = w
 	}
 	r.slug = tenantSlug
 	r.users++
@@ -266,6 +284,7 @@ func (c *Catalog) releaseLocked(keys []types.NamespacedName) {
 		if r := c.refs[key]; r != nil {
 			if r.users--; r.users <= 0 {
 				delete(c.refs, key)
+				r.watch.stop()
 			}
 		}
 	}
@@ -285,25 +304,23 @@ func (c *Catalog) forgetSyncService(uid types.UID) {
 	}
 }
 
-// tenant finds the Tenant of a slug, or nil.
+// tenant finds the Tenant of a slug, or nil when it names none that may be
+// served, by the rule the manager follows too (tenancy.Resolve): an invalid
+// slug, none, one being deleted, or several non-platform Tenants claiming it.
 func (c *Catalog) tenant(ctx context.Context, slug string) (*v1alpha1.Tenant, error) {
 	var ts v1alpha1.TenantList
 	if err := c.reader.List(ctx, &ts); err != nil {
 		return nil, fmt.Errorf("listing tenants: %w", err)
 	}
-	for i := range ts.Items {
-		if ts.Items[i].Spec.Slug == slug {
-			return &ts.Items[i], nil
-		}
-	}
-	return nil, nil
+	return tenancy.Resolve(ts.Items, slug), nil
 }
 
 // inputs reads what the caller's bundle is built from: the namespaces of its
 // tenant and of the platform (where shared SyncServices live), their
 // SyncServices, and the sources in its own tenant's namespaces only.
 func (c *Catalog) inputs(ctx context.Context, id identity.Identity, tenantID string) (bundle.Inputs, error) {
-	in := bundle.Inputs{TenantSlug: id.TenantSlug, TenantID: tenantID, ComponentID: id.ComponentID, NamespaceTenant: map[string]string{}}
+	in := bundle.Inputs{TenantSlug: id.TenantSlug, TenantID: tenantID, ComponentID: id.ComponentID, Partition: id.Partition,
+		Edge: !id.IsSPIFFE(), NamespaceTenant: map[string]string{}}
 	for _, slug := range []string{id.TenantSlug, c.platformSlug} {
 		var nss corev1.NamespaceList
 		if err := c.reader.List(ctx, &nss, client.MatchingLabels{v1alpha1.TenantLabel: slug}); err != nil {
@@ -331,47 +348,16 @@ func (c *Catalog) inputs(ctx context.Context, id identity.Identity, tenantID str
 	return in, nil
 }
 
-// secretMeta is an empty Secret metadata object for the informer cache.
-func secretMeta() *metav1.PartialObjectMetadata {
-	m := &metav1.PartialObjectMetadata{}
-	m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-	return m
-}
-
-// secret returns a referenced (acquired) Secret, or nil when it does not
-// exist. Its data is read directly and kept for as long as its resource
-// version (as the metadata informer sees it) does not move and a source
-// references it.
+// secret returns a referenced (acquired) Secret from its watch, or nil when
+// it does not exist or is not granted to the gateway.
 func (c *Catalog) secret(ctx context.Context, key types.NamespacedName) (*corev1.Secret, error) {
-	meta := secretMeta()
-	if err := c.reader.Get(ctx, key, meta); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("reading Secret metadata %s: %w", key, err)
-	}
 	c.mu.Lock()
-	var d *secretData
-	if r := c.refs[key]; r != nil {
-		d = r.data
-	}
+	r := c.refs[key]
 	c.mu.Unlock()
-	if d != nil && d.version == meta.ResourceVersion {
-		return d.secret, nil
+	if r == nil {
+		return nil, fmt.Errorf("secret %s is read without being referenced", key)
 	}
-	sec := &corev1.Secret{}
-	if err := c.secrets.Get(ctx, key, sec); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("reading Secret %s: %w", key, err)
-	}
-	c.mu.Lock()
-	if r := c.refs[key]; r != nil {
-		r.data = &secretData{version: sec.ResourceVersion, secret: sec}
-	}
-	c.mu.Unlock()
-	return sec, nil
+	return r.watch.get(ctx)
 }
 
 // Agent returns the tenant id of an agent caller and the sources of its

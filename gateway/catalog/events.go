@@ -6,7 +6,6 @@ import (
 	"maps"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 	ctrlcache "sigs.k8s.io/controller-runtime/pkg/cache"
@@ -17,9 +16,13 @@ import (
 
 // Watch invalidates entries on the events of the kinds bundles are built
 // from, through the informers of c (the gateway's cache, the same one the
-// catalog reads): IntegrationSources, SyncServices, Tenants, namespaces and
-// Secret metadata (metadata only: Secret data never enters the cache).
+// catalog reads): IntegrationSources, SyncServices, Tenants and namespaces.
+// Secrets are not in that cache: each referenced Secret has its own watch
+// (see secretWatch), which ends with ctx at the latest.
 func (c *Catalog) Watch(ctx context.Context, informers ctrlcache.Cache) error {
+	c.mu.Lock()
+	c.watchCtx = ctx
+	c.mu.Unlock()
 	kinds := []struct {
 		obj    client.Object
 		handle func(old, obj client.Object)
@@ -28,7 +31,6 @@ func (c *Catalog) Watch(ctx context.Context, informers ctrlcache.Cache) error {
 		{&v1alpha1.SyncService{}, c.onSyncService},
 		{&v1alpha1.Tenant{}, c.onTenant},
 		{&corev1.Namespace{}, c.onNamespace},
-		{secretMeta(), c.onSecret},
 	}
 	for _, k := range kinds {
 		inf, err := informers.GetInformer(ctx, k.obj)
@@ -69,15 +71,20 @@ func (c *Catalog) Watch(ctx context.Context, informers ctrlcache.Cache) error {
 }
 
 // unchanged reports an update that cannot change a bundle: the same spec
-// generation, deletion state, labels and (for Secrets, whose data has no
-// generation) resource version. Status writes, heartbeats and run results
-// among them, are such updates.
+// generation, deletion state and labels. Status writes, heartbeats and run
+// results among them, are such updates, except a Tenant's tenant id and CA
+// fingerprint: entries are keyed by identity including the certificate's
+// issuer, so a replaced CA (or a tenant id cleared) must drop them, or an
+// edge certificate of the old CA keeps working while its entry is cached.
 func unchanged(old, obj client.Object) bool {
-	if _, secret := obj.(*metav1.PartialObjectMetadata); secret {
-		return old.GetResourceVersion() == obj.GetResourceVersion()
-	}
 	if _, ns := obj.(*corev1.Namespace); ns {
 		return maps.Equal(old.GetLabels(), obj.GetLabels())
+	}
+	if o, ok := old.(*v1alpha1.Tenant); ok {
+		n, ok := obj.(*v1alpha1.Tenant)
+		if !ok || o.Status.CAFingerprint != n.Status.CAFingerprint || o.Status.TenantID != n.Status.TenantID {
+			return false
+		}
 	}
 	return old.GetGeneration() == obj.GetGeneration() &&
 		old.GetDeletionTimestamp().Equal(obj.GetDeletionTimestamp()) &&
@@ -133,18 +140,19 @@ func (c *Catalog) onNamespace(old, obj client.Object) {
 	c.invalidateSlug(obj.GetLabels()[v1alpha1.TenantLabel])
 }
 
-// onSecret invalidates the tenant whose sources reference the Secret; other
-// Secrets are of no interest.
-func (c *Catalog) onSecret(_, obj client.Object) {
-	key := types.NamespacedName{Namespace: obj.GetNamespace(), Name: obj.GetName()}
+// secretChanged invalidates the tenant whose sources reference a Secret
+// that changed, as its watch w saw; a watch already replaced or stopped is
+// of no interest.
+func (c *Catalog) secretChanged(key types.NamespacedName, w *secretWatch) {
 	c.mu.Lock()
 	r := c.refs[key]
+	current := r != nil && r.watch == w
 	slug := ""
-	if r != nil {
-		r.data, slug = nil, r.slug
+	if current {
+		slug = r.slug
 	}
 	c.mu.Unlock()
-	if r != nil {
+	if current {
 		c.invalidateSlug(slug)
 	}
 }

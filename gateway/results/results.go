@@ -61,11 +61,14 @@ type Message struct {
 // ErrEmpty is returned for an empty message.
 var ErrEmpty = errors.New("results message is empty")
 
-// Parse reads either form.
+// Parse reads either form, after Scan has checked the message's bounds.
 func Parse(raw []byte) (Message, error) {
 	trimmed := bytes.TrimLeft(raw, " \t\r\n")
 	if len(trimmed) == 0 {
 		return Message{}, ErrEmpty
+	}
+	if _, err := Scan(trimmed); err != nil {
+		return Message{}, err
 	}
 	var m Message
 	switch trimmed[0] {

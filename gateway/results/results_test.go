@@ -1,6 +1,8 @@
 package results_test
 
 import (
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -48,5 +50,48 @@ func TestEncodeRoundTrips(t *testing.T) {
 	out, err := results.Parse(raw)
 	if err != nil || *out.Meta != *in.Meta || out.Devices[0].IP != "10.0.0.1" || !*out.Devices[0].IsAvailable {
 		t.Fatalf("round trip %+v %v", out, err)
+	}
+}
+
+// TestScanBoundsAMessageBeforeItIsDecoded checks the bounds the gateway puts
+// on a message before decoding it (issue 14, defect 2): metadata entries
+// per device, devices per message and nesting, counted outside strings only.
+func TestScanBoundsAMessageBeforeItIsDecoded(t *testing.T) {
+	metadata := func(n int) string {
+		entries := make([]string, n)
+		for i := range entries {
+			entries[i] = fmt.Sprintf(`"k%d":"v"`, i)
+		}
+		return `{"metadata":{` + strings.Join(entries, ",") + `}}`
+	}
+	devices := func(n int) string { return "[" + strings.TrimSuffix(strings.Repeat("{},", n), ",") + "]" }
+	for _, tc := range []struct {
+		name    string
+		in      string
+		devices int
+		wantErr bool
+	}{
+		{"metadata at the bound", "[" + metadata(results.MaxObjectMembers) + "]", 1, false},
+		{"metadata over the bound", "[" + metadata(results.MaxObjectMembers+1) + "]", 0, true},
+		{"metadata over the bound in the object form", `{"sync_meta":{"sync_run_id":"r"},"devices":[` + metadata(results.MaxObjectMembers+1) + `]}`, 0, true},
+		{"devices at the bound", devices(results.MaxDevicesPerMessage), results.MaxDevicesPerMessage, false},
+		{"devices over the bound", devices(results.MaxDevicesPerMessage + 1), 0, true},
+		{"nesting over the bound", strings.Repeat("[", results.MaxDepth+1) + strings.Repeat("]", results.MaxDepth+1), 0, true},
+		{"colons and braces inside strings do not count", `[{"hostname":"` + strings.Repeat(`{:}[\"`, 1000) + `"}]`, 1, false},
+		{"an escaped backslash ends a string", `[{"hostname":"a\\"},{"ip":"b"}]`, 2, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := results.Parse([]byte(tc.in))
+			if tc.wantErr {
+				if !errors.Is(err, results.ErrShape) {
+					t.Fatalf("Parse = %v, want a refusal of its shape", err)
+				}
+				return
+			}
+			shape, serr := results.Scan([]byte(tc.in))
+			if err != nil || serr != nil || shape.Devices != tc.devices {
+				t.Fatalf("Parse = %v, Scan = %+v %v, want %d devices", err, shape, serr, tc.devices)
+			}
+		})
 	}
 }

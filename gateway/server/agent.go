@@ -61,7 +61,7 @@ func (s *Server) agentConfig(ctx context.Context, id identity.Identity, agentID 
 	sum := sha256.Sum256(append(append(raw, 0), swRaw...))
 	version := hex.EncodeToString(sum[:16])
 	return &pb.AgentConfigResponse{
-		ConfigVersion: version, ConfigTimestamp: s.o.Now().Unix(), ConfigJson: raw, Sweep: sw,
+		ConfigVersion: version, ConfigTimestamp: s.o.Clock.Now().Unix(), ConfigJson: raw, Sweep: sw,
 		HeartbeatIntervalSec: int32(s.o.Heartbeat.Seconds()), ConfigPollIntervalSec: int32(s.o.Poll.Seconds()),
 	}, tenantID, nil
 }

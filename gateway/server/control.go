@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -23,7 +24,9 @@ func (s *Server) WatchCluster(ctx context.Context, c ctrlcache.Cache) error {
 
 // ControlStream pushes the caller's config whenever it changes, after an
 // initial one; the worker acknowledges each with a ConfigAck. GetConfig
-// polling stays the fallback.
+// polling stays the fallback. The stream ends Unauthenticated when the
+// caller's certificate chain expires (the worker reconnects with its
+// renewed one), and each caller may hold Admission.ControlStreamsPerCaller.
 func (s *Server) ControlStream(stream pb.AgentGatewayService_ControlStreamServer) error {
 	ctx := stream.Context()
 	select {
@@ -31,6 +34,21 @@ func (s *Server) ControlStream(stream pb.AgentGatewayService_ControlStreamServer
 		return status.Error(codes.Unavailable, "gateway shutting down")
 	default:
 	}
+	peer, err := s.peer(ctx)
+	if err != nil {
+		return s.unauthenticated(err)
+	}
+	release, limit := s.controlStreams.take(peer.String())
+	if limit != "" {
+		return s.throttle(peer, limit, "too many open ControlStreams")
+	}
+	defer release()
+	notAfter, err := mtls.PeerNotAfter(ctx)
+	if err != nil {
+		return s.unauthenticated(err)
+	}
+	expiry := s.o.Clock.NewTimer(notAfter.Sub(s.o.Clock.Now()))
+	defer expiry.Stop()
 	first, err := stream.Recv()
 	if err != nil {
 		return status.Error(codes.InvalidArgument, "the stream must start with a hello")
@@ -38,10 +56,6 @@ func (s *Server) ControlStream(stream pb.AgentGatewayService_ControlStreamServer
 	hello := first.GetHello()
 	if hello == nil {
 		return status.Error(codes.InvalidArgument, "the stream must start with a hello")
-	}
-	peer, err := mtls.PeerIdentity(ctx, s.o.Classifier)
-	if err != nil {
-		return status.Error(codes.Unauthenticated, "no verified client certificate")
 	}
 	slug := peer.TenantSlug
 	// Register for the next change before reading, so none is missed.
@@ -90,15 +104,18 @@ func (s *Server) ControlStream(stream pb.AgentGatewayService_ControlStreamServer
 		case err := <-recvErr:
 			// The worker closed its side (io.EOF) or the connection broke: either
 			// way the stream is over, and the worker reconnects when it can.
-			s.o.Log.V(1).Info("control stream ended", "caller", id.String(), "reason", err.Error())
+			s.o.Log.V(1).Info("control stream ended", "caller", id.String(), "reason", Clip(err.Error()))
 			return nil
+		case <-expiry.C():
+			return s.refuse(id, codes.Unauthenticated, "the client certificate expired at %s; reconnect with a renewed one",
+				notAfter.UTC().Format(time.RFC3339))
 		case ack := <-acks:
 			result := AckStale
 			if ack.GetConfigVersion() == sent {
 				result = AckCurrent
 			}
 			s.o.Metrics.ConfigAcks.WithLabelValues(result).Inc()
-			s.o.Log.V(1).Info("config acknowledged", "caller", id.String(), "version", ack.GetConfigVersion(), "result", result)
+			s.o.Log.V(1).Info("config acknowledged", "caller", id.String(), "version", Clip(ack.GetConfigVersion()), "result", result)
 			continue // nothing changed: no need to read the configuration again
 		case <-wake:
 		}

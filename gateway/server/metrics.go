@@ -21,6 +21,18 @@ type Metrics struct {
 	ConfigAcks *prometheus.CounterVec
 	// HeartbeatWrites counts heartbeats written to SyncService status.
 	HeartbeatWrites prometheus.Counter
+	// StatusStreams is the number of StreamStatus calls in flight.
+	StatusStreams prometheus.Gauge
+	// StatusChunks counts the chunks read from StreamStatus calls, the
+	// refused ones included.
+	StatusChunks prometheus.Counter
+	// IngestHeldBytes is the memory charged to in-flight StreamStatus calls,
+	// their reservations included (Admission.IngestBytes bounds it).
+	IngestHeldBytes prometheus.Gauge
+	// Throttled counts calls answered ResourceExhausted by an Admission
+	// limit, by limit (LimitStreams, LimitCallerStreams, LimitIngestMemory,
+	// LimitCallerIngestMemory).
+	Throttled *prometheus.CounterVec
 }
 
 // NewMetrics returns unregistered metrics.
@@ -34,6 +46,17 @@ func NewMetrics() *Metrics {
 			Help: "ConfigAcks received: current acknowledges the version last pushed on its stream, stale any other."}, []string{"result"}),
 		HeartbeatWrites: prometheus.NewCounter(prometheus.CounterOpts{Name: "sync_gateway_heartbeat_writes_total",
 			Help: "Heartbeats written to SyncService status."}),
+		StatusStreams: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sync_gateway_status_streams",
+			Help: "StreamStatus calls in flight."}),
+		StatusChunks: prometheus.NewCounter(prometheus.CounterOpts{Name: "sync_gateway_status_chunks_total",
+			Help: "Chunks read from StreamStatus calls, refused calls included."}),
+		IngestHeldBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sync_gateway_ingest_held_bytes",
+			Help: "Memory charged to in-flight StreamStatus calls: a reservation for the chunk being received, plus the wire bytes and the estimated cost of decoding the chunks read."}),
+		Throttled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sync_gateway_throttled_total",
+			Help: "Calls answered ResourceExhausted (with a retry delay) by a server limit: streams, caller_streams, ingest_memory or caller_ingest_memory."}, []string{"limit"}),
+	}
+	for _, l := range []string{LimitStreams, LimitCallerStreams, LimitIngestMemory, LimitCallerIngestMemory} {
+		m.Throttled.WithLabelValues(l)
 	}
 	// Both results are exported from the start, at zero.
 	m.ConfigAcks.WithLabelValues(AckCurrent)
@@ -43,5 +66,6 @@ func NewMetrics() *Metrics {
 
 // Collectors are the metrics to register.
 func (m *Metrics) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.ControlStreams, m.ConfigPushes, m.ConfigAcks, m.HeartbeatWrites}
+	return []prometheus.Collector{m.ControlStreams, m.ConfigPushes, m.ConfigAcks, m.HeartbeatWrites,
+		m.StatusStreams, m.StatusChunks, m.IngestHeldBytes, m.Throttled}
 }

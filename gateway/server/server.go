@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,6 +16,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"k8s.io/apimachinery/pkg/types"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/serviceradar/sync-operator/gateway/catalog"
@@ -35,11 +38,12 @@ const (
 type Options struct {
 	// Classifier classifies verified peer certificates.
 	Classifier identity.Classifier
-	// Reader reads Tenants, Namespaces, SyncServices, IntegrationSources and
-	// Secret metadata: the informer cache that WatchCluster watches.
+	// Reader reads Tenants, Namespaces, SyncServices and IntegrationSources:
+	// the informer cache that WatchCluster watches.
 	Reader client.Reader
-	// Secrets reads the data of the Secrets that sources reference, and no others.
-	Secrets client.Reader
+	// Secrets watches the Secrets that sources reference, each by name, and
+	// no others.
+	Secrets corev1client.SecretsGetter
 	// PlatformSlug is the reserved slug of the platform tenant.
 	PlatformSlug string
 	// GatewayID names this gateway replica in answers.
@@ -48,8 +52,10 @@ type Options struct {
 	Heartbeat, Poll time.Duration
 	// Log receives one line per refused call, without secrets.
 	Log logr.Logger
-	// Now is the clock; nil means time.Now.
-	Now func() time.Time
+	// Clock is the server's clock: certificate validity per call, the
+	// expiry of open ControlStreams, StreamStatus read deadlines and
+	// heartbeat times; nil means the real clock.
+	Clock clock.WithDelayedExecution
 	// Status writes heartbeats to SyncService status by server-side apply.
 	Status client.Client
 	// HeartbeatWrite bounds steady heartbeat writes per SyncService, across
@@ -59,8 +65,12 @@ type Options struct {
 	Metrics *Metrics
 	// Store holds the tenants' devices; nil refuses StreamStatus.
 	Store *store.Store
-	// Limits bound one StreamStatus call (zero means ingest.DefaultLimits).
+	// Limits bound one StreamStatus call (zero means ingest.DefaultLimits);
+	// MaxBytes counts every byte of every chunk (proto.Size).
 	Limits ingest.Limits
+	// Admission bounds what all calls hold at once (zero fields take
+	// DefaultAdmission).
+	Admission Admission
 }
 
 // Server implements monitoring.AgentGatewayService.
@@ -71,6 +81,10 @@ type Server struct {
 	catalog   *catalog.Catalog
 	draining  chan struct{}
 	drainOnce sync.Once
+	// statusStreams and controlStreams count open calls; ingest is the
+	// memory StreamStatus calls may hold.
+	statusStreams, controlStreams *slots
+	ingest                        *budget
 }
 
 // New returns a server.
@@ -81,8 +95,8 @@ func New(o Options) *Server {
 	if o.Poll <= 0 {
 		o.Poll = DefaultPoll
 	}
-	if o.Now == nil {
-		o.Now = time.Now
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
 	}
 	if o.Limits == (ingest.Limits{}) {
 		o.Limits = ingest.DefaultLimits
@@ -93,50 +107,94 @@ func New(o Options) *Server {
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics()
 	}
+	o.Admission = o.Admission.WithDefaults()
+	a := o.Admission
 	return &Server{
 		o: o, draining: make(chan struct{}), catalog: catalog.New(o.Reader, o.Secrets, o.PlatformSlug),
-		beats: &heartbeats{c: o.Status, r: o.Reader, now: o.Now, every: o.HeartbeatWrite, writes: o.Metrics.HeartbeatWrites, last: map[types.UID]beat{}},
+		statusStreams:  newSlots(a.StatusStreams, a.StatusStreamsPerCaller),
+		controlStreams: newSlots(a.ControlStreams, a.ControlStreamsPerCaller),
+		ingest:         newBudget(a.IngestBytes, a.IngestBytesPerCaller, func(n int64) { o.Metrics.IngestHeldBytes.Add(float64(n)) }),
+		beats:          &heartbeats{c: o.Status, r: o.Reader, now: o.Clock.Now, every: o.HeartbeatWrite, writes: o.Metrics.HeartbeatWrites, last: map[types.UID]beat{}},
 	}
 }
 
 // refuse logs and returns a gRPC error. Messages name the rule, never
-// another tenant's data.
+// another tenant's data, and carry at most MaxLoggedBytes of anything a
+// client sent (in the log line and in the answer).
 func (s *Server) refuse(id identity.Identity, code codes.Code, format string, args ...any) error {
-	msg := fmt.Sprintf(format, args...)
-	s.o.Log.Info("refused", "caller", id.String(), "code", code.String(), "reason", msg)
+	msg := Clip(fmt.Sprintf(format, args...))
+	s.o.Log.Info("refused", "caller", Clip(id.String()), "code", code.String(), "reason", msg)
 	return status.Error(code, msg)
 }
 
-// peer is the caller's verified identity.
+// MaxLoggedBytes bounds a client-supplied string in a log line or a refusal.
+const MaxLoggedBytes = 128
+
+// clipMarker ends a clipped string.
+const clipMarker = "...[clipped]"
+
+// Clip bounds s to MaxLoggedBytes (valid UTF-8 kept valid), marking a cut.
+func Clip(s string) string {
+	if len(s) <= MaxLoggedBytes {
+		return s
+	}
+	return strings.ToValidUTF8(s[:MaxLoggedBytes-len(clipMarker)], "") + clipMarker
+}
+
+// peer is the caller's verified identity, its certificate chain still
+// valid on the server's clock.
 func (s *Server) peer(ctx context.Context) (identity.Identity, error) {
-	return mtls.PeerIdentity(ctx, s.o.Classifier) //nolint:wrapcheck // callers map it to Unauthenticated
+	return mtls.PeerIdentityAt(ctx, s.o.Classifier, s.o.Clock.Now()) //nolint:wrapcheck // callers map it to Unauthenticated
+}
+
+// unauthenticated is the answer to a caller without a valid certificate;
+// an expired one is logged.
+func (s *Server) unauthenticated(err error) error {
+	if errors.Is(err, mtls.ErrCertificateExpired) {
+		s.o.Log.Info("refused", "code", codes.Unauthenticated.String(), "reason", err.Error())
+		return status.Error(codes.Unauthenticated, "the client certificate has expired or is not yet valid")
+	}
+	return status.Error(codes.Unauthenticated, "no verified client certificate")
 }
 
 // syncConfig authorizes a sync caller and returns its catalog entry: its
 // SyncService, tenant id and bundle.
 func (s *Server) syncConfig(ctx context.Context, agentID string) (identity.Identity, *catalog.Entry, error) {
-	id, err := mtls.PeerIdentity(ctx, s.o.Classifier)
+	id, err := s.peer(ctx)
 	if err != nil {
-		return identity.Identity{}, nil, status.Error(codes.Unauthenticated, "no verified client certificate")
+		return identity.Identity{}, nil, s.unauthenticated(err)
 	}
 	if agentID != id.ComponentID {
-		// The message does not echo agent_id: it may name another tenant's component.
-		return id, nil, s.refuse(id, codes.PermissionDenied, "agent_id does not match the certificate's component id")
+		return id, nil, s.agentMismatch(id)
 	}
+	e, err := s.syncEntry(ctx, id)
+	return id, e, err
+}
+
+// agentMismatch refuses a request whose agent_id is not the caller's
+// component id. The message does not echo agent_id: it may name another
+// tenant's component.
+func (s *Server) agentMismatch(id identity.Identity) error {
+	return s.refuse(id, codes.PermissionDenied, "agent_id does not match the certificate's component id")
+}
+
+// syncEntry authorizes the certificate identity of a sync caller and
+// returns its catalog entry: its SyncService, tenant id and bundle.
+func (s *Server) syncEntry(ctx context.Context, id identity.Identity) (*catalog.Entry, error) {
 	if id.IsSPIFFE() && id.ComponentType != identity.ComponentSync {
-		return id, nil, s.refuse(id, codes.PermissionDenied, "component type %q may not fetch sync configuration", id.ComponentType)
+		return nil, s.refuse(id, codes.PermissionDenied, "component type %q may not fetch sync configuration", id.ComponentType)
 	}
 	e, err := s.catalog.Sync(ctx, id)
 	switch {
 	case errors.Is(err, catalog.ErrTenantNotOnboarded):
-		return id, nil, s.refuse(id, codes.PermissionDenied, "tenant %q is not onboarded", id.TenantSlug)
+		return nil, s.refuse(id, codes.PermissionDenied, "tenant %q is not onboarded", id.TenantSlug)
 	case errors.Is(err, catalog.ErrNotEnrolled):
-		return id, nil, s.refuse(id, codes.PermissionDenied, "component not enrolled")
+		return nil, s.refuse(id, codes.PermissionDenied, "component not enrolled")
 	case err != nil:
 		s.o.Log.Error(err, "building configuration", "caller", id.String())
-		return id, nil, status.Error(codes.Unavailable, "reading the configuration failed")
+		return nil, status.Error(codes.Unavailable, "reading the configuration failed")
 	}
-	return id, e, nil
+	return e, nil
 }
 
 // Hello accepts a sync worker and tells it whether its config is current.
@@ -148,7 +206,7 @@ func (s *Server) Hello(ctx context.Context, req *pb.AgentHelloRequest) (*pb.Agen
 		}
 		return &pb.AgentHelloResponse{
 			Accepted: true, AgentId: id.ComponentID, GatewayId: s.o.GatewayID, Message: "welcome",
-			ServerTime: s.o.Now().Unix(), HeartbeatIntervalSec: int32(s.o.Heartbeat.Seconds()),
+			ServerTime: s.o.Clock.Now().Unix(), HeartbeatIntervalSec: int32(s.o.Heartbeat.Seconds()),
 			ConfigOutdated: req.GetConfigVersion() == "" || req.GetConfigVersion() != cfg.ConfigVersion,
 			TenantId:       tenantID, TenantSlug: id.TenantSlug,
 		}, nil
@@ -162,7 +220,7 @@ func (s *Server) Hello(ctx context.Context, req *pb.AgentHelloRequest) (*pb.Agen
 	}
 	return &pb.AgentHelloResponse{
 		Accepted: true, AgentId: id.ComponentID, GatewayId: s.o.GatewayID, Message: "welcome",
-		ServerTime: s.o.Now().Unix(), HeartbeatIntervalSec: int32(s.o.Heartbeat.Seconds()),
+		ServerTime: s.o.Clock.Now().Unix(), HeartbeatIntervalSec: int32(s.o.Heartbeat.Seconds()),
 		ConfigOutdated: req.GetConfigVersion() == "" || req.GetConfigVersion() != e.Version,
 		TenantId:       e.TenantID, TenantSlug: id.TenantSlug,
 	}, nil
@@ -194,7 +252,7 @@ func (s *Server) GetConfig(ctx context.Context, req *pb.AgentConfigRequest) (*pb
 // configResponse is the full answer carrying an entry's bundle.
 func (s *Server) configResponse(e *catalog.Entry) *pb.AgentConfigResponse {
 	return &pb.AgentConfigResponse{
-		ConfigVersion: e.Version, ConfigTimestamp: s.o.Now().Unix(), ConfigJson: e.Raw,
+		ConfigVersion: e.Version, ConfigTimestamp: s.o.Clock.Now().Unix(), ConfigJson: e.Raw,
 		HeartbeatIntervalSec: int32(s.o.Heartbeat.Seconds()), ConfigPollIntervalSec: int32(s.o.Poll.Seconds()),
 	}
 }

@@ -27,6 +27,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	testingclock "k8s.io/utils/clock/testing"
 	ctrlcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -69,33 +71,20 @@ type world struct {
 	tenantID  map[string]string
 	addr      string
 	logs      *syncBuffer
-	clock     *clock
+	clock     *testingclock.FakeClock // the gateways' clock, moved by the test
 	srv       *server.Server
 	metrics   *server.Metrics
 	store     *store.Store
+	dsn       string // the store's database
 	informers ctrlcache.Cache
 	// replica is a second gateway replica on the same cache and API server.
 	replica        string
 	replicaMetrics *server.Metrics
 	forbidden      []string // globex's names, uids, queries, endpoints and credentials
-}
 
-// clock is the gateway's clock, moved by the test.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
+	// serve starts one more replica on the world's cache, store and API
+	// server, its options changed by mutate.
+	serve func(gatewayID string, m *server.Metrics, mutate ...func(*server.Options)) (*server.Server, string)
 }
 
 type syncBuffer struct {
@@ -135,7 +124,7 @@ func setStatusTenantID(t *testing.T, tn *v1alpha1.Tenant, id string) {
 func newWorld(t *testing.T) *world {
 	t.Helper()
 	ctx := context.Background()
-	w := &world{tenantCA: map[string]*ca.Authority{}, ns: map[string]string{}, logs: &syncBuffer{}, clock: &clock{t: time.Now()},
+	w := &world{tenantCA: map[string]*ca.Authority{}, ns: map[string]string{}, logs: &syncBuffer{}, clock: testingclock.NewFakeClock(time.Now()),
 		tenantID: map[string]string{"platform": "267967d7-c702-4a69-a809-1c5c91c26f5a", "acme": "112005d8-e7e8-5ad5-ae5b-58baa049377d", "globex": "5b0c8c3e-2c38-5f0e-9d3c-7f3e0b1e2a11"}}
 	var err error
 	if w.root, err = ca.NewRoot("root", 0, nil); err != nil {
@@ -148,6 +137,7 @@ func newWorld(t *testing.T) *world {
 		tn := &v1alpha1.Tenant{ObjectMeta: metav1.ObjectMeta{Name: slug}, Spec: v1alpha1.TenantSpec{Slug: slug, Platform: slug == "platform"}}
 		create(t, tn)
 		if id := w.tenantID[slug]; id != "" { // initech is not onboarded: no tenant ID
+			tn.Status.CAFingerprint = identity.KeyFingerprint(w.tenantCA[slug].Cert) // as the manager publishes it
 			setStatusTenantID(t, tn, id)
 		}
 		if w.ns[slug], err = env.TenantNamespace(ctx, slug, slug); err != nil {
@@ -195,14 +185,15 @@ func newWorld(t *testing.T) *world {
 	classifier, _ := identity.NewClassifier("", "")
 	// Every verbosity is captured: debug lines must not leak either.
 	logger := funcr.New(func(prefix, args string) { w.logs.write(prefix + " " + args) }, funcr.Options{Verbosity: 10})
-	// As in the gateway binary: CRs, namespaces and Secret metadata from an
-	// informer cache, Secret data read directly.
+	// As in the gateway binary: CRs and namespaces from an informer cache,
+	// each referenced Secret watched by name.
 	informers, err := ctrlcache.New(env.Config, catalog.CacheOptions(env.Scheme))
 	if err != nil {
 		t.Fatal(err)
 	}
 	w.informers = informers
-	devices, err := store.Open(ctx, pgtest.NewDatabase(t))
+	w.dsn = pgtest.NewDatabase(t)
+	devices, err := store.Open(ctx, w.dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,13 +202,18 @@ func newWorld(t *testing.T) *world {
 	cctx, stop := context.WithCancel(ctx)
 	t.Cleanup(stop)
 	// Two replicas share the cache, the API server, the store and the clock.
-	serve := func(gatewayID string, m *server.Metrics) (*server.Server, string) {
-		srv := server.New(server.Options{Classifier: classifier, Reader: informers, Secrets: env.Client, Status: env.Client, Store: devices,
-			PlatformSlug: "platform", GatewayID: gatewayID, Log: logger.WithValues("gateway", gatewayID), Now: w.clock.now, Metrics: m})
+	serve := func(gatewayID string, m *server.Metrics, mutate ...func(*server.Options)) (*server.Server, string) {
+		o := server.Options{Classifier: classifier, Reader: informers, Secrets: kubernetes.NewForConfigOrDie(env.Config).CoreV1(), Status: env.Client, Store: devices,
+			PlatformSlug: "platform", GatewayID: gatewayID, Log: logger.WithValues("gateway", gatewayID), Clock: w.clock, Metrics: m}
+		for _, f := range mutate {
+			f(&o)
+		}
+		srv := server.New(o)
 		if err := srv.WatchCluster(cctx, informers); err != nil {
 			t.Fatal(err)
 		}
-		gs := grpc.NewServer(grpc.Creds(credentials.NewTLS(mtls.ServerConfig(mtls.Verifier{Classifier: classifier, Source: src}))))
+		gs := grpc.NewServer(grpc.Creds(credentials.NewTLS(mtls.ServerConfig(mtls.Verifier{Classifier: classifier, Source: src}))),
+			grpc.InTapHandle(server.InTapHandle))
 		pb.RegisterAgentGatewayServiceServer(gs, srv)
 		lis, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -227,6 +223,7 @@ func newWorld(t *testing.T) *world {
 		t.Cleanup(gs.Stop)
 		return srv, lis.Addr().String()
 	}
+	w.serve = serve
 	w.metrics, w.replicaMetrics = server.NewMetrics(), server.NewMetrics()
 	w.srv, w.addr = serve("gw-0", w.metrics)
 	_, w.replica = serve("gw-1", w.replicaMetrics)
@@ -553,7 +550,7 @@ func TestConfigPlane(t *testing.T) {
 		}{{5 * time.Second, false}, {10 * time.Second, false}, {20 * time.Second, true}, {time.Second, false}}
 		rv := first.ResourceVersion
 		for i, st := range steady {
-			w.clock.advance(st.advance)
+			w.clock.Step(st.advance)
 			if _, err := c.PushStatus(ctx, &pb.GatewayStatusRequest{AgentId: "platform-sync-acme", TenantSlug: "acme"}); err != nil {
 				t.Fatal(err)
 			}
@@ -607,7 +604,7 @@ func TestConfigPlane(t *testing.T) {
 			{"second replica right after its write", other, time.Second, false},
 		} {
 			rv = cachedSyncService(t, w, key).ResourceVersion
-			w.clock.advance(st.advance)
+			w.clock.Step(st.advance)
 			push(st.c)
 			now := get()
 			if (now.ResourceVersion != rv) != st.write {
@@ -642,7 +639,7 @@ func TestConfigPlane(t *testing.T) {
 		if _, err := c.Hello(ctx, &pb.AgentHelloRequest{AgentId: "edge", Version: "2.0.0", Capabilities: []string{"netbox"}}); err != nil {
 			t.Fatal(err)
 		}
-		w.clock.advance(time.Minute)
+		w.clock.Step(time.Minute)
 		if _, err := c.PushStatus(ctx, &pb.GatewayStatusRequest{AgentId: "edge", TenantSlug: "acme"}); err != nil {
 			t.Fatal(err)
 		}
@@ -652,7 +649,7 @@ func TestConfigPlane(t *testing.T) {
 		}
 		ready := apimeta.FindStatusCondition(ss.Status.Conditions, "Ready")
 		if ss.Status.Phase != v1alpha1.PhaseOnline || len(ss.Status.Conditions) != 1 || ready == nil || ready.Message != "set by the manager" ||
-			ss.Status.Version != "2.0.0" || ss.Status.LastHeartbeatAt == nil || !ss.Status.LastHeartbeatAt.Time.Equal(w.clock.now().Truncate(time.Second)) {
+			ss.Status.Version != "2.0.0" || ss.Status.LastHeartbeatAt == nil || !ss.Status.LastHeartbeatAt.Time.Equal(w.clock.Now().Truncate(time.Second)) {
 			t.Fatalf("status after heartbeats: %+v", ss.Status)
 		}
 		owned := map[string][]string{}
@@ -685,6 +682,13 @@ func TestConfigPlane(t *testing.T) {
 	})
 
 	t.Run("StreamStatus enforces the stream rules and ingests segments once", func(t *testing.T) { checkStreamStatus(t, w) })
+	t.Run("StreamStatus refuses unstorable devices one by one and unstorable segments for good", func(t *testing.T) { checkUnstorable(t, w) })
+	t.Run("StreamStatus authorizes before it reads and holds no more than the limits allow", func(t *testing.T) { checkAdmission(t, w) })
+	t.Run("StreamStatus reads within a deadline, applies within its own, and admits a worker's largest segment", func(t *testing.T) { checkSegmentBounds(t, w) })
+	t.Run("an expired certificate ends its streams and is refused on its open connection", func(t *testing.T) { checkExpiry(t, w) })
+	t.Run("logs carry a bounded part of what clients send", func(t *testing.T) { checkLogCap(t, w) })
+	// Last: it makes the store forget acme.
+	t.Run("a segment of a deleted tenant is a failed precondition", func(t *testing.T) { checkTenantGone(t, w) })
 
 	assertNoLeak(t, w, w.logs.String())
 	if !strings.Contains(w.logs.String(), "component not enrolled") || !strings.Contains(w.logs.String(), "config acknowledged") {

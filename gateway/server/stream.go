@@ -5,50 +5,100 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
+	"github.com/serviceradar/sync-operator/gateway/catalog"
 	"github.com/serviceradar/sync-operator/gateway/ingest"
+	"github.com/serviceradar/sync-operator/gateway/results"
 	"github.com/serviceradar/sync-operator/gateway/store"
+	"github.com/serviceradar/sync-operator/identity"
 	pb "github.com/serviceradar/sync-operator/proto"
 )
 
-// StreamStatus ingests one segment of a sync run: every chunk is read and
-// checked against the stream rules first, then the whole segment is applied
-// in one transaction. A refused or cancelled call commits nothing.
+// StreamStatus ingests one segment of a sync run. The caller is authorized
+// by its certificate before anything of the call is read (gRPC allocates a
+// message only when it is read, so a caller that is not an enrolled sync
+// worker never gets one allocated), then admitted: a stream of its own and
+// of the replica's, and a reservation of the ingest budget for the chunk
+// being received. Every chunk is checked as it arrives (its agent and
+// tenant fields, its bytes against the call's limit, its memory against the
+// replica's and the caller's ingest budget, before it is decoded) and
+// against the stream rules; then the whole segment is applied in one
+// transaction. Reading is bounded by Admission.CallTimeout, applying by
+// Admission.ApplyTimeout. A refused, timed out or cancelled call commits
+// nothing.
+//
+// The chunks are read on the handler's goroutine, so that nothing uses the
+// stream after the handler returns (gRPC does not allow it); the read
+// deadline ends a Recv that waits through the stream's context, which
+// InTapHandle makes cancellable by the handler.
 func (s *Server) StreamStatus(stream pb.AgentGatewayService_StreamStatusServer) error {
 	ctx := stream.Context()
 	if s.o.Store == nil {
 		return status.Error(codes.Unavailable, "this gateway has no device store configured")
 	}
-	call, err := ingest.Read(stream.Recv, s.o.Limits)
+	reading, ok := ctx.Value(readContextKey{}).(*readContext)
+	if !ok {
+		// Without it a caller that sends nothing would hold its stream,
+		// and its share of the budget, for as long as it likes.
+		s.o.Log.Error(errNoTap, "refusing StreamStatus")
+		return status.Error(codes.Unavailable, "this gateway cannot bound StreamStatus calls")
+	}
+	caller, err := s.peer(ctx)
 	if err != nil {
-		if id, perr := s.peer(ctx); perr == nil {
-			s.o.Log.Info("refused", "caller", id.String(), "code", status.Code(err).String(), "reason", status.Convert(err).Message())
-		}
-		return err
+		return s.unauthenticated(err)
 	}
-	id, e, err := s.syncConfig(ctx, call.AgentID)
+	e, err := s.syncEntry(ctx, caller)
 	if err != nil {
-		return err
+		return err // logged where it was refused
 	}
-	for i := range call.TenantIDs {
-		if contradicts(call.TenantIDs[i], call.TenantSlugs[i], e.TenantID, id.TenantSlug) {
-			return s.refuse(id, codes.PermissionDenied, "tenant fields in the request contradict the certificate")
+	release, limit := s.statusStreams.take(caller.String())
+	if limit != "" {
+		return s.throttle(caller, limit, "too many StreamStatus calls in flight")
+	}
+	defer release()
+	s.o.Metrics.StatusStreams.Inc()
+	defer s.o.Metrics.StatusStreams.Dec()
+	in := &intake{s: s, id: caller, e: e, recv: stream.Recv, charge: &charge{b: s.ingest, caller: caller.String()}}
+	defer in.charge.close()
+	// The chunk being received, and then decoded, is reserved for the whole
+	// call: its frames, the message gRPC decodes them into while its results
+	// are decoded. A call that cannot have it is refused before it is read.
+	if limit := in.charge.take(int64(s.o.Admission.MaxMessageBytes)); limit != "" {
+		return s.throttleIngest(caller, limit, int64(s.o.Admission.MaxMessageBytes))
+	}
+	deadline := s.o.Clock.AfterFunc(s.o.Admission.CallTimeout, reading.expire)
+	call, err := ingest.Read(in.next, s.o.Limits)
+	if !deadline.Stop() {
+		// The deadline ended the reading (a Recv that returned, for the
+		// last chunk even, may have lost the race): gRPC has answered
+		// DeadlineExceeded already.
+		return s.refuse(caller, codes.DeadlineExceeded, "the call took longer than %s to send its chunks", s.o.Admission.CallTimeout)
+	}
+	if ctx.Err() != nil {
+		return status.FromContextError(ctx.Err()).Err() //nolint:wrapcheck // a gRPC status: the caller went away
+	}
+	if err != nil {
+		if in.refused {
+			return err // logged where it was refused
 		}
+		st := status.Convert(err)
+		s.o.Log.Info("refused", "caller", Clip(caller.String()), "code", st.Code().String(), "reason", Clip(st.Message()))
+		return status.Error(st.Code(), Clip(st.Message()))
 	}
-	for _, agentID := range call.ServiceAgentIDs {
-		if agentID != "" && agentID != id.ComponentID {
-			return s.refuse(id, codes.PermissionDenied, "services[].agent_id does not match the certificate's component id")
-		}
-	}
+	id, e := in.id, in.e
 	sources := map[string]ingest.Source{}
 	keys := map[string]string{}
 	for key, src := range e.Bundle.Sources {
@@ -59,24 +109,220 @@ func (s *Server) StreamStatus(stream pb.AgentGatewayService_StreamStatusServer) 
 	if err != nil {
 		return s.refuse(id, status.Code(err), "%s", status.Convert(err).Message())
 	}
-	applied, err := s.o.Store.ApplySegment(ctx, seg)
+	// Applying has its own bound, not what is left of the read deadline: a
+	// segment read in time lands however slow the database (the caller's
+	// context still ends it when the caller goes away).
+	actx, cancel := context.WithTimeoutCause(ctx, s.o.Admission.ApplyTimeout, errApplyTimeout)
+	defer cancel()
+	applied, err := s.o.Store.ApplySegment(actx, seg)
+	var invalid *store.InvalidSegmentError
 	switch {
 	case errors.Is(err, store.ErrRunSource):
 		return s.refuse(id, codes.InvalidArgument, "sync_run_id belongs to another source")
-	case ctx.Err() != nil:
-		return status.FromContextError(ctx.Err()).Err() //nolint:wrapcheck // a gRPC status
+	case errors.As(err, &invalid):
+		// It can never land: sending it again would fail the same way.
+		return s.refuse(id, codes.InvalidArgument, "the segment can never be stored: %s", invalid.Reason)
+	case errors.Is(err, store.ErrInvalidSlug), errors.Is(err, store.ErrTenantGone):
+		// Not until the Tenant changes: retrying at once cannot help.
+		return s.refuse(id, codes.FailedPrecondition, "the tenant has no device store: %s", err.Error())
+	case actx.Err() != nil:
+		return s.ended(actx, id)
 	case err != nil:
-		s.o.Log.Error(err, "applying a segment", "caller", id.String(), "run", seg.RunID, "segment", seg.Segment)
+		s.o.Log.Error(err, "applying a segment", "caller", id.String(), "run", Clip(seg.RunID), "segment", seg.Segment)
 		return status.Error(codes.Unavailable, "applying the segment failed; send it again")
 	}
-	s.o.Log.V(1).Info("segment applied", "caller", id.String(), "run", seg.RunID, "segment", seg.Segment,
+	s.o.Log.V(1).Info("segment applied", "caller", id.String(), "run", Clip(seg.RunID), "segment", seg.Segment,
 		"devices", applied.Devices, "merges", applied.Merges, "duplicate", applied.Duplicate)
+	if applied.Refused > 0 {
+		s.o.Log.Info("device updates refused", "caller", id.String(), "run", Clip(seg.RunID), "segment", seg.Segment,
+			"refused", applied.Refused, "first", applied.RefusedReason)
+	}
 	if applied.Run != nil {
-		if err := s.recordRun(ctx, keys[seg.SourceUID], applied.Run); err != nil {
-			s.o.Log.Error(err, "recording run status", "caller", id.String(), "run", seg.RunID)
+		if err := s.recordRun(actx, keys[seg.SourceUID], applied.Run); err != nil {
+			s.o.Log.Error(err, "recording run status", "caller", id.String(), "run", Clip(seg.RunID))
 		}
 	}
 	return stream.SendAndClose(&pb.GatewayStatusResponse{Received: true}) //nolint:wrapcheck // the stream's own status
+}
+
+// errApplyTimeout is the cause of a StreamStatus call's end at
+// Admission.ApplyTimeout.
+var errApplyTimeout = errors.New("applying the segment exceeded the gateway's apply timeout")
+
+// errNoTap is logged when StreamStatus is served by a gRPC server without
+// InTapHandle.
+var errNoTap = errors.New("the gRPC server was built without grpc.InTapHandle(server.InTapHandle)")
+
+// readContextKey is the context key of a StreamStatus stream's readContext.
+type readContextKey struct{}
+
+// readContext is the context of a StreamStatus stream: its parent's, which
+// gRPC ends with the stream, or ended earlier, as by a deadline, when the
+// handler's read deadline passes. A Recv that waits returns then
+// (DeadlineExceeded, which gRPC answers the caller), while the handler
+// still holds the stream. Value finds it under readContextKey.
+type readContext struct {
+	context.Context // the parent
+
+	done chan struct{}
+	once sync.Once
+	mu   sync.Mutex
+	err  error
+}
+
+func newReadContext(parent context.Context) *readContext {
+	r := &readContext{Context: parent, done: make(chan struct{})}
+	// Registered until the parent ends, which it does with the stream.
+	context.AfterFunc(parent, func() { r.end(parent.Err()) })
+	return r
+}
+
+// Done is closed when the parent ends or the read deadline passes.
+func (r *readContext) Done() <-chan struct{} { return r.done }
+
+// Err is the parent's error, or context.DeadlineExceeded once the read
+// deadline passed first.
+func (r *readContext) Err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
+}
+
+// Value is the parent's, and r itself under readContextKey.
+func (r *readContext) Value(key any) any {
+	if key == (readContextKey{}) {
+		return r
+	}
+	return r.Context.Value(key)
+}
+
+// expire ends the context as its read deadline.
+func (r *readContext) expire() { r.end(context.DeadlineExceeded) }
+
+func (r *readContext) end(err error) {
+	r.once.Do(func() {
+		r.mu.Lock()
+		r.err = err
+		r.mu.Unlock()
+		close(r.done)
+	})
+}
+
+// InTapHandle must be installed on the gRPC server that serves this
+// package's Server (grpc.InTapHandle(server.InTapHandle)): it gives each
+// StreamStatus stream a context that the handler can end at the call's read
+// deadline, which ends a Recv that waits on it while the handler keeps the
+// stream until that Recv has returned (nothing may use a stream after its
+// handler returns). Other methods pass through untouched. It runs on the
+// connection's reading goroutine and does not block.
+func InTapHandle(ctx context.Context, info *tap.Info) (context.Context, error) {
+	if info.FullMethodName != pb.AgentGatewayService_StreamStatus_FullMethodName {
+		return ctx, nil
+	}
+	return newReadContext(ctx), nil
+}
+
+// ended is the answer to a call whose context ended while its segment was
+// being applied: the caller went away, or applying ran out of time.
+func (s *Server) ended(ctx context.Context, caller identity.Identity) error {
+	if errors.Is(context.Cause(ctx), errApplyTimeout) {
+		return s.refuse(caller, codes.DeadlineExceeded, "applying the segment took longer than %s; send it again", s.o.Admission.ApplyTimeout)
+	}
+	return status.FromContextError(ctx.Err()).Err() //nolint:wrapcheck // a gRPC status
+}
+
+// throttleIngest answers a call over the ingest budget, the replica's or
+// its caller's, or a call that alone needs more than either (need bytes
+// so far), which is refused for good.
+func (s *Server) throttleIngest(caller identity.Identity, limit string, need int64) error {
+	switch limit {
+	case LimitCallIngestMemory:
+		a := s.o.Admission
+		s.o.Metrics.Throttled.WithLabelValues(limit).Inc()
+		return s.refuse(caller, codes.ResourceExhausted,
+			"a call needs %d bytes of ingest memory, over ingest-memory-bytes-per-caller (%d); send smaller segments",
+			need, min(a.IngestBytesPerCaller, a.IngestBytes))
+	case LimitCallerIngestMemory:
+		return s.throttle(caller, limit, "this caller's calls hold as many device updates as one caller may")
+	}
+	return s.throttle(caller, limit, "the gateway holds as many device updates as it may")
+}
+
+// throttle answers a call over an Admission limit.
+func (s *Server) throttle(caller identity.Identity, limit, format string, args ...any) error {
+	s.o.Metrics.Throttled.WithLabelValues(limit).Inc()
+	s.o.Log.Info("throttled", "caller", Clip(caller.String()), "limit", limit)
+	return exhausted(s.o.Admission.RetryAfter, format, args...)
+}
+
+// intake hands the chunks of one call to ingest.Read, checking each before
+// it goes further: the first chunk's agent_id must be the caller's
+// component id (a caller naming another never gets a second chunk read),
+// tenant and agent fields are compared as they arrive, and each chunk is
+// charged to the call's byte limit and to the ingest budget before its
+// results are decoded.
+type intake struct {
+	s      *Server
+	id     identity.Identity // the caller, authorized
+	e      *catalog.Entry    // its catalog entry
+	recv   func() (*pb.GatewayStatusChunk, error)
+	charge *charge
+	// Set by next, read once ingest.Read has returned.
+	chunks  int
+	wire    int64
+	refused bool // the error next returned was logged
+}
+
+// next is the recv function of ingest.Read.
+func (in *intake) next() (*pb.GatewayStatusChunk, error) {
+	chunk, err := in.recv()
+	if err != nil {
+		return nil, err
+	}
+	in.s.o.Metrics.StatusChunks.Inc()
+	if in.chunks++; in.chunks == 1 && chunk.GetAgentId() != in.id.ComponentID {
+		in.refused = true
+		return nil, in.s.agentMismatch(in.id)
+	}
+	if err := in.check(chunk); err != nil {
+		in.refused = true
+		return nil, err
+	}
+	return chunk, nil
+}
+
+// check compares a chunk's tenant and agent fields with the certificate and
+// charges its bytes.
+func (in *intake) check(chunk *pb.GatewayStatusChunk) error {
+	s, id, e := in.s, in.id, in.e
+	if contradicts(chunk.GetTenantId(), chunk.GetTenantSlug(), e.TenantID, id.TenantSlug) {
+		return s.refuse(id, codes.PermissionDenied, "tenant fields in the request contradict the certificate")
+	}
+	size := int64(proto.Size(chunk))
+	var decoded int64
+	for _, svc := range chunk.GetServices() {
+		if contradicts(svc.GetTenantId(), svc.GetTenantSlug(), e.TenantID, id.TenantSlug) {
+			return s.refuse(id, codes.PermissionDenied, "tenant fields in the request contradict the certificate")
+		}
+		if svc.GetAgentId() != "" && svc.GetAgentId() != id.ComponentID {
+			return s.refuse(id, codes.PermissionDenied, "services[].agent_id does not match the certificate's component id")
+		}
+		if svc.GetSource() != results.Source {
+			continue // not decoded
+		}
+		shape, err := results.Scan(svc.GetMessage())
+		if err != nil {
+			return s.refuse(id, codes.InvalidArgument, "chunk %d: %v", in.chunks-1, err)
+		}
+		decoded += shape.Footprint()
+	}
+	if in.wire += size; in.wire > int64(s.o.Limits.MaxBytes) {
+		return s.refuse(id, codes.ResourceExhausted, "the chunks of one call exceed %d bytes", s.o.Limits.MaxBytes)
+	}
+	if limit := in.charge.take(size + decoded); limit != "" {
+		return s.throttleIngest(id, limit, in.charge.held()+size+decoded)
+	}
+	return nil
 }
 
 // recordRun writes a finished run to its IntegrationSource's status by
@@ -89,6 +335,16 @@ func (s *Server) recordRun(ctx context.Context, key string, run *store.Run) erro
 	// A run without error succeeded, a full pass or a pass over the changes
 	// since the last (never a full fetch); one with an error failed, or was
 	// partial when it still delivered devices.
+	if run.Refused > 0 {
+		// Devices the store could not hold make the run partial, whatever
+		// the worker said.
+		refused := fmt.Sprintf("device updates refused: %d (first: %s)", run.Refused, run.RefusedReason)
+		if run.Error == "" {
+			run.Error = refused
+		} else {
+			run.Error = refused + "; " + run.Error
+		}
+	}
 	result := v1alpha1.SyncResultSuccess
 	switch {
 	case run.Error != "" && run.Devices == 0:

@@ -51,7 +51,11 @@ type Run struct {
 	// Devices is how many updates the run applied; Retracted how many devices
 	// it retracted; Available how many devices the source now reports.
 	Devices, Retracted, Available int
-	Finished                      time.Time
+	// Refused is how many updates could not be stored (see Applied.Refused),
+	// RefusedReason why the first of them was refused.
+	Refused       int
+	RefusedReason string
+	Finished      time.Time
 }
 
 // Applied is the outcome of a segment.
@@ -61,6 +65,11 @@ type Applied struct {
 	// Devices is the number of canonical devices the segment touched; Merges
 	// how many existing devices merged into others.
 	Devices, Merges int
+	// Refused is how many of the segment's updates could never be stored (a
+	// NUL byte or invalid UTF-8 in a field) and were left out, the rest of
+	// the segment applied; RefusedReason says why the first was.
+	Refused       int
+	RefusedReason string
 	// Run is set when the segment finished its run.
 	Run *Run
 }
@@ -127,9 +136,13 @@ func (s *Store) ApplySegment(ctx context.Context, seg Segment) (Applied, error) 
 	var out Applied
 	var learned outcome
 	now := time.Now().UTC()
+	refused, reason, err := admit(&seg)
+	if err != nil {
+		return Applied{}, err
+	}
 	pc := s.cache.acquire(Schema(seg.TenantSlug), seg.Partition)
 	defer pc.release()
-	err := s.inTenant(ctx, seg.TenantSlug, func(tx pgx.Tx) error {
+	err = s.inTenant(ctx, seg.TenantSlug, func(tx pgx.Tx) error {
 		learned = outcome{}
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lockKey("devices", Schema(seg.TenantSlug), seg.Partition)); err != nil {
 			return fmt.Errorf("locking partition: %w", err)
@@ -154,10 +167,12 @@ func (s *Store) ApplySegment(ctx context.Context, seg Segment) (Applied, error) 
 		learned.gen, learned.complete, learned.source = gen, v.complete, seg.SourceUID
 		var runSource string
 		err = tx.QueryRow(ctx, `
-INSERT INTO sync_runs AS r (run_id, integration_source_uid, sync_service_id, agent_id, started_at, segments, devices)
-VALUES ($1, $2, $3, $4, $5, 1, $6)
-ON CONFLICT (run_id) DO UPDATE SET segments = r.segments + 1, devices = r.devices + EXCLUDED.devices
-RETURNING integration_source_uid`, seg.RunID, seg.SourceUID, seg.SyncServiceID, seg.AgentID, now, len(seg.Devices)).Scan(&runSource)
+INSERT INTO sync_runs AS r (run_id, integration_source_uid, sync_service_id, agent_id, started_at, segments, devices, refused, refused_reason)
+VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8)
+ON CONFLICT (run_id) DO UPDATE SET segments = r.segments + 1, devices = r.devices + EXCLUDED.devices,
+    refused = r.refused + EXCLUDED.refused, refused_reason = coalesce(r.refused_reason, EXCLUDED.refused_reason)
+RETURNING integration_source_uid`, seg.RunID, seg.SourceUID, seg.SyncServiceID, seg.AgentID, now, len(seg.Devices),
+			refused, nullable(reason)).Scan(&runSource)
 		if err != nil {
 			return fmt.Errorf("recording run: %w", err)
 		}
@@ -191,10 +206,11 @@ RETURNING integration_source_uid`, seg.RunID, seg.SourceUID, seg.SyncServiceID, 
 		return nil
 	})
 	if err != nil {
-		return Applied{}, fmt.Errorf("applying segment %d of run %s: %w", seg.Segment, seg.RunID, err)
+		return Applied{}, fmt.Errorf("applying segment %d of run %s: %w", seg.Segment, seg.RunID, invalidData(err))
 	}
 	if !out.Duplicate {
 		pc.learn(learned)
+		out.Refused, out.RefusedReason = refused, reason
 	}
 	return out, nil
 }
@@ -828,11 +844,16 @@ func finishRun(ctx context.Context, tx pgx.Tx, seg Segment, now time.Time) (run 
 	if _, err := tx.Exec(ctx, `UPDATE applied_segments SET device_uids = NULL WHERE run_id = $1`, seg.RunID); err != nil {
 		return run, nil, fmt.Errorf("finishing run: %w", err)
 	}
+	var reason *string
 	err = tx.QueryRow(ctx, `
 UPDATE sync_runs SET finished_at = $2, run_complete = true, full_fetch = $3, error = $4, retracted = $5
-WHERE run_id = $1 RETURNING devices`, seg.RunID, now, seg.FullFetch, nullable(seg.Error), run.Retracted).Scan(&run.Devices)
+WHERE run_id = $1 RETURNING devices, refused, refused_reason`, seg.RunID, now, seg.FullFetch, nullable(seg.Error), run.Retracted).
+		Scan(&run.Devices, &run.Refused, &reason)
 	if err != nil {
 		return run, nil, fmt.Errorf("finishing run: %w", err)
+	}
+	if reason != nil {
+		run.RefusedReason = *reason
 	}
 	if err := tx.QueryRow(ctx, `SELECT count(*) FROM source_devices WHERE integration_source_uid = $1 AND available`, seg.SourceUID).Scan(&run.Available); err != nil {
 		return run, nil, fmt.Errorf("counting devices: %w", err)

@@ -7,6 +7,7 @@ package store
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"io/fs"
@@ -21,6 +22,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/serviceradar/sync-operator/api/v1alpha1"
 )
 
 //go:embed migrations/*.sql
@@ -58,9 +61,33 @@ func migrations() ([]migration, error) {
 var unsafeChars = regexp.MustCompile(`[^a-z0-9_]`)
 
 // Schema is the schema of a tenant: tenant_<slug>, lower-cased, characters
-// outside [a-z0-9_] turned to _.
+// outside [a-z0-9_] turned to _. Only the schema of a valid slug (see
+// CheckSlug) is ever created or used: for those the name is injective and
+// within PostgreSQL's 63 bytes.
 func Schema(slug string) string {
 	return "tenant_" + unsafeChars.ReplaceAllString(strings.ToLower(slug), "_")
+}
+
+// MaxIdentifierLength is PostgreSQL's NAMEDATALEN-1: a longer identifier is
+// silently truncated, so two names sharing their first 63 bytes would be one.
+const MaxIdentifierLength = 63
+
+// ErrInvalidSlug refuses a tenant slug whose schema could be shared with
+// another slug's.
+var ErrInvalidSlug = errors.New("invalid tenant slug")
+
+// CheckSlug refuses a slug whose schema name would not be its own: one that
+// v1alpha1.ValidSlug refuses (upper case or '_' would share a schema with
+// another slug, and a name over 63 bytes would be truncated by PostgreSQL
+// onto another tenant's schema).
+func CheckSlug(slug string) error {
+	if err := v1alpha1.ValidSlug(slug); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidSlug, err)
+	}
+	if len(Schema(slug)) > MaxIdentifierLength {
+		return fmt.Errorf("%w: schema %q is longer than %d bytes", ErrInvalidSlug, Schema(slug), MaxIdentifierLength)
+	}
+	return nil
 }
 
 // Store is safe for concurrent use, and by several gateway replicas at once.
@@ -72,6 +99,10 @@ type Store struct {
 
 	mu    sync.Mutex
 	ready map[string]bool
+	// gone are the schemas of tenants that were deleted (ForgetTenant,
+	// DropTenant): a segment still in flight for one may not create it
+	// again; EnsureTenant (a Tenant that exists) lifts it.
+	gone map[string]bool
 }
 
 // DefaultLastSeenResolution is how stale a device's last_seen may get before
@@ -122,7 +153,7 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	return &Store{pool: pool, migrations: ms, lastSeen: DefaultLastSeenResolution, cache: newCache(o.cacheEntries), ready: map[string]bool{}}, nil
+	return &Store{pool: pool, migrations: ms, lastSeen: DefaultLastSeenResolution, cache: newCache(o.cacheEntries), ready: map[string]bool{}, gone: map[string]bool{}}, nil
 }
 
 // Close closes the pool.
@@ -141,19 +172,44 @@ func lockKey(parts ...string) int64 {
 	return int64(h.Sum64()) //nolint:gosec // a hash, wrapping is fine
 }
 
-// EnsureTenant creates the tenant's schema and applies the migrations it
-// lacks, once per process; concurrent replicas serialize on an advisory lock.
+// EnsureTenant creates the schema of a tenant that exists and applies the
+// migrations it lacks, once per process; concurrent replicas serialize on an
+// advisory lock. A slug that CheckSlug refuses gets no schema.
 func (s *Store) EnsureTenant(ctx context.Context, slug string) error {
+	if err := CheckSlug(slug); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	delete(s.gone, Schema(slug))
+	s.mu.Unlock()
+	return s.prepare(ctx, slug)
+}
+
+// prepare makes the tenant's schema ready, unless the tenant was deleted.
+func (s *Store) prepare(ctx context.Context, slug string) error {
+	if err := CheckSlug(slug); err != nil {
+		return err
+	}
 	schema := Schema(slug)
 	s.mu.Lock()
-	done := s.ready[schema]
+	done, gone := s.ready[schema], s.gone[schema]
 	s.mu.Unlock()
+	if gone {
+		return fmt.Errorf("%w: the tenant %q was deleted", ErrTenantGone, slug)
+	}
 	if done {
 		return nil
 	}
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lockKey("migrate", schema)); err != nil {
 			return fmt.Errorf("locking: %w", err)
+		}
+		// A DropTenant of this replica may have run while this waited.
+		s.mu.Lock()
+		gone := s.gone[schema]
+		s.mu.Unlock()
+		if gone {
+			return fmt.Errorf("%w: the tenant %q was deleted", ErrTenantGone, slug)
 		}
 		ident := pgx.Identifier{schema}.Sanitize()
 		if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+ident); err != nil {
@@ -191,9 +247,67 @@ func (s *Store) EnsureTenant(ctx context.Context, slug string) error {
 	return nil
 }
 
+// ErrTenantGone refuses work for a tenant whose Tenant was deleted.
+var ErrTenantGone = errors.New("tenant is deleted")
+
+// ForgetTenant is told that a tenant's Tenant is gone (or going): this
+// replica forgets that its schema is ready and what its cache holds of it,
+// and refuses to create it again until EnsureTenant. Every replica is told,
+// so none keeps cache entries of a schema that another replica dropped
+// (a schema created again restarts its partition generations).
+func (s *Store) ForgetTenant(slug string) {
+	schema := Schema(slug)
+	s.mu.Lock()
+	delete(s.ready, schema)
+	s.gone[schema] = true
+	s.mu.Unlock()
+	if s.cache == nil {
+		return
+	}
+	s.cache.mu.Lock()
+	var parts []*partCache
+	for k, p := range s.cache.parts {
+		if k.schema == schema {
+			parts = append(parts, p)
+		}
+	}
+	s.cache.mu.Unlock()
+	for _, p := range parts {
+		p.seg.Lock() // after the segment that holds it, if any
+		p.reset()
+		p.seg.Unlock()
+	}
+}
+
+// DropTenant drops a deleted tenant's schema with everything in it
+// (deletionPolicy Drop), serialized with schema migrations of every replica
+// on the same advisory lock; dropping a schema that does not exist is no
+// error. It refuses a slug CheckSlug refuses: such a name could be another
+// tenant's schema.
+func (s *Store) DropTenant(ctx context.Context, slug string) error {
+	if err := CheckSlug(slug); err != nil {
+		return err
+	}
+	s.ForgetTenant(slug)
+	schema := Schema(slug)
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lockKey("migrate", schema)); err != nil {
+			return fmt.Errorf("locking: %w", err)
+		}
+		if _, err := tx.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
+			return fmt.Errorf("dropping: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("dropping schema %s: %w", schema, err)
+	}
+	return nil
+}
+
 // inTenant runs f in a transaction whose search_path is the tenant's schema.
 func (s *Store) inTenant(ctx context.Context, slug string, f func(pgx.Tx) error) error {
-	if err := s.EnsureTenant(ctx, slug); err != nil {
+	if err := s.prepare(ctx, slug); err != nil {
 		return err
 	}
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { //nolint:wrapcheck // f's errors carry their context

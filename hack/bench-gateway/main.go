@@ -346,7 +346,7 @@ func pushes(ctx context.Context, env *kubetest.Env, o options, workers []*worker
 		i := rng.IntN(len(workers))
 		w := workers[i]
 		// Every other edit rotates the source's credentials Secret instead:
-		// the gateway watches Secret metadata only and reads the new data.
+		// the gateway watches each referenced Secret by name.
 		var obj client.Object = &v1alpha1.IntegrationSource{ObjectMeta: metav1.ObjectMeta{Namespace: w.ns, Name: "armis"}}
 		value := "https://" + w.slug + "-edit-" + strconv.Itoa(k) + ".armis.example"
 		patch := `{"spec":{"endpoint":"` + value + `"}}`

@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -199,5 +200,96 @@ func TestKeysNeverPrint(t *testing.T) {
 	}
 	if _, err := ca.Load(edge.CertPEM(), []byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"), nil); err == nil || strings.Contains(err.Error(), "AAAA") {
 		t.Fatalf("bad key error quotes key data: %v", err)
+	}
+}
+
+// Certificate names fit RFC 5280's 64 characters for a CN, or are refused:
+// the longest slug a Tenant may have fits the tenant CA's CN.
+func TestCommonNamesFitTheirLimit(t *testing.T) {
+	root := newRoot(t, &clock{time.Now()})
+	longest := strings.Repeat("s", 32)
+	if _, err := root.NewTenantCA(longest, 0); err != nil {
+		t.Fatalf("a tenant CA for a slug of 32 characters: %v", err)
+	}
+	cases := []struct {
+		name  string
+		issue func() error
+	}{
+		{"tenant CA of a 42-character slug", func() error { _, err := root.NewTenantCA(strings.Repeat("s", 42), 0); return err }},
+		{"edge certificate whose CN would have 65 characters", func() error {
+			_, err := root.IssueEdgeClient(strings.Repeat("e", 64-len(".default.acme.serviceradar")+1), "default", "acme", 0)
+			return err
+		}},
+		{"edge certificate of the longest slug and a long name", func() error {
+			_, err := root.IssueEdgeClient("edge-datacenter-1", "default", longest, 0)
+			return err
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.issue(); !errors.Is(err, identity.ErrCommonNameLength) {
+				t.Fatalf("issued, or refused for another reason: %v", err)
+			}
+		})
+	}
+	if _, err := root.IssueEdgeClient(strings.Repeat("e", 64-len(".default.acme.serviceradar")), "default", "acme", 0); err != nil {
+		t.Fatalf("an edge CN of exactly 64 characters: %v", err)
+	}
+}
+
+// Classify names the tenant CA whose key signed an edge certificate, not one
+// that only carries the right name: a chain that offers the tenant's current
+// CA next to the old CA that signed the leaf names the old one.
+func TestClassifyNamesTheSigningTenantCA(t *testing.T) {
+	root := newRoot(t, &clock{time.Now()})
+	old, err := root.NewTenantCA("acme", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	current, err := root.NewTenantCA("acme", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	globex, err := root.NewTenantCA("globex", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldLeaf, err := old.IssueEdgeClient("edge", "default", "acme", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newLeaf, err := current.IssueEdgeClient("edge", "default", "acme", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign, err := globex.IssueEdgeClient("edge", "default", "acme", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := identity.NewClassifier("", "")
+	cases := []struct {
+		name  string
+		chain []*x509.Certificate
+		want  string
+	}{
+		{"signed by the current CA", []*x509.Certificate{newLeaf.Cert, current.Cert}, identity.KeyFingerprint(current.Cert)},
+		{"signed by the old CA", []*x509.Certificate{oldLeaf.Cert, old.Cert}, identity.KeyFingerprint(old.Cert)},
+		{"signed by the old CA, current CA offered first", []*x509.Certificate{oldLeaf.Cert, current.Cert, old.Cert}, identity.KeyFingerprint(old.Cert)},
+		{"signed by the old CA, only the current CA offered", []*x509.Certificate{oldLeaf.Cert, current.Cert}, ""},
+		{"signed by another tenant's CA", []*x509.Certificate{foreign.Cert, globex.Cert}, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			id, err := c.Classify(tc.chain)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if id.Issuer != tc.want {
+				t.Fatalf("issuer %q, want %q", id.Issuer, tc.want)
+			}
+		})
+	}
+	if identity.KeyFingerprint(old.Cert) == identity.KeyFingerprint(current.Cert) {
+		t.Fatal("two tenant CAs share a key")
 	}
 }

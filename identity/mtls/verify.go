@@ -7,11 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/peer"
 
 	"github.com/serviceradar/sync-operator/identity"
 )
@@ -85,6 +84,7 @@ func (v Verifier) VerifyClient(certs []*x509.Certificate) (identity.Identity, er
 		}
 		slug, err := identity.ParseTenantCACommonName(chain[1].Subject.CommonName)
 		if err == nil && slug == id.TenantSlug {
+			id.Issuer = identity.KeyFingerprint(chain[1])
 			return id, nil
 		}
 	}
@@ -177,15 +177,8 @@ func (v Verifier) verifyServer(certs []*x509.Certificate, want ServerExpectation
 
 // PeerIdentity returns the identity of the caller of a gRPC handler. The
 // chain was verified in the handshake by ServerConfig; it is classified again
-// here from the leaf alone.
+// here from the leaf alone, and refused with ErrCertificateExpired when it is
+// no longer valid (a connection outlives its certificates): see PeerIdentityAt.
 func PeerIdentity(ctx context.Context, c identity.Classifier) (identity.Identity, error) {
-	p, ok := peer.FromContext(ctx)
-	if !ok {
-		return identity.Identity{}, ErrNoPeer
-	}
-	info, ok := p.AuthInfo.(credentials.TLSInfo)
-	if !ok || len(info.State.PeerCertificates) == 0 {
-		return identity.Identity{}, ErrNoPeer
-	}
-	return c.Classify(info.State.PeerCertificates)
+	return PeerIdentityAt(ctx, c, time.Now())
 }

@@ -95,7 +95,8 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gatewayUser, err := env.UserWithRoles(ctx, "gateway", "config/rbac/gateway/role.yaml")
+	// The gateway is its ServiceAccount: the manager grants it the credentials Secrets.
+	gatewayUser, err := env.UserWithRoles(ctx, "system:serviceaccount:"+operatorNS+":sync-gateway", "config/rbac/gateway/role.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +158,8 @@ func TestEndToEnd(t *testing.T) {
 	}
 	mctx, mcancel := context.WithCancel(ctx)
 	if err := controllers.Setup(mctx, mgr, controllers.Options{Namespace: operatorNS, PlatformSlug: identity.DefaultPlatformSlug,
-		PlatformSync: true, GatewayAddress: gwAddr, TrustDomain: spiffeid.RequireTrustDomainFromString(identity.DefaultTrustDomain)}); err != nil {
+		PlatformSync: true, GatewayAddress: gwAddr, TrustDomain: spiffeid.RequireTrustDomainFromString(identity.DefaultTrustDomain),
+		GatewayServiceAccount: "sync-gateway"}); err != nil {
 		t.Fatal(err)
 	}
 	mdone := make(chan error, 1)

@@ -1,7 +1,9 @@
 // Package gatewayproc runs the gateway binary as its own process for
-// benchmarks and end-to-end tests: with the RBAC it ships with on a test API
-// server, a file identity issued by a test root CA, and optionally a
-// PostgreSQL device store; and reads its resident memory.
+// benchmarks and end-to-end tests: as its ServiceAccount with the RBAC it
+// ships with on a test API server, plus the credentials Secrets that the
+// manager's grant controller (run here on its own) gives it, a file identity
+// issued by a test root CA, and optionally a PostgreSQL device store; and
+// reads its resident memory.
 package gatewayproc
 
 import (
@@ -15,11 +17,16 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/serviceradar/sync-operator/controllers"
 	"github.com/serviceradar/sync-operator/identity"
 	"github.com/serviceradar/sync-operator/identity/ca"
 	"github.com/serviceradar/sync-operator/identity/mtls"
@@ -46,6 +53,38 @@ type Process struct {
 	// Addr is its gRPC address.
 	Addr string
 	cmd  *exec.Cmd
+	// stopGrants stops the grant controller.
+	stopGrants func()
+}
+
+// Namespace and ServiceAccount the gateway runs as, as the chart installs it.
+const (
+	Namespace      = "serviceradar-system"
+	ServiceAccount = "sync-gateway"
+)
+
+// startGrants runs the manager's controller that grants the gateway the
+// credentials Secrets sources reference (the test API server's admin stands
+// in for the manager's own RBAC), until the returned stop is called.
+func startGrants(env *kubetest.Env) (func(), error) {
+	skip := true
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Logger: logr.Discard(),
+		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
+		Controller: ctrlconfig.Controller{SkipNameValidation: &skip}})
+	if err != nil {
+		return nil, fmt.Errorf("creating the grant controller's manager: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := controllers.SetupGatewayAccess(ctx, mgr, controllers.Options{Namespace: Namespace, GatewayServiceAccount: ServiceAccount}); err != nil {
+		cancel()
+		return nil, err
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = mgr.Start(ctx)
+	}()
+	return func() { cancel(); <-done }, nil
 }
 
 // Start starts the gateway and waits until it serves (probed with client,
@@ -59,20 +98,27 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	user, err := o.Env.UserWithRoles(ctx, "gateway", "config/rbac/gateway/role.yaml")
+	user, err := o.Env.UserWithRoles(ctx, "system:serviceaccount:"+Namespace+":"+ServiceAccount, "config/rbac/gateway/role.yaml")
+	if err != nil {
+		return nil, err
+	}
+	stopGrants, err := startGrants(o.Env)
 	if err != nil {
 		return nil, err
 	}
 	kubeconfig, err := user.KubeConfig()
 	if err != nil {
+		stopGrants()
 		return nil, fmt.Errorf("rendering the gateway's kubeconfig: %w", err)
 	}
 	kubeconfigPath := filepath.Join(o.Dir, "gateway.kubeconfig")
 	if err := os.WriteFile(kubeconfigPath, kubeconfig, 0o600); err != nil {
+		stopGrants()
 		return nil, fmt.Errorf("writing kubeconfig: %w", err)
 	}
 	addr, err := FreeAddr()
 	if err != nil {
+		stopGrants()
 		return nil, err
 	}
 	args := append([]string{"--listen=" + addr, "--metrics-bind-address=", "--cert-file=" + files.Cert, "--key-file=" + files.Key,
@@ -81,9 +127,10 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfigPath)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
+		stopGrants()
 		return nil, fmt.Errorf("starting %s: %w", o.Binary, err)
 	}
-	p := &Process{Addr: addr, cmd: cmd}
+	p := &Process{Addr: addr, cmd: cmd, stopGrants: stopGrants}
 	if err := p.waitServing(ctx, o.Root, o.Dir); err != nil {
 		p.Stop()
 		return nil, err
@@ -130,10 +177,11 @@ func (p *Process) waitServing(ctx context.Context, root *ca.Authority, dir strin
 	}
 }
 
-// Stop stops the gateway (SIGINT, then waits).
+// Stop stops the gateway (SIGINT, then waits) and the grant controller.
 func (p *Process) Stop() {
 	_ = p.cmd.Process.Signal(os.Interrupt)
 	_ = p.cmd.Wait()
+	p.stopGrants()
 }
 
 // Memory returns the process's peak and current resident memory in MiB.

@@ -59,6 +59,8 @@ var defaultKeys = []string{
 	"Service/sync-operator-manager-metrics",
 	"ServiceAccount/sync-gateway",
 	"ServiceAccount/sync-operator-manager",
+	"ValidatingAdmissionPolicy/sync-operator-tenant-label",
+	"ValidatingAdmissionPolicyBinding/sync-operator-tenant-label",
 }
 
 func TestTemplate(t *testing.T) {
@@ -78,6 +80,7 @@ func TestTemplate(t *testing.T) {
 				"--trust-domain=serviceradar.local", "--platform-slug=platform", "--leader-elect=true",
 				"--metrics-bind-address=:8080", "--health-probe-bind-address=:8081",
 				"--worker-image=ghcr.io/serviceradar/sync-operator:latest",
+				"--gateway-service-account=sync-gateway",
 				"--gateway-tls-secret=sync-gateway-tls") // no SPIRE: the manager issues the gateway's certificate
 			if hasPrefix(args(t, objs, manager), "--disable-platform-sync") {
 				t.Error("platform sync is disabled by default")
@@ -211,6 +214,53 @@ func TestTemplate(t *testing.T) {
 				t.Errorf("%d workloads, want 2 (manager and gateway)", workloads)
 			}
 			tc.check(t, objs)
+		})
+	}
+}
+
+// TestRBACKeepsSecretsNarrow checks the rendered RBAC: the gateway has no
+// Secret access of its own (the manager grants it the referenced credentials
+// per namespace, by name); the manager manages those grants by name only and
+// patches no namespace but its own.
+func TestRBACKeepsSecretsNarrow(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{{"defaults", nil}, {"full values", []string{"-f", fullValues}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			objs := render(t, tc.args...)
+			rules := func(kind, name string) []map[string]any {
+				return asMaps(mustFind(t, objs, kind, name).Object["rules"])
+			}
+			grants := func(rule map[string]any, resource string) bool {
+				for _, r := range rule["resources"].([]any) {
+					if r == resource || r == "*" {
+						return true
+					}
+				}
+				return false
+			}
+			for _, rule := range rules("ClusterRole", "sync-operator-gateway") {
+				if grants(rule, "secrets") {
+					t.Errorf("the gateway's ClusterRole grants Secrets: %v", rule)
+				}
+			}
+			for _, rule := range rules("ClusterRole", manager) {
+				if grants(rule, "namespaces") && fmt.Sprint(rule["verbs"]) != "[get list watch]" {
+					t.Errorf("the manager's ClusterRole may write namespaces: %v", rule)
+				}
+				if (grants(rule, "roles") || grants(rule, "rolebindings")) && fmt.Sprint(rule["verbs"]) != "[create]" &&
+					fmt.Sprint(rule["resourceNames"]) != "[sync-operator-gateway-credentials]" {
+					t.Errorf("the manager's ClusterRole writes Roles or RoleBindings beyond the gateway's grants: %v", rule)
+				}
+			}
+			var patchesNS bool
+			for _, rule := range rules("Role", manager) {
+				patchesNS = patchesNS || (grants(rule, "namespaces") && fmt.Sprint(rule["verbs"]) == "[patch]")
+			}
+			if role := mustFind(t, objs, "Role", manager); !patchesNS || role.GetNamespace() != namespace {
+				t.Errorf("the manager's Role in %q does not patch its own namespace: %v", role.GetNamespace(), role.Object["rules"])
+			}
 		})
 	}
 }

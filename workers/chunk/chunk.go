@@ -1,7 +1,9 @@
 // Package chunk sends one sync run's devices to the gateway as StreamStatus
 // segments (DESIGN.md section 6): devices are encoded as they arrive, a
 // segment is sent when it holds SegmentDevices devices or MaxSegmentChunks
-// chunks (within the gateway's per-call limits), each of its chunks
+// chunks, or when the gateway would charge it MaxSegmentCharge of its
+// ingest budget (within the gateway's default per-call limits and
+// admission, which derive from the same constants), each of its chunks
 // carries about ChunkBytes of results (never more than the gRPC limit), and
 // a failed segment is sent again with backoff under the same segment number,
 // which the gateway applies at most once. Memory holds one segment at most.
@@ -17,6 +19,7 @@ import (
 	"time"
 
 	json "github.com/goccy/go-json"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -29,22 +32,35 @@ import (
 const (
 	DefaultChunkBytes     = 1 << 20
 	DefaultSegmentDevices = 5000
-	// MaxChunkBytes keeps a chunk under gRPC's default 4 MiB message limit.
-	MaxChunkBytes = 3 << 20
-	// MaxSegmentChunks, MaxSegmentBytes and MaxSegmentDevices keep one
-	// StreamStatus call within the gateway's limits (ingest.DefaultLimits:
-	// 128 chunks, 64 MiB, 100,000 devices), whatever SegmentDevices and
-	// ChunkBytes say: a segment closes at 100 chunks or 48 MiB of them.
-	MaxSegmentChunks  = 100
-	MaxSegmentBytes   = 48 << 20
-	MaxSegmentDevices = 50000
+	// MaxChunkBytes keeps a chunk under the gateway's message limit.
+	MaxChunkBytes = results.MaxChunkBytes
+	// MaxSegmentChunks, MaxSegmentBytes, MaxSegmentDevices and
+	// MaxSegmentCharge keep one StreamStatus call within what a gateway
+	// with default limits admits (the segment contract of package results),
+	// whatever SegmentDevices and ChunkBytes say: a segment closes at 100
+	// chunks, 48 MiB of them, 50,000 devices, or once the gateway would
+	// charge it MaxSegmentCharge of its ingest budget.
+	MaxSegmentChunks  = results.MaxSegmentChunks
+	MaxSegmentBytes   = results.MaxSegmentBytes
+	MaxSegmentDevices = results.MaxSegmentDevices
+	MaxSegmentCharge  = results.MaxSegmentCharge
 	// MaxErrorBytes bounds the run error a final segment carries (the
 	// IntegrationSource's lastError holds at most 1024 characters).
 	MaxErrorBytes = 1024
+	// CallTimeout bounds one StreamStatus call: longer than the gateway
+	// takes by default to read a segment and then to apply it
+	// (results.ReadTimeout and results.ApplyTimeout), so that a segment a
+	// slow database applies is not abandoned and sent again.
+	CallTimeout = results.ReadTimeout + results.ApplyTimeout + time.Minute
 	// chunkOverhead is what a chunk holds besides its devices: the sync_meta
 	// with the longest error (JSON escaping can make a byte six) and the
 	// JSON around them.
 	chunkOverhead = 512 + 6*MaxErrorBytes
+	// chunkCharge is what the gateway charges a chunk besides its devices:
+	// chunkOverhead, the chunk's protobuf fields, and the decode estimate of
+	// the message's outer object and its sync_meta (2 objects, at most 16
+	// members between them).
+	chunkCharge = chunkOverhead + results.ChunkWireOverhead + 4<<10
 )
 
 // Sender sends the segments of one run. It is not safe for concurrent use.
@@ -69,8 +85,11 @@ type Sender struct {
 	pending [][]byte // encoded devices of the open segment
 	segment int
 	// open is the open segment's chunk count and the bytes of its last
-	// chunk, packed as chunks packs them.
+	// chunk, packed as chunks packs them, and what the gateway will charge
+	// the segment of its ingest budget (results.Charge of every device and
+	// chunkCharge a chunk).
 	openChunks, openBytes int
+	openCharge            int64
 
 	slots  chan struct{}
 	wg     sync.WaitGroup
@@ -93,20 +112,34 @@ func (s *Sender) err() error {
 	return s.failed
 }
 
-// Add queues a device and sends the segment once it is full.
+// Add queues a device and sends the segment once it is full: before the
+// device when the device would take the segment's charge over
+// MaxSegmentCharge, after it when it fills the segment's devices or chunks.
 func (s *Sender) Add(ctx context.Context, d results.DeviceUpdate) error {
 	raw, err := json.Marshal(d)
 	if err != nil {
 		return fmt.Errorf("encoding device: %w", err)
 	}
+	charge, err := results.Charge(raw)
+	if err != nil {
+		return fmt.Errorf("encoding device: %w", err)
+	}
+	charge++ // its comma
 	if err := s.err(); err != nil {
 		return err
+	}
+	if len(s.pending) > 0 && s.openCharge+charge+chunkCharge > MaxSegmentCharge {
+		if err := s.flush(ctx, false); err != nil {
+			return err
+		}
 	}
 	if s.openChunks == 0 || s.openBytes+len(raw)+2 > s.chunkBytes() {
 		s.openChunks++
 		s.openBytes = chunkOverhead
+		s.openCharge += chunkCharge
 	}
 	s.openBytes += len(raw) + 1
+	s.openCharge += charge
 	s.pending = append(s.pending, raw)
 	if len(s.pending) >= s.segmentDevices() || s.openChunks >= s.segmentChunks() {
 		return s.flush(ctx, false)
@@ -223,13 +256,33 @@ func (s *Sender) chunks(final bool) ([]*pb.GatewayStatusChunk, error) {
 	return out, nil
 }
 
-// permanent reports errors that sending again cannot fix.
+// permanent reports errors that sending again cannot fix. A
+// ResourceExhausted answer with a retry delay is the gateway at its
+// admission limits, not a segment over the per-call limits: it is sent again.
 func permanent(err error) bool {
+	if _, ok := retryDelay(err); ok {
+		return false
+	}
 	switch status.Code(err) {
 	case codes.InvalidArgument, codes.PermissionDenied, codes.Unauthenticated, codes.ResourceExhausted, codes.FailedPrecondition:
 		return true
 	}
 	return false
+}
+
+// retryDelay is the delay a ResourceExhausted answer hints in its
+// google.rpc.RetryInfo detail.
+func retryDelay(err error) (time.Duration, bool) {
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.ResourceExhausted {
+		return 0, false
+	}
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay() != nil {
+			return ri.GetRetryDelay().AsDuration(), true
+		}
+	}
+	return 0, false
 }
 
 // flush encodes the open segment and sends it: in the background, at most
@@ -244,7 +297,7 @@ func (s *Sender) flush(ctx context.Context, final bool) error {
 	}
 	n, segment := len(s.pending), s.segment
 	clear(s.pending) // the chunks hold the bytes now; let the devices go
-	s.pending, s.openChunks, s.openBytes = s.pending[:0], 0, 0
+	s.pending, s.openChunks, s.openBytes, s.openCharge = s.pending[:0], 0, 0, 0
 	s.segment++
 	if final {
 		if err := s.deliver(ctx, segment, chunks); err != nil {
@@ -306,7 +359,11 @@ func (s *Sender) deliver(ctx context.Context, segment int, chunks []*pb.GatewayS
 		if permanent(err) || ctx.Err() != nil || attempt >= attempts {
 			return fmt.Errorf("segment %d (attempt %d): %w", segment, attempt, err)
 		}
-		t := time.NewTimer(b.Step())
+		delay := b.Step()
+		if hint, ok := retryDelay(err); ok && hint > delay {
+			delay = min(hint, maxB)
+		}
+		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -318,7 +375,7 @@ func (s *Sender) deliver(ctx context.Context, segment int, chunks []*pb.GatewayS
 
 // send is one StreamStatus call.
 func (s *Sender) send(ctx context.Context, chunks []*pb.GatewayStatusChunk) error {
-	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	cctx, cancel := context.WithTimeout(ctx, CallTimeout)
 	defer cancel()
 	st, err := s.Client.StreamStatus(cctx)
 	if err != nil {

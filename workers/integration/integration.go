@@ -2,6 +2,13 @@
 // clients of the inventories it polls (armis, netbox, faker): a client
 // streams the devices of one run page by page, so memory never grows with
 // the inventory, and says whether every page was fetched.
+//
+// It also holds what the HTTP clients (armis, netbox) share against a
+// hostile or misconfigured server: the redirect policy that keeps
+// credentials within the endpoint's origin (CheckRedirect, HTTPClient),
+// page decoding that streams items and refuses pages far longer than asked
+// for (DecodeObject, DecodeList, PageItemLimit), and the short, clean
+// excerpt an error may take from an answer's body (ErrorText).
 package integration
 
 import (

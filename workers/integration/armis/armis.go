@@ -17,7 +17,9 @@
 // malformed pages are retried with jittered exponential backoff honouring
 // Retry-After, and after repeated failures of one page its length is halved
 // for the rest of the query. A page that still fails makes Fetch return an
-// error: the pass is then not a full fetch.
+// error: the pass is then not a full fetch. A page holding more devices than
+// integration.PageItemLimit of its length, or a redirect to another origin,
+// fails the page at once (asking again gets the same).
 package armis
 
 import (
@@ -178,11 +180,13 @@ var searchFields = []string{
 	"operatingSystem", "operatingSystemVersion", "lastSeen", "riskLevel", "boundaries", "tags", "site",
 }
 
-// New returns a Client for cfg.Source, sending its requests with hc (nil
-// means a new http.Client). It checks the source: an http or https endpoint
-// (with or without a trailing /api/v1), a non-empty credentials.secret_key,
-// at least one query with a non-empty AQL, and a page size that is not
-// negative. Errors name the field, never the secret.
+// New returns a Client for cfg.Source, sending its requests with a copy of
+// hc (nil means a new http.Client) that follows redirects only within the
+// endpoint's scheme, host and port (integration.CheckRedirect). It checks
+// the source: an http or https endpoint (with or without a trailing
+// /api/v1), a non-empty credentials.secret_key, at least one query with a
+// non-empty AQL, and a page size that is not negative. Errors name the
+// field, never the secret.
 func New(cfg integration.Config, hc *http.Client) (*Client, error) {
 	src := cfg.Source
 	base, err := baseURL(src.Endpoint)
@@ -216,9 +220,8 @@ func New(cfg integration.Config, hc *http.Client) (*Client, error) {
 		pageSize = DefaultPageSize
 	}
 	pageSize = min(pageSize, MaxPageSize)
-	if hc == nil {
-		hc = &http.Client{}
-	}
+	// Whatever client is given, redirects stay within the endpoint's origin.
+	hc = integration.HTTPClient(hc)
 	obs := cfg.Observer
 	if obs == nil {
 		obs = integration.NopObserver{}

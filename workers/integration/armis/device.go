@@ -56,7 +56,7 @@ func (f *flexID) UnmarshalJSON(b []byte) error {
 	b = bytes.Trim(b, `"`)
 	v, err := strconv.ParseInt(string(b), 10, 64)
 	if err != nil {
-		return fmt.Errorf("device id %q is not an integer", b)
+		return fmt.Errorf("device id %q is not an integer", integration.Excerpt(string(b), 40))
 	}
 	*f = flexID{v: v, ok: true}
 	return nil

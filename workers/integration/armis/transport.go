@@ -16,11 +16,12 @@ import (
 )
 
 // Body limits: a page of MaxPageSize devices with every field stays far below
-// maxBody; an error answer is only read for its message.
+// maxBody (and holds at most integration.PageItemLimit of the page length
+// asked for); a token answer is a few hundred bytes; an error answer is
+// only read for its message (integration.ErrorText).
 const (
 	maxBody      = 64 << 20
-	maxErrorBody = 4 << 10
-	maxMessage   = 200
+	maxTokenBody = 64 << 10
 	drainLimit   = 64 << 10
 )
 
@@ -116,7 +117,8 @@ func (c *Client) attempt(ctx context.Context, q query, from, length int) (*page,
 		params.Set("fields", c.searchField)
 	}
 	var ans searchAnswer
-	if aerr := c.do(ctx, http.MethodGet, c.searchURL+"?"+params.Encode(), nil, tok, &ans); aerr != nil {
+	decode := func(r io.Reader) error { return decodeSearch(r, integration.PageItemLimit(length), &ans) }
+	if aerr := c.do(ctx, http.MethodGet, c.searchURL+"?"+params.Encode(), nil, tok, decode); aerr != nil {
 		return nil, tok, aerr
 	}
 	p, err := checkPage(&ans, from)
@@ -124,6 +126,38 @@ func (c *Client) attempt(ctx context.Context, q query, from, length int) (*page,
 		return nil, tok, &attemptError{kind: kindDecode, retryable: true, err: err}
 	}
 	return p, tok, nil
+}
+
+// decodeSearch reads a search answer from r item by item, refusing (with
+// integration.ErrPageTooLarge) a results list longer than limit before
+// holding more of it.
+func decodeSearch(r io.Reader, limit int, ans *searchAnswer) error {
+	dec := json.NewDecoder(r)
+	_, err := integration.DecodeObject(dec, integration.Members{
+		"data": func(dec *json.Decoder) error {
+			p := &page{}
+			ok, err := integration.DecodeObject(dec, integration.Members{
+				"count": func(dec *json.Decoder) error { return dec.Decode(&p.Count) },
+				"next":  func(dec *json.Decoder) error { return dec.Decode(&p.Next) },
+				"total": func(dec *json.Decoder) error { return dec.Decode(&p.Total) },
+				"results": func(dec *json.Decoder) error {
+					p.Results = p.Results[:0]
+					_, err := integration.DecodeList(dec, limit, func(d *device) error {
+						p.Results = append(p.Results, *d)
+						return nil
+					})
+					return err //nolint:wrapcheck // DecodeObject names the member
+				},
+			})
+			ans.Data = nil
+			if ok {
+				ans.Data = p
+			}
+			return err //nolint:wrapcheck // DecodeObject names the member
+		},
+		"success": func(dec *json.Decoder) error { return dec.Decode(&ans.Success) },
+	})
+	return err //nolint:wrapcheck // do says what was being decoded
 }
 
 // checkPage refuses answers that decode but cannot be paged through.
@@ -152,7 +186,8 @@ func (c *Client) token(ctx context.Context) (string, *attemptError) {
 	}
 	form := url.Values{CredentialSecretKey: {c.secret}}.Encode()
 	var ans tokenAnswer
-	if aerr := c.do(ctx, http.MethodPost, c.tokenURL, strings.NewReader(form), "", &ans); aerr != nil {
+	decode := func(r io.Reader) error { return json.NewDecoder(io.LimitReader(r, maxTokenBody)).Decode(&ans) }
+	if aerr := c.do(ctx, http.MethodPost, c.tokenURL, strings.NewReader(form), "", decode); aerr != nil {
 		if aerr.status == http.StatusUnauthorized || aerr.status == http.StatusForbidden {
 			aerr.kind, aerr.credentials = kindAuth, true
 		}
@@ -193,9 +228,10 @@ func (c *Client) dropToken(tok string) {
 	}
 }
 
-// do sends one request and decodes a 200 answer's JSON into out. Any other
-// answer, a transport error or an undecodable body is an attemptError.
-func (c *Client) do(ctx context.Context, method, target string, body io.Reader, auth string, out any) *attemptError {
+// do sends one request and decodes a 200 answer's body with decode. Any
+// other answer, a transport error, a refused redirect or an undecodable body
+// is an attemptError; a page refused for its length is not retried.
+func (c *Client) do(ctx context.Context, method, target string, body io.Reader, auth string, decode func(io.Reader) error) *attemptError {
 	timeout := c.RequestTimeout
 	if timeout <= 0 {
 		timeout = DefaultRequestTimeout
@@ -216,6 +252,11 @@ func (c *Client) do(ctx context.Context, method, target string, body io.Reader, 
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
+		if rerr := integration.RedirectRefusal(err); rerr != nil {
+			// Asking again is redirected again; the error is ours, not the
+			// http.Client's, which repeats the Location header.
+			return &attemptError{kind: kindServer, err: rerr}
+		}
 		return &attemptError{kind: kindNetwork, retryable: true, err: redactURLError(err)}
 	}
 	defer func() {
@@ -223,15 +264,18 @@ func (c *Client) do(ctx context.Context, method, target string, body io.Reader, 
 		_ = resp.Body.Close()
 	}()
 	if resp.StatusCode == http.StatusOK {
-		if err := json.NewDecoder(io.LimitReader(resp.Body, maxBody)).Decode(out); err != nil {
-			if reqCtx.Err() != nil {
+		if err := decode(io.LimitReader(resp.Body, maxBody)); err != nil {
+			switch {
+			case reqCtx.Err() != nil:
 				return &attemptError{kind: kindNetwork, retryable: true, err: fmt.Errorf("reading answer: %w", err)}
+			case errors.Is(err, integration.ErrPageTooLarge):
+				return &attemptError{kind: kindDecode, err: fmt.Errorf("decoding answer: %w", err)}
 			}
 			return &attemptError{kind: kindDecode, retryable: true, err: fmt.Errorf("decoding answer: %w", err)}
 		}
 		return nil
 	}
-	aerr := &attemptError{status: resp.StatusCode, message: c.errorMessage(resp.Body)}
+	aerr := &attemptError{status: resp.StatusCode, message: c.errorMessage(resp)}
 	switch code := resp.StatusCode; {
 	case code == http.StatusUnauthorized:
 		aerr.kind = kindAuth
@@ -251,43 +295,15 @@ func (c *Client) do(ctx context.Context, method, target string, body io.Reader, 
 	return aerr
 }
 
-// errorMessage reads an error answer's message: the "message" (or NetBox-like
-// "detail") field of a JSON body, else the start of the body, shortened and
-// with the secret key and token removed in case a proxy echoed them.
-func (c *Client) errorMessage(body io.Reader) string {
-	raw, _ := io.ReadAll(io.LimitReader(body, maxErrorBody))
-	var shaped struct {
-		Message string `json:"message"`
-		Detail  string `json:"detail"`
-	}
-	msg := ""
-	if json.Unmarshal(raw, &shaped) == nil {
-		msg = shaped.Message
-		if msg == "" {
-			msg = shaped.Detail
-		}
-	}
-	if msg == "" {
-		msg = strings.Join(strings.Fields(string(raw)), " ")
-	}
+// errorMessage is what an error answer's body may say in an error: its
+// "message" (or "detail" or "error") text, else a plain-text body, shortened to one
+// clean line by integration.ErrorText, with the secret key and token
+// removed in case a proxy echoed them; nothing of an HTML page.
+func (c *Client) errorMessage(resp *http.Response) string {
 	c.mu.Lock()
 	tok := c.tok.value
 	c.mu.Unlock()
-	msg = redact(msg, c.secret, url.QueryEscape(c.secret), tok)
-	if len(msg) > maxMessage {
-		msg = msg[:maxMessage] + "..."
-	}
-	return msg
-}
-
-// redact removes every non-empty secret from s.
-func redact(s string, secrets ...string) string {
-	for _, sec := range secrets {
-		if sec != "" {
-			s = strings.ReplaceAll(s, sec, "[redacted]")
-		}
-	}
-	return s
+	return integration.ErrorText(resp.Body, resp.Header.Get("Content-Type"), c.secret, url.QueryEscape(c.secret), tok)
 }
 
 // redactURLError keeps a transport error's operation and cause but drops the

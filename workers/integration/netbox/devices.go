@@ -138,10 +138,11 @@ func (r *run) lookupMACs(ctx context.Context, devs []nbDevice) (map[int64][]stri
 }
 
 // collect pages through a list from target, handing every item to add.
-// probe applies to the first page only.
+// target asks for pages of MaxPageSize items. probe applies to the first
+// page only.
 func collect[T any, P item[T]](ctx context.Context, c *Client, target string, probe bool, add func(P)) error {
 	for page := 1; target != ""; page++ {
-		p, err := getPage[T, P](ctx, c, target, probe && page == 1)
+		p, err := getPage[T, P](ctx, c, target, MaxPageSize, probe && page == 1)
 		if err != nil {
 			if errors.Is(err, errAbsent) {
 				return err

@@ -8,7 +8,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/serviceradar/sync-operator/workers/integration"
@@ -24,10 +23,9 @@ const (
 )
 
 // maxPageBytes bounds one answer; a full page of 1000 devices is a few MiB.
+// Its items are bounded too, by integration.PageItemLimit of the page size
+// asked for.
 const maxPageBytes = 64 << 20
-
-// maxDetailBytes bounds how much of an error answer an error repeats.
-const maxDetailBytes = 300
 
 // errAbsent is a probe's answer for an endpoint this NetBox does not have.
 var errAbsent = errors.New("endpoint absent")
@@ -51,37 +49,51 @@ type list[T any] struct {
 	results []T
 }
 
-// wirePage is NetBox's list answer; count and previous are not needed
-// (and are null with cursor paging).
-type wirePage[T any] struct {
-	Next    *string `json:"next"`
-	Results *[]T    `json:"results"`
-}
-
 // item is a pointer to a list element, which says whether it is usable.
 type item[T any] interface {
 	*T
 	valid() error
 }
 
-// getPage fetches and decodes one list page, with retries. With probe, a
-// 404 or 403 answers errAbsent at once, uncounted.
-func getPage[T any, P item[T]](ctx context.Context, c *Client, target string, probe bool) (list[T], error) {
+// getPage fetches and decodes one list page, with retries. pageSize is the
+// page size asked for: a page holding more than integration.PageItemLimit of
+// it is refused as soon as its results list grows past that, and not asked
+// for again. With probe, a 404 or 403 answers errAbsent at once, uncounted.
+func getPage[T any, P item[T]](ctx context.Context, c *Client, target string, pageSize int, probe bool) (list[T], error) {
 	var out list[T]
 	err := c.get(ctx, target, probe, func(body io.Reader) error {
-		var p wirePage[T]
-		if err := json.NewDecoder(body).Decode(&p); err != nil {
+		// NetBox's list answer: count and previous are not needed (and are
+		// null with cursor paging). Items are decoded and checked one by
+		// one as they arrive.
+		var (
+			p          list[T]
+			hasResults bool
+		)
+		limit := integration.PageItemLimit(pageSize)
+		_, err := integration.DecodeObject(json.NewDecoder(body), integration.Members{
+			"next": func(dec *json.Decoder) error { return dec.Decode(&p.next) },
+			"results": func(dec *json.Decoder) error {
+				p.results = p.results[:0]
+				var err error
+				hasResults, err = integration.DecodeList(dec, limit, func(v *T) error {
+					if err := P(v).valid(); err != nil {
+						return err
+					}
+					p.results = append(p.results, *v)
+					return nil
+				})
+				return err //nolint:wrapcheck // DecodeObject names the member
+			},
+		})
+		switch {
+		case errors.Is(err, integration.ErrPageTooLarge):
+			return fmt.Errorf("page size %d: %w", pageSize, err)
+		case err != nil:
 			return fmt.Errorf("decoding the page: %w", err)
-		}
-		if p.Results == nil {
+		case !hasResults:
 			return errors.New("the page has no results list")
 		}
-		for i := range *p.Results {
-			if err := P(&(*p.Results)[i]).valid(); err != nil {
-				return fmt.Errorf("result %d: %w", i, err)
-			}
-		}
-		out = list[T]{next: p.Next, results: *p.Results}
+		out = p
 		return nil
 	})
 	return out, err
@@ -135,6 +147,11 @@ func (c *Client) attempt(ctx context.Context, target string, decode func(io.Read
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return fmt.Errorf("request abandoned: %w", ctxErr)
 		}
+		if rerr := integration.RedirectRefusal(err); rerr != nil {
+			// Asking again is redirected again; the error is ours, not the
+			// http.Client's, which repeats the Location header.
+			return &requestError{kind: kindServer, status: rerr.Status, err: rerr}
+		}
 		return &requestError{kind: kindNetwork, retry: true, err: fmt.Errorf("request failed: %w", err)}
 	}
 	defer func() {
@@ -153,6 +170,9 @@ func (c *Client) attempt(ctx context.Context, target string, decode func(io.Read
 			return fmt.Errorf("reading the answer abandoned: %w", ctx.Err())
 		case body.err != nil:
 			return &requestError{kind: kindNetwork, retry: true, err: fmt.Errorf("reading the answer: %w", body.err)}
+		case errors.Is(err, integration.ErrPageTooLarge):
+			// The same request gets the same page.
+			return &requestError{kind: kindDecode, err: fmt.Errorf("answer refused: %w", err)}
 		default:
 			return &requestError{kind: kindDecode, retry: true, err: fmt.Errorf("malformed answer: %w", err)}
 		}
@@ -188,31 +208,13 @@ func (e *readErrors) Read(p []byte) (int, error) {
 	return n, err //nolint:wrapcheck // a Reader must return io.EOF unwrapped
 }
 
-// detail is a short excerpt of a JSON error answer (NetBox's {"detail": …}
-// or a validation map), as ": <excerpt>", or "" for HTML and the like. The
-// token is redacted should a proxy ever echo it.
+// detail is what an error answer's body may say in an error, as
+// ": <text>", or "" when it says nothing usable: NetBox's {"detail": …} or
+// a validation map, shortened to one clean line by integration.ErrorText;
+// nothing of an HTML page. The token is redacted should a proxy ever echo
+// it.
 func (c *Client) detail(resp *http.Response) string {
-	if !strings.Contains(resp.Header.Get("Content-Type"), "json") {
-		return ""
-	}
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-	text := strings.TrimSpace(string(raw))
-	var d struct {
-		Detail string `json:"detail"`
-	}
-	if json.Unmarshal(raw, &d) == nil && d.Detail != "" {
-		text = d.Detail
-	}
-	text = strings.ReplaceAll(text, c.token, "[redacted]")
-	text = strings.Map(func(r rune) rune {
-		if r < ' ' || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, text)
-	if len(text) > maxDetailBytes {
-		text = text[:maxDetailBytes] + "…"
-	}
+	text := integration.ErrorText(resp.Body, resp.Header.Get("Content-Type"), c.token)
 	if text == "" {
 		return ""
 	}

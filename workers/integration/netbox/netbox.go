@@ -10,7 +10,9 @@
 // with jittered exponential backoff that honours Retry-After; a page that
 // still fails ends the run with an error, so it never counts as a full
 // fetch. A 401 or 403 ends the run at once with an error wrapping
-// integration.ErrCredentials.
+// integration.ErrCredentials. A page holding more items than
+// integration.PageItemLimit of the page size asked for, or a redirect to
+// another origin, ends the run at once (asking again gets the same).
 package netbox
 
 import (
@@ -126,7 +128,9 @@ var _ integration.Client = (*Client)(nil)
 // New returns a Client for cfg.Source. It checks the endpoint (an absolute
 // http or https URL), the api_token credential and the queries (URL query
 // strings such as "status=active&site=hq"); errors name the field. hc nil
-// means a client with a two-minute timeout per request.
+// means a client with a two-minute timeout per request. The client sends
+// with a copy of hc that follows redirects only within the endpoint's
+// scheme, host and port (integration.CheckRedirect).
 func New(cfg integration.Config, hc *http.Client) (*Client, error) {
 	src := cfg.Source
 	if src.Type != "" && src.Type != IntegrationType {
@@ -154,6 +158,8 @@ func New(cfg integration.Config, hc *http.Client) (*Client, error) {
 	if hc == nil {
 		hc = &http.Client{Timeout: defaultHTTPTimeout}
 	}
+	// Whatever client is given, redirects stay within the endpoint's origin.
+	hc = integration.HTTPClient(hc)
 	c := &Client{
 		MinBackoff:  DefaultMinBackoff,
 		MaxBackoff:  DefaultMaxBackoff,
@@ -327,7 +333,7 @@ func (r *run) query(ctx context.Context, q *query, emit integration.Emit) error 
 	target := r.c.base.String() + devicesPath + "?" + q.values.Encode()
 	for page := 1; target != ""; page++ {
 		start := time.Now()
-		p, err := getPage[nbDevice](ctx, r.c, target, false)
+		p, err := getPage[nbDevice](ctx, r.c, target, r.c.pageSize, false)
 		if err != nil {
 			return fmt.Errorf("netbox: query %s, device page %d: %w", q.name, page, err)
 		}
