@@ -1,19 +1,14 @@
 # One image with the three static binaries: manager, gateway and worker.
-# Build: make docker-build (VERSION and COMMIT are stamped into the binaries).
+# Build: make docker-build (VERSION and COMMIT are stamped into the binaries), or
+# without a container daemon: make image (the same layout, assembled by hack/tools/image).
 FROM golang:1.26 AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
-COPY api/ api/
-COPY cmd/ cmd/
-COPY controllers/ controllers/
-COPY gateway/ gateway/
-COPY identity/ identity/
-COPY platform/ platform/
-COPY proto/ proto/
-COPY version/ version/
-COPY workers/ workers/
-COPY workload/ workload/
+# The whole module (.dockerignore leaves out bin/, .git and build output), so
+# the build cannot fall out of step with the packages the binaries import
+# (test/image checks this against `go list -deps ./cmd/...`).
+COPY . .
 ARG VERSION=dev
 ARG COMMIT=
 RUN CGO_ENABLED=0 go build -trimpath \
