@@ -25,6 +25,10 @@ type Limits struct {
 	// MaxChunks per call, MaxServices per chunk, MaxBytes of all messages of
 	// a call, MaxDevices per call.
 	MaxChunks, MaxServices, MaxBytes, MaxDevices int
+	// Scanned says that recv has already checked every results message
+	// with results.Scan (the gateway does, to charge it before it is
+	// decoded), so Read does not scan it again.
+	Scanned bool
 }
 
 // DefaultLimits allow a 64 MiB segment of at most 100,000 devices in 1 MiB chunks.
@@ -93,7 +97,11 @@ func Read(recv func() (*pb.GatewayStatusChunk, error), lim Limits) (Call, error)
 			if bytes += len(svc.GetMessage()); bytes > lim.MaxBytes {
 				return c, status.Errorf(codes.ResourceExhausted, "results of one call exceed %d bytes", lim.MaxBytes)
 			}
-			m, err := results.Parse(svc.GetMessage())
+			parse := results.Parse
+			if lim.Scanned {
+				parse = results.ParseScanned
+			}
+			m, err := parse(svc.GetMessage())
 			if err != nil {
 				return c, status.Errorf(codes.InvalidArgument, "chunk %d: %v", i, err)
 			}

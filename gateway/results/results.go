@@ -63,12 +63,19 @@ var ErrEmpty = errors.New("results message is empty")
 
 // Parse reads either form, after Scan has checked the message's bounds.
 func Parse(raw []byte) (Message, error) {
+	if _, err := Scan(bytes.TrimLeft(raw, " \t\r\n")); err != nil {
+		return Message{}, err
+	}
+	return ParseScanned(raw)
+}
+
+// ParseScanned reads either form of a message that Scan has already
+// accepted (the gateway scans every results message before it charges its
+// ingest budget for it, and so does not scan it twice).
+func ParseScanned(raw []byte) (Message, error) {
 	trimmed := bytes.TrimLeft(raw, " \t\r\n")
 	if len(trimmed) == 0 {
 		return Message{}, ErrEmpty
-	}
-	if _, err := Scan(trimmed); err != nil {
-		return Message{}, err
 	}
 	var m Message
 	switch trimmed[0] {

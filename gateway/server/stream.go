@@ -80,7 +80,9 @@ func (s *Server) StreamStatus(stream pb.AgentGatewayService_StreamStatusServer) 
 		return s.throttleIngest(caller, limit, int64(s.o.Admission.MaxMessageBytes))
 	}
 	deadline := s.o.Clock.AfterFunc(s.o.Admission.CallTimeout, reading.expire)
-	call, err := ingest.Read(in.next, s.o.Limits)
+	lim := s.o.Limits
+	lim.Scanned = true // in.next scans every results message to charge it
+	call, err := ingest.Read(in.next, lim)
 	if !deadline.Stop() {
 		// The deadline ended the reading (a Recv that returned, for the
 		// last chunk even, may have lost the race): gRPC has answered
