@@ -81,8 +81,10 @@ spire-assets: ## Build spire-server and spire-agent from Go modules into bin/ (o
 	./hack/spire-assets.sh >/dev/null
 
 .PHONY: test
-test: envtest-assets spire-assets ## Run all tests against a real API server, SPIRE and PostgreSQL.
+test: envtest-assets spire-assets ## Run all tests against a real API server, SPIRE and PostgreSQL; as root also `make cluster-e2e`.
 	./hack/test.sh
+	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory cluster-e2e; \
+	else echo "make test: skipping make cluster-e2e (the chart on a real node), which needs root: sudo make cluster-e2e"; fi
 
 .PHONY: demo
 demo: envtest-assets ## Run the main job: local control plane, CRDs, samples, status.
@@ -145,6 +147,12 @@ cluster: ## As root: a real single-node cluster (kubelet, containerd, kube-proxy
 	@[ "$$(id -u)" = 0 ] || { echo "make cluster must run as root (namespaces, cgroups, containerd, kubelet): sudo make cluster" >&2; exit 1; }
 	$(MAKE) --no-print-directory image
 	./hack/cluster/up.sh
+
+.PHONY: cluster-e2e
+cluster-e2e: ## As root: the chart from the local image on a fresh `make cluster` node: install, sync 3 sources, pod deletions, upgrade, uninstall.
+	@[ "$$(id -u)" = 0 ] || { echo "make cluster-e2e must run as root (it runs make cluster): sudo make cluster-e2e" >&2; exit 1; }
+	$(MAKE) --no-print-directory image
+	./hack/cluster/e2e.sh
 
 .PHONY: cluster-down
 cluster-down: ## Stop everything `make cluster` started (by PID) and restore the machine.

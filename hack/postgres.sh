@@ -9,7 +9,10 @@
 # initdb and pg_ctl come from the system's PostgreSQL; Debian's packages are
 # installed when they are missing. initdb refuses to run as root, so as root
 # the server runs as the unprivileged "postgres" user in a folder it owns.
-# Only loopback TCP is opened, with a random password (scram-sha-256).
+# Only loopback TCP is opened, with a random password (scram-sha-256), unless
+# PG_EXTRA_LISTEN names more addresses to listen on (comma-separated) and
+# PG_EXTRA_HBA the client networks (CIDRs, comma-separated) allowed there, as
+# the cluster test does for pods inside the node's network namespace.
 set -euo pipefail
 
 log() { echo "postgres.sh: $*" >&2; }
@@ -62,12 +65,19 @@ start() {
     --auth-local=scram-sha-256 --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
     || { cat "$dir/initdb.log" >&2; exit 1; }
   rm -f "$dir/pwfile"
+  local listen="127.0.0.1" cidr
+  if [[ -n "${PG_EXTRA_LISTEN:-}" ]]; then
+    listen+=",$PG_EXTRA_LISTEN"
+    for cidr in ${PG_EXTRA_HBA//,/ }; do
+      printf 'host all all %s scram-sha-256\n' "$cidr" >>"$dir/data/pg_hba.conf"
+    done
+  fi
 
   local port tries=0
   while :; do
     port=$(( 20000 + RANDOM % 30000 ))
     if port_free "$port" && as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-        -o "-p $port -c listen_addresses=127.0.0.1 -k $dir -c max_connections=200 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+        -o "-p $port -c listen_addresses=$listen -k $dir -c max_connections=200 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
         start >/dev/null; then
       break
     fi
