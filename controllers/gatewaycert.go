@@ -16,7 +16,9 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	applycorev1 "k8s.io/client-go/applyconfigurations/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 
+	"github.com/serviceradar/sync-operator/identity"
 	"github.com/serviceradar/sync-operator/identity/ca"
 	"github.com/serviceradar/sync-operator/platform"
 	"github.com/serviceradar/sync-operator/workload"
@@ -50,6 +52,9 @@ type GatewayCertificate struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	Log logr.Logger
+	// Wake, when set, makes the keeper check at once: the bootstrap sends
+	// on it when the root CA is re-keyed.
+	Wake <-chan event.GenericEvent
 }
 
 // NeedLeaderElection makes the certificate keeper run on the leader only.
@@ -62,13 +67,18 @@ func (g *GatewayCertificate) Start(ctx context.Context) error {
 	for {
 		next, err := g.Ensure(ctx)
 		if err != nil {
-			g.Log.Error(err, "keeping the gateway certificate; retrying", "secret", g.Name)
 			next = 30 * time.Second
+			if waitingForBootstrap(err) {
+				next = time.Second // the bootstrap is about to check or create the root CA
+			} else {
+				g.Log.Error(err, "keeping the gateway certificate; retrying", "secret", g.Name)
+			}
 		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(min(next, 5*time.Minute)):
+		case <-g.Wake:
 		}
 	}
 }
@@ -99,7 +109,11 @@ func (g *GatewayCertificate) Ensure(ctx context.Context) (time.Duration, error) 
 	default:
 		ann := m.GetAnnotations()
 		renewAt, ok := parseTime(ann[workload.RenewAtAnnotation])
-		if ok && ann[identityAnnotation] == g.ID.String() && ann[dnsNamesAnnotation] == strings.Join(names, ",") {
+		rootFP, err := g.Store.RootFingerprint(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("reading the platform root CA: %w", err)
+		}
+		if ok && ann[identityAnnotation] == g.ID.String() && ann[dnsNamesAnnotation] == strings.Join(names, ",") && ann[issuerAnnotation] == rootFP {
 			if left := renewAt.Sub(g.now()); left > 0 {
 				return left, nil
 			}
@@ -133,7 +147,7 @@ func (g *GatewayCertificate) Ensure(ctx context.Context) (time.Duration, error) 
 	sec := applycorev1.Secret(g.Name, g.Store.Namespace).
 		WithLabels(map[string]string{"app.kubernetes.io/managed-by": "sync-operator", "app.kubernetes.io/component": "gateway"}).
 		WithAnnotations(map[string]string{workload.RenewAtAnnotation: renewAt.UTC().Format(time.RFC3339),
-			identityAnnotation: g.ID.String(), dnsNamesAnnotation: strings.Join(names, ",")}).
+			identityAnnotation: g.ID.String(), dnsNamesAnnotation: strings.Join(names, ","), issuerAnnotation: identity.KeyFingerprint(root.Cert)}).
 		WithType(corev1.SecretTypeTLS).
 		WithData(map[string][]byte{corev1.TLSCertKey: issued.CertPEM(), corev1.TLSPrivateKeyKey: keyPEM, "ca.crt": root.CertPEM()})
 	if err := g.Client.Apply(ctx, sec, client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {

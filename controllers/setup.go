@@ -8,6 +8,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	"github.com/serviceradar/sync-operator/identity"
 	"github.com/serviceradar/sync-operator/platform"
@@ -53,8 +54,61 @@ type Options struct {
 	// that IntegrationSources reference, and nothing else (empty: no grants;
 	// the gateway then reads no credentials unless given them otherwise).
 	GatewayServiceAccount string
+	// GatewayTrust is what the gateway verifies workers' SVIDs against (the
+	// chart sets it from spire.enabled); empty means GatewayTrustOperator.
+	// SaaS SyncServices whose workers would get SVIDs the gateway does not
+	// trust run no workers and are not Ready.
+	GatewayTrust GatewayTrust
+	// SPIREClassName is the className of the ClusterSPIFFEIDs rendered for
+	// workers: the class of the SPIRE controller manager that issues their
+	// SVIDs (empty: className is left out, for a controller manager that
+	// watches classless objects).
+	SPIREClassName string
 	// Now is the clock of certificate issuance and renewal; nil means time.Now.
 	Now func() time.Time
+	// IdentityCheckInterval is how often the leader checks that the platform
+	// identity Secrets exist; zero means DefaultIdentityCheckInterval.
+	IdentityCheckInterval time.Duration
+}
+
+// DefaultSPIREClassName is the class the SPIRE Helm charts
+// (spiffe/helm-charts-hardened) give their controller manager in the
+// install their README documents for production,
+// `helm upgrade --install -n spire-mgmt spire spire`: with
+// spire-server.controllerManager.className empty (its default), the
+// template "spire-server.controller-manager-class-name" sets it to
+// "<Release.Namespace>-<Release.Name>", and the controller manager then acts
+// only on custom resources of that class (watchClassless defaults to false).
+// Sources: charts/spire/charts/spire-server/templates/_helpers.tpl at commit
+// d98c474225f840663410e9d393e25c8af6807ae5, charts/spire/charts/spire-server/values.yaml
+// at e688a2eab4760c9f21a53befb593f596bbe64945 and charts/spire/README.md at
+// 5f46d7bfc2736ea8aa87601ff2071df33b15ff58. The README's quick install
+// (`-n spire-server spire`) yields "spire-server-spire" instead.
+const DefaultSPIREClassName = "spire-mgmt-spire"
+
+// GatewayTrust is the root the gateway verifies workers' SVIDs against.
+type GatewayTrust string
+
+const (
+	// GatewayTrustOperator is a gateway that verifies SVIDs against the
+	// operator's platform root CA only (its PEM files; chart
+	// spire.enabled=false): workers need operator-issued SVIDs.
+	GatewayTrustOperator GatewayTrust = "operator"
+	// GatewayTrustSPIRE is a gateway that verifies SVIDs against SPIRE's trust
+	// bundle from the Workload API only (chart spire.enabled=true): workers
+	// need SPIRE SVIDs; the operator's root is trusted at most for edge
+	// certificates without a SPIFFE ID.
+	GatewayTrustSPIRE GatewayTrust = "spire"
+)
+
+// ParseGatewayTrust parses "operator" or "spire".
+func ParseGatewayTrust(s string) (GatewayTrust, error) {
+	switch t := GatewayTrust(s); t {
+	case GatewayTrustOperator, GatewayTrustSPIRE:
+		return t, nil
+	default:
+		return "", fmt.Errorf("gateway trust %q: want %q or %q", s, GatewayTrustOperator, GatewayTrustSPIRE)
+	}
 }
 
 // Setup registers the indexes, the bootstrap and every controller with mgr.
@@ -62,17 +116,21 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if err := setupIndexes(ctx, mgr); err != nil {
 		return err
 	}
-	store := &platform.Store{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: opts.Namespace, Now: opts.Now}
+	store := &platform.Store{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: opts.Namespace, Now: opts.Now, Verified: true}
+	// The bootstrap tells the Tenant controller when the platform identity
+	// is recovered, re-keyed or refused.
+	resync, wakeGatewayCert := make(chan event.GenericEvent, 1), make(chan event.GenericEvent, 1)
 	if err := mgr.Add(&Bootstrap{
 		Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Store: store,
 		PlatformSlug: opts.PlatformSlug, PlatformSync: opts.PlatformSync,
-		Log: mgr.GetLogger().WithName("bootstrap"),
+		Log: mgr.GetLogger().WithName("bootstrap"), Events: mgr.GetEventRecorder("sync-operator-bootstrap"),
+		Resync: []chan<- event.GenericEvent{resync, wakeGatewayCert}, IdentityCheckInterval: opts.IdentityCheckInterval,
 	}); err != nil {
 		return fmt.Errorf("adding platform bootstrap: %w", err)
 	}
 	if err := (&TenantReconciler{
 		Client: mgr.GetClient(), Platform: store, PlatformSlug: opts.PlatformSlug,
-		Events: mgr.GetEventRecorder("sync-operator-tenant"),
+		Events: mgr.GetEventRecorder("sync-operator-tenant"), Resync: resync,
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}
@@ -98,7 +156,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		if err := mgr.Add(&GatewayCertificate{
 			Client: mgr.GetClient(), Store: store, Name: opts.GatewayTLSSecret, ID: id,
 			DNSNames: append([]string{opts.GatewayServerName}, opts.GatewayDNSNames...), Lifetime: opts.GatewayCertLifetime,
-			Now: opts.Now, Log: mgr.GetLogger().WithName("gateway-certificate"),
+			Now: opts.Now, Log: mgr.GetLogger().WithName("gateway-certificate"), Wake: wakeGatewayCert,
 		}); err != nil {
 			return fmt.Errorf("adding the gateway certificate keeper: %w", err)
 		}
@@ -107,11 +165,18 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if image == "" {
 		image = workload.DefaultImage
 	}
+	trust := opts.GatewayTrust
+	if trust == "" {
+		trust = GatewayTrustOperator
+	}
+	if _, err := ParseGatewayTrust(string(trust)); err != nil {
+		return err
+	}
 	return (&SyncServiceReconciler{
 		Client: mgr.GetClient(), Store: store, Events: mgr.GetEventRecorder("sync-operator-syncservice"),
 		GatewayAddress: opts.GatewayAddress, GatewayServerName: opts.GatewayServerName,
 		TrustDomain: td, WorkerImage: image, SVIDLifetime: opts.SVIDLifetime, EdgeLifetime: opts.EdgeLifetime,
-		Now: opts.Now,
+		GatewayTrust: trust, SPIREClassName: opts.SPIREClassName, Now: opts.Now,
 	}).SetupWithManager(mgr)
 }
 

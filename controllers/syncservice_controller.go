@@ -42,7 +42,15 @@ const (
 	ReasonWorkersStarting = "WorkersStarting"
 	ReasonWorkersReady    = "WorkersReady"
 	ReasonNoWorkers       = "NoWorkers"
+	// ReasonSPIRECRDMissing means the SyncService asks for SPIRE identities,
+	// the gateway trusts only SPIRE, and the ClusterSPIFFEID CRD is not
+	// installed: operator-issued SVIDs are no fallback, so no workers run.
 	ReasonSPIRECRDMissing = "ClusterSPIFFEIDMissing"
+	// ReasonGatewayTrustMismatch means the workers would get SVIDs the
+	// gateway does not trust (SPIRE SVIDs while the gateway trusts only the
+	// operator's root CA, or operator-issued SVIDs while it trusts only
+	// SPIRE): no workers run until one of the two settings changes.
+	ReasonGatewayTrustMismatch = "GatewayTrustMismatch"
 	// ReasonDuplicateIdentity means another OnPrem SyncService of the tenant
 	// (or another platform SyncService) has the same name and partition, so
 	// the same identity: neither gets a certificate, runs workers or is
@@ -76,7 +84,11 @@ type SyncServiceReconciler struct {
 	WorkerImage       string
 	SVIDLifetime      time.Duration
 	EdgeLifetime      time.Duration
-	Now               func() time.Time
+	// GatewayTrust is what the gateway verifies workers' SVIDs against.
+	GatewayTrust GatewayTrust
+	// SPIREClassName is the className of rendered ClusterSPIFFEIDs (empty: none).
+	SPIREClassName string
+	Now            func() time.Time
 }
 
 // +kubebuilder:rbac:groups=integrations.serviceradar.io,resources=syncservices,verbs=get;list;watch;update;patch
@@ -195,8 +207,20 @@ func (r *SyncServiceReconciler) reconcileSaaS(ctx context.Context, ss *v1alpha1.
 	if err != nil {
 		return err
 	}
-	useSPIRE := ss.Spec.Identity.Provider != v1alpha1.IdentityProviderCertificate && r.spireAvailable()
-	if ss.Spec.Identity.Provider != v1alpha1.IdentityProviderCertificate && !useSPIRE {
+	wantSPIRE := ss.Spec.Identity.Provider != v1alpha1.IdentityProviderCertificate
+	useSPIRE := wantSPIRE && r.spireAvailable()
+	if reason, message := r.untrusted(wantSPIRE, useSPIRE); reason != "" {
+		// The gateway would refuse every worker: run none.
+		if err := r.pruneWorkers(ctx, ss, map[string]bool{}); err != nil {
+			return err
+		}
+		out.ready, out.reason, out.message = false, reason, message
+		if reason == ReasonSPIRECRDMissing {
+			out.requeueIn(time.Minute) // installing a CRD does not enqueue SyncServices
+		}
+		return nil
+	}
+	if wantSPIRE && !useSPIRE {
 		out.notes = append(out.notes, "the ClusterSPIFFEID CRD is not installed; workers use operator-issued SVIDs")
 	}
 	if useSPIRE && !controllerutil.ContainsFinalizer(ss, spireFinalizer) {
@@ -236,6 +260,41 @@ func (r *SyncServiceReconciler) reconcileSaaS(ctx context.Context, ss *v1alpha1.
 	return nil
 }
 
+// untrusted returns the reason and message of a SaaS SyncService whose
+// workers would get SVIDs the gateway does not trust, or "" when it trusts
+// them. wantSPIRE is the SyncService's provider being spire, useSPIRE that
+// and the ClusterSPIFFEID CRD being installed. A gateway that trusts the
+// operator's root verifies SVIDs against its CA files only; one that trusts
+// SPIRE verifies SVIDs against the Workload API's bundle only (the edge CA
+// it may be given covers certificates without a SPIFFE ID, not SVIDs).
+func (r *SyncServiceReconciler) untrusted(wantSPIRE, useSPIRE bool) (reason, message string) {
+	switch trust := r.gatewayTrust(); {
+	case trust == GatewayTrustOperator && useSPIRE:
+		return ReasonGatewayTrustMismatch, fmt.Sprintf("workers would get SPIRE SVIDs (spec.identity.provider %q and the ClusterSPIFFEID CRD is installed), "+
+			"but the gateway trusts only the operator's root CA (manager --gateway-trust=%s, chart value spire.enabled=false): "+
+			"set spec.identity.provider to %q, or install the chart with spire.enabled=true; no workers run until then",
+			v1alpha1.IdentityProviderSPIRE, GatewayTrustOperator, v1alpha1.IdentityProviderCertificate)
+	case trust == GatewayTrustSPIRE && !wantSPIRE:
+		return ReasonGatewayTrustMismatch, fmt.Sprintf("workers would get operator-issued SVIDs (spec.identity.provider %q), "+
+			"but the gateway trusts only SPIRE's trust bundle (manager --gateway-trust=%s, chart value spire.enabled=true): "+
+			"set spec.identity.provider to %q, or install the chart with spire.enabled=false; no workers run until then",
+			v1alpha1.IdentityProviderCertificate, GatewayTrustSPIRE, v1alpha1.IdentityProviderSPIRE)
+	case trust == GatewayTrustSPIRE && !useSPIRE:
+		return ReasonSPIRECRDMissing, fmt.Sprintf("spec.identity.provider is %q but the ClusterSPIFFEID CRD of the SPIRE controller manager is not installed, "+
+			"and the gateway trusts only SPIRE's trust bundle (manager --gateway-trust=%s, chart value spire.enabled=true), "+
+			"so operator-issued SVIDs are no fallback: install SPIRE's CRDs and controller manager; no workers run until then",
+			v1alpha1.IdentityProviderSPIRE, GatewayTrustSPIRE)
+	}
+	return "", ""
+}
+
+func (r *SyncServiceReconciler) gatewayTrust() GatewayTrust {
+	if r.GatewayTrust == "" {
+		return GatewayTrustOperator
+	}
+	return r.GatewayTrust
+}
+
 func (r *SyncServiceReconciler) worker(ss *v1alpha1.SyncService, slug string, useSPIRE bool) (workload.Worker, error) {
 	component := workload.ComponentID(ss, slug)
 	id, err := identity.FormatSPIFFEID(r.TrustDomain, identity.ComponentSync, slug, ss.Spec.Partition, component)
@@ -246,7 +305,8 @@ func (r *SyncServiceReconciler) worker(ss *v1alpha1.SyncService, slug string, us
 	if ss.Spec.Image != "" {
 		image = ss.Spec.Image
 	}
-	w := workload.Worker{SyncService: ss, TenantSlug: slug, ComponentID: component, Image: image, SPIRE: useSPIRE, SPIFFEID: id.String()}
+	w := workload.Worker{SyncService: ss, TenantSlug: slug, ComponentID: component, Image: image, SPIRE: useSPIRE, SPIFFEID: id.String(),
+		SPIREClassName: r.SPIREClassName}
 	w.Bootstrap = workload.Bootstrap{GatewayAddress: r.GatewayAddress, ComponentID: component, Partition: ss.Spec.Partition, TenantSlug: slug}
 	if useSPIRE {
 		w.Bootstrap.Identity = workload.BootstrapIdentity{Source: workload.IdentityWorkloadAPI, WorkloadAPISocket: workload.WorkloadAPISock, SPIFFEID: id.String()}

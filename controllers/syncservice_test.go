@@ -6,24 +6,26 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
 	"github.com/serviceradar/sync-operator/controllers"
 	"github.com/serviceradar/sync-operator/identity/ca"
 	"github.com/serviceradar/sync-operator/platform"
+	"github.com/serviceradar/sync-operator/test"
 	"github.com/serviceradar/sync-operator/test/kubetest"
 	"github.com/serviceradar/sync-operator/workload"
 )
@@ -334,22 +336,20 @@ func TestOnPremOnboardingBundle(t *testing.T) {
 	})
 }
 
-// clusterSPIFFEIDCRD is the served shape of SPIRE controller manager's
-// ClusterSPIFFEID, enough for the API server to store and return objects.
-func clusterSPIFFEIDCRD() *apiextensionsv1.CustomResourceDefinition {
-	preserve := true
-	return &apiextensionsv1.CustomResourceDefinition{
-		ObjectMeta: metav1.ObjectMeta{Name: "clusterspiffeids.spire.spiffe.io"},
-		Spec: apiextensionsv1.CustomResourceDefinitionSpec{
-			Group: "spire.spiffe.io", Scope: apiextensionsv1.ClusterScoped,
-			Names: apiextensionsv1.CustomResourceDefinitionNames{Plural: "clusterspiffeids", Singular: "clusterspiffeid", Kind: "ClusterSPIFFEID", ListKind: "ClusterSPIFFEIDList"},
-			Versions: []apiextensionsv1.CustomResourceDefinitionVersion{{Name: "v1alpha1", Served: true, Storage: true,
-				Schema: &apiextensionsv1.CustomResourceValidation{OpenAPIV3Schema: &apiextensionsv1.JSONSchemaProps{
-					Type: "object", Properties: map[string]apiextensionsv1.JSONSchemaProps{
-						"spec": {Type: "object", XPreserveUnknownFields: &preserve},
-					}}}}},
-		},
+// spireCRD is the ClusterSPIFFEID CRD of the SPIRE controller manager,
+// reduced to the fields this project renders, with upstream's schema (see
+// the file for its sources): objects the manager renders must pass it.
+var spireCRD = filepath.Join(test.RepoRoot(), "test", "helmtest", "testdata", "spire.spiffe.io_clusterspiffeids.yaml")
+
+// installSPIRECRD installs spireCRD and waits until ClusterSPIFFEIDs are served.
+func installSPIRECRD(t *testing.T, e *kubetest.Env) {
+	t.Helper()
+	if _, err := envtest.InstallCRDs(e.Config, envtest.CRDInstallOptions{Paths: []string{spireCRD}, ErrorIfPathMissing: true}); err != nil {
+		t.Fatalf("installing the ClusterSPIFFEID CRD: %v", err)
 	}
+	waitFor(t, "ClusterSPIFFEID served", func() error {
+		return e.Client.List(context.Background(), &unstructured.UnstructuredList{Object: map[string]any{"apiVersion": "spire.spiffe.io/v1alpha1", "kind": "ClusterSPIFFEIDList"}})
+	})
 }
 
 func TestSPIREIdentityWithClusterSPIFFEID(t *testing.T) {
@@ -364,13 +364,12 @@ func TestSPIREIdentityWithClusterSPIFFEID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Client.Create(ctx, clusterSPIFFEIDCRD()); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "ClusterSPIFFEID served", func() error {
-		return e.Client.List(ctx, &unstructured.UnstructuredList{Object: map[string]any{"apiVersion": "spire.spiffe.io/v1alpha1", "kind": "ClusterSPIFFEIDList"}})
-	})
-	startManagerOn(t, e, cfg, ssOpts)
+	installSPIRECRD(t, e)
+	// A gateway that trusts SPIRE, and a SPIRE controller manager that acts
+	// on classless objects.
+	opts := ssOpts
+	opts.GatewayTrust, opts.SPIREClassName = controllers.GatewayTrustSPIRE, ""
+	startManagerOn(t, e, cfg, opts)
 	if err := e.Client.Create(ctx, &v1alpha1.Tenant{ObjectMeta: metav1.ObjectMeta{Name: "acme"}, Spec: v1alpha1.TenantSpec{Slug: "acme"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -416,6 +415,9 @@ func TestSPIREIdentityWithClusterSPIFFEID(t *testing.T) {
 	tmpl, _, _ := unstructured.NestedString(id.Object, "spec", "spiffeIDTemplate")
 	if want := "spiffe://serviceradar.local/sync/acme/default/" + workload.ComponentID(ss, "acme"); tmpl != want || strings.HasSuffix(tmpl, "/cluster-acme") {
 		t.Fatalf("spiffeIDTemplate %q, want %q", tmpl, want)
+	}
+	if class, found, _ := unstructured.NestedFieldNoCopy(id.Object, "spec", "className"); found {
+		t.Fatalf("spec.className %v with an empty class name, want the field left out", class)
 	}
 	dep := &appsv1.Deployment{}
 	waitFor(t, "Deployment rendered by the manager", func() error {

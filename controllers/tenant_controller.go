@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -14,8 +15,10 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
 	"github.com/serviceradar/sync-operator/identity"
@@ -51,6 +54,9 @@ type TenantReconciler struct {
 	Platform     *platform.Store
 	PlatformSlug string
 	Events       events.EventRecorder
+	// Resync, when set, delivers the bootstrap's notices that the platform
+	// identity changed state: every Tenant is evaluated again.
+	Resync <-chan event.GenericEvent
 }
 
 // +kubebuilder:rbac:groups=integrations.serviceradar.io,resources=tenants,verbs=get;list;watch;patch;update
@@ -83,8 +89,18 @@ func (r *TenantReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	}
 	want := v1alpha1.TenantStatus{ObservedGeneration: t.Generation}
 	ok, reason, msg, err := r.evaluate(ctx, t, &want)
+	if err != nil && waitingForBootstrap(err) {
+		// Not a condition worth a write: the bootstrap checks the identity
+		// at start and then notifies (Resync); the requeue is a fallback.
+		return ctrl.Result{RequeueAfter: time.Second}, nil
+	}
 	if err != nil {
+		// The identity could not be read (a lost platform Secret the
+		// bootstrap refuses to mint anew, an API error): the Tenant keeps
+		// the ID and CA it had. They are what a recovery is made from, and
+		// the gateway keeps serving by them.
 		ok, reason, msg = false, ReasonPlatformIdentity, err.Error()
+		want.TenantID, want.CAFingerprint, want.Namespaces = t.Status.TenantID, t.Status.CAFingerprint, t.Status.Namespaces
 	}
 	want.Conditions = []metav1.Condition{condition(t.Status.Conditions, v1alpha1.ConditionReady, ok, reason, msg, t.Generation)}
 
@@ -274,7 +290,7 @@ func tenantsForSlug(c client.Client, slugOf func(client.Object) string) handler.
 
 // SetupWithManager registers the controller.
 func (r *TenantReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	err := ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.Tenant{}).
 		Named("tenant").
 		// A Tenant coming or going changes whether the others with its slug
@@ -286,10 +302,26 @@ func (r *TenantReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// both the old and the new label matter, so the handler sees both objects.
 		Watches(&corev1.Namespace{}, tenantsForSlug(r.Client, func(o client.Object) string {
 			return o.GetLabels()[v1alpha1.TenantLabel]
-		})).
-		Complete(r)
+		}))
+	if r.Resync != nil {
+		b = b.WatchesRawSource(source.Channel(r.Resync, handler.EnqueueRequestsFromMapFunc(r.allTenants)))
+	}
+	err := b.Complete(r)
 	if err != nil {
 		return fmt.Errorf("setting up tenant controller: %w", err)
 	}
 	return nil
+}
+
+// allTenants maps a resync notice to every Tenant.
+func (r *TenantReconciler) allTenants(ctx context.Context, _ client.Object) []reconcile.Request {
+	var list v1alpha1.TenantList
+	if err := r.Client.List(ctx, &list); err != nil {
+		return nil
+	}
+	out := make([]reconcile.Request, 0, len(list.Items))
+	for _, t := range list.Items {
+		out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&t)})
+	}
+	return out
 }

@@ -31,6 +31,9 @@ func TestUnownedTenantCAIsAdoptedOnlyByATenantNotYoungerThanIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := &platform.Store{Client: env.Client, Reader: env.Client, Namespace: "operator"}
+	if _, _, err := s.EnsureRootCA(ctx, platform.Evidence{}, false); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name string
 		// tenantAge is the Tenant's creation relative to the Secret's.

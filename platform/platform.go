@@ -5,9 +5,11 @@
 package platform
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -37,6 +39,11 @@ const (
 	ManagedByLabel = "app.kubernetes.io/managed-by"
 	// ManagedBy is the value of ManagedByLabel.
 	ManagedBy = "sync-operator"
+	// BackupLabel (value "true") marks the Secrets to back up with the
+	// custom resources: the platform identity, the root CA and every tenant
+	// CA. Without them a restored cluster cannot keep its tenants' IDs or
+	// accept the edge certificates issued before.
+	BackupLabel = "integrations.serviceradar.io/backup"
 )
 
 // ErrNilPlatformUUID refuses a persisted platform UUID that is the nil UUID.
@@ -59,6 +66,18 @@ type Store struct {
 	Namespace string
 	// Now is the clock for certificates; nil means time.Now.
 	Now func() time.Time
+	// Verified makes PlatformTenantID and RootCA serve only the identity the
+	// bootstrap checked against the cluster (EnsurePlatformTenantID,
+	// EnsureRootCA): until then, and when a Secret changed since, they
+	// return ErrIdentityUnchecked. The manager sets it; tools reading the
+	// Secrets directly leave it off.
+	Verified bool
+
+	mu        sync.Mutex
+	refusals  map[string]error // Secret name -> why the bootstrap did not mint it
+	checkedID uuid.UUID        // the platform UUID the bootstrap checked
+	checkedCA []byte           // the root CA certificate the bootstrap checked
+	checkedFP string           // its identity.KeyFingerprint
 }
 
 func (s *Store) get(ctx context.Context, name string) (*corev1.Secret, error) {
@@ -86,7 +105,7 @@ func (s *Store) getOrCreate(ctx context.Context, name, component string, newData
 	}
 	sec = &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: s.Namespace, Labels: map[string]string{
-			ManagedByLabel: ManagedBy, ComponentLabel: component,
+			ManagedByLabel: ManagedBy, ComponentLabel: component, BackupLabel: "true",
 		}},
 		Type: corev1.SecretTypeOpaque,
 		Data: data,
@@ -100,20 +119,32 @@ func (s *Store) getOrCreate(ctx context.Context, name, component string, newData
 	return sec, nil
 }
 
-// PlatformTenantID returns the persisted platform tenant UUID, creating a
-// random one on first use. A stored nil or malformed UUID is refused, never
-// replaced, so that tenant UUIDs derived from it never change silently.
+// PlatformTenantID returns the persisted platform tenant UUID. It never
+// creates one (only the bootstrap does, see EnsurePlatformTenantID): a
+// missing Secret is ErrIdentityMissing, with the bootstrap's reason when it
+// refused to mint a new identity. A stored nil or malformed UUID is refused,
+// never replaced, so that tenant UUIDs derived from it never change silently.
 func (s *Store) PlatformTenantID(ctx context.Context) (uuid.UUID, error) {
-	sec, err := s.getOrCreate(ctx, IdentitySecret, "platform-identity", func() (map[string][]byte, error) {
-		id, err := uuid.NewRandom()
-		if err != nil {
-			return nil, fmt.Errorf("generating platform tenant UUID: %w", err)
-		}
-		return map[string][]byte{TenantIDKey: []byte(id.String())}, nil
-	})
-	if err != nil {
-		return uuid.Nil, err
+	sec, err := s.get(ctx, IdentitySecret)
+	if apierrors.IsNotFound(err) {
+		return uuid.Nil, s.missing(ErrIdentityMissing, IdentitySecret)
 	}
+	if err != nil {
+		return uuid.Nil, fmt.Errorf("reading Secret %s/%s: %w", s.Namespace, IdentitySecret, err)
+	}
+	id, err := s.parseID(sec)
+	if err != nil || !s.Verified {
+		return id, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if id != s.checkedID {
+		return uuid.Nil, s.uncheckedLocked(IdentitySecret)
+	}
+	return id, nil
+}
+
+func (s *Store) parseID(sec *corev1.Secret) (uuid.UUID, error) {
 	id, err := uuid.ParseBytes(sec.Data[TenantIDKey])
 	if err != nil {
 		return uuid.Nil, fmt.Errorf("secret %s/%s key %s is not a UUID: %w", s.Namespace, IdentitySecret, TenantIDKey, err)
@@ -140,17 +171,28 @@ func (s *Store) load(sec *corev1.Secret) (*ca.Authority, error) {
 	return a, nil
 }
 
-// RootCA returns the platform root CA, creating it on first use.
+// RootCA returns the platform root CA. It never creates one (only the
+// bootstrap does, see EnsureRootCA): a missing Secret is ErrRootCAMissing,
+// with the bootstrap's reason when it refused to mint a new root.
 func (s *Store) RootCA(ctx context.Context) (*ca.Authority, error) {
-	sec, err := s.getOrCreate(ctx, RootCASecret, "root-ca", func() (map[string][]byte, error) {
-		root, err := ca.NewRoot("serviceradar-platform-root", 0, s.Now)
+	sec, err := s.get(ctx, RootCASecret)
+	if apierrors.IsNotFound(err) {
+		return nil, s.missing(ErrRootCAMissing, RootCASecret)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading Secret %s/%s: %w", s.Namespace, RootCASecret, err)
+	}
+	if s.Verified {
+		s.mu.Lock()
+		same := bytes.Equal(sec.Data[corev1.TLSCertKey], s.checkedCA)
+		var err error
+		if !same {
+			err = s.uncheckedLocked(RootCASecret)
+		}
+		s.mu.Unlock()
 		if err != nil {
 			return nil, err
 		}
-		return caData(root)
-	})
-	if err != nil {
-		return nil, err
 	}
 	return s.load(sec)
 }
@@ -180,14 +222,27 @@ func (s *Store) OwnTenantCA(ctx context.Context, slug string, owner types.UID, c
 	if _, err := identity.TenantCACommonName(slug); err != nil {
 		return nil, err
 	}
+	root, err := s.RootCA(ctx)
+	if err != nil {
+		return nil, err
+	}
 	name := TenantCASecretName(slug)
 	sec, err := s.get(ctx, name)
 	switch {
 	case apierrors.IsNotFound(err):
 	case err != nil:
 		return nil, fmt.Errorf("reading Secret %s/%s: %w", s.Namespace, name, err)
-	case sec.Annotations[TenantCAOwnerAnnotation] == string(owner):
+	case sec.Annotations[TenantCAOwnerAnnotation] == string(owner) && s.issuedBy(sec, root):
+		if err := s.markForBackup(ctx, sec); err != nil {
+			return nil, err
+		}
 		return s.load(sec)
+	case sec.Annotations[TenantCAOwnerAnnotation] == string(owner):
+		// Issued by a root the platform was re-keyed away from: nothing it
+		// signed chains any more, so it is replaced.
+		if err := s.Client.Delete(ctx, sec, client.Preconditions{UID: &sec.UID}); err != nil && !apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("replacing the CA of tenant %q issued by a former root (Secret %s/%s): %w", slug, s.Namespace, name, err)
+		}
 	case sec.Annotations[TenantCAOwnerAnnotation] == "" && !sec.CreationTimestamp.Time.Before(created):
 		patch := client.MergeFromWithOptions(sec.DeepCopy(), client.MergeFromWithOptimisticLock{})
 		metav1.SetMetaDataAnnotation(&sec.ObjectMeta, TenantCAOwnerAnnotation, string(owner))
@@ -197,13 +252,10 @@ func (s *Store) OwnTenantCA(ctx context.Context, slug string, owner types.UID, c
 		return s.load(sec)
 	default:
 		// Another owner, or none and older than the Tenant: a former tenant's.
+		// (An adopted CA of a former root is replaced on the next pass.)
 		if err := s.Client.Delete(ctx, sec, client.Preconditions{UID: &sec.UID}); err != nil && !apierrors.IsNotFound(err) {
 			return nil, fmt.Errorf("revoking the CA of a former tenant %q in Secret %s/%s: %w", slug, s.Namespace, name, err)
 		}
-	}
-	root, err := s.RootCA(ctx)
-	if err != nil {
-		return nil, err
 	}
 	tca, err := root.NewTenantCA(slug, 0)
 	if err != nil {
@@ -215,7 +267,7 @@ func (s *Store) OwnTenantCA(ctx context.Context, slug string, owner types.UID, c
 	}
 	sec = &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: s.Namespace,
-			Labels:      map[string]string{ManagedByLabel: ManagedBy, ComponentLabel: "tenant-ca"},
+			Labels:      map[string]string{ManagedByLabel: ManagedBy, ComponentLabel: "tenant-ca", BackupLabel: "true"},
 			Annotations: map[string]string{TenantCAOwnerAnnotation: string(owner)}},
 		Type: corev1.SecretTypeOpaque,
 		Data: data,
@@ -226,6 +278,25 @@ func (s *Store) OwnTenantCA(ctx context.Context, slug string, owner types.UID, c
 		return nil, fmt.Errorf("creating Secret %s/%s: %w", s.Namespace, name, err)
 	}
 	return tca, nil
+}
+
+// markForBackup adds BackupLabel to a Secret made before it existed (once).
+func (s *Store) markForBackup(ctx context.Context, sec *corev1.Secret) error {
+	if sec.Labels[BackupLabel] == "true" {
+		return nil
+	}
+	patch := client.MergeFrom(sec.DeepCopy())
+	metav1.SetMetaDataLabel(&sec.ObjectMeta, BackupLabel, "true")
+	if err := s.Client.Patch(ctx, sec, patch); err != nil {
+		return fmt.Errorf("labeling Secret %s/%s for backup: %w", sec.Namespace, sec.Name, err)
+	}
+	return nil
+}
+
+// issuedBy reports whether the CA certificate in sec is signed by root.
+func (s *Store) issuedBy(sec *corev1.Secret, root *ca.Authority) bool {
+	a, err := s.load(sec)
+	return err == nil && a.Cert.CheckSignatureFrom(root.Cert) == nil
 }
 
 // TenantCA returns the intermediate CA of a tenant, or ErrTenantCAMissing

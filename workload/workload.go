@@ -195,9 +195,14 @@ type Worker struct {
 	Image       string
 	// SPIRE selects a Workload API identity (ClusterSPIFFEID + SPIFFE CSI
 	// driver); otherwise an operator-issued SVID is mounted from IdentitySecret.
-	SPIRE     bool
-	SPIFFEID  string
-	Bootstrap Bootstrap
+	SPIRE    bool
+	SPIFFEID string
+	// SPIREClassName is the className of the worker's ClusterSPIFFEID: the
+	// class of the SPIRE controller manager that is to act on it (empty: the
+	// field is left out, for a controller manager that watches classless
+	// objects).
+	SPIREClassName string
+	Bootstrap      Bootstrap
 }
 
 // ObjectName is the name of the worker's Deployment, ServiceAccount and ConfigMap.
@@ -326,19 +331,21 @@ func (w Worker) Deployment(configHash string) *applyappsv1.DeploymentApplyConfig
 // ClusterSPIFFEIDGVK is the SPIRE controller manager's ClusterSPIFFEID kind.
 var ClusterSPIFFEIDGVK = schema.GroupVersionKind{Group: "spire.spiffe.io", Version: "v1alpha1", Kind: "ClusterSPIFFEID"}
 
-// ClusterSPIFFEID asks the SPIRE controller manager to issue the worker's
-// SVID to its pods only.
+// ClusterSPIFFEID asks the SPIRE controller manager of class
+// w.SPIREClassName to issue the worker's SVID to its pods only.
 func (w Worker) ClusterSPIFFEID() *unstructured.Unstructured {
-	u := &unstructured.Unstructured{Object: map[string]any{
-		"spec": map[string]any{
-			"spiffeIDTemplate": w.SPIFFEID,
-			"podSelector":      map[string]any{"matchLabels": toAny(w.Labels())},
-			"namespaceSelector": map[string]any{"matchLabels": map[string]any{
-				"kubernetes.io/metadata.name": w.SyncService.Namespace,
-			}},
-			"hint": w.ComponentID,
-		},
-	}}
+	spec := map[string]any{
+		"spiffeIDTemplate": w.SPIFFEID,
+		"podSelector":      map[string]any{"matchLabels": toAny(w.Labels())},
+		"namespaceSelector": map[string]any{"matchLabels": map[string]any{
+			"kubernetes.io/metadata.name": w.SyncService.Namespace,
+		}},
+		"hint": w.ComponentID,
+	}
+	if w.SPIREClassName != "" {
+		spec["className"] = w.SPIREClassName
+	}
+	u := &unstructured.Unstructured{Object: map[string]any{"spec": spec}}
 	u.SetGroupVersionKind(ClusterSPIFFEIDGVK)
 	u.SetName(Name(w.SyncService.Namespace, w.ObjectName()))
 	labels := w.Labels()

@@ -53,6 +53,8 @@ func main() {
 		gatewayDNS     = flag.String("gateway-dns-names", "", "comma-separated DNS names on that certificate besides --gateway-server-name")
 		gatewayCertTTL = flag.Duration("gateway-cert-lifetime", controllers.DefaultGatewayCertLifetime, "lifetime of that certificate (renewed at two thirds)")
 		gatewaySA      = flag.String("gateway-service-account", "sync-gateway", "the gateway's ServiceAccount in the operator namespace: the manager grants it, per namespace, only the credentials Secrets that IntegrationSources reference (empty: no grants)")
+		gatewayTrust   = flag.String("gateway-trust", string(controllers.GatewayTrustOperator), "what the gateway verifies worker SVIDs against: \"operator\" (the operator's root CA, a gateway with PEM files; chart spire.enabled=false) or \"spire\" (SPIRE's trust bundle from the Workload API; chart spire.enabled=true). A SaaS SyncService whose workers would get SVIDs the gateway does not trust runs no workers and is not Ready (reason GatewayTrustMismatch)")
+		spireClass     = flag.String("spire-class-name", controllers.DefaultSPIREClassName, "className of the ClusterSPIFFEIDs rendered for workers: the class of the SPIRE controller manager that issues their SVIDs (the SPIRE Helm charts default to <release namespace>-<release name>; empty: no className, for a controller manager that watches classless objects)")
 	)
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -70,6 +72,11 @@ func main() {
 		log.Error(err, "invalid --trust-domain")
 		os.Exit(2)
 	}
+	trust, err := controllers.ParseGatewayTrust(*gatewayTrust)
+	if err != nil {
+		log.Error(err, "invalid --gateway-trust")
+		os.Exit(2)
+	}
 	serverName := *gatewayName
 	if serverName == "" {
 		if host, _, err := net.SplitHostPort(*gatewayAddr); err == nil {
@@ -81,7 +88,7 @@ func main() {
 		GatewayAddress: *gatewayAddr, GatewayServerName: serverName, TrustDomain: td,
 		WorkerImage: *workerImage, SVIDLifetime: *svidLifetime, EdgeLifetime: *edgeLifetime,
 		GatewayTLSSecret: *gatewayTLS, GatewayDNSNames: splitList(*gatewayDNS), GatewayCertLifetime: *gatewayCertTTL,
-		GatewayServiceAccount: *gatewaySA,
+		GatewayServiceAccount: *gatewaySA, GatewayTrust: trust, SPIREClassName: *spireClass,
 	}
 	cfg := ctrl.GetConfigOrDie()
 	cfg.QPS, cfg.Burst = float32(*apiQPS), *apiBurst

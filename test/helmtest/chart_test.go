@@ -81,7 +81,9 @@ func TestTemplate(t *testing.T) {
 				"--metrics-bind-address=:8080", "--health-probe-bind-address=:8081",
 				"--worker-image=ghcr.io/serviceradar/sync-operator:latest",
 				"--gateway-service-account=sync-gateway",
-				"--gateway-tls-secret=sync-gateway-tls") // no SPIRE: the manager issues the gateway's certificate
+				"--gateway-tls-secret=sync-gateway-tls", // no SPIRE: the manager issues the gateway's certificate
+				"--gateway-trust=operator",              // and the gateway trusts the operator's root CA
+				"--spire-class-name=spire-mgmt-spire")
 			if hasPrefix(args(t, objs, manager), "--disable-platform-sync") {
 				t.Error("platform sync is disabled by default")
 			}
@@ -147,7 +149,7 @@ func TestTemplate(t *testing.T) {
 			gwArgs := args(t, objs, gateway)
 			containsAll(t, "gateway args", gwArgs,
 				"--workload-api-addr=unix:///spiffe-workload-api/spire-agent.sock",
-				"--spiffe-id=spiffe://example.org/ns/serviceradar-system/sa/sync-gateway",
+				"--spiffe-id=spiffe://example.org/gateway/root/default/sync-gateway",
 				"--edge-ca-file=/etc/sync-gateway/edge-ca/ca.crt", "--trust-domain=example.org",
 				"--platform-slug=root", "--heartbeat-interval=20s")
 			if hasPrefix(gwArgs, "--cert-file") {
@@ -169,7 +171,10 @@ func TestTemplate(t *testing.T) {
 			if hasPrefix(args(t, objs, manager), "--gateway-tls-secret") {
 				t.Error("the manager issues a gateway certificate although SPIRE does")
 			}
-			containsAll(t, "manager args", args(t, objs, manager), "--disable-platform-sync",
+			if n := count(objs, "ClusterSPIFFEID"); n != 1 {
+				t.Errorf("%d ClusterSPIFFEIDs, want the gateway's", n)
+			}
+			containsAll(t, "manager args", args(t, objs, manager), "--disable-platform-sync", "--gateway-trust=spire",
 				"--trust-domain=example.org", "--watch-namespaces=tenant-a,tenant-b",
 				"--gateway-server-name=gateway.example.org", "--kube-api-qps=20",
 				"--worker-image=registry.example.com/serviceradar/sync-operator:v1.2.3-worker")
@@ -279,6 +284,9 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		{"trust domain", []string{"--set", "trustDomain=Example.ORG"}, []string{"trustDomain"}},
 		{"spire not a boolean", []string{"--set-string", "spire.enabled=yes"}, []string{"spire", "enabled"}},
 		{"service type", []string{"--set", "gateway.service.type=External"}, []string{"service", "type"}},
+		// Workers accept only a gateway ID (component type gateway) as their server.
+		{"gateway SPIFFE ID of another component", []string{"--set", "spire.spiffeID=spiffe://example.org/ns/serviceradar-system/sa/sync-gateway"}, []string{"spire", "spiffeID"}},
+		{"SPIRE class with a space", []string{"--set", "spire.className=spire mgmt"}, []string{"spire", "className"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, errOut, err := helm(t, append([]string{"template", releaseName, chartDir, "--namespace", namespace}, tc.set...)...)

@@ -60,6 +60,8 @@ func TestInstallAndKustomize(t *testing.T) {
 	if err := env.Client.Create(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
+	// With spire.enabled the chart renders the gateway's ClusterSPIFFEID.
+	installSPIRECRD(t, env)
 
 	for _, tc := range []struct {
 		name      string
@@ -67,7 +69,8 @@ func TestInstallAndKustomize(t *testing.T) {
 		kustomize bool // compare config/default with this rendering
 	}{
 		{name: "defaults", kustomize: true},
-		// Everything of the full values but the ServiceMonitor, whose CRD this API server lacks.
+		// Everything of the full values (the gateway's ClusterSPIFFEID
+		// included) but the ServiceMonitor, whose CRD this API server lacks.
 		{name: "full values", args: []string{"-f", fullValues, "--set", "serviceMonitor.enabled=false"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) { installCase(ctx, t, env, kcFile, tc.args, tc.kustomize) })
