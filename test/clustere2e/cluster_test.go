@@ -371,7 +371,8 @@ func TestChartOnARealNode(t *testing.T) {
 		r.recordPodStarts("gateway", operatorNS, gatewayPods)
 	})
 
-	armis := armisemu.New(armisemu.Options{Seed: 5, Devices: armisDevices})
+	// Observed now, so that Armis' last-seen times are recent and its devices available.
+	armis := armisemu.New(armisemu.Options{Seed: 5, Devices: armisDevices, Epoch: time.Now()})
 	netbox := netboxemu.New(netboxemu.Options{Seed: 6, Devices: netboxDevices})
 	armisURL, netboxURL := r.serve(armis), r.serve(netbox)
 	ref := v1alpha1.SyncServiceReference{Namespace: operatorNS, Name: controllers.PlatformSyncName}
