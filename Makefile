@@ -131,6 +131,11 @@ bench-hostile: envtest-assets ## 50 hostile callers (unknown tenant, enrolled ab
 	go build -o $(BIN)/gateway ./cmd/gateway
 	go run ./hack/bench-hostile --gateway $(BIN)/gateway $(BENCH_HOSTILE_FLAGS)
 
+.PHONY: bench-upstream
+bench-upstream: envtest-assets ## 1,000,000 devices in ONE upstream array-form call (sync_meta, 3 MiB chunks) into the gateway binary: devices/s, gateway peak RSS (RESULT line).
+	go build -o $(BIN)/gateway ./cmd/gateway
+	go run ./hack/bench-upstream --gateway $(BIN)/gateway $(BENCH_UPSTREAM_FLAGS)
+
 .PHONY: bench-worker
 bench-worker: envtest-assets ## Worker syncing a 1,000,000-device Armis emulator into gateway + PostgreSQL, then Faker 50k: devices/s, worker RSS (RESULT line).
 	go build -o $(BIN)/gateway ./cmd/gateway

@@ -20,6 +20,8 @@ import (
 
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
 	"github.com/serviceradar/sync-operator/controllers"
+	"github.com/serviceradar/sync-operator/identity"
+	"github.com/serviceradar/sync-operator/identity/ca"
 	"github.com/serviceradar/sync-operator/platform"
 	"github.com/serviceradar/sync-operator/test/kubetest"
 )
@@ -348,4 +350,131 @@ func chainsTo(w *identityWorld, name, rootPEM string) error {
 		return fmt.Errorf("the certificate in Secret %s is not signed by the new root: %w", name, err)
 	}
 	return nil
+}
+
+// TestBackupRestoresIdentity backs up what README.md says to back up (the
+// Secrets labelled for backup and the custom resources, without status) from
+// one control plane, restores it into a fresh one, and checks that the
+// restored tenants keep their IDs and their CAs, so that an edge
+// certificate issued before the backup still chains to the CA the restored
+// Tenant records.
+func TestBackupRestoresIdentity(t *testing.T) {
+	ctx := context.Background()
+	world := func() (*kubetest.Env, *rest.Config) {
+		e, err := kubetest.Start()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = e.Stop() })
+		if err := e.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: operatorNS}}); err != nil {
+			t.Fatal(err)
+		}
+		user, err := e.UserWithRoles(ctx, managerUser, "config/rbac/role.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e, user.Config()
+	}
+	o := opts
+	o.PlatformSync = false
+
+	// The original cluster: a tenant with an edge SyncService.
+	a, aCfg := world()
+	stopA := startManagerOn(t, a, aCfg, o).stop
+	site := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "acme-site", Labels: map[string]string{v1alpha1.TenantLabel: "acme"}}}
+	edge := &v1alpha1.SyncService{ObjectMeta: metav1.ObjectMeta{Namespace: site.Name, Name: "edge-1"},
+		Spec: v1alpha1.SyncServiceSpec{ServiceType: v1alpha1.ServiceTypeOnPrem, Partition: "hq"}}
+	for _, obj := range []client.Object{site, &v1alpha1.Tenant{ObjectMeta: metav1.ObjectMeta{Name: "acme"}, Spec: v1alpha1.TenantSpec{Slug: "acme"}}, edge} {
+		if err := a.Client.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bundle := &corev1.Secret{}
+	waitFor(t, "the edge onboarding bundle", func() error {
+		return a.Client.Get(ctx, client.ObjectKey{Namespace: site.Name, Name: "edge-1-onboarding"}, bundle)
+	})
+	wa := &identityWorld{t: t, e: a, c: a.Client}
+	waitFor(t, "tenants with IDs and CAs", func() error {
+		for name, v := range wa.ids() {
+			if v[0] == "" || v[1] == "" {
+				return fmt.Errorf("tenant %s: %v", name, v)
+			}
+		}
+		return nil
+	})
+	before := wa.ids()
+	stopA()
+
+	// The backup: labelled Secrets, CRs and tenant namespaces, as a user
+	// would export them (no status, no server-set metadata).
+	var secrets corev1.SecretList
+	if err := a.Client.List(ctx, &secrets, client.InNamespace(operatorNS), client.MatchingLabels{platform.BackupLabel: "true"}); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range secrets.Items {
+		names = append(names, s.Name)
+	}
+	for _, want := range []string{platform.IdentitySecret, platform.RootCASecret, platform.TenantCASecretName("acme"), platform.TenantCASecretName("platform")} {
+		if !strings.Contains(strings.Join(names, " "), want) {
+			t.Fatalf("the backup label selects %v, missing %s", names, want)
+		}
+	}
+	var tenants v1alpha1.TenantList
+	var services v1alpha1.SyncServiceList
+	if err := a.Client.List(ctx, &tenants); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Client.List(ctx, &services); err != nil {
+		t.Fatal(err)
+	}
+	clean := func(m metav1.ObjectMeta) metav1.ObjectMeta {
+		return metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, Labels: m.Labels, Annotations: m.Annotations}
+	}
+
+	// The restore, into a fresh control plane.
+	b, bCfg := world()
+	restore := []client.Object{&corev1.Namespace{ObjectMeta: clean(site.ObjectMeta)}}
+	for _, s := range secrets.Items {
+		restore = append(restore, &corev1.Secret{ObjectMeta: clean(s.ObjectMeta), Type: s.Type, Data: s.Data})
+	}
+	for _, tn := range tenants.Items {
+		restore = append(restore, &v1alpha1.Tenant{ObjectMeta: clean(tn.ObjectMeta), Spec: tn.Spec})
+	}
+	for _, ss := range services.Items {
+		restore = append(restore, &v1alpha1.SyncService{ObjectMeta: clean(ss.ObjectMeta), Spec: ss.Spec})
+	}
+	for _, obj := range restore {
+		if err := b.Client.Create(ctx, obj); err != nil {
+			t.Fatalf("restoring %T %s: %v", obj, obj.GetName(), err)
+		}
+	}
+	startManagerOn(t, b, bCfg, o)
+	wb := &identityWorld{t: t, e: b, c: b.Client}
+	waitFor(t, "the restored tenants' IDs and CAs", func() error {
+		if got := wb.ids(); fmt.Sprint(got) != fmt.Sprint(before) {
+			return fmt.Errorf("restored %v, want %v", got, before)
+		}
+		return nil
+	})
+	// The edge certificate issued before the backup chains to the restored
+	// tenant CA, whose fingerprint the restored Tenant records.
+	certs, err := ca.ParseCertificatesPEM(bundle.Data[corev1.TLSCertKey])
+	if err != nil || len(certs) < 1 {
+		t.Fatalf("the edge certificate: %v", err)
+	}
+	caPEM, err := wb.secretValue(platform.TenantCASecretName("acme"), corev1.TLSCertKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tenantCA, err := ca.ParseCertificatesPEM([]byte(caPEM))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := certs[0].CheckSignatureFrom(tenantCA[0]); err != nil {
+		t.Fatalf("the edge certificate issued before the backup does not chain to the restored tenant CA: %v", err)
+	}
+	if fp := identity.KeyFingerprint(tenantCA[0]); fp != before["acme"][1] {
+		t.Fatalf("the restored tenant CA has fingerprint %s, the Tenant recorded %s", fp, before["acme"][1])
+	}
 }

@@ -83,6 +83,12 @@ func (r *TenantReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		// list, so one from a stale cache would erase the gateway's.
 		patch := client.MergeFromWithOptions(t.DeepCopy(), client.MergeFromWithOptimisticLock{})
 		controllerutil.AddFinalizer(t, tenantFinalizer)
+		// A new Tenant (no CA owner recorded) gets its CA for its own UID:
+		// record it in the same write. A restored one keeps the owner it
+		// records until its CA is adopted (recordCAOwner).
+		if t.Annotations[platform.TenantCAOwnerAnnotation] == "" {
+			metav1.SetMetaDataAnnotation(&t.ObjectMeta, platform.TenantCAOwnerAnnotation, string(t.UID))
+		}
 		if err := r.Client.Patch(ctx, t, patch); err != nil {
 			return ctrl.Result{}, fmt.Errorf("adding finalizer to tenant %s: %w", t.Name, err)
 		}
@@ -253,8 +259,11 @@ func (r *TenantReconciler) evaluate(ctx context.Context, t *v1alpha1.Tenant, st 
 	if t.Spec.Platform {
 		st.TenantID = pid.String()
 	}
-	tca, err := r.Platform.OwnTenantCA(ctx, t.Spec.Slug, t.UID, t.CreationTimestamp.Time)
+	tca, err := r.Platform.OwnTenantCA(ctx, t.Spec.Slug, t.UID, t.CreationTimestamp.Time, types.UID(t.Annotations[platform.TenantCAOwnerAnnotation]))
 	if err != nil {
+		return false, "", "", err
+	}
+	if err := r.recordCAOwner(ctx, t); err != nil {
 		return false, "", "", err
 	}
 	st.CAFingerprint = identity.KeyFingerprint(tca.Cert)
@@ -324,4 +333,19 @@ func (r *TenantReconciler) allTenants(ctx context.Context, _ client.Object) []re
 		out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&t)})
 	}
 	return out
+}
+
+// recordCAOwner records on the Tenant the UID its CA is owned by (once: new
+// Tenants get it with their finalizer, restored ones after their CA was
+// adopted), so that a backup of the Tenant carries it.
+func (r *TenantReconciler) recordCAOwner(ctx context.Context, t *v1alpha1.Tenant) error {
+	if t.Annotations[platform.TenantCAOwnerAnnotation] == string(t.UID) {
+		return nil
+	}
+	patch := client.MergeFrom(t.DeepCopy())
+	metav1.SetMetaDataAnnotation(&t.ObjectMeta, platform.TenantCAOwnerAnnotation, string(t.UID))
+	if err := r.Client.Patch(ctx, t, patch); err != nil {
+		return fmt.Errorf("recording the CA owner on tenant %s: %w", t.Name, err)
+	}
+	return nil
 }

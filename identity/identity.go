@@ -93,6 +93,11 @@ type Identity struct {
 	ComponentID string
 	// SPIFFEID is set for SPIFFE identities and zero otherwise.
 	SPIFFEID spiffeid.ID
+	// Upstream is true for an identity in ServiceRadar's own format (no
+	// tenant label), mapped to the tenant of Classifier.Upstream. Its chain
+	// was verified against the configured upstream CAs, not the platform
+	// root, and it has no tenant CA Issuer.
+	Upstream bool
 	// Issuer is, for a CN identity, the KeyFingerprint of the tenant CA in
 	// the presented chain that signed the certificate ("" when none did).
 	// The gateway compares it with the tenant's current CA, so that the
@@ -108,10 +113,14 @@ func KeyFingerprint(c *x509.Certificate) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// String is a loggable form of the identity (never secret).
+// String is a loggable form of the identity (never secret): its SPIFFE ID
+// or its CN, as the certificate carries them.
 func (id Identity) String() string {
 	if !id.SPIFFEID.IsZero() {
 		return id.SPIFFEID.String()
+	}
+	if id.Upstream {
+		return "CN=" + strings.Join([]string{id.ComponentID, id.Partition, cnSuffix}, ".")
 	}
 	cn, _ := FormatCommonName(id.ComponentID, id.Partition, id.TenantSlug)
 	return "CN=" + cn
@@ -199,12 +208,62 @@ func ParseTenantCACommonName(cn string) (string, error) {
 	return slug, nil
 }
 
+// Upstream maps identities in ServiceRadar's own format, which name no
+// tenant (CN <component_id>.<partition>.serviceradar, SPIFFE ID
+// spiffe://<trust domain>/<component_type>/<partition>/<component_id>), to
+// one tenant: for single-deployment sites whose agents carry upstream
+// certificates. Their chains must be verified against the upstream CAs
+// only (mtls.Verifier.UpstreamCAs).
+type Upstream struct {
+	// TenantSlug is the tenant every upstream-format identity belongs to.
+	TenantSlug string
+	// TrustDomain is the trust domain of upstream SPIFFE IDs.
+	TrustDomain spiffeid.TrustDomain
+}
+
+// ErrUpstreamFormat is returned for an upstream-format identity (no tenant
+// label) when the classifier does not map them to a tenant.
+var ErrUpstreamFormat = errors.New("upstream-format identity (no tenant label); the gateway maps none to a tenant")
+
 // Classifier turns verified certificates into identities.
 type Classifier struct {
 	// TrustDomain is the SPIFFE trust domain accepted for SPIFFE IDs.
 	TrustDomain spiffeid.TrustDomain
 	// PlatformSlug is the reserved slug of the platform tenant.
 	PlatformSlug string
+	// Upstream, when set, maps upstream-format identities to one tenant;
+	// nil (the default) refuses them.
+	Upstream *Upstream
+}
+
+// WithUpstream returns the classifier mapping upstream-format identities
+// of a trust domain ("" is the classifier's own) to the tenant of slug.
+func (c Classifier) WithUpstream(slug, trustDomain string) (Classifier, error) {
+	if err := checkLabel("upstream tenant slug", slug); err != nil {
+		return Classifier{}, err
+	}
+	td := c.TrustDomain
+	if trustDomain != "" {
+		var err error
+		if td, err = spiffeid.TrustDomainFromString(trustDomain); err != nil {
+			return Classifier{}, fmt.Errorf("upstream trust domain %q: %w", trustDomain, err)
+		}
+	}
+	c.Upstream = &Upstream{TenantSlug: slug, TrustDomain: td}
+	return c, nil
+}
+
+// IsUpstreamSPIFFEID reports whether a SPIFFE ID has the upstream form:
+// three path segments.
+func IsUpstreamSPIFFEID(id spiffeid.ID) bool {
+	return strings.Count(strings.TrimPrefix(id.Path(), "/"), "/") == 2
+}
+
+// IsUpstreamCommonName reports whether a CN has the upstream form: three
+// labels ending in serviceradar.
+func IsUpstreamCommonName(cn string) bool {
+	labels := strings.Split(cn, ".")
+	return len(labels) == 3 && labels[2] == cnSuffix
 }
 
 // NewClassifier returns a classifier for a trust domain and platform slug;
@@ -245,7 +304,9 @@ func (c Classifier) Classify(chain []*x509.Certificate) (Identity, error) {
 		if err != nil {
 			return Identity{}, err
 		}
-		id.Issuer = TenantIssuer(chain, id.TenantSlug)
+		if !id.Upstream {
+			id.Issuer = TenantIssuer(chain, id.TenantSlug)
+		}
 		return id, nil
 	case 1:
 		id, err := spiffeid.FromString(spiffeURIs[0])
@@ -260,6 +321,9 @@ func (c Classifier) Classify(chain []*x509.Certificate) (Identity, error) {
 
 // ClassifySPIFFEID returns the platform-class identity of a SPIFFE ID.
 func (c Classifier) ClassifySPIFFEID(id spiffeid.ID) (Identity, error) {
+	if IsUpstreamSPIFFEID(id) {
+		return c.classifyUpstreamSPIFFEID(id)
+	}
 	if id.TrustDomain() != c.TrustDomain {
 		return Identity{}, fmt.Errorf("SPIFFE ID %q, want trust domain %q: %w", id, c.TrustDomain, ErrTrustDomain)
 	}
@@ -278,6 +342,29 @@ func (c Classifier) ClassifySPIFFEID(id spiffeid.ID) (Identity, error) {
 		Class: ClassPlatform, ComponentType: t,
 		TenantSlug: segs[1], Partition: segs[2], ComponentID: segs[3],
 		SPIFFEID: id,
+	}, nil
+}
+
+// classifyUpstreamSPIFFEID maps /<type>/<partition>/<component> to the
+// configured tenant.
+func (c Classifier) classifyUpstreamSPIFFEID(id spiffeid.ID) (Identity, error) {
+	if c.Upstream == nil {
+		return Identity{}, fmt.Errorf("SPIFFE ID %q: %w: %w", id, ErrSPIFFEPath, ErrUpstreamFormat)
+	}
+	if id.TrustDomain() != c.Upstream.TrustDomain {
+		return Identity{}, fmt.Errorf("SPIFFE ID %q, want upstream trust domain %q: %w", id, c.Upstream.TrustDomain, ErrTrustDomain)
+	}
+	segs := strings.Split(strings.TrimPrefix(id.Path(), "/"), "/")
+	t, err := ParseComponentType(segs[0])
+	if err != nil {
+		return Identity{}, fmt.Errorf("SPIFFE ID %q: %w", id, err)
+	}
+	if err := checkParts(segs[2], segs[1], c.Upstream.TenantSlug); err != nil {
+		return Identity{}, fmt.Errorf("SPIFFE ID %q: %w", id, err)
+	}
+	return Identity{
+		Class: ClassPlatform, ComponentType: t, TenantSlug: c.Upstream.TenantSlug, Partition: segs[1], ComponentID: segs[2],
+		SPIFFEID: id, Upstream: true,
 	}, nil
 }
 
@@ -310,6 +397,9 @@ func (c Classifier) ClassifyCommonName(cn string) (Identity, error) {
 	if len(cn) > MaxCommonNameLength {
 		return Identity{}, fmt.Errorf("CN of %d characters: %w", len(cn), ErrCommonNameLength)
 	}
+	if IsUpstreamCommonName(cn) {
+		return c.classifyUpstreamCommonName(cn)
+	}
 	labels := strings.Split(cn, ".")
 	if len(labels) != 4 || labels[3] != cnSuffix {
 		return Identity{}, fmt.Errorf("CN %q: %w", cn, ErrCommonName)
@@ -322,4 +412,21 @@ func (c Classifier) ClassifyCommonName(cn string) (Identity, error) {
 		class = ClassPlatform
 	}
 	return Identity{Class: class, ComponentID: labels[0], Partition: labels[1], TenantSlug: labels[2]}, nil
+}
+
+// classifyUpstreamCommonName maps <component>.<partition>.serviceradar to
+// the configured tenant.
+func (c Classifier) classifyUpstreamCommonName(cn string) (Identity, error) {
+	if c.Upstream == nil {
+		return Identity{}, fmt.Errorf("CN %q: %w: %w", cn, ErrCommonName, ErrUpstreamFormat)
+	}
+	labels := strings.Split(cn, ".")
+	if err := checkParts(labels[0], labels[1], c.Upstream.TenantSlug); err != nil {
+		return Identity{}, fmt.Errorf("CN %q: %w", cn, err)
+	}
+	class := ClassEdge
+	if c.Upstream.TenantSlug == c.PlatformSlug {
+		class = ClassPlatform
+	}
+	return Identity{Class: class, ComponentID: labels[0], Partition: labels[1], TenantSlug: c.Upstream.TenantSlug, Upstream: true}, nil
 }

@@ -47,7 +47,7 @@ func TestUnownedTenantCAIsAdoptedOnlyByATenantNotYoungerThanIt(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			slug := "legacy"
 			// An older manager's CA: created by the Store, then stripped of its owner.
-			first, err := s.OwnTenantCA(ctx, slug, types.UID("former"), time.Now())
+			first, err := s.OwnTenantCA(ctx, slug, types.UID("former"), time.Now(), "")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -65,7 +65,7 @@ func TestUnownedTenantCAIsAdoptedOnlyByATenantNotYoungerThanIt(t *testing.T) {
 			})
 
 			owner := types.UID("tenant-" + tc.tenantAge.String())
-			got, err := s.OwnTenantCA(ctx, slug, owner, sec.CreationTimestamp.Add(tc.tenantAge))
+			got, err := s.OwnTenantCA(ctx, slug, owner, sec.CreationTimestamp.Add(tc.tenantAge), "")
 			if err != nil {
 				t.Fatal(err)
 			}

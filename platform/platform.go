@@ -199,7 +199,9 @@ func (s *Store) RootCA(ctx context.Context) (*ca.Authority, error) {
 
 // TenantCAOwnerAnnotation on a tenant CA Secret is the UID of the Tenant it
 // was created for: the CA of a deleted Tenant is never handed to a Tenant
-// created again with the same slug.
+// created again with the same slug. The manager records the same on the
+// Tenant, so that a Tenant restored from a backup (a new object, a new UID)
+// is recognised as the CA's owner.
 const TenantCAOwnerAnnotation = "integrations.serviceradar.io/tenant-uid"
 
 // ErrTenantCAMissing means a tenant has no CA (yet): only the Tenant's own
@@ -218,7 +220,13 @@ func TenantCASecretName(slug string) string { return TenantCASecretPrefix + slug
 // one was left behind by a Tenant deleted under that manager (which had no
 // finalizer to revoke it), and adopting it would keep that Tenant's edge
 // certificates trusted, so it is replaced too.
-func (s *Store) OwnTenantCA(ctx context.Context, slug string, owner types.UID, created time.Time) (*ca.Authority, error) {
+//
+// restoredFrom is the UID the Tenant itself records as its CA's owner
+// (TenantCAOwnerAnnotation on the Tenant, kept by backups): after a restore
+// the Tenant is a new object with a new UID, and a CA Secret recorded for
+// restoredFrom (and issued by the current root) is its own, adopted so that
+// the edge certificates issued before keep working.
+func (s *Store) OwnTenantCA(ctx context.Context, slug string, owner types.UID, created time.Time, restoredFrom types.UID) (*ca.Authority, error) {
 	if _, err := identity.TenantCACommonName(slug); err != nil {
 		return nil, err
 	}
@@ -235,6 +243,14 @@ func (s *Store) OwnTenantCA(ctx context.Context, slug string, owner types.UID, c
 	case sec.Annotations[TenantCAOwnerAnnotation] == string(owner) && s.issuedBy(sec, root):
 		if err := s.markForBackup(ctx, sec); err != nil {
 			return nil, err
+		}
+		return s.load(sec)
+	case restoredFrom != "" && restoredFrom != owner && sec.Annotations[TenantCAOwnerAnnotation] == string(restoredFrom) && s.issuedBy(sec, root):
+		patch := client.MergeFromWithOptions(sec.DeepCopy(), client.MergeFromWithOptimisticLock{})
+		metav1.SetMetaDataAnnotation(&sec.ObjectMeta, TenantCAOwnerAnnotation, string(owner))
+		metav1.SetMetaDataLabel(&sec.ObjectMeta, BackupLabel, "true")
+		if err := s.Client.Patch(ctx, sec, patch); err != nil {
+			return nil, fmt.Errorf("adopting Secret %s/%s for the restored tenant %s: %w", s.Namespace, name, owner, err)
 		}
 		return s.load(sec)
 	case sec.Annotations[TenantCAOwnerAnnotation] == string(owner):

@@ -339,12 +339,6 @@ func (s *Store) refuse(name string, err error) error {
 	return err
 }
 
-func (s *Store) clearRefusal(name string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.refusals, name)
-}
-
 // missing is the error for a missing Secret name: base, with the
 // bootstrap's refusal when it refused to mint it.
 func (s *Store) missing(base error, name string) error {

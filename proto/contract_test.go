@@ -42,13 +42,15 @@ var contract = map[string][]field{
 	"GatewayStatusRequest": {
 		"repeated services=1 monitoring.GatewayServiceStatus", "gateway_id=2 string", "agent_id=3 string",
 		"timestamp=4 int64", "partition=5 string", "source_ip=6 string", "kv_store_id=7 string",
-		"tenant_id=8 string", "tenant_slug=9 string",
+		"tenant_id=8 string", "tenant_slug=9 string", "config_source=10 string", "version=11 string",
+		"hostname=12 string", "os=13 string", "arch=14 string",
 	},
 	"GatewayStatusChunk": {
 		"repeated services=1 monitoring.GatewayServiceStatus", "gateway_id=2 string", "agent_id=3 string",
 		"timestamp=4 int64", "partition=5 string", "source_ip=6 string", "is_final=7 bool",
 		"chunk_index=8 int32", "total_chunks=9 int32", "kv_store_id=10 string", "tenant_id=11 string",
-		"tenant_slug=12 string",
+		"tenant_slug=12 string", "config_source=13 string", "version=14 string", "hostname=15 string",
+		"os=16 string", "arch=17 string",
 	},
 	"GatewayServiceStatus": {
 		"service_name=1 string", "available=2 bool", "message=3 bytes", "service_type=4 string",
@@ -57,15 +59,88 @@ var contract = map[string][]field{
 	},
 	"GatewayStatusResponse": {"received=1 bool"},
 	"ControlStreamRequest": {
-		"hello=1 monitoring.ControlStreamHello oneof:payload", "config_ack=5 monitoring.ConfigAck oneof:payload",
+		"hello=1 monitoring.ControlStreamHello oneof:payload", "command_ack=2 monitoring.CommandAck oneof:payload",
+		"command_progress=3 monitoring.CommandProgress oneof:payload",
+		"command_result=4 monitoring.CommandResult oneof:payload", "config_ack=5 monitoring.ConfigAck oneof:payload",
 	},
 	"ControlStreamHello": {
 		"agent_id=1 string", "partition=2 string", "repeated capabilities=3 string", "config_version=4 string",
 		"version=5 string", "hostname=6 string", "os=7 string", "arch=8 string",
 		"map labels=9 string:string", "config_source=10 string",
 	},
-	"ConfigAck":             {"config_version=1 string", "timestamp=2 int64"},
-	"ControlStreamResponse": {"config=2 monitoring.AgentConfigResponse oneof:payload"},
+	"ConfigAck": {"config_version=1 string", "timestamp=2 int64"},
+	"ControlStreamResponse": {
+		"command=1 monitoring.CommandRequest oneof:payload", "config=2 monitoring.AgentConfigResponse oneof:payload",
+	},
+	"CommandRequest": {
+		"command_id=1 string", "command_type=2 string", "payload_json=3 bytes", "ttl_seconds=4 int64",
+		"created_at=5 int64",
+	},
+	"CommandAck": {"command_id=1 string", "command_type=2 string", "timestamp=3 int64", "message=4 string"},
+	"CommandProgress": {
+		"command_id=1 string", "command_type=2 string", "progress_percent=3 int32", "message=4 string",
+		"timestamp=5 int64", "payload_json=6 bytes",
+	},
+	"CommandResult": {
+		"command_id=1 string", "command_type=2 string", "success=3 bool", "message=4 string",
+		"payload_json=5 bytes", "timestamp=6 int64",
+	},
+}
+
+// upstreamOnly marks a field of upstream's monitoring.proto whose message type
+// this file does not declare: the number must stay reserved here.
+const upstreamOnly = "upstream-only"
+
+// upstream is ServiceRadar's monitoring.proto (../shared/UPSTREAM.md) as
+// number -> cardinality and type, message by message. Every number listed here
+// must either carry exactly this type in our file or be reserved in it, so an
+// upstream client and this gateway never read one field as two types. Numbers
+// upstream reserves (the tenant fields) are free for us and are absent here.
+// AgentConfigResponse 10 is unused upstream today (it was a DuskConfig in
+// builds of 2026-01-19..24, never released as a sweep-capable agent) and is
+// our SweepConfig; it is deliberately absent.
+var upstream = map[string]map[protoreflect.FieldNumber]string{
+	"AgentHelloRequest": {
+		1: "string", 2: "string", 3: "repeated string", 4: "string", 5: "string", 6: "string", 7: "string",
+		8: "string", 9: "map string:string", 10: "string",
+	},
+	"AgentHelloResponse": {1: "bool", 2: "string", 3: "string", 4: "string", 5: "int64", 6: "int32", 7: "bool"},
+	"AgentConfigRequest": {1: "string", 2: "string"},
+	"AgentConfigResponse": {
+		1: "bool", 2: "string", 3: "int64", 4: "int32", 5: "int32", 6: upstreamOnly, 7: "bytes",
+		8: upstreamOnly, 9: upstreamOnly, 11: upstreamOnly,
+	},
+	"GatewayStatusRequest": {
+		1: "repeated monitoring.GatewayServiceStatus", 2: "string", 3: "string", 4: "int64", 5: "string",
+		6: "string", 7: "string", 10: "string", 11: "string", 12: "string", 13: "string", 14: "string",
+	},
+	"GatewayStatusChunk": {
+		1: "repeated monitoring.GatewayServiceStatus", 2: "string", 3: "string", 4: "int64", 5: "string",
+		6: "string", 7: "bool", 8: "int32", 9: "int32", 10: "string", 13: "string", 14: "string",
+		15: "string", 16: "string", 17: "string",
+	},
+	"GatewayServiceStatus": {
+		1: "string", 2: "bool", 3: "bytes", 4: "string", 5: "int64", 6: "string", 7: "string", 8: "string",
+		9: "string", 10: "string",
+	},
+	"GatewayStatusResponse": {1: "bool"},
+	"ControlStreamRequest": {
+		1: "monitoring.ControlStreamHello oneof:payload", 2: "monitoring.CommandAck oneof:payload",
+		3: "monitoring.CommandProgress oneof:payload", 4: "monitoring.CommandResult oneof:payload",
+		5: "monitoring.ConfigAck oneof:payload",
+	},
+	"ControlStreamHello": {
+		1: "string", 2: "string", 3: "repeated string", 4: "string", 5: "string", 6: "string", 7: "string",
+		8: "string", 9: "map string:string", 10: "string",
+	},
+	"ConfigAck": {1: "string", 2: "int64"},
+	"ControlStreamResponse": {
+		1: "monitoring.CommandRequest oneof:payload", 2: "monitoring.AgentConfigResponse oneof:payload",
+	},
+	"CommandRequest":  {1: "string", 2: "string", 3: "bytes", 4: "int64", 5: "int64"},
+	"CommandAck":      {1: "string", 2: "string", 3: "int64", 4: "string"},
+	"CommandProgress": {1: "string", 2: "string", 3: "int32", 4: "string", 5: "int64", 6: "bytes"},
+	"CommandResult":   {1: "string", 2: "string", 3: "bool", 4: "string", 5: "bytes", 6: "int64"},
 }
 
 // rpcs is the service of DESIGN.md section 6: "Name(Input) Output" with
@@ -87,6 +162,20 @@ func kindOf(fd protoreflect.FieldDescriptor) string {
 	default:
 		return fd.Kind().String()
 	}
+}
+
+// typeOf is describe without the field's name and number: cardinality, type
+// and oneof, the parts a peer's decoder depends on.
+func typeOf(fd protoreflect.FieldDescriptor) string {
+	d := string(describe(fd))
+	prefix := ""
+	for _, p := range []string{"map ", "repeated "} {
+		if strings.HasPrefix(d, p) {
+			prefix, d = p, strings.TrimPrefix(d, p)
+		}
+	}
+	_, rest, _ := strings.Cut(d, " ")
+	return prefix + rest
 }
 
 func describe(fd protoreflect.FieldDescriptor) field {
@@ -137,19 +226,31 @@ func TestWireContractMessages(t *testing.T) {
 	}
 }
 
-func TestWireContractReservedNumbers(t *testing.T) {
-	// Numbers that upstream uses for things this gateway does not carry must
-	// stay reserved so nobody reuses them with another meaning.
-	for msg, nums := range map[string][]protoreflect.FieldNumber{
-		"AgentConfigResponse":   {6},
-		"ControlStreamResponse": {1},
-	} {
-		md := pb.File_monitoring_proto.Messages().ByName(protoreflect.Name(msg))
-		for _, n := range nums {
-			if !md.ReservedRanges().Has(n) {
-				t.Errorf("%s: field number %d must stay reserved", msg, n)
+func TestWireContractSharedWithUpstream(t *testing.T) {
+	// Every number upstream uses keeps upstream's type here; numbers upstream
+	// uses for things this gateway does not carry stay reserved so nobody
+	// reuses them with another meaning.
+	for msg, nums := range upstream {
+		t.Run(msg, func(t *testing.T) {
+			md := pb.File_monitoring_proto.Messages().ByName(protoreflect.Name(msg))
+			if md == nil {
+				t.Fatalf("message %s, which upstream clients send or read, is missing", msg)
 			}
-		}
+			for n, want := range nums {
+				fd := md.Fields().ByNumber(n)
+				switch {
+				case want == upstreamOnly && fd != nil:
+					t.Errorf("%s: field %d is upstream's own type and must stay reserved, got %s", msg, n, describe(fd))
+				case want == upstreamOnly && !md.ReservedRanges().Has(n):
+					t.Errorf("%s: field number %d must stay reserved", msg, n)
+				case want == upstreamOnly:
+				case fd == nil:
+					t.Errorf("%s: field %d (%s upstream) is missing", msg, n, want)
+				case typeOf(fd) != want:
+					t.Errorf("%s: field %d is %s here but %s upstream", msg, n, typeOf(fd), want)
+				}
+			}
+		})
 	}
 }
 

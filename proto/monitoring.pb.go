@@ -316,9 +316,11 @@ type AgentConfigResponse struct {
 	HeartbeatIntervalSec  int32                  `protobuf:"varint,4,opt,name=heartbeat_interval_sec,json=heartbeatIntervalSec,proto3" json:"heartbeat_interval_sec,omitempty"`
 	ConfigPollIntervalSec int32                  `protobuf:"varint,5,opt,name=config_poll_interval_sec,json=configPollIntervalSec,proto3" json:"config_poll_interval_sec,omitempty"`
 	ConfigJson            []byte                 `protobuf:"bytes,7,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"`
-	Sweep                 *SweepConfig           `protobuf:"bytes,10,opt,name=sweep,proto3" json:"sweep,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// sweep is this gateway's typed sweep config. Upstream agents read the same
+	// work from config_json's "sweep" key instead.
+	Sweep         *SweepConfig `protobuf:"bytes,10,opt,name=sweep,proto3" json:"sweep,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AgentConfigResponse) Reset() {
@@ -532,16 +534,23 @@ func (x *DeviceTarget) GetHostname() string {
 
 // GatewayStatusRequest carries heartbeats and small status reports (PushStatus).
 type GatewayStatusRequest struct {
-	state         protoimpl.MessageState  `protogen:"open.v1"`
-	Services      []*GatewayServiceStatus `protobuf:"bytes,1,rep,name=services,proto3" json:"services,omitempty"`
-	GatewayId     string                  `protobuf:"bytes,2,opt,name=gateway_id,json=gatewayId,proto3" json:"gateway_id,omitempty"`
-	AgentId       string                  `protobuf:"bytes,3,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
-	Timestamp     int64                   `protobuf:"varint,4,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
-	Partition     string                  `protobuf:"bytes,5,opt,name=partition,proto3" json:"partition,omitempty"`
-	SourceIp      string                  `protobuf:"bytes,6,opt,name=source_ip,json=sourceIp,proto3" json:"source_ip,omitempty"`
-	KvStoreId     string                  `protobuf:"bytes,7,opt,name=kv_store_id,json=kvStoreId,proto3" json:"kv_store_id,omitempty"`
-	TenantId      string                  `protobuf:"bytes,8,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
-	TenantSlug    string                  `protobuf:"bytes,9,opt,name=tenant_slug,json=tenantSlug,proto3" json:"tenant_slug,omitempty"`
+	state      protoimpl.MessageState  `protogen:"open.v1"`
+	Services   []*GatewayServiceStatus `protobuf:"bytes,1,rep,name=services,proto3" json:"services,omitempty"`
+	GatewayId  string                  `protobuf:"bytes,2,opt,name=gateway_id,json=gatewayId,proto3" json:"gateway_id,omitempty"`
+	AgentId    string                  `protobuf:"bytes,3,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	Timestamp  int64                   `protobuf:"varint,4,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	Partition  string                  `protobuf:"bytes,5,opt,name=partition,proto3" json:"partition,omitempty"`
+	SourceIp   string                  `protobuf:"bytes,6,opt,name=source_ip,json=sourceIp,proto3" json:"source_ip,omitempty"`
+	KvStoreId  string                  `protobuf:"bytes,7,opt,name=kv_store_id,json=kvStoreId,proto3" json:"kv_store_id,omitempty"`
+	TenantId   string                  `protobuf:"bytes,8,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	TenantSlug string                  `protobuf:"bytes,9,opt,name=tenant_slug,json=tenantSlug,proto3" json:"tenant_slug,omitempty"`
+	// Upstream runtime fields (upstream GatewayStatusRequest 10-14): where the
+	// sender's config came from, and its version, hostname, OS and architecture.
+	ConfigSource  string `protobuf:"bytes,10,opt,name=config_source,json=configSource,proto3" json:"config_source,omitempty"`
+	Version       string `protobuf:"bytes,11,opt,name=version,proto3" json:"version,omitempty"`
+	Hostname      string `protobuf:"bytes,12,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	Os            string `protobuf:"bytes,13,opt,name=os,proto3" json:"os,omitempty"`
+	Arch          string `protobuf:"bytes,14,opt,name=arch,proto3" json:"arch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -639,21 +648,63 @@ func (x *GatewayStatusRequest) GetTenantSlug() string {
 	return ""
 }
 
+func (x *GatewayStatusRequest) GetConfigSource() string {
+	if x != nil {
+		return x.ConfigSource
+	}
+	return ""
+}
+
+func (x *GatewayStatusRequest) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *GatewayStatusRequest) GetHostname() string {
+	if x != nil {
+		return x.Hostname
+	}
+	return ""
+}
+
+func (x *GatewayStatusRequest) GetOs() string {
+	if x != nil {
+		return x.Os
+	}
+	return ""
+}
+
+func (x *GatewayStatusRequest) GetArch() string {
+	if x != nil {
+		return x.Arch
+	}
+	return ""
+}
+
 // GatewayStatusChunk is one chunk of a StreamStatus call.
 type GatewayStatusChunk struct {
-	state         protoimpl.MessageState  `protogen:"open.v1"`
-	Services      []*GatewayServiceStatus `protobuf:"bytes,1,rep,name=services,proto3" json:"services,omitempty"`
-	GatewayId     string                  `protobuf:"bytes,2,opt,name=gateway_id,json=gatewayId,proto3" json:"gateway_id,omitempty"`
-	AgentId       string                  `protobuf:"bytes,3,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
-	Timestamp     int64                   `protobuf:"varint,4,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
-	Partition     string                  `protobuf:"bytes,5,opt,name=partition,proto3" json:"partition,omitempty"`
-	SourceIp      string                  `protobuf:"bytes,6,opt,name=source_ip,json=sourceIp,proto3" json:"source_ip,omitempty"`
-	IsFinal       bool                    `protobuf:"varint,7,opt,name=is_final,json=isFinal,proto3" json:"is_final,omitempty"`
-	ChunkIndex    int32                   `protobuf:"varint,8,opt,name=chunk_index,json=chunkIndex,proto3" json:"chunk_index,omitempty"`
-	TotalChunks   int32                   `protobuf:"varint,9,opt,name=total_chunks,json=totalChunks,proto3" json:"total_chunks,omitempty"`
-	KvStoreId     string                  `protobuf:"bytes,10,opt,name=kv_store_id,json=kvStoreId,proto3" json:"kv_store_id,omitempty"`
-	TenantId      string                  `protobuf:"bytes,11,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
-	TenantSlug    string                  `protobuf:"bytes,12,opt,name=tenant_slug,json=tenantSlug,proto3" json:"tenant_slug,omitempty"`
+	state       protoimpl.MessageState  `protogen:"open.v1"`
+	Services    []*GatewayServiceStatus `protobuf:"bytes,1,rep,name=services,proto3" json:"services,omitempty"`
+	GatewayId   string                  `protobuf:"bytes,2,opt,name=gateway_id,json=gatewayId,proto3" json:"gateway_id,omitempty"`
+	AgentId     string                  `protobuf:"bytes,3,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	Timestamp   int64                   `protobuf:"varint,4,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	Partition   string                  `protobuf:"bytes,5,opt,name=partition,proto3" json:"partition,omitempty"`
+	SourceIp    string                  `protobuf:"bytes,6,opt,name=source_ip,json=sourceIp,proto3" json:"source_ip,omitempty"`
+	IsFinal     bool                    `protobuf:"varint,7,opt,name=is_final,json=isFinal,proto3" json:"is_final,omitempty"`
+	ChunkIndex  int32                   `protobuf:"varint,8,opt,name=chunk_index,json=chunkIndex,proto3" json:"chunk_index,omitempty"`
+	TotalChunks int32                   `protobuf:"varint,9,opt,name=total_chunks,json=totalChunks,proto3" json:"total_chunks,omitempty"`
+	KvStoreId   string                  `protobuf:"bytes,10,opt,name=kv_store_id,json=kvStoreId,proto3" json:"kv_store_id,omitempty"`
+	TenantId    string                  `protobuf:"bytes,11,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	TenantSlug  string                  `protobuf:"bytes,12,opt,name=tenant_slug,json=tenantSlug,proto3" json:"tenant_slug,omitempty"`
+	// Upstream runtime fields (upstream GatewayStatusChunk 13-17), as in
+	// GatewayStatusRequest 10-14.
+	ConfigSource  string `protobuf:"bytes,13,opt,name=config_source,json=configSource,proto3" json:"config_source,omitempty"`
+	Version       string `protobuf:"bytes,14,opt,name=version,proto3" json:"version,omitempty"`
+	Hostname      string `protobuf:"bytes,15,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	Os            string `protobuf:"bytes,16,opt,name=os,proto3" json:"os,omitempty"`
+	Arch          string `protobuf:"bytes,17,opt,name=arch,proto3" json:"arch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -768,6 +819,41 @@ func (x *GatewayStatusChunk) GetTenantId() string {
 func (x *GatewayStatusChunk) GetTenantSlug() string {
 	if x != nil {
 		return x.TenantSlug
+	}
+	return ""
+}
+
+func (x *GatewayStatusChunk) GetConfigSource() string {
+	if x != nil {
+		return x.ConfigSource
+	}
+	return ""
+}
+
+func (x *GatewayStatusChunk) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *GatewayStatusChunk) GetHostname() string {
+	if x != nil {
+		return x.Hostname
+	}
+	return ""
+}
+
+func (x *GatewayStatusChunk) GetOs() string {
+	if x != nil {
+		return x.Os
+	}
+	return ""
+}
+
+func (x *GatewayStatusChunk) GetArch() string {
+	if x != nil {
+		return x.Arch
 	}
 	return ""
 }
@@ -957,6 +1043,9 @@ type ControlStreamRequest struct {
 	// Types that are valid to be assigned to Payload:
 	//
 	//	*ControlStreamRequest_Hello
+	//	*ControlStreamRequest_CommandAck
+	//	*ControlStreamRequest_CommandProgress
+	//	*ControlStreamRequest_CommandResult
 	//	*ControlStreamRequest_ConfigAck
 	Payload       isControlStreamRequest_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
@@ -1009,6 +1098,33 @@ func (x *ControlStreamRequest) GetHello() *ControlStreamHello {
 	return nil
 }
 
+func (x *ControlStreamRequest) GetCommandAck() *CommandAck {
+	if x != nil {
+		if x, ok := x.Payload.(*ControlStreamRequest_CommandAck); ok {
+			return x.CommandAck
+		}
+	}
+	return nil
+}
+
+func (x *ControlStreamRequest) GetCommandProgress() *CommandProgress {
+	if x != nil {
+		if x, ok := x.Payload.(*ControlStreamRequest_CommandProgress); ok {
+			return x.CommandProgress
+		}
+	}
+	return nil
+}
+
+func (x *ControlStreamRequest) GetCommandResult() *CommandResult {
+	if x != nil {
+		if x, ok := x.Payload.(*ControlStreamRequest_CommandResult); ok {
+			return x.CommandResult
+		}
+	}
+	return nil
+}
+
 func (x *ControlStreamRequest) GetConfigAck() *ConfigAck {
 	if x != nil {
 		if x, ok := x.Payload.(*ControlStreamRequest_ConfigAck); ok {
@@ -1026,11 +1142,29 @@ type ControlStreamRequest_Hello struct {
 	Hello *ControlStreamHello `protobuf:"bytes,1,opt,name=hello,proto3,oneof"`
 }
 
+type ControlStreamRequest_CommandAck struct {
+	CommandAck *CommandAck `protobuf:"bytes,2,opt,name=command_ack,json=commandAck,proto3,oneof"`
+}
+
+type ControlStreamRequest_CommandProgress struct {
+	CommandProgress *CommandProgress `protobuf:"bytes,3,opt,name=command_progress,json=commandProgress,proto3,oneof"`
+}
+
+type ControlStreamRequest_CommandResult struct {
+	CommandResult *CommandResult `protobuf:"bytes,4,opt,name=command_result,json=commandResult,proto3,oneof"`
+}
+
 type ControlStreamRequest_ConfigAck struct {
 	ConfigAck *ConfigAck `protobuf:"bytes,5,opt,name=config_ack,json=configAck,proto3,oneof"`
 }
 
 func (*ControlStreamRequest_Hello) isControlStreamRequest_Payload() {}
+
+func (*ControlStreamRequest_CommandAck) isControlStreamRequest_Payload() {}
+
+func (*ControlStreamRequest_CommandProgress) isControlStreamRequest_Payload() {}
+
+func (*ControlStreamRequest_CommandResult) isControlStreamRequest_Payload() {}
 
 func (*ControlStreamRequest_ConfigAck) isControlStreamRequest_Payload() {}
 
@@ -1209,6 +1343,7 @@ type ControlStreamResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Payload:
 	//
+	//	*ControlStreamResponse_Command
 	//	*ControlStreamResponse_Config
 	Payload       isControlStreamResponse_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
@@ -1252,6 +1387,15 @@ func (x *ControlStreamResponse) GetPayload() isControlStreamResponse_Payload {
 	return nil
 }
 
+func (x *ControlStreamResponse) GetCommand() *CommandRequest {
+	if x != nil {
+		if x, ok := x.Payload.(*ControlStreamResponse_Command); ok {
+			return x.Command
+		}
+	}
+	return nil
+}
+
 func (x *ControlStreamResponse) GetConfig() *AgentConfigResponse {
 	if x != nil {
 		if x, ok := x.Payload.(*ControlStreamResponse_Config); ok {
@@ -1265,11 +1409,343 @@ type isControlStreamResponse_Payload interface {
 	isControlStreamResponse_Payload()
 }
 
+type ControlStreamResponse_Command struct {
+	Command *CommandRequest `protobuf:"bytes,1,opt,name=command,proto3,oneof"`
+}
+
 type ControlStreamResponse_Config struct {
 	Config *AgentConfigResponse `protobuf:"bytes,2,opt,name=config,proto3,oneof"`
 }
 
+func (*ControlStreamResponse_Command) isControlStreamResponse_Payload() {}
+
 func (*ControlStreamResponse_Config) isControlStreamResponse_Payload() {}
+
+// CommandRequest asks the caller of a ControlStream to perform an action
+// (for example "sync.run_now"). The caller answers with a CommandAck when it
+// accepts the command and a CommandResult when it has finished.
+type CommandRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// command_id identifies the command (a UUID); acks and results echo it.
+	CommandId string `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	// command_type names the action, "<component>.<verb>".
+	CommandType string `protobuf:"bytes,2,opt,name=command_type,json=commandType,proto3" json:"command_type,omitempty"`
+	// payload_json is the action's JSON arguments, if any.
+	PayloadJson []byte `protobuf:"bytes,3,opt,name=payload_json,json=payloadJson,proto3" json:"payload_json,omitempty"`
+	// ttl_seconds is how long the command stays valid after created_at; 0 is no limit.
+	TtlSeconds int64 `protobuf:"varint,4,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	// created_at is when the gateway issued the command (unix seconds).
+	CreatedAt     int64 `protobuf:"varint,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommandRequest) Reset() {
+	*x = CommandRequest{}
+	mi := &file_monitoring_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommandRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommandRequest) ProtoMessage() {}
+
+func (x *CommandRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_monitoring_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommandRequest.ProtoReflect.Descriptor instead.
+func (*CommandRequest) Descriptor() ([]byte, []int) {
+	return file_monitoring_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *CommandRequest) GetCommandId() string {
+	if x != nil {
+		return x.CommandId
+	}
+	return ""
+}
+
+func (x *CommandRequest) GetCommandType() string {
+	if x != nil {
+		return x.CommandType
+	}
+	return ""
+}
+
+func (x *CommandRequest) GetPayloadJson() []byte {
+	if x != nil {
+		return x.PayloadJson
+	}
+	return nil
+}
+
+func (x *CommandRequest) GetTtlSeconds() int64 {
+	if x != nil {
+		return x.TtlSeconds
+	}
+	return 0
+}
+
+func (x *CommandRequest) GetCreatedAt() int64 {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return 0
+}
+
+// CommandAck acknowledges that a CommandRequest was received.
+type CommandAck struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	CommandId   string                 `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	CommandType string                 `protobuf:"bytes,2,opt,name=command_type,json=commandType,proto3" json:"command_type,omitempty"`
+	// timestamp is when the caller acknowledged (unix seconds).
+	Timestamp     int64  `protobuf:"varint,3,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	Message       string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommandAck) Reset() {
+	*x = CommandAck{}
+	mi := &file_monitoring_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommandAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommandAck) ProtoMessage() {}
+
+func (x *CommandAck) ProtoReflect() protoreflect.Message {
+	mi := &file_monitoring_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommandAck.ProtoReflect.Descriptor instead.
+func (*CommandAck) Descriptor() ([]byte, []int) {
+	return file_monitoring_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *CommandAck) GetCommandId() string {
+	if x != nil {
+		return x.CommandId
+	}
+	return ""
+}
+
+func (x *CommandAck) GetCommandType() string {
+	if x != nil {
+		return x.CommandType
+	}
+	return ""
+}
+
+func (x *CommandAck) GetTimestamp() int64 {
+	if x != nil {
+		return x.Timestamp
+	}
+	return 0
+}
+
+func (x *CommandAck) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// CommandProgress reports the progress of a running command.
+type CommandProgress struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	CommandId       string                 `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	CommandType     string                 `protobuf:"bytes,2,opt,name=command_type,json=commandType,proto3" json:"command_type,omitempty"`
+	ProgressPercent int32                  `protobuf:"varint,3,opt,name=progress_percent,json=progressPercent,proto3" json:"progress_percent,omitempty"`
+	Message         string                 `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	// timestamp is when the progress was reported (unix seconds).
+	Timestamp     int64  `protobuf:"varint,5,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	PayloadJson   []byte `protobuf:"bytes,6,opt,name=payload_json,json=payloadJson,proto3" json:"payload_json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommandProgress) Reset() {
+	*x = CommandProgress{}
+	mi := &file_monitoring_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommandProgress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommandProgress) ProtoMessage() {}
+
+func (x *CommandProgress) ProtoReflect() protoreflect.Message {
+	mi := &file_monitoring_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommandProgress.ProtoReflect.Descriptor instead.
+func (*CommandProgress) Descriptor() ([]byte, []int) {
+	return file_monitoring_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *CommandProgress) GetCommandId() string {
+	if x != nil {
+		return x.CommandId
+	}
+	return ""
+}
+
+func (x *CommandProgress) GetCommandType() string {
+	if x != nil {
+		return x.CommandType
+	}
+	return ""
+}
+
+func (x *CommandProgress) GetProgressPercent() int32 {
+	if x != nil {
+		return x.ProgressPercent
+	}
+	return 0
+}
+
+func (x *CommandProgress) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *CommandProgress) GetTimestamp() int64 {
+	if x != nil {
+		return x.Timestamp
+	}
+	return 0
+}
+
+func (x *CommandProgress) GetPayloadJson() []byte {
+	if x != nil {
+		return x.PayloadJson
+	}
+	return nil
+}
+
+// CommandResult is the outcome of a command.
+type CommandResult struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	CommandId   string                 `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	CommandType string                 `protobuf:"bytes,2,opt,name=command_type,json=commandType,proto3" json:"command_type,omitempty"`
+	Success     bool                   `protobuf:"varint,3,opt,name=success,proto3" json:"success,omitempty"`
+	Message     string                 `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	PayloadJson []byte                 `protobuf:"bytes,5,opt,name=payload_json,json=payloadJson,proto3" json:"payload_json,omitempty"`
+	// timestamp is when the command finished (unix seconds).
+	Timestamp     int64 `protobuf:"varint,6,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommandResult) Reset() {
+	*x = CommandResult{}
+	mi := &file_monitoring_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommandResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommandResult) ProtoMessage() {}
+
+func (x *CommandResult) ProtoReflect() protoreflect.Message {
+	mi := &file_monitoring_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommandResult.ProtoReflect.Descriptor instead.
+func (*CommandResult) Descriptor() ([]byte, []int) {
+	return file_monitoring_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *CommandResult) GetCommandId() string {
+	if x != nil {
+		return x.CommandId
+	}
+	return ""
+}
+
+func (x *CommandResult) GetCommandType() string {
+	if x != nil {
+		return x.CommandType
+	}
+	return ""
+}
+
+func (x *CommandResult) GetSuccess() bool {
+	if x != nil {
+		return x.Success
+	}
+	return false
+}
+
+func (x *CommandResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *CommandResult) GetPayloadJson() []byte {
+	if x != nil {
+		return x.PayloadJson
+	}
+	return nil
+}
+
+func (x *CommandResult) GetTimestamp() int64 {
+	if x != nil {
+		return x.Timestamp
+	}
+	return 0
+}
 
 var File_monitoring_proto protoreflect.FileDescriptor
 
@@ -1307,7 +1783,7 @@ const file_monitoring_proto_rawDesc = "" +
 	"tenantSlug\"V\n" +
 	"\x12AgentConfigRequest\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12%\n" +
-	"\x0econfig_version\x18\x02 \x01(\tR\rconfigVersion\"\xd7\x02\n" +
+	"\x0econfig_version\x18\x02 \x01(\tR\rconfigVersion\"\xe9\x02\n" +
 	"\x13AgentConfigResponse\x12!\n" +
 	"\fnot_modified\x18\x01 \x01(\bR\vnotModified\x12%\n" +
 	"\x0econfig_version\x18\x02 \x01(\tR\rconfigVersion\x12)\n" +
@@ -1317,7 +1793,8 @@ const file_monitoring_proto_rawDesc = "" +
 	"\vconfig_json\x18\a \x01(\fR\n" +
 	"configJson\x12-\n" +
 	"\x05sweep\x18\n" +
-	" \x01(\v2\x17.monitoring.SweepConfigR\x05sweepJ\x04\b\x06\x10\aR\x06checks\"\xb9\x01\n" +
+	" \x01(\v2\x17.monitoring.SweepConfigR\x05sweepJ\x04\b\x06\x10\aJ\x04\b\b\x10\tJ\x04\b\t\x10\n" +
+	"J\x04\b\v\x10\fR\x06checks\"\xb9\x01\n" +
 	"\vSweepConfig\x12\x1a\n" +
 	"\bnetworks\x18\x01 \x03(\tR\bnetworks\x12?\n" +
 	"\x0edevice_targets\x18\x02 \x03(\v2\x18.monitoring.DeviceTargetR\rdeviceTargets\x12\x1f\n" +
@@ -1327,7 +1804,7 @@ const file_monitoring_proto_rawDesc = "" +
 	"\fDeviceTarget\x12\x0e\n" +
 	"\x02ip\x18\x01 \x01(\tR\x02ip\x12\x14\n" +
 	"\x05ports\x18\x02 \x03(\x05R\x05ports\x12\x1a\n" +
-	"\bhostname\x18\x03 \x01(\tR\bhostname\"\xc5\x02\n" +
+	"\bhostname\x18\x03 \x01(\tR\bhostname\"\xc4\x03\n" +
 	"\x14GatewayStatusRequest\x12<\n" +
 	"\bservices\x18\x01 \x03(\v2 .monitoring.GatewayServiceStatusR\bservices\x12\x1d\n" +
 	"\n" +
@@ -1339,7 +1816,13 @@ const file_monitoring_proto_rawDesc = "" +
 	"\vkv_store_id\x18\a \x01(\tR\tkvStoreId\x12\x1b\n" +
 	"\ttenant_id\x18\b \x01(\tR\btenantId\x12\x1f\n" +
 	"\vtenant_slug\x18\t \x01(\tR\n" +
-	"tenantSlug\"\xa2\x03\n" +
+	"tenantSlug\x12#\n" +
+	"\rconfig_source\x18\n" +
+	" \x01(\tR\fconfigSource\x12\x18\n" +
+	"\aversion\x18\v \x01(\tR\aversion\x12\x1a\n" +
+	"\bhostname\x18\f \x01(\tR\bhostname\x12\x0e\n" +
+	"\x02os\x18\r \x01(\tR\x02os\x12\x12\n" +
+	"\x04arch\x18\x0e \x01(\tR\x04arch\"\xa1\x04\n" +
 	"\x12GatewayStatusChunk\x12<\n" +
 	"\bservices\x18\x01 \x03(\v2 .monitoring.GatewayServiceStatusR\bservices\x12\x1d\n" +
 	"\n" +
@@ -1356,7 +1839,12 @@ const file_monitoring_proto_rawDesc = "" +
 	" \x01(\tR\tkvStoreId\x12\x1b\n" +
 	"\ttenant_id\x18\v \x01(\tR\btenantId\x12\x1f\n" +
 	"\vtenant_slug\x18\f \x01(\tR\n" +
-	"tenantSlug\"\x87\x03\n" +
+	"tenantSlug\x12#\n" +
+	"\rconfig_source\x18\r \x01(\tR\fconfigSource\x12\x18\n" +
+	"\aversion\x18\x0e \x01(\tR\aversion\x12\x1a\n" +
+	"\bhostname\x18\x0f \x01(\tR\bhostname\x12\x0e\n" +
+	"\x02os\x18\x10 \x01(\tR\x02os\x12\x12\n" +
+	"\x04arch\x18\x11 \x01(\tR\x04arch\"\x87\x03\n" +
 	"\x14GatewayServiceStatus\x12!\n" +
 	"\fservice_name\x18\x01 \x01(\tR\vserviceName\x12\x1c\n" +
 	"\tavailable\x18\x02 \x01(\bR\tavailable\x12\x18\n" +
@@ -1374,12 +1862,16 @@ const file_monitoring_proto_rawDesc = "" +
 	"\vtenant_slug\x18\f \x01(\tR\n" +
 	"tenantSlug\"3\n" +
 	"\x15GatewayStatusResponse\x12\x1a\n" +
-	"\breceived\x18\x01 \x01(\bR\breceived\"\x97\x01\n" +
+	"\breceived\x18\x01 \x01(\bR\breceived\"\xda\x02\n" +
 	"\x14ControlStreamRequest\x126\n" +
-	"\x05hello\x18\x01 \x01(\v2\x1e.monitoring.ControlStreamHelloH\x00R\x05hello\x126\n" +
+	"\x05hello\x18\x01 \x01(\v2\x1e.monitoring.ControlStreamHelloH\x00R\x05hello\x129\n" +
+	"\vcommand_ack\x18\x02 \x01(\v2\x16.monitoring.CommandAckH\x00R\n" +
+	"commandAck\x12H\n" +
+	"\x10command_progress\x18\x03 \x01(\v2\x1b.monitoring.CommandProgressH\x00R\x0fcommandProgress\x12B\n" +
+	"\x0ecommand_result\x18\x04 \x01(\v2\x19.monitoring.CommandResultH\x00R\rcommandResult\x126\n" +
 	"\n" +
 	"config_ack\x18\x05 \x01(\v2\x15.monitoring.ConfigAckH\x00R\tconfigAckB\t\n" +
-	"\apayloadJ\x04\b\x02\x10\x05\"\x96\x03\n" +
+	"\apayload\"\x96\x03\n" +
 	"\x12ControlStreamHello\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\tR\tpartition\x12\"\n" +
@@ -1397,10 +1889,43 @@ const file_monitoring_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"P\n" +
 	"\tConfigAck\x12%\n" +
 	"\x0econfig_version\x18\x01 \x01(\tR\rconfigVersion\x12\x1c\n" +
-	"\ttimestamp\x18\x02 \x01(\x03R\ttimestamp\"c\n" +
-	"\x15ControlStreamResponse\x129\n" +
+	"\ttimestamp\x18\x02 \x01(\x03R\ttimestamp\"\x95\x01\n" +
+	"\x15ControlStreamResponse\x126\n" +
+	"\acommand\x18\x01 \x01(\v2\x1a.monitoring.CommandRequestH\x00R\acommand\x129\n" +
 	"\x06config\x18\x02 \x01(\v2\x1f.monitoring.AgentConfigResponseH\x00R\x06configB\t\n" +
-	"\apayloadJ\x04\b\x01\x10\x022\xad\x03\n" +
+	"\apayload\"\xb5\x01\n" +
+	"\x0eCommandRequest\x12\x1d\n" +
+	"\n" +
+	"command_id\x18\x01 \x01(\tR\tcommandId\x12!\n" +
+	"\fcommand_type\x18\x02 \x01(\tR\vcommandType\x12!\n" +
+	"\fpayload_json\x18\x03 \x01(\fR\vpayloadJson\x12\x1f\n" +
+	"\vttl_seconds\x18\x04 \x01(\x03R\n" +
+	"ttlSeconds\x12\x1d\n" +
+	"\n" +
+	"created_at\x18\x05 \x01(\x03R\tcreatedAt\"\x86\x01\n" +
+	"\n" +
+	"CommandAck\x12\x1d\n" +
+	"\n" +
+	"command_id\x18\x01 \x01(\tR\tcommandId\x12!\n" +
+	"\fcommand_type\x18\x02 \x01(\tR\vcommandType\x12\x1c\n" +
+	"\ttimestamp\x18\x03 \x01(\x03R\ttimestamp\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\"\xd9\x01\n" +
+	"\x0fCommandProgress\x12\x1d\n" +
+	"\n" +
+	"command_id\x18\x01 \x01(\tR\tcommandId\x12!\n" +
+	"\fcommand_type\x18\x02 \x01(\tR\vcommandType\x12)\n" +
+	"\x10progress_percent\x18\x03 \x01(\x05R\x0fprogressPercent\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\x12\x1c\n" +
+	"\ttimestamp\x18\x05 \x01(\x03R\ttimestamp\x12!\n" +
+	"\fpayload_json\x18\x06 \x01(\fR\vpayloadJson\"\xc6\x01\n" +
+	"\rCommandResult\x12\x1d\n" +
+	"\n" +
+	"command_id\x18\x01 \x01(\tR\tcommandId\x12!\n" +
+	"\fcommand_type\x18\x02 \x01(\tR\vcommandType\x12\x18\n" +
+	"\asuccess\x18\x03 \x01(\bR\asuccess\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\x12!\n" +
+	"\fpayload_json\x18\x05 \x01(\fR\vpayloadJson\x12\x1c\n" +
+	"\ttimestamp\x18\x06 \x01(\x03R\ttimestamp2\xad\x03\n" +
 	"\x13AgentGatewayService\x12F\n" +
 	"\x05Hello\x12\x1d.monitoring.AgentHelloRequest\x1a\x1e.monitoring.AgentHelloResponse\x12L\n" +
 	"\tGetConfig\x12\x1e.monitoring.AgentConfigRequest\x1a\x1f.monitoring.AgentConfigResponse\x12Q\n" +
@@ -1421,7 +1946,7 @@ func file_monitoring_proto_rawDescGZIP() []byte {
 	return file_monitoring_proto_rawDescData
 }
 
-var file_monitoring_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_monitoring_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_monitoring_proto_goTypes = []any{
 	(*AgentHelloRequest)(nil),     // 0: monitoring.AgentHelloRequest
 	(*AgentHelloResponse)(nil),    // 1: monitoring.AgentHelloResponse
@@ -1437,34 +1962,42 @@ var file_monitoring_proto_goTypes = []any{
 	(*ControlStreamHello)(nil),    // 11: monitoring.ControlStreamHello
 	(*ConfigAck)(nil),             // 12: monitoring.ConfigAck
 	(*ControlStreamResponse)(nil), // 13: monitoring.ControlStreamResponse
-	nil,                           // 14: monitoring.AgentHelloRequest.LabelsEntry
-	nil,                           // 15: monitoring.ControlStreamHello.LabelsEntry
+	(*CommandRequest)(nil),        // 14: monitoring.CommandRequest
+	(*CommandAck)(nil),            // 15: monitoring.CommandAck
+	(*CommandProgress)(nil),       // 16: monitoring.CommandProgress
+	(*CommandResult)(nil),         // 17: monitoring.CommandResult
+	nil,                           // 18: monitoring.AgentHelloRequest.LabelsEntry
+	nil,                           // 19: monitoring.ControlStreamHello.LabelsEntry
 }
 var file_monitoring_proto_depIdxs = []int32{
-	14, // 0: monitoring.AgentHelloRequest.labels:type_name -> monitoring.AgentHelloRequest.LabelsEntry
+	18, // 0: monitoring.AgentHelloRequest.labels:type_name -> monitoring.AgentHelloRequest.LabelsEntry
 	4,  // 1: monitoring.AgentConfigResponse.sweep:type_name -> monitoring.SweepConfig
 	5,  // 2: monitoring.SweepConfig.device_targets:type_name -> monitoring.DeviceTarget
 	8,  // 3: monitoring.GatewayStatusRequest.services:type_name -> monitoring.GatewayServiceStatus
 	8,  // 4: monitoring.GatewayStatusChunk.services:type_name -> monitoring.GatewayServiceStatus
 	11, // 5: monitoring.ControlStreamRequest.hello:type_name -> monitoring.ControlStreamHello
-	12, // 6: monitoring.ControlStreamRequest.config_ack:type_name -> monitoring.ConfigAck
-	15, // 7: monitoring.ControlStreamHello.labels:type_name -> monitoring.ControlStreamHello.LabelsEntry
-	3,  // 8: monitoring.ControlStreamResponse.config:type_name -> monitoring.AgentConfigResponse
-	0,  // 9: monitoring.AgentGatewayService.Hello:input_type -> monitoring.AgentHelloRequest
-	2,  // 10: monitoring.AgentGatewayService.GetConfig:input_type -> monitoring.AgentConfigRequest
-	6,  // 11: monitoring.AgentGatewayService.PushStatus:input_type -> monitoring.GatewayStatusRequest
-	7,  // 12: monitoring.AgentGatewayService.StreamStatus:input_type -> monitoring.GatewayStatusChunk
-	10, // 13: monitoring.AgentGatewayService.ControlStream:input_type -> monitoring.ControlStreamRequest
-	1,  // 14: monitoring.AgentGatewayService.Hello:output_type -> monitoring.AgentHelloResponse
-	3,  // 15: monitoring.AgentGatewayService.GetConfig:output_type -> monitoring.AgentConfigResponse
-	9,  // 16: monitoring.AgentGatewayService.PushStatus:output_type -> monitoring.GatewayStatusResponse
-	9,  // 17: monitoring.AgentGatewayService.StreamStatus:output_type -> monitoring.GatewayStatusResponse
-	13, // 18: monitoring.AgentGatewayService.ControlStream:output_type -> monitoring.ControlStreamResponse
-	14, // [14:19] is the sub-list for method output_type
-	9,  // [9:14] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	15, // 6: monitoring.ControlStreamRequest.command_ack:type_name -> monitoring.CommandAck
+	16, // 7: monitoring.ControlStreamRequest.command_progress:type_name -> monitoring.CommandProgress
+	17, // 8: monitoring.ControlStreamRequest.command_result:type_name -> monitoring.CommandResult
+	12, // 9: monitoring.ControlStreamRequest.config_ack:type_name -> monitoring.ConfigAck
+	19, // 10: monitoring.ControlStreamHello.labels:type_name -> monitoring.ControlStreamHello.LabelsEntry
+	14, // 11: monitoring.ControlStreamResponse.command:type_name -> monitoring.CommandRequest
+	3,  // 12: monitoring.ControlStreamResponse.config:type_name -> monitoring.AgentConfigResponse
+	0,  // 13: monitoring.AgentGatewayService.Hello:input_type -> monitoring.AgentHelloRequest
+	2,  // 14: monitoring.AgentGatewayService.GetConfig:input_type -> monitoring.AgentConfigRequest
+	6,  // 15: monitoring.AgentGatewayService.PushStatus:input_type -> monitoring.GatewayStatusRequest
+	7,  // 16: monitoring.AgentGatewayService.StreamStatus:input_type -> monitoring.GatewayStatusChunk
+	10, // 17: monitoring.AgentGatewayService.ControlStream:input_type -> monitoring.ControlStreamRequest
+	1,  // 18: monitoring.AgentGatewayService.Hello:output_type -> monitoring.AgentHelloResponse
+	3,  // 19: monitoring.AgentGatewayService.GetConfig:output_type -> monitoring.AgentConfigResponse
+	9,  // 20: monitoring.AgentGatewayService.PushStatus:output_type -> monitoring.GatewayStatusResponse
+	9,  // 21: monitoring.AgentGatewayService.StreamStatus:output_type -> monitoring.GatewayStatusResponse
+	13, // 22: monitoring.AgentGatewayService.ControlStream:output_type -> monitoring.ControlStreamResponse
+	18, // [18:23] is the sub-list for method output_type
+	13, // [13:18] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_monitoring_proto_init() }
@@ -1474,9 +2007,13 @@ func file_monitoring_proto_init() {
 	}
 	file_monitoring_proto_msgTypes[10].OneofWrappers = []any{
 		(*ControlStreamRequest_Hello)(nil),
+		(*ControlStreamRequest_CommandAck)(nil),
+		(*ControlStreamRequest_CommandProgress)(nil),
+		(*ControlStreamRequest_CommandResult)(nil),
 		(*ControlStreamRequest_ConfigAck)(nil),
 	}
 	file_monitoring_proto_msgTypes[13].OneofWrappers = []any{
+		(*ControlStreamResponse_Command)(nil),
 		(*ControlStreamResponse_Config)(nil),
 	}
 	type x struct{}
@@ -1485,7 +2022,7 @@ func file_monitoring_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_monitoring_proto_rawDesc), len(file_monitoring_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -191,6 +191,9 @@ func TestInvalidObjectsAreRefusedNamingTheField(t *testing.T) {
 		{"missing sync service reference", set(validFaker, "spec: {syncServiceRef: null}"), "spec.syncServiceRef", "Required"},
 		{"bad secret name", set(validArmis, "spec: {credentialsSecretRef: {name: Bad_Name}}"), "spec.credentialsSecretRef.name", "should match"},
 		{"query without label", set(validArmis, "spec: {queries: [{query: 'in:devices'}]}"), "spec.queries[0].label", "Required"},
+		{"netbox settings on armis", set(validArmis, "spec: {netbox: {excludeVirtualMachines: true}}"), "spec.netbox", "only allowed when type is netbox"},
+		{"unknown netbox availability", set(validArmis, "spec: {type: netbox, netbox: {statusAvailability: {active: Perhaps}}}"), "spec.netbox.statusAvailability.active", "Unsupported value"},
+		{"netbox status that is no status value", set(validArmis, "spec: {type: netbox, netbox: {statusAvailability: {'Active Now': Available}}}"), "spec.netbox.statusAvailability", "keys must be NetBox status values"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"time"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -157,12 +159,114 @@ type FakerSpec struct {
 	// +optional
 	// +kubebuilder:default=1
 	Seed int64 `json:"seed,omitempty"`
+
+	// Overlap makes a share of the devices ones that another generator
+	// given the same overlap seed reports too (another Faker source, the
+	// Armis and NetBox emulators under test/): such a device has the same
+	// MAC, IPv4, IPv6 address and hostname in each, as one device that two
+	// inventories know. Absent means no overlap.
+	//
+	// +optional
+	Overlap *FakerOverlap `json:"overlap,omitempty"`
+}
+
+// FakerOverlap selects the devices a Faker source shares with other
+// generators.
+type FakerOverlap struct {
+	// Seed selects the shared devices' identities; generators overlap only
+	// when they use the same seed.
+	//
+	// +required
+	Seed int64 `json:"seed"`
+
+	// Percent is the share of devices, 0 to 100, that are shared: device
+	// ordinals whose last two decimal digits are below it (within the
+	// first 131,070 devices).
+	//
+	// +required
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	Percent int32 `json:"percent"`
+}
+
+// NetBoxAvailability is what a NetBox status says about a device's
+// availability: Available, Unavailable, Unknown (the device is reported
+// without an availability, so the one known stays; a new device counts as
+// available) or Retract (the device is not reported, so a full pass
+// retracts it).
+//
+// +kubebuilder:validation:Enum=Available;Unavailable;Unknown;Retract
+type NetBoxAvailability string
+
+// NetBox availabilities.
+const (
+	// NetBoxAvailable reports the device available.
+	NetBoxAvailable NetBoxAvailability = "Available"
+	// NetBoxUnavailable reports the device unavailable.
+	NetBoxUnavailable NetBoxAvailability = "Unavailable"
+	// NetBoxUnknown reports the device without an availability.
+	NetBoxUnknown NetBoxAvailability = "Unknown"
+	// NetBoxRetract leaves the device out, so a full pass retracts it.
+	NetBoxRetract NetBoxAvailability = "Retract"
+)
+
+// NetBoxSpec holds the settings only netbox sources have.
+type NetBoxSpec struct {
+	// ExcludeVirtualMachines leaves NetBox's virtual machines out. By
+	// default they are devices too, identified by netbox_vm_id, read with
+	// the same queries as devices.
+	//
+	// +optional
+	// +kubebuilder:default=false
+	ExcludeVirtualMachines bool `json:"excludeVirtualMachines,omitempty"`
+
+	// StatusAvailability overrides, by NetBox status value (of devices and
+	// virtual machines, custom statuses included), what the status means
+	// for availability. The defaults: active Available; offline, planned,
+	// failed and inventory Unavailable; staged Unknown; decommissioning
+	// Retract; any other status Unknown.
+	//
+	// +optional
+	// +kubebuilder:validation:MaxProperties=32
+	// +kubebuilder:validation:XValidation:rule="self.all(k, k.matches('^[a-z0-9_-]{1,50}$'))",message="keys must be NetBox status values: 1 to 50 lower-case letters, digits, - or _"
+	StatusAvailability map[string]NetBoxAvailability `json:"statusAvailability,omitempty"`
+}
+
+// DefaultArmisStaleAfter is how long after Armis last saw a device it is
+// still reported available when spec.armis.staleAfter is not set.
+const DefaultArmisStaleAfter = 30 * 24 * time.Hour
+
+// ArmisSpec holds the settings only armis sources have.
+type ArmisSpec struct {
+	// StaleAfter is how long after its lastSeen a device is still reported
+	// available: a device Armis last saw longer ago than this, at the time
+	// of the sync, is reported unavailable (it stays in the inventory and
+	// keeps its identity; it is reported available again once Armis sees it
+	// again). "0s" turns staleness off. Default 720h (30 days), also when
+	// spec.armis is absent.
+	//
+	// +optional
+	// +kubebuilder:default="720h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) == duration('0s') || (duration(self) >= duration('1m') && duration(self) <= duration('8760h'))",message="must be 0s (off) or a duration between 1m and 8760h"
+	StaleAfter *metav1.Duration `json:"staleAfter,omitempty"`
+}
+
+// ArmisStaleAfter is the staleness in force for a source: spec.armis.staleAfter,
+// or DefaultArmisStaleAfter when it is not set. Zero means off.
+func (s *IntegrationSourceSpec) ArmisStaleAfter() time.Duration {
+	if s.Armis == nil || s.Armis.StaleAfter == nil {
+		return DefaultArmisStaleAfter
+	}
+	return s.Armis.StaleAfter.Duration
 }
 
 // SweepSpec says whether and how agents sweep a source's devices.
 type SweepSpec struct {
-	// Enabled makes the source's available devices sweep targets for the
-	// agents of its tenant and partition.
+	// Enabled makes the devices the source reports (with an IP, and not
+	// retracted) sweep targets for the agents of its tenant and partition,
+	// whatever their last known availability: that is what agents measure.
 	//
 	// +optional
 	// +kubebuilder:default=false
@@ -210,6 +314,8 @@ type SweepSpec struct {
 // +kubebuilder:validation:XValidation:rule="self.type == 'faker' || has(self.endpoint)",message="endpoint is required for armis and netbox sources",fieldPath=".endpoint",reason=FieldValueRequired
 // +kubebuilder:validation:XValidation:rule="self.type == 'faker' || has(self.credentialsSecretRef)",message="credentialsSecretRef is required for armis and netbox sources",fieldPath=".credentialsSecretRef",reason=FieldValueRequired
 // +kubebuilder:validation:XValidation:rule="self.type == 'faker' || !has(self.faker)",message="faker settings are only allowed when type is faker",fieldPath=".faker",reason=FieldValueForbidden
+// +kubebuilder:validation:XValidation:rule="self.type == 'armis' || !has(self.armis)",message="armis settings are only allowed when type is armis",fieldPath=".armis",reason=FieldValueForbidden
+// +kubebuilder:validation:XValidation:rule="self.type == 'netbox' || !has(self.netbox)",message="netbox settings are only allowed when type is netbox",fieldPath=".netbox",reason=FieldValueForbidden
 // +kubebuilder:validation:XValidation:rule="self.type != 'armis' || (has(self.queries) && size(self.queries) > 0)",message="armis sources need at least one query",fieldPath=".queries",reason=FieldValueRequired
 // +kubebuilder:validation:XValidation:rule="self.type != 'netbox' || !has(self.pageSize) || self.pageSize <= 1000",message="netbox allows at most 1000 rows per page",fieldPath=".pageSize",reason=FieldValueInvalid
 // +kubebuilder:validation:XValidation:rule="!has(self.pollInterval) || !has(self.discoveryInterval) || duration(self.discoveryInterval) >= duration(self.pollInterval)",message="discoveryInterval must not be shorter than pollInterval",fieldPath=".discoveryInterval",reason=FieldValueInvalid
@@ -308,6 +414,17 @@ type IntegrationSourceSpec struct {
 	//
 	// +optional
 	Faker *FakerSpec `json:"faker,omitempty"`
+
+	// Armis holds settings only armis sources have (device staleness).
+	//
+	// +optional
+	Armis *ArmisSpec `json:"armis,omitempty"`
+
+	// NetBox holds settings only netbox sources have (virtual machines, and
+	// what each status means for availability).
+	//
+	// +optional
+	NetBox *NetBoxSpec `json:"netbox,omitempty"`
 
 	// Sweep says whether and how agents sweep the source's devices.
 	//

@@ -43,6 +43,15 @@ func main() {
 		"end client connections after this age (GOAWAY), so that none outlives its certificates for long; negative keeps them")
 	flag.DurationVar(&c.MaxConnectionAgeGrace, "max-connection-age-grace", app.DefaultMaxConnectionAgeGrace,
 		"time the calls in flight get to finish after a connection reached its age")
+	k := server.DefaultKeepalive
+	flag.DurationVar(&c.Keepalive.MinPingInterval, "keepalive-min-ping-interval", k.MinPingInterval,
+		"shortest interval between client pings accepted, also on idle connections (ServiceRadar agents ping every 30s); faster pingers get GOAWAY too_many_pings")
+	flag.DurationVar(&c.Keepalive.Time, "keepalive-time", k.Time, "ping a client after its connection was idle this long")
+	flag.DurationVar(&c.Keepalive.Timeout, "keepalive-timeout", k.Timeout, "close a connection whose client does not acknowledge a ping within this")
+	flag.StringVar(&c.UpstreamTenant, "upstream-tenant", "",
+		"map certificates in ServiceRadar's own format (no tenant label) issued by --upstream-ca-file to this tenant slug, for single-deployment sites (empty refuses them)")
+	flag.StringVar(&c.UpstreamCAFile, "upstream-ca-file", "", "PEM CA(s) that issue upstream-format certificates, with --upstream-tenant")
+	flag.StringVar(&c.UpstreamTrustDomain, "upstream-trust-domain", "", "SPIFFE trust domain of upstream-format SVIDs (default: --trust-domain)")
 	d := server.DefaultAdmission
 	flag.IntVar(&c.Admission.StatusStreams, "max-status-streams", d.StatusStreams, "StreamStatus calls in flight on this replica")
 	flag.IntVar(&c.Admission.StatusStreamsPerCaller, "max-status-streams-per-caller", d.StatusStreamsPerCaller,

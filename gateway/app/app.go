@@ -7,10 +7,13 @@ package app
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -73,6 +76,16 @@ type Config struct {
 	// outlives the certificates it was opened with for long; zero takes the
 	// defaults, a negative age keeps connections forever.
 	MaxConnectionAge, MaxConnectionAgeGrace time.Duration
+	// Keepalive is which client pings the gateway accepts and how it pings
+	// idle clients (zero fields take server.DefaultKeepalive).
+	Keepalive server.Keepalive
+	// UpstreamTenant, when set, maps certificates in ServiceRadar's own
+	// format (no tenant label: CN <component>.<partition>.serviceradar,
+	// SPIFFE /<type>/<partition>/<component>) issued by the CAs of
+	// UpstreamCAFile to this one tenant, for single-deployment sites. Empty
+	// (the default) refuses them. UpstreamTrustDomain is their SPIFFE
+	// trust domain (default TrustDomain).
+	UpstreamTenant, UpstreamCAFile, UpstreamTrustDomain string
 	// Admission bounds the calls in flight (zero fields take server.DefaultAdmission).
 	Admission server.Admission
 	Log       logr.Logger
@@ -107,6 +120,46 @@ func (c Config) source(ctx context.Context, td spiffeid.TrustDomain) (mtls.Sourc
 	return mtls.NewWorkloadSource(x, edge), func() { _ = x.Close() }, nil
 }
 
+// upstream sets the classifier's mapping of upstream-format identities and
+// returns the CAs that issue them; none when UpstreamTenant is empty.
+func (c Config) upstream(classifier *identity.Classifier) ([]*x509.Certificate, error) {
+	if c.UpstreamTenant == "" {
+		if c.UpstreamCAFile != "" {
+			return nil, errors.New("--upstream-ca-file needs --upstream-tenant")
+		}
+		return nil, nil
+	}
+	if c.UpstreamCAFile == "" {
+		return nil, errors.New("--upstream-tenant needs --upstream-ca-file: the CA that issues the upstream certificates")
+	}
+	mapped, err := classifier.WithUpstream(c.UpstreamTenant, c.UpstreamTrustDomain)
+	if err != nil {
+		return nil, fmt.Errorf("--upstream-tenant: %w", err)
+	}
+	raw, err := os.ReadFile(c.UpstreamCAFile)
+	if err != nil {
+		return nil, fmt.Errorf("reading --upstream-ca-file: %w", err)
+	}
+	var cas []*x509.Certificate
+	for block, rest := pem.Decode(raw); block != nil; block, rest = pem.Decode(rest) {
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		ca, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("parsing --upstream-ca-file %s: %w", c.UpstreamCAFile, err)
+		}
+		cas = append(cas, ca)
+	}
+	if len(cas) == 0 {
+		return nil, fmt.Errorf("--upstream-ca-file %s holds no certificate", c.UpstreamCAFile)
+	}
+	*classifier = mapped
+	c.Log.Info("mapping upstream-format identities to one tenant", "tenant", c.UpstreamTenant,
+		"trustDomain", mapped.Upstream.TrustDomain.String(), "cas", len(cas))
+	return cas, nil
+}
+
 // Defaults of Config.MaxConnectionAge and MaxConnectionAgeGrace: half the
 // lifetime of the shortest certificate issued to callers (worker SVIDs, one
 // hour, from the operator and from SPIRE alike), and a grace longer than a
@@ -133,8 +186,9 @@ func maxStreamsPerConnection(a server.Admission) uint32 {
 	return uint32(2 * (a.StatusStreamsPerCaller + a.ControlStreamsPerCaller)) //nolint:gosec // small positive numbers
 }
 
-// keepalive are the server's connection lifetimes.
+// keepalive are the server's connection lifetimes and its own pings.
 func (c Config) keepalive() keepalive.ServerParameters {
+	k := c.Keepalive.WithDefaults()
 	age, grace := c.MaxConnectionAge, c.MaxConnectionAgeGrace
 	if age == 0 {
 		age = DefaultMaxConnectionAge
@@ -143,9 +197,9 @@ func (c Config) keepalive() keepalive.ServerParameters {
 		grace = DefaultMaxConnectionAgeGrace
 	}
 	if age < 0 {
-		return keepalive.ServerParameters{} // gRPC's infinity
+		return k.ServerParameters(keepalive.ServerParameters{}) // gRPC's infinite age
 	}
-	return keepalive.ServerParameters{MaxConnectionAge: age, MaxConnectionAgeGrace: grace}
+	return k.ServerParameters(keepalive.ServerParameters{MaxConnectionAge: age, MaxConnectionAgeGrace: grace})
 }
 
 // newScheme knows the kinds the gateway reads.
@@ -172,6 +226,10 @@ func newInformers(kube *rest.Config, scheme *runtime.Scheme) (ctrlcache.Cache, e
 // Run serves until ctx ends.
 func Run(ctx context.Context, c Config) error {
 	classifier, err := identity.NewClassifier(c.TrustDomain, c.PlatformSlug)
+	if err != nil {
+		return err
+	}
+	upstreamCAs, err := c.upstream(&classifier)
 	if err != nil {
 		return err
 	}
@@ -259,6 +317,8 @@ func Run(ctx context.Context, c Config) error {
 		// buffers are kept small (write buffers are shared by default).
 		grpc.ReadBufferSize(8<<10),
 		grpc.KeepaliveParams(c.keepalive()),
+		// Idle agents ping every 30 s, also without a call open.
+		grpc.KeepaliveEnforcementPolicy(c.Keepalive.WithDefaults().EnforcementPolicy()),
 		// The largest message received is the one StreamStatus reserves.
 		grpc.MaxRecvMsgSize(admission.MaxMessageBytes),
 		// Fixed flow-control windows (which turn off gRPC's BDP estimation,
@@ -273,7 +333,7 @@ func Run(ctx context.Context, c Config) error {
 		grpc.InitialWindowSize(streamWindow),
 		grpc.InitialConnWindowSize(8<<20),
 		grpc.MaxConcurrentStreams(maxStreamsPerConnection(admission)),
-		grpc.Creds(credentials.NewTLS(mtls.ServerConfig(mtls.Verifier{Classifier: classifier, Source: src}))),
+		grpc.Creds(credentials.NewTLS(mtls.ServerConfig(mtls.Verifier{Classifier: classifier, Source: src, UpstreamCAs: upstreamCAs}))),
 		// StreamStatus's read deadline ends a waiting Recv through it.
 		grpc.InTapHandle(server.InTapHandle),
 		grpc.ChainUnaryInterceptor(metrics.UnaryServerInterceptor()),

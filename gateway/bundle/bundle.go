@@ -37,6 +37,10 @@ type Faker struct {
 	Devices      int32 `json:"devices"`
 	ChurnPercent int32 `json:"churn_percent"`
 	Seed         int64 `json:"seed"`
+	// OverlapSeed and OverlapPercent select the devices shared with other
+	// generators (spec.faker.overlap); a zero percent shares none.
+	OverlapSeed    int64 `json:"overlap_seed,omitempty"`
+	OverlapPercent int32 `json:"overlap_percent,omitempty"`
 }
 
 // Sweep says how agents sweep a source's devices.
@@ -64,6 +68,22 @@ type Source struct {
 	Paused               bool              `json:"paused,omitempty"`
 	IntegrationSourceUID string            `json:"integration_source_uid"`
 	SyncServiceID        string            `json:"sync_service_id"`
+	// StaleAfterSec is, for armis, how many seconds after its lastSeen a
+	// device is still reported available (spec.armis.staleAfter with its
+	// default filled in); zero means staleness is off.
+	StaleAfterSec int64 `json:"stale_after_sec,omitempty"`
+	// NetBox holds a netbox source's settings (spec.netbox), absent when
+	// it has none.
+	NetBox *NetBox `json:"netbox,omitempty"`
+}
+
+// NetBox is a netbox source's settings.
+type NetBox struct {
+	// ExcludeVirtualMachines leaves virtual machines out.
+	ExcludeVirtualMachines bool `json:"exclude_virtual_machines,omitempty"`
+	// StatusAvailability overrides what a status means for availability:
+	// Available, Unavailable, Unknown or Retract, by status value.
+	StatusAvailability map[string]string `json:"status_availability,omitempty"`
 }
 
 // Sync is the bundle of a sync worker; sources are keyed "<namespace>/<name>".
@@ -78,14 +98,77 @@ type Sync struct {
 // ScopeAgent is the scope of an agent's configuration.
 const ScopeAgent = "agent"
 
-// Agent is the config_json of an agent; its sweep travels in the response's
-// sweep field.
+// Agent is the config_json of an agent. Its sweep travels twice: typed in
+// the response's sweep field (10), and here in the group form that
+// ServiceRadar's own agents read.
 type Agent struct {
 	AgentID    string `json:"agent_id"`
 	Scope      string `json:"scope"`
 	TenantID   string `json:"tenant_id"`
 	TenantSlug string `json:"tenant_slug"`
 	Partition  string `json:"partition"`
+	// Sweep is always present: upstream agents apply nothing without a
+	// "sweep" key, and clear their targets on an empty groups list.
+	Sweep AgentSweep `json:"sweep"`
+}
+
+// AgentSweep is config_json.sweep in upstream's group form.
+type AgentSweep struct {
+	// ConfigHash changes exactly when Groups change (a hash of their
+	// canonical JSON); agents skip re-applying an unchanged hash.
+	ConfigHash string `json:"config_hash"`
+	// Groups has one group per sweep-enabled source; never null.
+	Groups []SweepGroup `json:"groups"`
+}
+
+// SweepGroup is one source's sweep: what, how and how often.
+type SweepGroup struct {
+	// ID and SweepGroupID are the source's uid; agents tag their sweep
+	// results with SweepGroupID.
+	ID           string `json:"id"`
+	SweepGroupID string `json:"sweep_group_id"`
+	// Targets are CIDRs: the source's explicit networks and one host
+	// network (/32, or /128 for IPv6) per device.
+	Targets []string `json:"targets"`
+	// Ports are the TCP ports probed in tcp mode.
+	Ports []int32 `json:"ports"`
+	// Modes are the probe modes ("icmp", "tcp").
+	Modes    []string      `json:"modes"`
+	Schedule SweepSchedule `json:"schedule"`
+	Settings SweepSettings `json:"settings"`
+	// DeviceTargets are the source's devices, one host network each.
+	DeviceTargets []SweepDeviceTarget `json:"device_targets"`
+}
+
+// SweepSchedule says when a group runs.
+type SweepSchedule struct {
+	// Type is "interval" (the only one this gateway sends) or "cron".
+	Type string `json:"type"`
+	// Interval is a Go duration string such as "5m"; empty leaves the
+	// agent's default.
+	Interval string `json:"interval"`
+	// Cron is a cron expression, for Type "cron".
+	Cron string `json:"cron"`
+}
+
+// SweepSettings tune a group's probes; zero values leave the agent's defaults.
+type SweepSettings struct {
+	Concurrency int    `json:"concurrency"`
+	Timeout     string `json:"timeout"`
+}
+
+// SweepDeviceTarget is one device to sweep.
+type SweepDeviceTarget struct {
+	// Network is the device's host network ("10.1.2.3/32").
+	Network string `json:"network"`
+	// SweepModes are the modes for this device.
+	SweepModes []string `json:"sweep_modes,omitempty"`
+	// QueryLabel is the label of the query that found the device, if known.
+	QueryLabel string `json:"query_label,omitempty"`
+	// Source is the integration type that reported it ("armis", "netbox").
+	Source string `json:"source,omitempty"`
+	// Metadata carries the device's hostname and integration_source_uid.
+	Metadata map[string]string `json:"metadata,omitempty"`
 }
 
 // Encode returns the canonical JSON of v (object keys sorted at every level,
@@ -267,6 +350,21 @@ func sourceOf(src *v1alpha1.IntegrationSource, ss *v1alpha1.SyncService, secret 
 	}
 	if f := src.Spec.Faker; f != nil {
 		s.Faker = &Faker{Devices: f.Devices, ChurnPercent: f.ChurnPercent, Seed: f.Seed}
+		if o := f.Overlap; o != nil {
+			s.Faker.OverlapSeed, s.Faker.OverlapPercent = o.Seed, o.Percent
+		}
+	}
+	if src.Spec.Type == v1alpha1.IntegrationArmis {
+		s.StaleAfterSec = int64(src.Spec.ArmisStaleAfter().Seconds())
+	}
+	if nb := src.Spec.NetBox; nb != nil && src.Spec.Type == v1alpha1.IntegrationNetBox {
+		s.NetBox = &NetBox{ExcludeVirtualMachines: nb.ExcludeVirtualMachines}
+		for status, a := range nb.StatusAvailability {
+			if s.NetBox.StatusAvailability == nil {
+				s.NetBox.StatusAvailability = map[string]string{}
+			}
+			s.NetBox.StatusAvailability[status] = string(a)
+		}
 	}
 	s.Sweep = SweepOf(src.Spec.Sweep)
 	return s, true

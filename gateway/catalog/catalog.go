@@ -200,7 +200,9 @@ func (c *Catalog) build(ctx context.Context, id identity.Identity) (*Entry, erro
 	}
 	// An edge certificate counts only when the tenant's current CA signed
 	// it: a deleted tenant's CA is not trusted by a Tenant created again.
-	if !id.IsSPIFFE() && (t.Status.CAFingerprint == "" || id.Issuer != t.Status.CAFingerprint) {
+	// An upstream-format one was verified against the configured upstream
+	// CAs instead (mtls.Verifier.UpstreamCAs).
+	if !id.IsSPIFFE() && !id.Upstream && (t.Status.CAFingerprint == "" || id.Issuer != t.Status.CAFingerprint) {
 		return drop(ErrUntrustedIssuer)
 	}
 	in, err := c.inputs(ctx, id, t.Status.TenantID)
@@ -387,7 +389,7 @@ func (c *Catalog) Agent(ctx context.Context, id identity.Identity) (string, []sw
 			if !src.DeletionTimestamp.IsZero() || src.Spec.Partition != id.Partition || sw == nil || !sw.Enabled {
 				continue
 			}
-			out = append(out, sweep.Source{UID: string(src.UID), Sweep: *sw})
+			out = append(out, sweep.Source{UID: string(src.UID), Type: string(src.Spec.Type), Sweep: *sw})
 		}
 	}
 	slices.SortFunc(out, func(a, b sweep.Source) int { return strings.Compare(a.UID, b.UID) })

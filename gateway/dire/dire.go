@@ -56,8 +56,10 @@ func (i Identifier) Confidence() string {
 func (i Identifier) integration() bool { return i.Rank >= RankIntegration }
 
 // NormalizeMAC returns a MAC in upper case without separators, or "" when s
-// is not a usable unicast address (wrong length, not hex, all zeros,
-// broadcast, or multicast).
+// is not usable as a device's MAC: wrong length, not hex, all zeros,
+// broadcast, multicast, or a well-known virtual MAC (VirtualMAC) that
+// first-hop redundancy routers share. So a virtual MAC is never an
+// identifier of any source's device, nor a device's MAC.
 func NormalizeMAC(s string) string {
 	// Called for every MAC of every update: one pass, one allocation.
 	var m [12]byte
@@ -83,10 +85,38 @@ func NormalizeMAC(s string) string {
 		return ""
 	}
 	out := string(m[:])
-	if out == "000000000000" || out == "FFFFFFFFFFFF" || hexValue(m[1])&0x01 != 0 {
+	if out == "000000000000" || out == "FFFFFFFFFFFF" || hexValue(m[1])&0x01 != 0 || VirtualMAC(out) {
 		return ""
 	}
 	return out
+}
+
+// virtualPrefixes are the well-known virtual MAC ranges, as normalized
+// prefixes: every router of a first-hop redundancy group answers with the
+// group's MAC, so it tells no device from another (an HSRP pair would
+// merge into one device by it).
+var virtualPrefixes = []string{
+	"00000C07AC",   // HSRP version 1, 00:00:0C:07:AC:<group> (Cisco)
+	"00000C9FF",    // HSRP version 2, 00:00:0C:9F:F<group> (Cisco)
+	"000573A00",    // HSRP for IPv6, 00:05:73:A0:0<group> (Cisco)
+	"00005E0001",   // VRRP for IPv4 (RFC 5798), also CARP and Juniper, Arista, Nokia VRRP
+	"00005E0002",   // VRRP for IPv6 (RFC 5798)
+	"0007B40",      // GLBP, 00:07:B4:0<group>:<forwarder> (Cisco)
+	"002304EEBE",   // vPC peer-gateway virtual MAC, 00:23:04:EE:BE:<domain> (Cisco Nexus)
+	"001C73000099", // the VARP virtual router MAC of Arista's documentation
+}
+
+// VirtualMAC reports whether a normalized MAC is a well-known virtual MAC
+// of first-hop redundancy: HSRP v1, v2 and IPv6, VRRP (IPv4 and IPv6, also
+// CARP's), GLBP, Cisco vPC's peer-gateway MAC and the VARP MAC
+// 00:1C:73:00:00:99 that Arista's documentation configures. Such a MAC identifies no device.
+func VirtualMAC(mac string) bool {
+	for _, p := range virtualPrefixes {
+		if strings.HasPrefix(mac, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // hexValue is the value of an upper-case hex digit.
@@ -124,8 +154,10 @@ func RankOf(identifierType string) int {
 	case TypeLocalMAC:
 		return RankWeak
 	}
-	if integration, ok := strings.CutSuffix(identifierType, "_device_id"); ok {
-		return integrationRank(integration)
+	for _, suffix := range []string{"_device_id", "_vm_id"} {
+		if integration, ok := strings.CutSuffix(identifierType, suffix); ok {
+			return integrationRank(integration)
+		}
 	}
 	return RankWeak
 }
@@ -136,6 +168,10 @@ type Update struct {
 	Integration string
 	// DeviceID is the source's own id of the device (armis_device_id, ...).
 	DeviceID string
+	// DeviceIDType is the kind of id DeviceID is: "<integration>_device_id"
+	// when empty, or "<integration>_vm_id" for an integration's virtual
+	// machine (NetBox numbers VMs apart from devices).
+	DeviceIDType string
 	// MACs are all MACs the source reported, in any notation.
 	MACs []string
 	// IP is the primary IP.
@@ -143,11 +179,16 @@ type Update struct {
 }
 
 // Identifiers returns the update's identifiers, strongest first. The
-// integration id is qualified by the integration type ("armis_device_id").
+// integration id is qualified by the integration type ("armis_device_id",
+// "netbox_vm_id").
 func Identifiers(u Update) []Identifier {
 	var out []Identifier
 	if u.DeviceID != "" && u.Integration != "" {
-		out = append(out, Identifier{Type: u.Integration + "_device_id", Value: u.DeviceID, Rank: integrationRank(u.Integration)})
+		typ := u.Integration + "_device_id"
+		if u.DeviceIDType == u.Integration+"_vm_id" {
+			typ = u.DeviceIDType
+		}
+		out = append(out, Identifier{Type: typ, Value: u.DeviceID, Rank: integrationRank(u.Integration)})
 	}
 	var seen map[string]bool // only for long MAC lists; short ones are scanned
 	for _, m := range u.MACs {

@@ -1,6 +1,7 @@
 package dire_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/serviceradar/sync-operator/gateway/dire"
@@ -97,5 +98,45 @@ func TestUpdatesReachingOneDevice(t *testing.T) {
 				t.Fatalf("resolved to %v, merges %v", plan.UIDs, plan.Merges)
 			}
 		})
+	}
+}
+
+func TestVirtualMACsAreNoIdentifiers(t *testing.T) {
+	for _, tc := range []struct {
+		mac     string
+		virtual bool
+	}{
+		{"00:00:0c:07:ac:01", true},  // HSRP v1
+		{"00:00:0C:9F:F0:2A", true},  // HSRP v2
+		{"00:05:73:a0:00:01", true},  // HSRP for IPv6
+		{"00-00-5E-00-01-0A", true},  // VRRP for IPv4
+		{"00:00:5e:00:02:0a", true},  // VRRP for IPv6
+		{"0007.b400.0102", true},     // GLBP
+		{"00:23:04:ee:be:0c", true},  // Cisco vPC peer-gateway
+		{"00:1c:73:00:00:99", true},  // Arista VARP (documented)
+		{"00:00:0c:12:34:56", false}, // a Cisco interface
+		{"00:00:5e:00:53:01", false}, // IANA documentation range, not VRRP
+		{"00:1c:73:00:00:98", false}, // an Arista interface
+	} {
+		raw := strings.ToUpper(strings.NewReplacer(":", "", "-", "", ".", "").Replace(tc.mac))
+		if got := dire.VirtualMAC(raw); got != tc.virtual {
+			t.Errorf("VirtualMAC(%s) = %v, want %v", tc.mac, got, tc.virtual)
+		}
+		if got := dire.NormalizeMAC(tc.mac); (got == "") != tc.virtual {
+			t.Errorf("NormalizeMAC(%s) = %q: a virtual MAC is no device's MAC", tc.mac, got)
+		}
+	}
+	ids := dire.Identifiers(dire.Update{Integration: "netbox", DeviceID: "5", DeviceIDType: "netbox_vm_id",
+		MACs: []string{"00:00:0c:07:ac:01", "00:1a:a1:00:00:01"}})
+	want := []dire.Identifier{{Type: "netbox_vm_id", Value: "5", Rank: dire.RankNetBox}, {Type: dire.TypeMAC, Value: "001AA1000001", Rank: dire.RankMAC}}
+	if len(ids) != len(want) || ids[0] != want[0] || ids[1] != want[1] {
+		t.Fatalf("identifiers %+v, want %+v", ids, want)
+	}
+	if dire.RankOf("netbox_vm_id") != dire.RankNetBox {
+		t.Fatal("netbox_vm_id is not ranked as a NetBox id")
+	}
+	// Only the integration's own kinds qualify an id.
+	if ids := dire.Identifiers(dire.Update{Integration: "netbox", DeviceID: "5", DeviceIDType: "armis_device_id"}); ids[0].Type != "netbox_device_id" {
+		t.Fatalf("a foreign id type was taken: %+v", ids)
 	}
 }

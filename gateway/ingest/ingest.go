@@ -23,103 +23,229 @@ import (
 // Limits bound one call.
 type Limits struct {
 	// MaxChunks per call, MaxServices per chunk, MaxBytes of all messages of
-	// a call, MaxDevices per call.
+	// a call, MaxDevices per call. A streamed call (see Reader) is bounded
+	// per window instead: MaxDevices then bounds one chunk's devices.
 	MaxChunks, MaxServices, MaxBytes, MaxDevices int
+	// MaxStreamChunks bounds the chunks of a streamed call: upstream's array
+	// form, a whole run in one call of hundreds of chunks, which the gateway
+	// applies window by window rather than holding (zero takes
+	// DefaultLimits').
+	MaxStreamChunks int
+	// WindowDevices and WindowBytes close a window of a streamed call: its
+	// devices are applied once it holds that many devices or wire bytes, and
+	// at the call's final chunk (zero takes DefaultLimits').
+	WindowDevices, WindowBytes int
 	// Scanned says that recv has already checked every results message
 	// with results.Scan (the gateway does, to charge it before it is
 	// decoded), so Read does not scan it again.
 	Scanned bool
 }
 
-// DefaultLimits allow a 64 MiB segment of at most 100,000 devices in 1 MiB chunks.
-var DefaultLimits = Limits{MaxChunks: 128, MaxServices: 16, MaxBytes: 64 << 20, MaxDevices: 100000}
+// DefaultLimits allow a 64 MiB segment of at most 100,000 devices in 1 MiB
+// chunks, and streamed calls of up to 1,048,576 chunks (3 TiB at upstream's
+// 3 MiB) applied in windows of 5,000 devices or 8 MiB.
+var DefaultLimits = Limits{MaxChunks: 128, MaxServices: 16, MaxBytes: 64 << 20, MaxDevices: 100000,
+	MaxStreamChunks: 1 << 20, WindowDevices: 5000, WindowBytes: 8 << 20}
+
+// WithStreamDefaults fills the zero stream limits from DefaultLimits.
+func (l Limits) WithStreamDefaults() Limits {
+	if l.MaxStreamChunks <= 0 {
+		l.MaxStreamChunks = DefaultLimits.MaxStreamChunks
+	}
+	if l.WindowDevices <= 0 {
+		l.WindowDevices = DefaultLimits.WindowDevices
+	}
+	if l.WindowBytes <= 0 {
+		l.WindowBytes = DefaultLimits.WindowBytes
+	}
+	if l.MaxBytes > 0 {
+		// A window closes well before a call's byte limit refuses it.
+		l.WindowBytes = min(l.WindowBytes, l.MaxBytes/2)
+	}
+	return l
+}
 
 // Call is a read and checked StreamStatus call.
 type Call struct {
-	// AgentID, and the tenant fields the chunks carried (never trusted).
-	AgentID                string
-	TenantIDs, TenantSlugs []string
-	// ServiceAgentIDs are the services' own agent_id fields, set or empty.
-	ServiceAgentIDs []string
+	// AgentID is the call's agent_id (the gateway compares it with the
+	// caller's certificate as the first chunk arrives).
+	AgentID string
 	// Messages are the results messages, in order.
 	Messages []results.Message
 }
 
-// Read receives every chunk of one call from recv and checks the rules. A
-// broken rule is an InvalidArgument or ResourceExhausted status error.
-func Read(recv func() (*pb.GatewayStatusChunk, error), lim Limits) (Call, error) {
-	var c Call
-	total, bytes, devices := 0, 0, 0
-	for i := 0; ; i++ {
-		chunk, err := recv()
-		if errors.Is(err, io.EOF) {
-			if i == 0 {
-				return c, status.Error(codes.InvalidArgument, "the call carried no chunk")
-			}
-			return c, status.Error(codes.InvalidArgument, "the call ended before its final chunk")
-		}
-		if err != nil {
-			return c, err //nolint:wrapcheck // the stream's own status (cancelled, broken)
-		}
-		if i >= lim.MaxChunks {
-			return c, status.Errorf(codes.ResourceExhausted, "more than %d chunks in one call", lim.MaxChunks)
-		}
+// Chunk is one chunk of a call, read and checked against the stream rules.
+type Chunk struct {
+	// Index is the chunk's index; Final is set on the call's last chunk.
+	Index int
+	Final bool
+	// Messages are its results messages, in order (none from a raw reader).
+	Messages []results.Message
+	// Services are the chunk's services as received.
+	Services []*pb.GatewayServiceStatus
+}
+
+// Reader reads the chunks of one call one at a time and checks the stream
+// rules as each arrives: agent_id constant, total_chunks positive and fixed,
+// chunk_index strictly in order, is_final on the last chunk only, nothing
+// after it, bounded services per chunk. The call's first results message
+// decides how it is bounded: a call that opens with upstream's array form is
+// streamed (Streaming), bounded per chunk and by MaxStreamChunks, and its
+// reader applies it as it arrives; any other call is held whole, within
+// MaxChunks, MaxBytes and MaxDevices.
+type Reader struct {
+	recv           func() (*pb.GatewayStatusChunk, error)
+	lim            Limits
+	next, total    int
+	agentID        string
+	bytes, devices int
+	stream, done   bool
+	raw            bool
+}
+
+// NewRawReader reads a call whose messages are not device results (an
+// agent's): the stream rules hold, its services are handed out undecoded,
+// and it may have as many chunks as a streamed call.
+func NewRawReader(recv func() (*pb.GatewayStatusChunk, error), lim Limits) *Reader {
+	r := NewReader(recv, lim)
+	r.raw, r.stream = true, true
+	return r
+}
+
+// NewReader reads a call from recv.
+func NewReader(recv func() (*pb.GatewayStatusChunk, error), lim Limits) *Reader {
+	return &Reader{recv: recv, lim: lim.WithStreamDefaults()}
+}
+
+// Streaming reports whether the call is streamed: known once its first
+// chunk has been read.
+func (r *Reader) Streaming() bool { return r.stream }
+
+// AgentID is the call's agent_id, known once its first chunk has been read.
+func (r *Reader) AgentID() string { return r.agentID }
+
+// Next reads and checks the next chunk. After the final chunk it makes sure
+// nothing follows and returns io.EOF. A broken rule is an InvalidArgument or
+// ResourceExhausted status error.
+func (r *Reader) Next() (Chunk, error) {
+	if r.done {
+		return Chunk{}, io.EOF
+	}
+	i := r.next
+	chunk, err := r.recv()
+	if errors.Is(err, io.EOF) {
 		if i == 0 {
-			c.AgentID, total = chunk.GetAgentId(), int(chunk.GetTotalChunks())
-			if total <= 0 {
-				return c, status.Error(codes.InvalidArgument, "total_chunks must be greater than zero")
-			}
-			if total > lim.MaxChunks {
-				return c, status.Errorf(codes.ResourceExhausted, "total_chunks %d exceeds %d", total, lim.MaxChunks)
-			}
+			return Chunk{}, status.Error(codes.InvalidArgument, "the call carried no chunk")
 		}
-		switch {
-		case chunk.GetAgentId() != c.AgentID:
-			return c, status.Error(codes.InvalidArgument, "agent_id changed within the call")
-		case int(chunk.GetTotalChunks()) != total:
-			return c, status.Error(codes.InvalidArgument, "total_chunks changed within the call")
-		case int(chunk.GetChunkIndex()) != i:
-			return c, status.Errorf(codes.InvalidArgument, "chunk_index %d out of order, want %d", chunk.GetChunkIndex(), i)
-		case chunk.GetIsFinal() != (i == total-1):
-			return c, status.Errorf(codes.InvalidArgument, "is_final must be set on chunk %d of %d only", total-1, total)
-		case len(chunk.GetServices()) > lim.MaxServices:
-			return c, status.Errorf(codes.ResourceExhausted, "more than %d services in a chunk", lim.MaxServices)
+		return Chunk{}, status.Error(codes.InvalidArgument, "the call ended before its final chunk")
+	}
+	if err != nil {
+		return Chunk{}, err //nolint:wrapcheck // the stream's own status (cancelled, broken)
+	}
+	if i >= r.maxChunks() {
+		return Chunk{}, status.Errorf(codes.ResourceExhausted, "more than %d chunks in one call", r.maxChunks())
+	}
+	if i == 0 {
+		r.agentID, r.total = chunk.GetAgentId(), int(chunk.GetTotalChunks())
+		if r.total <= 0 {
+			return Chunk{}, status.Error(codes.InvalidArgument, "total_chunks must be greater than zero")
 		}
-		c.TenantIDs = append(c.TenantIDs, chunk.GetTenantId())
-		c.TenantSlugs = append(c.TenantSlugs, chunk.GetTenantSlug())
-		for _, svc := range chunk.GetServices() {
-			c.TenantIDs = append(c.TenantIDs, svc.GetTenantId())
-			c.TenantSlugs = append(c.TenantSlugs, svc.GetTenantSlug())
-			c.ServiceAgentIDs = append(c.ServiceAgentIDs, svc.GetAgentId())
-			if svc.GetSource() != results.Source {
-				continue // status of other services is not ingested
+	}
+	switch {
+	case chunk.GetAgentId() != r.agentID:
+		return Chunk{}, status.Error(codes.InvalidArgument, "agent_id changed within the call")
+	case int(chunk.GetTotalChunks()) != r.total:
+		return Chunk{}, status.Error(codes.InvalidArgument, "total_chunks changed within the call")
+	case int(chunk.GetChunkIndex()) != i:
+		return Chunk{}, status.Errorf(codes.InvalidArgument, "chunk_index %d out of order, want %d", chunk.GetChunkIndex(), i)
+	case chunk.GetIsFinal() != (i == r.total-1):
+		return Chunk{}, status.Errorf(codes.InvalidArgument, "is_final must be set on chunk %d of %d only", r.total-1, r.total)
+	case len(chunk.GetServices()) > r.lim.MaxServices:
+		return Chunk{}, status.Errorf(codes.ResourceExhausted, "more than %d services in a chunk", r.lim.MaxServices)
+	}
+	out := Chunk{Index: i, Final: chunk.GetIsFinal(), Services: chunk.GetServices()}
+	devices := 0
+	for _, svc := range chunk.GetServices() {
+		if r.raw || svc.GetSource() != results.Source {
+			continue // status of other services is not ingested
+		}
+		if i == 0 && len(out.Messages) == 0 {
+			// The call's first results message decides how it is bounded.
+			r.stream = results.IsArray(svc.GetMessage())
+		}
+		if !r.stream {
+			if r.bytes += len(svc.GetMessage()); r.bytes > r.lim.MaxBytes {
+				return Chunk{}, status.Errorf(codes.ResourceExhausted, "results of one call exceed %d bytes", r.lim.MaxBytes)
 			}
-			if bytes += len(svc.GetMessage()); bytes > lim.MaxBytes {
-				return c, status.Errorf(codes.ResourceExhausted, "results of one call exceed %d bytes", lim.MaxBytes)
-			}
-			parse := results.Parse
-			if lim.Scanned {
-				parse = results.ParseScanned
-			}
-			m, err := parse(svc.GetMessage())
+		} else if !results.IsArray(svc.GetMessage()) {
+			return Chunk{}, status.Errorf(codes.InvalidArgument, "chunk %d: a call that opens with the upstream array form carries only arrays", i)
+		}
+		parse := results.Parse
+		if r.lim.Scanned {
+			parse = results.ParseScanned
+		}
+		m, err := parse(svc.GetMessage())
+		if err != nil {
+			return Chunk{}, status.Errorf(codes.InvalidArgument, "chunk %d: %v", i, err)
+		}
+		devices += len(m.Devices)
+		if r.stream && devices > r.lim.MaxDevices {
+			return Chunk{}, status.Errorf(codes.ResourceExhausted, "more than %d devices in one chunk", r.lim.MaxDevices)
+		}
+		if r.devices += len(m.Devices); !r.stream && r.devices > r.lim.MaxDevices {
+			return Chunk{}, status.Errorf(codes.ResourceExhausted, "more than %d devices in one call", r.lim.MaxDevices)
+		}
+		out.Messages = append(out.Messages, m)
+	}
+	if i == 0 && r.total > r.maxChunks() {
+		return Chunk{}, status.Errorf(codes.ResourceExhausted, "total_chunks %d exceeds %d", r.total, r.maxChunks())
+	}
+	r.next++
+	if out.Final {
+		// Nothing may follow the final chunk.
+		if _, err := r.recv(); !errors.Is(err, io.EOF) {
 			if err != nil {
-				return c, status.Errorf(codes.InvalidArgument, "chunk %d: %v", i, err)
+				return Chunk{}, err //nolint:wrapcheck // the stream's own status
 			}
-			if devices += len(m.Devices); devices > lim.MaxDevices {
-				return c, status.Errorf(codes.ResourceExhausted, "more than %d devices in one call", lim.MaxDevices)
-			}
-			c.Messages = append(c.Messages, m)
+			return Chunk{}, status.Error(codes.InvalidArgument, "a chunk followed the final chunk")
 		}
-		if chunk.GetIsFinal() {
-			// Nothing may follow the final chunk.
-			if _, err := recv(); !errors.Is(err, io.EOF) {
-				if err != nil {
-					return c, err //nolint:wrapcheck // the stream's own status
-				}
-				return c, status.Error(codes.InvalidArgument, "a chunk followed the final chunk")
-			}
+		r.done = true
+	}
+	return out, nil
+}
+
+// maxChunks is the most chunks the call may have.
+func (r *Reader) maxChunks() int {
+	if r.stream {
+		return r.lim.MaxStreamChunks
+	}
+	return r.lim.MaxChunks
+}
+
+// Read receives every chunk of one call from recv and checks the rules,
+// holding the whole call. A broken rule is an InvalidArgument or
+// ResourceExhausted status error.
+func Read(recv func() (*pb.GatewayStatusChunk, error), lim Limits) (Call, error) {
+	return NewReader(recv, lim).Rest(nil)
+}
+
+// Rest reads the rest of a held call, after first (nil when no chunk has
+// been read yet).
+func (r *Reader) Rest(first *Chunk) (Call, error) {
+	var c Call
+	if first != nil {
+		c.Messages = append(c.Messages, first.Messages...)
+	}
+	for {
+		ch, err := r.Next()
+		if errors.Is(err, io.EOF) && r.done {
+			c.AgentID = r.agentID
 			return c, nil
 		}
+		if err != nil {
+			return c, err
+		}
+		c.Messages = append(c.Messages, ch.Messages...)
 	}
 }
 
@@ -188,18 +314,31 @@ func Segment(c Call, tenantID, tenantSlug string, sources map[string]Source, new
 }
 
 // device converts a wire update. The integration's own id comes from
-// metadata (<type>_device_id); the upstream device_id ("partition:ip") is
-// IP-based and never identifies a device.
+// metadata (<type>_device_id, or <type>_vm_id for a virtual machine); the
+// upstream device_id ("partition:ip") is IP-based and never identifies a
+// device. An update without ip takes the first of all_ips.
 func device(d results.DeviceUpdate, integration string) store.Device {
 	out := store.Device{IP: d.IP, Hostname: d.Hostname, IsAvailable: d.IsAvailable, Metadata: d.Metadata,
 		DeviceID: d.Metadata[integration+"_device_id"]}
+	if vm := d.Metadata[integration+"_vm_id"]; out.DeviceID == "" && vm != "" {
+		out.DeviceID, out.DeviceIDType = vm, integration+"_vm_id"
+	}
+	if out.IP == "" {
+		out.IP, _, _ = strings.Cut(d.Metadata["all_ips"], ",")
+		out.IP = strings.TrimSpace(out.IP)
+	}
 	out.MACs = strings.FieldsFunc(d.MAC+","+d.Metadata["all_macs"], func(r rune) bool { return r == ',' || r == ' ' || r == ';' })
 	if t, err := time.Parse(time.RFC3339Nano, d.Timestamp); err == nil {
 		out.Seen = t.UTC()
 	}
-	for key, dst := range map[string]*string{"name": &out.Name, "vendor": &out.Vendor, "manufacturer": &out.Vendor, "model": &out.Model, "os": &out.OS} {
-		if v := d.Metadata[key]; v != "" && *dst == "" {
-			*dst = v
+	// Columns from metadata, the first key present winning: our workers'
+	// keys, then upstream's (operating_system is where upstream puts the OS).
+	for _, f := range []struct {
+		key string
+		dst *string
+	}{{"name", &out.Name}, {"vendor", &out.Vendor}, {"manufacturer", &out.Vendor}, {"model", &out.Model}, {"os", &out.OS}, {"operating_system", &out.OS}} {
+		if v := d.Metadata[f.key]; v != "" && *f.dst == "" {
+			*f.dst = v
 		}
 	}
 	return out

@@ -49,10 +49,35 @@ type DeviceUpdate struct {
 	// the caller's certificate refuses the call.
 	TenantID   string `json:"tenant_id,omitempty"`
 	TenantSlug string `json:"tenant_slug,omitempty"`
+	// AgentID, GatewayID, ServiceType and ServiceID are what upstream
+	// clients add to every device (UPSTREAM.md); the caller's certificate,
+	// not these, says who sent it, so the gateway reads them and stores none.
+	AgentID     string `json:"agent_id,omitempty"`
+	GatewayID   string `json:"gateway_id,omitempty"`
+	ServiceType string `json:"service_type,omitempty"`
+	ServiceID   string `json:"service_id,omitempty"`
+	// SyncMeta is the run an upstream agent's sync runtime puts on every
+	// device of the array form; nil in our object form, whose run is the
+	// message's Meta, and from the old stand-alone sync service.
+	SyncMeta *DeviceMeta `json:"sync_meta,omitempty"`
+}
+
+// DeviceMeta is the per-device sync_meta of upstream's array form: the run
+// the device belongs to and where in it. The gateway runs it like one of
+// our own runs: it completes with the device that says is_final.
+type DeviceMeta struct {
+	SyncServiceID string `json:"sync_service_id,omitempty"`
+	SyncRunID     string `json:"sync_run_id,omitempty"`
+	ChunkIndex    int    `json:"chunk_index"`
+	TotalChunks   int    `json:"total_chunks"`
+	TotalDevices  int    `json:"total_devices"`
+	IsFinal       bool   `json:"is_final"`
 }
 
 // Message is one results message.
 type Message struct {
+	// Array is set for the upstream array form.
+	Array bool `json:"-"`
 	// Meta is nil for the upstream array form.
 	Meta    *Meta          `json:"sync_meta,omitempty"`
 	Devices []DeviceUpdate `json:"devices"`
@@ -83,6 +108,7 @@ func ParseScanned(raw []byte) (Message, error) {
 		if err := json.Unmarshal(raw, &m.Devices); err != nil {
 			return Message{}, fmt.Errorf("results array: %w", err)
 		}
+		m.Array = true
 	case '{':
 		if err := json.Unmarshal(raw, &m); err != nil {
 			return Message{}, fmt.Errorf("results object: %w", err)
@@ -94,6 +120,13 @@ func ParseScanned(raw []byte) (Message, error) {
 		return Message{}, errors.New("results message is neither a JSON object nor an array")
 	}
 	return m, nil
+}
+
+// IsArray reports whether a message is in the upstream array form, by its
+// first byte, without decoding it.
+func IsArray(raw []byte) bool {
+	trimmed := bytes.TrimLeft(raw, " \t\r\n")
+	return len(trimmed) > 0 && trimmed[0] == '['
 }
 
 // Encode is the object form of a message.

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/status"
 	ctrlcache "sigs.k8s.io/controller-runtime/pkg/cache"
 
+	"github.com/serviceradar/sync-operator/identity"
 	"github.com/serviceradar/sync-operator/identity/mtls"
 	pb "github.com/serviceradar/sync-operator/proto"
 )
@@ -22,8 +23,11 @@ func (s *Server) WatchCluster(ctx context.Context, c ctrlcache.Cache) error {
 	return nil
 }
 
-// ControlStream pushes the caller's config whenever it changes, after an
-// initial one; the worker acknowledges each with a ConfigAck. GetConfig
+// ControlStream pushes the caller's config (a sync worker's bundle, or an
+// agent's configuration) whenever it changes, after an initial one; the
+// caller acknowledges each with a ConfigAck. It also
+// carries the commands of SendCommand and the worker's CommandAck,
+// CommandProgress and CommandResult answers. GetConfig
 // polling stays the fallback. The stream ends Unauthenticated when the
 // caller's certificate chain expires (the worker reconnects with its
 // renewed one), and each caller may hold Admission.ControlStreamsPerCaller.
@@ -60,12 +64,17 @@ func (s *Server) ControlStream(stream pb.AgentGatewayService_ControlStreamServer
 	slug := peer.TenantSlug
 	// Register for the next change before reading, so none is missed.
 	wake := s.catalog.Changed(slug)
-	id, e, err := s.syncConfig(ctx, hello.GetAgentId())
+	load := s.controlConfig(peer, hello.GetAgentId())
+	id, cfg, err := load(ctx)
 	if err != nil {
 		return err
 	}
 	s.o.Metrics.ControlStreams.Inc()
 	defer s.o.Metrics.ControlStreams.Dec()
+	// Commands for this caller (SendCommand) go out on this stream, and
+	// its answers come back on it.
+	conn, closeConn := s.commands.open(peer.String())
+	defer closeConn()
 	acks := make(chan *pb.ConfigAck, 4)
 	recvErr := make(chan error, 1)
 	go func() {
@@ -80,19 +89,23 @@ func (s *Server) ControlStream(stream pb.AgentGatewayService_ControlStreamServer
 				case acks <- ack:
 				default:
 				}
+				continue
+			}
+			if !conn.deliver(msg) {
+				s.o.Log.V(1).Info("dropped a control stream message that answers no pending command", "caller", peer.String())
 			}
 		}
 	}()
 	sent := hello.GetConfigVersion()
 	for {
-		if e.Version != sent {
-			resp := &pb.ControlStreamResponse{Payload: &pb.ControlStreamResponse_Config{Config: s.configResponse(e)}}
+		if cfg.GetConfigVersion() != sent {
+			resp := &pb.ControlStreamResponse{Payload: &pb.ControlStreamResponse_Config{Config: cfg}}
 			if err := stream.Send(resp); err != nil {
 				return err //nolint:wrapcheck // the stream's own status
 			}
-			sent = e.Version
+			sent = cfg.GetConfigVersion()
 			s.o.Metrics.ConfigPushes.Inc()
-			s.o.Log.V(1).Info("pushed config", "caller", id.String(), "version", e.Version)
+			s.o.Log.V(1).Info("pushed config", "caller", id.String(), "version", sent)
 		}
 		select {
 		case <-ctx.Done():
@@ -106,6 +119,11 @@ func (s *Server) ControlStream(stream pb.AgentGatewayService_ControlStreamServer
 			// way the stream is over, and the worker reconnects when it can.
 			s.o.Log.V(1).Info("control stream ended", "caller", id.String(), "reason", Clip(err.Error()))
 			return nil
+		case cmd := <-conn.out:
+			if err := stream.Send(cmd); err != nil {
+				return err //nolint:wrapcheck // the stream's own status
+			}
+			continue // a command changes no configuration
 		case <-expiry.C():
 			return s.refuse(id, codes.Unauthenticated, "the client certificate expired at %s; reconnect with a renewed one",
 				notAfter.UTC().Format(time.RFC3339))
@@ -120,9 +138,29 @@ func (s *Server) ControlStream(stream pb.AgentGatewayService_ControlStreamServer
 		case <-wake:
 		}
 		wake = s.catalog.Changed(slug)
-		if id, e, err = s.syncConfig(ctx, hello.GetAgentId()); err != nil {
+		if id, cfg, err = load(ctx); err != nil {
 			return err
 		}
+	}
+}
+
+// controlConfig returns how a ControlStream reads its caller's current
+// configuration: an agent's (ServiceRadar's agents hold a ControlStream
+// too, and retry a refused one every 5 s forever), or a sync worker's
+// bundle. Either refuses a caller that may not have it.
+func (s *Server) controlConfig(peer identity.Identity, agentID string) func(context.Context) (identity.Identity, *pb.AgentConfigResponse, error) {
+	if isAgent(peer) {
+		return func(ctx context.Context) (identity.Identity, *pb.AgentConfigResponse, error) {
+			cfg, _, err := s.agentConfig(ctx, peer, agentID)
+			return peer, cfg, err
+		}
+	}
+	return func(ctx context.Context) (identity.Identity, *pb.AgentConfigResponse, error) {
+		id, e, err := s.syncConfig(ctx, agentID)
+		if err != nil {
+			return id, nil, err
+		}
+		return id, s.configResponse(e), nil
 	}
 }
 

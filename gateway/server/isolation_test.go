@@ -52,7 +52,7 @@ func checkIsolation(t *testing.T, w *world) {
 			{"agent_id of another component", platformWorker, &pb.ControlStreamHello{AgentId: "platform-sync-globex"}, codes.PermissionDenied},
 			{"every hello field of the other tenant", acmeEdge, &pb.ControlStreamHello{AgentId: "globex-edge", Partition: "hq",
 				ConfigVersion: globexCfg.ConfigVersion, Labels: globexHints}, codes.PermissionDenied},
-			{"an agent identity", svid(t, w, "agent/acme/default/platform-sync-acme"), &pb.ControlStreamHello{AgentId: "platform-sync-acme"}, codes.PermissionDenied},
+			{"an agent identity asking as the worker", svid(t, w, "agent/acme/default/agent-1"), &pb.ControlStreamHello{AgentId: "platform-sync-acme"}, codes.PermissionDenied},
 			{"an edge component not enrolled", edge(t, w, "acme", "rogue", "hq", "acme"), &pb.ControlStreamHello{AgentId: "rogue"}, codes.PermissionDenied},
 			{"another tenant's labels, partition and version are ignored", platformWorker, &pb.ControlStreamHello{AgentId: "platform-sync-acme",
 				Partition: "hq", ConfigVersion: globexCfg.ConfigVersion, Labels: globexHints}, codes.OK},
@@ -111,7 +111,11 @@ func checkIsolation(t *testing.T, w *world) {
 			{"edge: services[].agent_id of the other tenant's edge", acmeEdge, &pb.GatewayStatusRequest{AgentId: "edge", Services: svc(func(s *pb.GatewayServiceStatus) { s.AgentId = "globex-edge" })}, codes.PermissionDenied},
 			{"edge: agent_id of the other tenant's edge", acmeEdge, &pb.GatewayStatusRequest{AgentId: "globex-edge", TenantSlug: "globex", TenantId: w.tenantID["globex"]}, codes.PermissionDenied},
 			{"SVID: services[].agent_id of another component", platformWorker, &pb.GatewayStatusRequest{AgentId: "platform-sync-acme", Services: svc(func(s *pb.GatewayServiceStatus) { s.AgentId = "platform-sync-globex" })}, codes.PermissionDenied},
-			{"an agent identity", svid(t, w, "agent/acme/default/agent-1"), &pb.GatewayStatusRequest{AgentId: "agent-1"}, codes.PermissionDenied},
+			{"an agent identity: its own fields", svid(t, w, "agent/acme/default/agent-1"), &pb.GatewayStatusRequest{AgentId: "agent-1", TenantSlug: "acme"}, codes.OK},
+			{"an agent identity: the other tenant's slug", svid(t, w, "agent/acme/default/agent-1"), &pb.GatewayStatusRequest{AgentId: "agent-1", TenantSlug: "globex"}, codes.PermissionDenied},
+			{"an agent identity: the other tenant's id", svid(t, w, "agent/acme/default/agent-1"), &pb.GatewayStatusRequest{AgentId: "agent-1", TenantId: w.tenantID["globex"]}, codes.PermissionDenied},
+			{"an agent identity: another agent's id", svid(t, w, "agent/acme/default/agent-1"), &pb.GatewayStatusRequest{AgentId: "agent-2"}, codes.PermissionDenied},
+			{"an agent identity: another partition", svid(t, w, "agent/acme/default/agent-1"), &pb.GatewayStatusRequest{AgentId: "agent-1", Partition: "hq"}, codes.PermissionDenied},
 			{"edge: its own fields", acmeEdge, &pb.GatewayStatusRequest{AgentId: "edge", TenantSlug: "acme", TenantId: w.tenantID["acme"],
 				Services: svc(func(s *pb.GatewayServiceStatus) {
 					s.AgentId, s.TenantSlug, s.TenantId = "edge", "acme", w.tenantID["acme"]
@@ -153,7 +157,9 @@ func checkIsolation(t *testing.T, w *world) {
 			chunk *pb.GatewayStatusChunk
 			rule  string
 		}{
-			{"an agent identity", svid(t, w, "agent/acme/default/agent-1"), one("agent-1", func(*pb.GatewayStatusChunk) {}), "may not"},
+			{"an agent: chunk tenant_slug", svid(t, w, "agent/acme/default/agent-1"), one("agent-1", func(c *pb.GatewayStatusChunk) { c.TenantSlug = "globex" }), tenantRule},
+			{"an agent: service tenant_id", svid(t, w, "agent/acme/default/agent-1"), one("agent-1", func(c *pb.GatewayStatusChunk) { c.Services[0].TenantId = w.tenantID["globex"] }), tenantRule},
+			{"an agent: another agent's id", svid(t, w, "agent/acme/default/agent-1"), one("agent-2", func(*pb.GatewayStatusChunk) {}), agentRule},
 			{"chunk tenant_id", platformWorker, one(agent, func(c *pb.GatewayStatusChunk) { c.TenantId = w.tenantID["globex"] }), tenantRule},
 			{"service tenant_id", platformWorker, one(agent, func(c *pb.GatewayStatusChunk) { c.Services[0].TenantId = w.tenantID["globex"] }), tenantRule},
 			{"service tenant_slug", platformWorker, one(agent, func(c *pb.GatewayStatusChunk) { c.Services[0].TenantSlug = "globex" }), tenantRule},

@@ -239,6 +239,16 @@ func (c *charge) take(n int64) (limit string) {
 	return ""
 }
 
+// shrink gives back what the call holds beyond keep bytes.
+func (c *charge) shrink(keep int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closed && c.n > keep {
+		c.b.give(c.caller, c.n-keep)
+		c.n = keep
+	}
+}
+
 // held is what the call holds.
 func (c *charge) held() int64 {
 	c.mu.Lock()

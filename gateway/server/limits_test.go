@@ -150,8 +150,6 @@ func checkAdmission(t *testing.T, w *world) {
 		}{
 			{"an edge certificate of a tenant that does not exist", hooli, "edge", codes.PermissionDenied, 0},
 			{"a tenant that is not onboarded", svid(t, w, "sync/initech/default/platform-sync-initech"), "platform-sync-initech", codes.PermissionDenied, 0},
-			{"a component that is not enrolled", edge(t, w, "acme", "rogue", "hq", "acme"), "rogue", codes.PermissionDenied, 0},
-			{"an agent component", svid(t, w, "agent/acme/default/agent-1"), "agent-1", codes.PermissionDenied, 0},
 			{"an enrolled worker naming another component", platformWorker, "platform-sync-globex", codes.PermissionDenied, 1},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
@@ -173,6 +171,52 @@ func checkAdmission(t *testing.T, w *world) {
 				}
 				if held := testutil.ToFloat64(m.IngestHeldBytes); held != 0 {
 					t.Fatalf("a refused caller left %v bytes charged", held)
+				}
+			})
+		}
+	})
+
+	t.Run("agents are acknowledged, and what they stream besides sweep results is dropped a chunk at a time", func(t *testing.T) {
+		// An agent (an SVID of type agent, or an edge certificate of the
+		// tenant's CA that is no SyncService) is answered, never refused: a
+		// refusal makes an upstream agent reconnect and send it again
+		// forever. Its chunks are read, dropped and given back one by one.
+		m := server.NewMetrics()
+		_, addr := w.serve("gw-agent-drop", m, func(o *server.Options) {
+			o.Admission = server.Admission{IngestBytes: 64 << 20, IngestBytesPerCaller: 4 << 20, MaxMessageBytes: 2 << 20}
+		})
+		junk := make([]byte, 1<<20)
+		for i := range junk {
+			junk[i] = ' '
+		}
+		copy(junk, `{"sync_meta":{"sync_run_id":"r"},"devices":[]}`)
+		for _, tc := range []struct {
+			name    string
+			cert    *ca.Issued
+			agentID string
+		}{
+			{"an agent component", svid(t, w, "agent/acme/default/agent-1"), "agent-1"},
+			{"an edge component that is no worker", edge(t, w, "acme", "rogue", "hq", "acme"), "rogue"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				before, dropped := testutil.ToFloat64(m.StatusChunks), testutil.ToFloat64(m.AgentServicesDropped)
+				// 32 MiB in 1 MiB chunks: eight times what the caller may hold at once.
+				const n = 32
+				err := stream(ctx, w.clientOf(t, addr, tc.cert), func(yield func(*pb.GatewayStatusChunk) bool) {
+					for i := range n {
+						if !yield(chunk(tc.agentID, i, n, i == n-1, junk)) {
+							return
+						}
+					}
+				})
+				if err != nil {
+					t.Fatalf("an agent's call: %v, want it acknowledged", err)
+				}
+				if read, gone := testutil.ToFloat64(m.StatusChunks)-before, testutil.ToFloat64(m.AgentServicesDropped)-dropped; read != n || gone != n {
+					t.Fatalf("read %v chunks and dropped %v services, want %d of each", read, gone, n)
+				}
+				if held := testutil.ToFloat64(m.IngestHeldBytes); held != 0 {
+					t.Fatalf("an agent's call left %v bytes charged", held)
 				}
 			})
 		}

@@ -10,6 +10,13 @@ const (
 	AckStale = "stale"
 )
 
+// Outcomes of sync_gateway_swept_hosts_total.
+const (
+	SweepMatched = "matched"
+	SweepUnknown = "unknown"
+	SweepInvalid = "invalid"
+)
+
 // Metrics are the configuration plane's own metrics. Register Collectors
 // with the process's registry.
 type Metrics struct {
@@ -29,6 +36,19 @@ type Metrics struct {
 	// IngestHeldBytes is the memory charged to in-flight StreamStatus calls,
 	// their reservations included (Admission.IngestBytes bounds it).
 	IngestHeldBytes prometheus.Gauge
+	// StatusWindows counts the windows of streamed calls (upstream's array
+	// form) applied, each a segment.
+	StatusWindows prometheus.Counter
+	// AgentStatus counts agents' PushStatus calls acknowledged.
+	AgentStatus prometheus.Counter
+	// AgentServicesDropped counts the services agents streamed that the
+	// gateway does not ingest (every service type but sweep): acknowledged
+	// and dropped, never refused (a refusal makes an upstream agent
+	// reconnect and send them again, forever).
+	AgentServicesDropped prometheus.Counter
+	// SweptHosts counts the hosts of agents' sweep results by outcome
+	// (SweepMatched, SweepUnknown, SweepInvalid).
+	SweptHosts *prometheus.CounterVec
 	// Throttled counts calls answered ResourceExhausted by an Admission
 	// limit, by limit (LimitStreams, LimitCallerStreams, LimitIngestMemory,
 	// LimitCallerIngestMemory).
@@ -52,11 +72,22 @@ func NewMetrics() *Metrics {
 			Help: "Chunks read from StreamStatus calls, refused calls included."}),
 		IngestHeldBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sync_gateway_ingest_held_bytes",
 			Help: "Memory charged to in-flight StreamStatus calls: a reservation for the chunk being received, plus the wire bytes and the estimated cost of decoding the chunks read."}),
+		StatusWindows: prometheus.NewCounter(prometheus.CounterOpts{Name: "sync_gateway_status_windows_total",
+			Help: "Windows of streamed StreamStatus calls (upstream's array form) applied, each a segment."}),
+		AgentStatus: prometheus.NewCounter(prometheus.CounterOpts{Name: "sync_gateway_agent_status_total",
+			Help: "PushStatus calls of agents acknowledged."}),
+		AgentServicesDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "sync_gateway_agent_services_dropped_total",
+			Help: "Services agents streamed that the gateway does not ingest (any service type but sweep): acknowledged and dropped."}),
+		SweptHosts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sync_gateway_swept_hosts_total",
+			Help: "Hosts of agents' sweep results: matched (a device of the agent's partition took the result), unknown (no device has the IP: ignored), invalid (not an IP address)."}, []string{"outcome"}),
 		Throttled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sync_gateway_throttled_total",
 			Help: "Calls answered ResourceExhausted (with a retry delay) by a server limit: streams, caller_streams, ingest_memory or caller_ingest_memory."}, []string{"limit"}),
 	}
 	for _, l := range []string{LimitStreams, LimitCallerStreams, LimitIngestMemory, LimitCallerIngestMemory} {
 		m.Throttled.WithLabelValues(l)
+	}
+	for _, o := range []string{SweepMatched, SweepUnknown, SweepInvalid} {
+		m.SweptHosts.WithLabelValues(o)
 	}
 	// Both results are exported from the start, at zero.
 	m.ConfigAcks.WithLabelValues(AckCurrent)
@@ -67,5 +98,5 @@ func NewMetrics() *Metrics {
 // Collectors are the metrics to register.
 func (m *Metrics) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.ControlStreams, m.ConfigPushes, m.ConfigAcks, m.HeartbeatWrites,
-		m.StatusStreams, m.StatusChunks, m.IngestHeldBytes, m.Throttled}
+		m.StatusStreams, m.StatusChunks, m.IngestHeldBytes, m.Throttled, m.StatusWindows, m.AgentStatus, m.AgentServicesDropped, m.SweptHosts}
 }

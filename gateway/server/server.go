@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 	"k8s.io/apimachinery/pkg/types"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -33,6 +34,52 @@ const (
 	DefaultHeartbeat = 30 * time.Second
 	DefaultPoll      = 300 * time.Second
 )
+
+// Keepalive is how the gateway treats idle connections: which client
+// pings it accepts, and how it pings quiet clients itself to find dead ones.
+type Keepalive struct {
+	// MinPingInterval is the shortest time between two client pings the
+	// gateway accepts, also on a connection without an active call; a
+	// client that pings more often is sent GOAWAY too_many_pings.
+	MinPingInterval time.Duration
+	// Time is how long a connection may stay without any activity before the
+	// gateway pings the client; Timeout how long it then waits for the
+	// acknowledgement before it closes the connection.
+	Time, Timeout time.Duration
+}
+
+// DefaultKeepalive accepts ServiceRadar agents as they are: they ping every
+// 30 s (10 s timeout) even with no call open, and grpc-go's default policy
+// (at most one ping in 5 minutes) disconnects them after about 90 s. Half
+// their interval leaves room for timer jitter; the gateway's own pings find a
+// vanished client within Time+Timeout.
+var DefaultKeepalive = Keepalive{MinPingInterval: 15 * time.Second, Time: 2 * time.Minute, Timeout: 20 * time.Second}
+
+// WithDefaults fills zero fields from DefaultKeepalive.
+func (k Keepalive) WithDefaults() Keepalive {
+	if k.MinPingInterval <= 0 {
+		k.MinPingInterval = DefaultKeepalive.MinPingInterval
+	}
+	if k.Time <= 0 {
+		k.Time = DefaultKeepalive.Time
+	}
+	if k.Timeout <= 0 {
+		k.Timeout = DefaultKeepalive.Timeout
+	}
+	return k
+}
+
+// EnforcementPolicy is the policy a gRPC server enforces on client pings.
+func (k Keepalive) EnforcementPolicy() keepalive.EnforcementPolicy {
+	return keepalive.EnforcementPolicy{MinTime: k.MinPingInterval, PermitWithoutStream: true}
+}
+
+// ServerParameters are the gateway's own pings, with the connection
+// lifetimes of params (MaxConnectionAge and its grace) kept.
+func (k Keepalive) ServerParameters(params keepalive.ServerParameters) keepalive.ServerParameters {
+	params.Time, params.Timeout = k.Time, k.Timeout
+	return params
+}
 
 // Options configure the server.
 type Options struct {
@@ -85,6 +132,8 @@ type Server struct {
 	// memory StreamStatus calls may hold.
 	statusStreams, controlStreams *slots
 	ingest                        *budget
+	// commands reaches the ControlStreams open on this replica.
+	commands commandRouter
 }
 
 // New returns a server.
@@ -266,6 +315,9 @@ func contradicts(sentID, sentSlug, tenantID, tenantSlug string) bool {
 // in the request are ignored when they agree with the certificate and refuse
 // the call when they contradict it.
 func (s *Server) PushStatus(ctx context.Context, req *pb.GatewayStatusRequest) (*pb.GatewayStatusResponse, error) {
+	if resp, ok, err := s.agentPush(ctx, req); ok {
+		return resp, err
+	}
 	id, e, err := s.syncConfig(ctx, req.GetAgentId())
 	if err != nil {
 		return nil, err

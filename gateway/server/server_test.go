@@ -687,6 +687,11 @@ func TestConfigPlane(t *testing.T) {
 	t.Run("StreamStatus reads within a deadline, applies within its own, and admits a worker's largest segment", func(t *testing.T) { checkSegmentBounds(t, w) })
 	t.Run("an expired certificate ends its streams and is refused on its open connection", func(t *testing.T) { checkExpiry(t, w) })
 	t.Run("logs carry a bounded part of what clients send", func(t *testing.T) { checkLogCap(t, w) })
+	t.Run("StreamStatus takes upstream's array form: attributed, split per source, run to completion, in windows", func(t *testing.T) { checkUpstream(t, w) })
+	t.Run("agents push status and stream sweep results that set their devices' availability", func(t *testing.T) { checkAgents(t, w) })
+	t.Run("agents get the sweep in field 10 and in config_json's upstream group form", func(t *testing.T) { checkAgentSweep(t, w) })
+	t.Run("commands reach a connected worker on its control stream and come back answered", func(t *testing.T) { checkCommands(t, w) })
+	t.Run("an agent's control stream serves its own configuration", func(t *testing.T) { checkAgentControlStream(t, w) })
 	// Last: it makes the store forget acme.
 	t.Run("a segment of a deleted tenant is a failed precondition", func(t *testing.T) { checkTenantGone(t, w) })
 

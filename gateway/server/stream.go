@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
 
 	"google.golang.org/protobuf/proto"
 
@@ -27,18 +28,27 @@ import (
 	pb "github.com/serviceradar/sync-operator/proto"
 )
 
-// StreamStatus ingests one segment of a sync run. The caller is authorized
-// by its certificate before anything of the call is read (gRPC allocates a
-// message only when it is read, so a caller that is not an enrolled sync
-// worker never gets one allocated), then admitted: a stream of its own and
-// of the replica's, and a reservation of the ingest budget for the chunk
-// being received. Every chunk is checked as it arrives (its agent and
-// tenant fields, its bytes against the call's limit, its memory against the
-// replica's and the caller's ingest budget, before it is decoded) and
-// against the stream rules; then the whole segment is applied in one
-// transaction. Reading is bounded by Admission.CallTimeout, applying by
-// Admission.ApplyTimeout. A refused, timed out or cancelled call commits
-// nothing.
+// StreamStatus ingests the device results of a sync worker, or the sweep
+// results of an agent. The caller is authorized by its certificate before
+// anything of the call is read (gRPC allocates a message only when it is
+// read, so a caller that is neither an enrolled sync worker nor an agent of
+// an onboarded tenant never gets one allocated), then admitted: a stream of
+// its own and of the replica's, and a reservation of the ingest budget for
+// the chunk being received. Every chunk is checked as it arrives (its agent
+// and tenant fields, its bytes against the call's limit, its memory against
+// the replica's and the caller's ingest budget, before it is decoded) and
+// against the stream rules.
+//
+// A worker's call in our object form is one segment, applied in one
+// transaction once the whole call has been read; a refused, timed out or
+// cancelled call commits nothing. A call in upstream's array form (a whole
+// run in one call, of any size) is applied window by window as it arrives
+// (ingest.Upstream), each window a segment of its own, so the gateway holds
+// one window at a time; a call that breaks a rule part-way keeps the windows
+// it committed (sent again, they change nothing) and its runs stay
+// incomplete, which retracts nothing. An agent's call is handled chunk by
+// chunk (agentStream). Reading is bounded by Admission.CallTimeout (for a
+// streamed call: per window), applying by Admission.ApplyTimeout.
 //
 // The chunks are read on the handler's goroutine, so that nothing uses the
 // stream after the handler returns (gRPC does not allow it); the read
@@ -60,7 +70,7 @@ func (s *Server) StreamStatus(stream pb.AgentGatewayService_StreamStatusServer) 
 	if err != nil {
 		return s.unauthenticated(err)
 	}
-	e, err := s.syncEntry(ctx, caller)
+	e, agentTenant, err := s.statusCaller(ctx, caller)
 	if err != nil {
 		return err // logged where it was refused
 	}
@@ -71,7 +81,11 @@ func (s *Server) StreamStatus(stream pb.AgentGatewayService_StreamStatusServer) 
 	defer release()
 	s.o.Metrics.StatusStreams.Inc()
 	defer s.o.Metrics.StatusStreams.Dec()
-	in := &intake{s: s, id: caller, e: e, recv: stream.Recv, charge: &charge{b: s.ingest, caller: caller.String()}}
+	tenantID := agentTenant
+	if e != nil {
+		tenantID = e.TenantID
+	}
+	in := &intake{s: s, id: caller, tenantID: tenantID, recv: stream.Recv, charge: &charge{b: s.ingest, caller: caller.String()}}
 	defer in.charge.close()
 	// The chunk being received, and then decoded, is reserved for the whole
 	// call: its frames, the message gRPC decodes them into while its results
@@ -79,38 +93,136 @@ func (s *Server) StreamStatus(stream pb.AgentGatewayService_StreamStatusServer) 
 	if limit := in.charge.take(int64(s.o.Admission.MaxMessageBytes)); limit != "" {
 		return s.throttleIngest(caller, limit, int64(s.o.Admission.MaxMessageBytes))
 	}
-	deadline := s.o.Clock.AfterFunc(s.o.Admission.CallTimeout, reading.expire)
+	in.reserved = int64(s.o.Admission.MaxMessageBytes)
+	r := &reader{s: s, ctx: ctx, in: in, reading: reading}
+	r.deadline = s.o.Clock.AfterFunc(s.o.Admission.CallTimeout, reading.expire)
 	lim := s.o.Limits
 	lim.Scanned = true // in.next scans every results message to charge it
-	call, err := ingest.Read(in.next, lim)
-	if !deadline.Stop() {
-		// The deadline ended the reading (a Recv that returned, for the
-		// last chunk even, may have lost the race): gRPC has answered
-		// DeadlineExceeded already.
-		return s.refuse(caller, codes.DeadlineExceeded, "the call took longer than %s to send its chunks", s.o.Admission.CallTimeout)
+	if e == nil {
+		return s.agentStream(stream, r, lim)
 	}
-	if ctx.Err() != nil {
-		return status.FromContextError(ctx.Err()).Err() //nolint:wrapcheck // a gRPC status: the caller went away
+	rd := ingest.NewReader(in.next, lim)
+	first, err := rd.Next()
+	if err == nil && rd.Streaming() {
+		return s.streamUpstream(stream, r, e, rd, first)
 	}
+	var call ingest.Call
+	if err == nil {
+		call, err = rd.Rest(&first)
+	}
+	if err := r.done(err); err != nil {
+		return err
+	}
+	id := in.id
+	sources, keys := sourcesOf(e)
+	seg, err := ingest.Segment(call, e.TenantID, id.TenantSlug, sources, uuid.NewString)
 	if err != nil {
-		if in.refused {
-			return err // logged where it was refused
-		}
-		st := status.Convert(err)
-		s.o.Log.Info("refused", "caller", Clip(caller.String()), "code", st.Code().String(), "reason", Clip(st.Message()))
-		return status.Error(st.Code(), Clip(st.Message()))
+		return s.refuse(id, status.Code(err), "%s", status.Convert(err).Message())
 	}
-	id, e := in.id, in.e
+	if err := s.apply(ctx, id, keys, seg); err != nil {
+		return err
+	}
+	return stream.SendAndClose(&pb.GatewayStatusResponse{Received: true}) //nolint:wrapcheck // the stream's own status
+}
+
+// sourcesOf are a worker's sources by uid, and their keys (namespace/name).
+func sourcesOf(e *catalog.Entry) (map[string]ingest.Source, map[string]string) {
 	sources := map[string]ingest.Source{}
 	keys := map[string]string{}
 	for key, src := range e.Bundle.Sources {
 		sources[src.IntegrationSourceUID] = ingest.Source{UID: src.IntegrationSourceUID, Integration: src.Type, Partition: src.Partition, SyncServiceID: src.SyncServiceID}
 		keys[src.IntegrationSourceUID] = key
 	}
-	seg, err := ingest.Segment(call, e.TenantID, id.TenantSlug, sources, uuid.NewString)
-	if err != nil {
-		return s.refuse(id, status.Code(err), "%s", status.Convert(err).Message())
+	return sources, keys
+}
+
+// reader bounds the reading of one call by its read deadline.
+type reader struct {
+	s        *Server
+	ctx      context.Context
+	in       *intake
+	reading  *readContext
+	deadline clock.Timer
+}
+
+// done ends a stretch of reading (the whole call, or one window of a
+// streamed call) that ended with err: nil when it was read in time and
+// without a broken rule, else the call's answer.
+func (r *reader) done(err error) error {
+	s, in := r.s, r.in
+	if !r.deadline.Stop() {
+		// The deadline ended the reading (a Recv that returned, for the
+		// last chunk even, may have lost the race): gRPC has answered
+		// DeadlineExceeded already.
+		return s.refuse(in.id, codes.DeadlineExceeded, "the call took longer than %s to send its chunks", s.o.Admission.CallTimeout)
 	}
+	if r.ctx.Err() != nil {
+		return status.FromContextError(r.ctx.Err()).Err() //nolint:wrapcheck // a gRPC status: the caller went away
+	}
+	if err != nil {
+		if in.refused {
+			return err // logged where it was refused
+		}
+		st := status.Convert(err)
+		s.o.Log.Info("refused", "caller", Clip(in.id.String()), "code", st.Code().String(), "reason", Clip(st.Message()))
+		return status.Error(st.Code(), Clip(st.Message()))
+	}
+	return nil
+}
+
+// again starts the read deadline of the next stretch of reading.
+func (r *reader) again() {
+	r.deadline = r.s.o.Clock.AfterFunc(r.s.o.Admission.CallTimeout, r.reading.expire)
+}
+
+// streamUpstream applies a call in upstream's array form window by window:
+// when a window fills (ingest.Limits.WindowDevices or WindowBytes) and at
+// the final chunk, its segments are applied and the memory its chunks were
+// charged is given back, so that a call of any size holds one window.
+func (s *Server) streamUpstream(stream pb.AgentGatewayService_StreamStatusServer, r *reader, e *catalog.Entry, rd *ingest.Reader, ch ingest.Chunk) error {
+	in := r.in
+	id := in.id
+	sources, keys := sourcesOf(e)
+	up := ingest.NewUpstream(e.TenantID, id.TenantSlug, sources, s.o.Limits, uuid.NewString())
+	for {
+		if err := up.Add(ch); err != nil {
+			r.deadline.Stop()
+			return s.refuse(id, status.Code(err), "%s", status.Convert(err).Message())
+		}
+		if ch.Final || up.Due(in.wire) || in.charge.held()-in.reserved >= s.windowCharge() {
+			if err := r.done(nil); err != nil {
+				return err
+			}
+			for _, seg := range up.Windows(rd.AgentID(), ch.Final, ch.Index) {
+				if err := s.apply(r.ctx, id, keys, seg); err != nil {
+					return err
+				}
+				s.o.Metrics.StatusWindows.Inc()
+			}
+			in.release()
+			if ch.Final {
+				return stream.SendAndClose(&pb.GatewayStatusResponse{Received: true}) //nolint:wrapcheck // the stream's own status
+			}
+			r.again()
+		}
+		var err error
+		if ch, err = rd.Next(); err != nil {
+			return r.done(err)
+		}
+	}
+}
+
+// windowCharge is the ingest memory at which a streamed call's window is
+// applied: a quarter of what one caller may hold, so that a caller's
+// streamed calls fit beside each other.
+func (s *Server) windowCharge() int64 {
+	a := s.o.Admission
+	return min(a.IngestBytesPerCaller, a.IngestBytes) / 4
+}
+
+// apply applies one segment and records its run when it finished one. Its
+// error is the call's answer.
+func (s *Server) apply(ctx context.Context, id identity.Identity, keys map[string]string, seg store.Segment) error {
 	// Applying has its own bound, not what is left of the read deadline: a
 	// segment read in time lands however slow the database (the caller's
 	// context still ends it when the caller goes away).
@@ -144,7 +256,7 @@ func (s *Server) StreamStatus(stream pb.AgentGatewayService_StreamStatusServer) 
 			s.o.Log.Error(err, "recording run status", "caller", id.String(), "run", Clip(seg.RunID))
 		}
 	}
-	return stream.SendAndClose(&pb.GatewayStatusResponse{Received: true}) //nolint:wrapcheck // the stream's own status
+	return nil
 }
 
 // errApplyTimeout is the cause of a StreamStatus call's end at
@@ -264,15 +376,23 @@ func (s *Server) throttle(caller identity.Identity, limit, format string, args .
 // charged to the call's byte limit and to the ingest budget before its
 // results are decoded.
 type intake struct {
-	s      *Server
-	id     identity.Identity // the caller, authorized
-	e      *catalog.Entry    // its catalog entry
-	recv   func() (*pb.GatewayStatusChunk, error)
-	charge *charge
+	s        *Server
+	id       identity.Identity // the caller, authorized
+	tenantID string            // its tenant's id
+	recv     func() (*pb.GatewayStatusChunk, error)
+	charge   *charge
+	reserved int64 // the call's reservation, which release keeps
 	// Set by next, read once ingest.Read has returned.
 	chunks  int
-	wire    int64
-	refused bool // the error next returned was logged
+	wire    int64 // wire bytes since the call's start or the last release
+	refused bool  // the error next returned was logged
+}
+
+// release gives back what the chunks read so far were charged (a streamed
+// call's window, once applied), keeping the call's reservation.
+func (in *intake) release() {
+	in.charge.shrink(in.reserved)
+	in.wire = 0
 }
 
 // next is the recv function of ingest.Read.
@@ -296,20 +416,20 @@ func (in *intake) next() (*pb.GatewayStatusChunk, error) {
 // check compares a chunk's tenant and agent fields with the certificate and
 // charges its bytes.
 func (in *intake) check(chunk *pb.GatewayStatusChunk) error {
-	s, id, e := in.s, in.id, in.e
-	if contradicts(chunk.GetTenantId(), chunk.GetTenantSlug(), e.TenantID, id.TenantSlug) {
+	s, id := in.s, in.id
+	if contradicts(chunk.GetTenantId(), chunk.GetTenantSlug(), in.tenantID, id.TenantSlug) {
 		return s.refuse(id, codes.PermissionDenied, "tenant fields in the request contradict the certificate")
 	}
 	size := int64(proto.Size(chunk))
 	var decoded int64
 	for _, svc := range chunk.GetServices() {
-		if contradicts(svc.GetTenantId(), svc.GetTenantSlug(), e.TenantID, id.TenantSlug) {
+		if contradicts(svc.GetTenantId(), svc.GetTenantSlug(), in.tenantID, id.TenantSlug) {
 			return s.refuse(id, codes.PermissionDenied, "tenant fields in the request contradict the certificate")
 		}
 		if svc.GetAgentId() != "" && svc.GetAgentId() != id.ComponentID {
 			return s.refuse(id, codes.PermissionDenied, "services[].agent_id does not match the certificate's component id")
 		}
-		if svc.GetSource() != results.Source {
+		if svc.GetSource() != results.Source && svc.GetServiceType() != results.SweepServiceType {
 			continue // not decoded
 		}
 		shape, err := results.Scan(svc.GetMessage())

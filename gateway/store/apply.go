@@ -19,7 +19,9 @@ import (
 type Device struct {
 	// DeviceID is the source's id of the device; MACs every MAC it reported.
 	DeviceID string
-	MACs     []string
+	// DeviceIDType is the kind of DeviceID (dire.Update.DeviceIDType).
+	DeviceIDType string
+	MACs         []string
 	// Fields a source did not send are empty and never overwrite known values.
 	IP, Hostname, Name, Vendor, Model, OS string
 	// IsAvailable is nil when the source does not speak about availability.
@@ -436,7 +438,7 @@ func (s *Store) resolveAndWrite(ctx context.Context, tx pgx.Tx, seg Segment, now
 	ips := make([]string, n)
 	uids := make([]string, n)
 	for i, d := range seg.Devices {
-		ids[i] = dire.Identifiers(dire.Update{Integration: seg.Integration, DeviceID: d.DeviceID, MACs: d.MACs})
+		ids[i] = dire.Identifiers(dire.Update{Integration: seg.Integration, DeviceID: d.DeviceID, DeviceIDType: d.DeviceIDType, MACs: d.MACs})
 		ips[i] = d.IP
 		uids[i] = v.hit(ids[i])
 	}

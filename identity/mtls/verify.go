@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
@@ -31,6 +32,61 @@ type Verifier struct {
 	Classifier identity.Classifier
 	// Source supplies the SPIFFE bundles and the edge roots.
 	Source Source
+	// UpstreamCAs are the CAs that issue upstream-format certificates (no
+	// tenant label), accepted only when the Classifier maps them to a
+	// tenant. Upstream-format chains are verified against these alone, and
+	// these never verify a certificate of this system's own format.
+	UpstreamCAs []*x509.Certificate
+}
+
+// ErrUpstreamIssuer means an upstream-format certificate was presented
+// where no upstream CA is configured or it was not issued by one.
+var ErrUpstreamIssuer = errors.New("upstream-format certificate is not issued by a configured upstream CA")
+
+// verifyUpstream verifies an upstream-format chain against the upstream
+// CAs and classifies it; spiffe is its SPIFFE ID, zero for a CN identity.
+func (v Verifier) verifyUpstream(certs []*x509.Certificate, spiffe spiffeid.ID) (identity.Identity, error) {
+	if v.Classifier.Upstream == nil || len(v.UpstreamCAs) == 0 {
+		if spiffe.IsZero() {
+			return v.Classifier.ClassifyCommonName(certs[0].Subject.CommonName)
+		}
+		return v.Classifier.ClassifySPIFFEID(spiffe) // refused: no mapping
+	}
+	if !spiffe.IsZero() {
+		id, _, err := x509svid.Verify(certs, x509bundle.FromX509Authorities(spiffe.TrustDomain(), v.UpstreamCAs))
+		if err != nil {
+			return identity.Identity{}, fmt.Errorf("verifying upstream X.509-SVID %q: %w: %w", spiffe, ErrUpstreamIssuer, err)
+		}
+		return v.Classifier.ClassifySPIFFEID(id)
+	}
+	roots, inter := x509.NewCertPool(), x509.NewCertPool()
+	for _, c := range v.UpstreamCAs {
+		roots.AddCert(c)
+	}
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	if _, err := certs[0].Verify(x509.VerifyOptions{
+		Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}); err != nil {
+		return identity.Identity{}, fmt.Errorf("verifying upstream certificate %q: %w: %w", certs[0].Subject.CommonName, ErrUpstreamIssuer, err)
+	}
+	return v.Classifier.ClassifyCommonName(certs[0].Subject.CommonName)
+}
+
+// leafSPIFFEID is the leaf's single SPIFFE ID as it claims it (not yet
+// verified), zero when it has none or it does not parse.
+func leafSPIFFEID(c *x509.Certificate) spiffeid.ID {
+	for _, u := range c.URIs {
+		if strings.EqualFold(u.Scheme, "spiffe") {
+			id, err := spiffeid.FromURI(u)
+			if err != nil {
+				return spiffeid.ID{}
+			}
+			return id
+		}
+	}
+	return spiffeid.ID{}
 }
 
 func hasSPIFFEID(c *x509.Certificate) bool {
@@ -49,12 +105,20 @@ func (v Verifier) VerifyClient(certs []*x509.Certificate) (identity.Identity, er
 	if len(certs) == 0 {
 		return identity.Identity{}, identity.ErrNoCertificate
 	}
+	// The names a leaf claims pick the roots it is verified against: the
+	// upstream CAs for the upstream formats, this system's roots otherwise.
 	if hasSPIFFEID(certs[0]) {
+		if claimed := leafSPIFFEID(certs[0]); !claimed.IsZero() && identity.IsUpstreamSPIFFEID(claimed) {
+			return v.verifyUpstream(certs, claimed)
+		}
 		id, _, err := x509svid.Verify(certs, v.Source.Bundles())
 		if err != nil {
 			return identity.Identity{}, fmt.Errorf("verifying X.509-SVID: %w", err)
 		}
 		return v.Classifier.ClassifySPIFFEID(id)
+	}
+	if identity.IsUpstreamCommonName(certs[0].Subject.CommonName) {
+		return v.verifyUpstream(certs, spiffeid.ID{})
 	}
 	leaf := certs[0]
 	roots, err := v.Source.EdgeRoots()

@@ -12,8 +12,12 @@ import (
 	"github.com/serviceradar/sync-operator/test/apifault/ordinals"
 )
 
-// Armis timestamps: ISO 8601 with microseconds and a numeric offset.
-const timeLayout = "2006-01-02T15:04:05.000000-07:00"
+// Armis timestamps: ISO 8601 with a numeric offset, with microseconds or
+// whole seconds.
+const (
+	timeLayout      = "2006-01-02T15:04:05.000000-07:00"
+	wholeTimeLayout = "2006-01-02T15:04:05-07:00"
+)
 
 // tokenStore issues access tokens and checks them; mu guards every field.
 type tokenStore struct {
@@ -123,7 +127,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	key := r.Form.Get("secret_key")
 	if key == "" || subtle.ConstantTimeCompare([]byte(key), []byte(s.secret)) != 1 {
 		s.stats.tokensRefused.Add(1)
-		writeError(w, http.StatusUnauthorized, "Invalid secret key")
+		writeError(w, s.badSecret, "Invalid secret key")
 		return
 	}
 	tok, exp := s.tokens.issue()

@@ -23,8 +23,8 @@ func TestTokenExchange(t *testing.T) {
 	}{
 		{"form body", http.MethodPost, "", "secret_key=" + DefaultSecretKey, http.StatusOK, ""},
 		{"query string", http.MethodPost, "?secret_key=" + DefaultSecretKey, "", http.StatusOK, ""},
-		{"wrong key", http.MethodPost, "", "secret_key=nope", http.StatusUnauthorized, `{"message":"Invalid secret key","success":false}`},
-		{"missing key", http.MethodPost, "", "", http.StatusUnauthorized, `{"message":"Invalid secret key","success":false}`},
+		{"wrong key", http.MethodPost, "", "secret_key=nope", http.StatusBadRequest, `{"message":"Invalid secret key","success":false}`},
+		{"missing key", http.MethodPost, "", "", http.StatusBadRequest, `{"message":"Invalid secret key","success":false}`},
 		{"GET", http.MethodGet, "", "", http.StatusMethodNotAllowed, `{"message":"Method Not Allowed","success":false}`},
 	}
 	for _, tc := range cases {

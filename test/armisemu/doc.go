@@ -7,9 +7,9 @@
 //   - POST /api/v1/access_token/ with secret_key in the form body (or, as some
 //     clients send it, in the URL query) answers
 //     {"data":{"access_token":"…","expiration_utc":"…"},"success":true}.
-//     A missing or wrong key gets 401 {"message":"Invalid secret key","success":false}
-//     (the reference is silent on this case; the shape follows every other
-//     Armis error).
+//     A missing or wrong key gets 400 {"message":"Invalid secret key","success":false}
+//     as Armis answers it (Options.BadSecretStatus chooses another status);
+//     the shape follows every other Armis error.
 //   - GET /api/v1/search/?aql=…&from=…&length=… (optional orderBy=id|lastSeen,
 //     includeTotal, fields=a,b) needs "Authorization: <access token>", the raw
 //     token with no scheme word; anything else, an expired token included, gets
@@ -27,21 +27,34 @@
 // The inventory is Options.Devices devices with ids 1..N. Device id i+1 is a
 // pure function of (Options.Seed, i, Options.Epoch): a PCG generator seeded
 // with (Seed, i) draws its attributes, so a device is generated when a page
-// needs it and the emulator never holds the inventory. Addresses are unique by
-// construction: the primary IPv4 comes from 172.16.0.0/12 (then 100.64.0.0/10
-// past 2^20 devices), extra IPv4s from 10.0.0.0/8, MACs are
-// 02:<seed byte>:<3 bytes of i>:<k>. Multi-valued strings (ipAddress,
-// macAddress, boundaries) are joined with ", ": a client must split on commas
-// and trim. About 5% of devices have no MAC, 75% one, and a few up to 200.
+// needs it and the emulator never holds the inventory. Identities look like
+// production (package population): MACs are lower-case, globally
+// administered, under real vendor OUIs and unique in the inventory; the
+// manufacturer is the first MAC's vendor and the type one that vendor makes.
+// IPv4 addresses are unique by construction: the primary from 172.16.0.0/12
+// (then 100.64.0.0/10 past 2^20 devices), extra ones from 10.0.0.0/8.
+// Multi-valued strings (ipAddress, ipv6, macAddress, boundaries) are joined
+// with ", ": a client must split on commas and trim. About 5% of devices have
+// a null macAddress, 75% one MAC, and a few up to 200; 20% have IPv6, up to
+// three addresses (global, unique local, link-local). lastSeen and firstSeen
+// carry microseconds, or for about a tenth of devices whole seconds.
+//
+// Options.Overlap makes a share of devices ones that other generators (the
+// Faker, the NetBox emulator) given the same Overlap report with the same
+// MAC, IPv4, IPv6 and name. Options.RedundancyPairEvery adds pairs of routers
+// that both list their HSRP or VRRP group's virtual MAC.
 //
 // # AQL
 //
-// The search understands the terms the reference shows, combined with AND:
-// in:devices (required), timeFrame:"<n> <Seconds|Minutes|Hours|Days|Weeks>"
+// The search understands the terms the reference shows: in:devices
+// (required, once, at the top level), timeFrame:"<n> <Seconds|Minutes|Hours|Days|Weeks>"
 // (lastSeen within that span before Options.Epoch, the instant the inventory
 // is observed at), after:<YYYY-MM-DDTHH:MM:SS> (lastSeen strictly after that
-// second, UTC), and boundaries:"A,B" (devices in any of the named boundaries).
-// Anything else is a 400. Results are ordered by id unless orderBy=lastSeen.
+// second, UTC), boundaries:"A,B", type:"IP Cameras",Printers and
+// site:"DC East" (any of the names, case-insensitive). Terms are ANDed;
+// "!" or NOT negates a term or a group, OR (or "or") alternates, AND is
+// optional, and parentheses group. Anything else is a 400. Results are
+// ordered by id unless orderBy=lastSeen.
 //
 // Different queries return overlapping device sets: a device whose boundaries
 // are "Corporate, Lab" matches both boundaries:"Corporate" and

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/serviceradar/sync-operator/test/apifault/ordinals"
+	"github.com/serviceradar/sync-operator/workers/integration/faker/population"
 )
 
 // Device is one Armis device as the search returns it, with the fields and
@@ -17,17 +18,19 @@ type Device struct {
 	ID int `json:"id"`
 	// IPAddress holds one or more IPv4 addresses joined with ", ", or null.
 	IPAddress *string `json:"ipAddress"`
-	// IPv6 is an IPv6 address or null.
+	// IPv6 holds one to three IPv6 addresses (global, unique local,
+	// link-local) joined with ", ", or null.
 	IPv6 *string `json:"ipv6"`
-	// MacAddress holds zero or more MACs joined with ", "; empty when none.
-	MacAddress string `json:"macAddress"`
+	// MacAddress holds one or more lower-case MACs joined with ", ", or null
+	// when Armis knows none.
+	MacAddress *string `json:"macAddress"`
 	// Name is the host name; empty for about 2% of devices.
 	Name string `json:"name"`
 	// Type is the device type, for example "Laptops".
 	Type string `json:"type"`
 	// Category groups types, for example "Computers".
 	Category string `json:"category"`
-	// Manufacturer is the vendor.
+	// Manufacturer is the vendor, the owner of the first MAC's OUI.
 	Manufacturer string `json:"manufacturer"`
 	// Model is the vendor's model.
 	Model string `json:"model"`
@@ -35,9 +38,11 @@ type Device struct {
 	OperatingSystem string `json:"operatingSystem"`
 	// OperatingSystemVersion is the OS version.
 	OperatingSystemVersion string `json:"operatingSystemVersion"`
-	// FirstSeen is ISO 8601 with microseconds and offset.
+	// FirstSeen is ISO 8601 with an offset, with microseconds or (for about
+	// a tenth of devices) whole seconds.
 	FirstSeen string `json:"firstSeen"`
-	// LastSeen is ISO 8601 with microseconds and offset.
+	// LastSeen is ISO 8601 with an offset, with microseconds or (for about a
+	// tenth of devices) whole seconds.
 	LastSeen string `json:"lastSeen"`
 	// RiskLevel is 1..10.
 	RiskLevel int `json:"riskLevel"`
@@ -75,9 +80,13 @@ type Sensor struct {
 
 // inventory generates devices on demand from (seed, ordinal, epoch).
 type inventory struct {
-	seed  uint64
-	n     int
-	epoch time.Time
+	seed    uint64
+	n       int
+	epoch   time.Time
+	overlap population.Overlap
+	// pairEvery: ordinals i with i%pairEvery >= pairEvery-2 are the routers
+	// of a first-hop redundancy pair; zero means none.
+	pairEvery int
 }
 
 // Spans over which timestamps are spread, in microseconds.
@@ -90,65 +99,122 @@ const (
 // device's generator, so a filter scan computes only these.
 type core struct {
 	lastSeen   time.Time
+	whole      bool  // times are written without a fraction
 	boundaries uint8 // bit b set: in boundaries[b]
+	site       int   // index in sites
+	kind       population.Kind
+	vendor     *population.Vendor
+	mac        population.Addr // the first MAC
+	shared     bool
 }
 
 func (inv *inventory) rng(i int) *rand.Rand {
 	return rand.New(rand.NewPCG(inv.seed, uint64(i)))
 }
 
-func (inv *inventory) drawCore(r *rand.Rand) core {
+// pair returns the pair number of ordinal i when it is one of the two
+// routers of a first-hop redundancy pair.
+func (inv *inventory) pair(i int) (int, bool) {
+	if inv.pairEvery < 2 || inv.overlap.Shared(i) || i%inv.pairEvery < inv.pairEvery-2 {
+		return 0, false
+	}
+	return i / inv.pairEvery, true
+}
+
+func (inv *inventory) drawCore(r *rand.Rand, i int) core {
 	c := core{lastSeen: inv.epoch.Add(-time.Duration(r.Int64N(lastSeenSpan)) * time.Microsecond)}
+	if r.IntN(10) == 0 {
+		c.whole = true
+		c.lastSeen = c.lastSeen.Truncate(time.Second)
+	}
 	first := ordinals.Pick(r, boundaryWeights)
 	c.boundaries = 1 << first
 	if r.IntN(100) < 15 {
 		second := (first + 1 + r.IntN(len(boundaries)-1)) % len(boundaries)
 		c.boundaries |= 1 << second
 	}
+	c.site = r.IntN(len(sites))
+	var d population.Device
+	if inv.overlap.Shared(i) {
+		d, c.shared = inv.overlap.Device(i).Device, true
+	} else {
+		d = population.DeviceOf(population.RealmArmis, inv.seed, i, r.IntN)
+	}
+	c.vendor, c.kind, c.mac = d.Vendor, d.Kind, d.MAC
+	if _, ok := inv.pair(i); ok {
+		c.kind = population.KindRouter
+	}
 	return c
 }
 
 // core returns the filter attributes of ordinal i.
 func (inv *inventory) core(i int) core {
-	return inv.drawCore(inv.rng(i))
+	return inv.drawCore(inv.rng(i), i)
+}
+
+// formatTime writes an Armis timestamp: microseconds and an offset, or whole
+// seconds and an offset, as Armis deployments differ.
+func formatTime(t time.Time, whole bool) string {
+	if whole {
+		return t.Format(wholeTimeLayout)
+	}
+	return t.Format(timeLayout)
 }
 
 // device generates ordinal i (id i+1).
 func (inv *inventory) device(i int) Device {
 	r := inv.rng(i)
-	c := inv.drawCore(r)
-	kind := deviceKinds[ordinals.Pick(r, kindWeights)]
-	mk := kind.makers[r.IntN(len(kind.makers))]
+	c := inv.drawCore(r, i)
+	kind := armisTypes[c.kind]
+	models, ok := kind.models[c.vendor.Name]
+	if !ok {
+		models = kind.models[""]
+	}
 	os := kind.oses[r.IntN(len(kind.oses))]
+	first := c.lastSeen.Add(-time.Duration(r.Int64N(firstSeenSpan)) * time.Microsecond)
+	if c.whole {
+		first = first.Truncate(time.Second)
+	}
 	d := Device{
 		ID:                     i + 1,
 		Type:                   kind.typ,
 		Category:               kind.category,
-		Manufacturer:           mk.name,
-		Model:                  mk.models[r.IntN(len(mk.models))],
+		Manufacturer:           c.vendor.Name,
+		Model:                  models[r.IntN(len(models))],
 		OperatingSystem:        os.name,
 		OperatingSystemVersion: os.versions[r.IntN(len(os.versions))],
-		LastSeen:               c.lastSeen.Format(timeLayout),
-		FirstSeen:              c.lastSeen.Add(-time.Duration(r.Int64N(firstSeenSpan)) * time.Microsecond).Format(timeLayout),
+		LastSeen:               formatTime(c.lastSeen, c.whole),
+		FirstSeen:              formatTime(first, c.whole),
 		RiskLevel:              1 + r.IntN(10),
 		Boundaries:             boundaryNames(c.boundaries),
-		Site:                   sites[r.IntN(len(sites))],
+		Site:                   sites[c.site],
 		Sensor:                 sensors[r.IntN(len(sensors))],
 		Visibility:             visibilities[ordinals.Pick(r, visibilityW)],
 		BusinessImpact:         impacts[ordinals.Pick(r, impactWeights)],
 		Tags:                   []string{},
 		CustomProperties:       map[string]string{},
 	}
-	if r.IntN(100) >= 2 {
+	named, hasV4, v6, macs := r.IntN(100) >= 2, r.IntN(100) >= 1, ipv6Count(r), macCount(r)
+	if named {
 		d.Name = fmt.Sprintf("%s-%06d", kind.prefix, i+1)
 	}
-	if r.IntN(100) >= 1 {
+	if hasV4 {
 		d.IPAddress = ptr(inv.ipv4s(i, ordinals.Pick(r, extraIPWeights)))
 	}
-	if r.IntN(100) < 20 {
-		d.IPv6 = ptr(fmt.Sprintf("fd00:a5::%x", i+1))
+	if v6 > 0 {
+		d.IPv6 = ptr(ipv6s(i, c.mac, v6))
 	}
-	d.MacAddress = inv.macs(i, macCount(r))
+	if p, ok := inv.pair(i); ok {
+		// Both routers of the pair list the group's virtual MAC after their own.
+		d.MacAddress = ptr(c.mac.Lower() + ", " + virtualMAC(c.vendor, p).Lower())
+	} else if macs > 0 {
+		d.MacAddress = ptr(inv.macs(i, c.mac, macs))
+	}
+	if c.shared {
+		// A device another inventory knows too: the same name and addresses there.
+		sd := inv.overlap.Device(i)
+		d.Name, d.IPAddress, d.IPv6, d.MacAddress = sd.Hostname, ptr(sd.IPv4.String()), ptr(sd.IPv6.String()), ptr(sd.MAC.Lower())
+	}
 	for t := range tagPool {
 		if r.IntN(100) < 12 {
 			d.Tags = append(d.Tags, tagPool[t])
@@ -163,7 +229,49 @@ func (inv *inventory) device(i int) Device {
 	return d
 }
 
-// macCount is weighted to few: 5% none, 75% one, 17% two to four, 3% five to
+// virtualMAC is the virtual MAC pair p shares: HSRP for Cisco routers, VRRP
+// for the others, group p%255+1 (group numbers repeat across VLANs and
+// sites, and so across inventories).
+func virtualMAC(v *population.Vendor, p int) population.Addr {
+	group := byte(p%255 + 1)
+	if v.Name == "Cisco" {
+		return population.HSRPv1MAC(group)
+	}
+	return population.VRRPMAC(group)
+}
+
+// ipv6Count is how many IPv6 addresses a device has: 80% none, 12% one, 6%
+// two, 2% three.
+func ipv6Count(r *rand.Rand) int {
+	switch p := r.IntN(100); {
+	case p < 80:
+		return 0
+	case p < 92:
+		return 1
+	case p < 98:
+		return 2
+	default:
+		return 3
+	}
+}
+
+// ipv6s lists count addresses of ordinal i: a global one
+// (2001:db8:a5::/48), a unique local one (fd00:a5::/64) and the link-local
+// one derived from its MAC (EUI-64), in that order.
+func ipv6s(i int, mac population.Addr, count int) string {
+	off := uint64(i + 1) //nolint:gosec // i >= 0
+	global := netip.MustParseAddr("2001:db8:a5::").As16()
+	ula := netip.MustParseAddr("fd00:a5::").As16()
+	for k := range 8 {
+		global[15-k] = byte(off >> (8 * k))
+		ula[15-k] = byte(off >> (8 * k))
+	}
+	ll := [16]byte{0xfe, 0x80, 8: mac[0] ^ 0x02, 9: mac[1], 10: mac[2], 11: 0xff, 12: 0xfe, 13: mac[3], 14: mac[4], 15: mac[5]}
+	all := []string{netip.AddrFrom16(global).String(), netip.AddrFrom16(ula).String(), netip.AddrFrom16(ll).String()}
+	return strings.Join(all[:count], ", ")
+}
+
+// macCount is weighted to few: 5% none (a null macAddress), 75% one, 17% two to four, 3% five to
 // two hundred (skewed low).
 func macCount(r *rand.Rand) int {
 	switch p := r.IntN(100); {
@@ -212,13 +320,15 @@ func (inv *inventory) ipv4s(i, extra int) string {
 	return strings.Join(ips, ", ")
 }
 
-func (inv *inventory) macs(i, count int) string {
+// macs lists count MACs of ordinal i, the first being first: real vendor
+// OUIs, unique within the inventory (population.MAC), in lower case as
+// Armis writes them.
+func (inv *inventory) macs(i int, first population.Addr, count int) string {
 	var b strings.Builder
-	for k := range count {
-		if k > 0 {
-			b.WriteString(", ")
-		}
-		fmt.Fprintf(&b, "02:%02x:%02x:%02x:%02x:%02x", byte(inv.seed), byte(i>>16), byte(i>>8), byte(i), byte(k))
+	b.WriteString(first.Lower())
+	for k := 1; k < count; k++ {
+		b.WriteString(", ")
+		b.WriteString(population.MAC(population.RealmArmis, inv.seed, i, k).Lower())
 	}
 	return b.String()
 }

@@ -5,12 +5,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/serviceradar/sync-operator/workers/integration/faker/population"
 )
 
 func TestPaginationReachesLastPage(t *testing.T) {
@@ -127,7 +130,7 @@ func TestAQLFilters(t *testing.T) {
 		all[i], _ = s.Device(i + 1)
 	}
 	lastSeen := func(d Device) time.Time {
-		ts, err := time.Parse(timeLayout, d.LastSeen)
+		ts, err := time.Parse(time.RFC3339Nano, d.LastSeen)
 		if err != nil {
 			t.Fatalf("device %d lastSeen %q: %v", d.ID, d.LastSeen, err)
 		}
@@ -152,6 +155,17 @@ func TestAQLFilters(t *testing.T) {
 		{`in:devices timeFrame:"72 hours" boundaries:"Corporate"`, func(d Device) bool {
 			return lastSeen(d).After(cutoff) && inBoundary(d, "Corporate")
 		}},
+		{`in:devices type:Switches`, func(d Device) bool { return d.Type == "Switches" }},
+		{`in:devices type:"IP Cameras",Printers`, func(d Device) bool { return d.Type == "IP Cameras" || d.Type == "Printers" }},
+		{`in:devices site:"DC East"`, func(d Device) bool { return d.Site.Name == "DC East" }},
+		{`in:devices !type:Laptops`, func(d Device) bool { return d.Type != "Laptops" }},
+		{`in:devices NOT site:HQ`, func(d Device) bool { return d.Site.Name != "HQ" }},
+		{`in:devices (type:Routers OR type:Switches) site:HQ`, func(d Device) bool {
+			return (d.Type == "Routers" || d.Type == "Switches") && d.Site.Name == "HQ"
+		}},
+		{`in:devices !(boundaries:"Guest" or timeFrame:"3 Days") and type:Servers`, func(d Device) bool {
+			return !inBoundary(d, "Guest") && !lastSeen(d).After(cutoff) && d.Type == "Servers"
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.aql, func(t *testing.T) {
@@ -170,6 +184,27 @@ func TestAQLFilters(t *testing.T) {
 				t.Fatalf("MatchingIDs: %d ids, err %v; want %d", len(predicted), err, len(want))
 			}
 		})
+	}
+}
+
+func TestAQLRefusals(t *testing.T) {
+	s, c := start(t, Options{Seed: 11, Devices: 10})
+	tok := c.token(t)
+	for _, aql := range []string{
+		"type:Switches", "!in:devices", "in:devices OR type:Switches", "in:devices (type:Switches",
+		"in:devices type:Switches)", "in:devices ()", "in:devices (in:devices)", "in:devices color:red",
+		`in:devices site:"HQ`, "in:devices in:devices",
+	} {
+		rep, err := c.search(context.Background(), tok, aql, 0, 10, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.status != http.StatusBadRequest {
+			t.Errorf("%s: status %d, want 400", aql, rep.status)
+		}
+		if _, err := s.MatchingIDs(aql); err == nil {
+			t.Errorf("%s: MatchingIDs accepted it", aql)
+		}
 	}
 }
 
@@ -197,7 +232,7 @@ func TestQueriesOverlap(t *testing.T) {
 func TestAfterIsSecondGranular(t *testing.T) {
 	s, c := start(t, Options{Seed: 5, Devices: 500})
 	d, _ := s.Device(42)
-	seen, err := time.Parse(timeLayout, d.LastSeen)
+	seen, err := time.Parse(time.RFC3339Nano, d.LastSeen)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,14 +323,14 @@ func TestDeviceShape(t *testing.T) {
 	isObject := func(v any) bool { _, ok := v.(map[string]any); return ok }
 	isList := func(v any) bool { _, ok := v.([]any); return ok }
 	want := map[string]func(any) bool{
-		"id": isNumber, "ipAddress": isStringOrNull, "ipv6": isStringOrNull, "macAddress": isString,
+		"id": isNumber, "ipAddress": isStringOrNull, "ipv6": isStringOrNull, "macAddress": isStringOrNull,
 		"name": isString, "type": isString, "category": isString, "manufacturer": isString,
 		"model": isString, "operatingSystem": isString, "operatingSystemVersion": isString,
 		"firstSeen": isString, "lastSeen": isString, "riskLevel": isNumber, "boundaries": isString,
 		"tags": isList, "site": isObject, "sensor": isObject, "customProperties": isObject,
 		"visibility": isString, "businessImpact": isString,
 	}
-	var multiIP, multiMAC, noMAC bool
+	var multiIP, multiMAC, noMAC, multiV6, whole, fraction bool
 	for _, d := range p.Data.Results {
 		for field, ok := range want {
 			v, present := d[field]
@@ -308,15 +343,36 @@ func TestDeviceShape(t *testing.T) {
 			t.Fatalf("site %v lacks name or location", site)
 		}
 		for _, f := range []string{"firstSeen", "lastSeen"} {
-			if _, err := time.Parse("2006-01-02T15:04:05.000000-07:00", d[f].(string)); err != nil {
-				t.Fatalf("%s %q is not ISO 8601 with microseconds and offset", f, d[f])
+			_, errFraction := time.Parse("2006-01-02T15:04:05.000000-07:00", d[f].(string))
+			_, errWhole := time.Parse("2006-01-02T15:04:05-07:00", d[f].(string))
+			if errFraction != nil && errWhole != nil {
+				t.Fatalf("%s %q is not ISO 8601 with offset, with microseconds or whole seconds", f, d[f])
 			}
+			whole, fraction = whole || errWhole == nil, fraction || errFraction == nil
 		}
 		ip, _ := d["ipAddress"].(string)
 		multiIP = multiIP || strings.Contains(ip, ",")
-		mac := d["macAddress"].(string)
+		v6, _ := d["ipv6"].(string)
+		multiV6 = multiV6 || strings.Contains(v6, ",")
+		mac, isMAC := d["macAddress"].(string)
 		multiMAC = multiMAC || strings.Contains(mac, ",")
-		noMAC = noMAC || mac == ""
+		noMAC = noMAC || !isMAC
+		for m := range strings.SplitSeq(mac, ",") {
+			if !isMAC {
+				break
+			}
+			m = strings.TrimSpace(m)
+			hw, err := net.ParseMAC(m)
+			if err != nil || hw[0]&0x03 != 0 || m != strings.ToLower(m) {
+				t.Fatalf("MAC %q is not a lower-case globally administered unicast MAC", m)
+			}
+			if _, ok := population.VendorOf(population.Addr(hw)); !ok {
+				t.Fatalf("MAC %q is under no real vendor OUI", m)
+			}
+		}
+	}
+	if !multiV6 || !whole || !fraction {
+		t.Fatalf("300 devices lack variety: several IPv6 %v, whole-second times %v, microsecond times %v", multiV6, whole, fraction)
 	}
 	if !multiIP || !multiMAC || !noMAC {
 		t.Fatalf("300 devices lack variety: several IPs %v, several MACs %v, no MAC %v", multiIP, multiMAC, noMAC)
@@ -337,10 +393,10 @@ func TestAddressesAreUnique(t *testing.T) {
 				ips[ip] = id
 			}
 		}
-		if d.MacAddress == "" {
+		if d.MacAddress == nil {
 			continue
 		}
-		for mac := range strings.SplitSeq(d.MacAddress, ",") {
+		for mac := range strings.SplitSeq(*d.MacAddress, ",") {
 			mac = strings.TrimSpace(mac)
 			if prev, dup := macs[mac]; dup {
 				t.Fatalf("MAC %s on devices %d and %d", mac, prev, id)
@@ -365,5 +421,33 @@ func TestMillionDevicesAreCheap(t *testing.T) {
 	}
 	if p.Data.Total != n || p.Data.Count != 100 || p.Data.Next != nil || p.Data.Results[99].ID != n {
 		t.Fatalf("tail page: total %d count %d next %v last id %d", p.Data.Total, p.Data.Count, p.Data.Next, p.Data.Results[99].ID)
+	}
+}
+
+func TestOverlapAndRedundancyPairs(t *testing.T) {
+	o := population.Overlap{Seed: 4, Percent: 10}
+	s := New(Options{Seed: 8, Devices: 1000, Overlap: o, RedundancyPairEvery: 100})
+	for i := range 1000 {
+		d, _ := s.Device(i + 1)
+		switch {
+		case o.Shared(i):
+			sd := o.Device(i)
+			if d.MacAddress == nil || *d.MacAddress != sd.MAC.Lower() || *d.IPAddress != sd.IPv4.String() ||
+				*d.IPv6 != sd.IPv6.String() || d.Name != sd.Hostname || d.Manufacturer != sd.Vendor.Name {
+				t.Fatalf("shared device %d: %+v, want %+v", i, d, sd)
+			}
+		case i%100 >= 98:
+			macs := strings.Split(*d.MacAddress, ", ")
+			p := i / 100
+			if d.Type != "Routers" || len(macs) != 2 ||
+				(macs[1] != population.HSRPv1MAC(byte(p%255+1)).Lower() && macs[1] != population.VRRPMAC(byte(p%255+1)).Lower()) {
+				t.Fatalf("pair router %d: type %s MACs %v", i, d.Type, macs)
+			}
+		}
+	}
+	a, _ := s.Device(299)
+	b, _ := s.Device(300)
+	if strings.Split(*a.MacAddress, ", ")[1] != strings.Split(*b.MacAddress, ", ")[1] {
+		t.Fatalf("the routers of pair 2 list different virtual MACs: %s and %s", *a.MacAddress, *b.MacAddress)
 	}
 }

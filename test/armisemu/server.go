@@ -8,6 +8,7 @@ import (
 
 	"github.com/serviceradar/sync-operator/test/apifault"
 	"github.com/serviceradar/sync-operator/test/apifault/ordinals"
+	"github.com/serviceradar/sync-operator/workers/integration/faker/population"
 )
 
 // API paths the emulator serves.
@@ -56,18 +57,37 @@ type Options struct {
 	// Epoch is the instant the inventory is observed at: lastSeen values lie
 	// in the 30 days before it and timeFrame counts back from it.
 	Epoch time.Time
+	// Overlap makes a share of the devices ones that other generators given
+	// the same Overlap (the Faker, the NetBox emulator) report too: such a
+	// device has the shared MAC, IPv4, IPv6 and name of
+	// population.Overlap.Device. The zero value shares nothing.
+	Overlap population.Overlap
+	// RedundancyPairEvery, when 2 or more, makes the last two ordinals of
+	// every RedundancyPairEvery (i%RedundancyPairEvery >=
+	// RedundancyPairEvery-2, unless shared by Overlap) the two routers of
+	// first-hop redundancy pair p = i/RedundancyPairEvery: both list, after
+	// their own MAC, the virtual MAC of group p%255+1 (HSRP
+	// 00:00:0c:07:ac:gg for Cisco, VRRP 00:00:5e:00:01:vr for others; group
+	// numbers repeat across sites, and so across inventories). Zero means no
+	// pairs.
+	RedundancyPairEvery int
+	// BadSecretStatus is the status a refused secret key gets from the token
+	// endpoint; zero means 400, as Armis answers.
+	BadSecretStatus int
 }
 
 // Server is an Armis API emulator. It is an http.Handler; Start serves it on
 // a loopback port. All methods are safe for concurrent use.
 type Server struct {
-	inv     inventory
-	secret  string
-	tokens  *tokenStore
-	faults  *apifault.Injector[int] // pages keyed by the search's from
-	stats   counters
-	results *ordinals.Cache
-	host    *apifault.Host
+	inv    inventory
+	secret string
+	// badSecret is the status of a refused token exchange.
+	badSecret int
+	tokens    *tokenStore
+	faults    *apifault.Injector[int] // pages keyed by the search's from
+	stats     counters
+	results   *ordinals.Cache
+	host      *apifault.Host
 }
 
 // New returns a Server for opts. It panics when opts.Devices is negative or
@@ -88,12 +108,17 @@ func New(opts Options) *Server {
 	if opts.Epoch.IsZero() {
 		opts.Epoch = DefaultEpoch()
 	}
+	if opts.BadSecretStatus == 0 {
+		opts.BadSecretStatus = http.StatusBadRequest
+	}
 	s := &Server{
-		inv:     inventory{seed: opts.Seed, n: opts.Devices, epoch: opts.Epoch.UTC()},
-		secret:  opts.SecretKey,
-		tokens:  newTokenStore(opts.Seed, opts.TokenTTL, opts.Clock),
-		faults:  apifault.NewInjector[int](armisAPI),
-		results: ordinals.NewCache(8),
+		inv: inventory{seed: opts.Seed, n: opts.Devices, epoch: opts.Epoch.UTC(), overlap: opts.Overlap,
+			pairEvery: opts.RedundancyPairEvery},
+		secret:    opts.SecretKey,
+		badSecret: opts.BadSecretStatus,
+		tokens:    newTokenStore(opts.Seed, opts.TokenTTL, opts.Clock),
+		faults:    apifault.NewInjector[int](armisAPI),
+		results:   ordinals.NewCache(8),
 	}
 	s.host = apifault.NewHost("armisemu", s)
 	return s

@@ -10,9 +10,10 @@ import (
 	"github.com/serviceradar/sync-operator/test/apifault/ordinals"
 )
 
-// Token forms: v1 is 40 hex digits; v2 is nbt_<key>.<token>.
+// Token forms: v1 is 40 alphanumerics (generated ones are hex, but a user
+// may set any key); v2 is nbt_<key>.<token>.
 var (
-	v1Form = regexp.MustCompile(`^[0-9a-fA-F]{40}$`)
+	v1Form = regexp.MustCompile(`^[0-9A-Za-z]{40}$`)
 	v2Form = regexp.MustCompile(`^nbt_[0-9A-Za-z]{12}\.[0-9A-Za-z]{40}$`)
 )
 
@@ -53,22 +54,24 @@ func newAuthenticator(opts Options) (*authenticator, error) {
 }
 
 // authenticate checks one Authorization header and returns the 403 detail
-// when it fails. The scheme word is matched without case, as Django REST
-// framework does.
+// when it fails. As in NetBox 4.5+, the token's form chooses its version
+// (v2 tokens start with nbt_) and either scheme word, Token or Bearer, is
+// accepted for both; before 4.5 (DisableV2) only Token is a scheme and
+// every token is looked up as a v1 key. The scheme word is matched without
+// case, as Django REST framework does.
 func (a *authenticator) authenticate(header string) (string, bool) {
 	scheme, cred, _ := strings.Cut(strings.TrimSpace(header), " ")
 	cred = strings.TrimSpace(cred)
+	if !strings.EqualFold(scheme, "Token") && (a.noV2 || !strings.EqualFold(scheme, "Bearer")) {
+		return detailNoCredentials, false
+	}
 	switch {
-	case strings.EqualFold(scheme, "Token"):
-		if a.noV1 || !equal(cred, a.v1) {
-			return detailInvalidV1, false
-		}
-	case strings.EqualFold(scheme, "Bearer") && !a.noV2:
+	case strings.HasPrefix(cred, "nbt_") && !a.noV2:
 		if !equal(cred, a.v2) {
 			return detailInvalidV2, false
 		}
-	default:
-		return detailNoCredentials, false
+	case a.noV1 || !equal(cred, a.v1):
+		return detailInvalidV1, false
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()

@@ -24,9 +24,10 @@ func TestTokenSchemes(t *testing.T) {
 		{"v1 lower-case scheme", "token " + v1, http.StatusOK, ""},
 		{"v2", "Bearer " + v2, http.StatusOK, ""},
 		{"wrong v1", "Token " + strings.Repeat("0", 40), http.StatusForbidden, "Invalid v1 token"},
-		{"v2 token with v1 scheme", "Token " + v2, http.StatusForbidden, "Invalid v1 token"},
+		{"v2 token with the Token scheme (4.5+)", "Token " + v2, http.StatusOK, ""},
 		{"wrong v2", "Bearer nbt_000000000000." + strings.Repeat("0", 40), http.StatusForbidden, "Invalid v2 token"},
-		{"v1 token with v2 scheme", "Bearer " + v1, http.StatusForbidden, "Invalid v2 token"},
+		{"v1 token with the Bearer scheme (4.5+)", "Bearer " + v1, http.StatusOK, ""},
+		{"wrong v1 token with the Bearer scheme", "Bearer " + strings.Repeat("A", 40), http.StatusForbidden, "Invalid v1 token"},
 		{"no header", "", http.StatusForbidden, "Authentication credentials were not provided."},
 		{"other scheme", "Basic dXNlcjpwYXNz", http.StatusForbidden, "Authentication credentials were not provided."},
 	}
@@ -79,7 +80,7 @@ func TestDisabledSchemes(t *testing.T) {
 }
 
 func TestConfiguredTokens(t *testing.T) {
-	v1 := "0123456789abcdef0123456789abcdef01234567"
+	v1 := "0123456789abcdefghijKLMNOPQRSTuvwxyz0123" // a user-set key: alphanumeric, not hex
 	v2 := "nbt_abcdefABCDEF.0123456789abcdefghijABCDEFGHIJ0123456789"
 	s, c := start(t, Options{V1Token: v1, V2Token: v2})
 	if s.V1Token() != v1 || s.V2Token() != v2 {

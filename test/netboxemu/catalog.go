@@ -1,5 +1,7 @@
 package netboxemu
 
+import "fmt"
+
 // The fixed objects devices refer to. Ids are index+1.
 
 // named is a NetBox object that has a name and a slug.
@@ -138,4 +140,53 @@ func slugIndex[T any](list []T, slugOf func(T) string, slug string) int {
 		}
 	}
 	return -1
+}
+
+// Roles with behaviour of their own.
+const (
+	accessSwitchRole = 1 // may be a virtual chassis member
+	routerRole       = 3 // paired for first-hop redundancy
+)
+
+// ouis are real IEEE OUIs of the manufacturers, by index: Cisco, Juniper,
+// Arista, Dell, Palo Alto Networks, Aruba, APC (American Power
+// Conversion), Axis.
+var ouis = [][3]byte{
+	{0x00, 0x1A, 0xA1},
+	{0x00, 0x05, 0x85},
+	{0x00, 0x1C, 0x73},
+	{0x00, 0x14, 0x22},
+	{0x00, 0x1B, 0x17},
+	{0x00, 0x0B, 0x86},
+	{0x00, 0xC0, 0xB7},
+	{0x00, 0x40, 0x8C},
+}
+
+// vmwareOUI is VMware's OUI, which virtual machines' MACs carry.
+var vmwareOUI = [3]byte{0x00, 0x50, 0x56}
+
+// vmStatusWeights draw VM statuses (indexes into statuses): VMs have no
+// "inventory".
+var vmStatusWeights = []int{80, 6, 4, 3, 2, 0, 5}
+
+// vmRoles are the roles VMs take (indexes into roles).
+var vmRoles = []int{0}
+
+// fhrpMAC is the virtual MAC a router pair shares, by pair number: Cisco
+// pairs run HSRP (00:00:0C:07:AC:<group>) or GLBP (00:07:B4:00:01:<group>),
+// the others VRRP for IPv4 (00:00:5E:00:01:<vrid>) or IPv6
+// (00:00:5E:00:02:<vrid>). Group numbers repeat across sites, as they do in
+// real networks.
+func fhrpMAC(maker, pair int) string {
+	group := byte(pair%255 + 1)
+	switch {
+	case maker == 0 && pair%2 == 0:
+		return fmt.Sprintf("00:00:0C:07:AC:%02X", group)
+	case maker == 0:
+		return fmt.Sprintf("00:07:B4:00:01:%02X", group)
+	case pair%2 == 0:
+		return fmt.Sprintf("00:00:5E:00:01:%02X", group)
+	default:
+		return fmt.Sprintf("00:00:5E:00:02:%02X", group)
+	}
 }

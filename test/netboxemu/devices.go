@@ -186,24 +186,25 @@ func (f *deviceFilter) match(a *attrs) bool {
 	return true
 }
 
-// deviceList selects devices by the request's filters.
+// deviceList selects devices by the request's filters, in id order.
 func (s *Server) deviceList(q url.Values, errs validationErrors) list {
 	f := parseDeviceFilter(q, errs)
-	l := list{render: func(ord int, refs *refTable) any {
+	gen := s.inv.mut.generation()
+	l := list{key: fmt.Sprintf("devices@%d:%s", gen, f.key), render: func(ord int, refs *refTable) any {
 		a := s.inv.attrs(ord)
 		return s.inv.device(&a, refs)
-	}}
+	}, attrs: s.inv.attrs}
 	switch {
 	case len(errs) > 0:
 		l.view = ordinals.All(0)
-	case f.all():
+	case f.all() && gen == 0:
 		l.view = ordinals.All(s.inv.n)
 	default:
-		l.view = s.results.Get(f.key, func() ordinals.List {
-			var out ordinals.List
+		l.view = s.results.Get(l.key, func() ordinals.List {
+			out := ordinals.List{}
 			for i := range s.inv.n {
 				a := s.inv.attrs(i)
-				if f.match(&a) {
+				if !a.deleted && f.match(&a) {
 					out = append(out, int32(i))
 				}
 			}

@@ -73,6 +73,17 @@ type Stats struct {
 	InterfacePages int64
 	// MACAddressPages counts MAC address pages answered whole.
 	MACAddressPages int64
+	// IPAddressPages counts IP address pages answered whole.
+	IPAddressPages int64
+	// VirtualMachinePages counts virtual machine pages answered whole.
+	VirtualMachinePages int64
+	// VMInterfacePages counts VM interface pages answered whole.
+	VMInterfacePages int64
+	// ConfigContexts counts the devices and VMs whose config context NetBox
+	// would have rendered: every row of a page that neither is brief nor
+	// excludes config_context (fields= does not spare it). Not a request
+	// counter.
+	ConfigContexts int64
 	// Forbidden counts requests refused with 403.
 	Forbidden int64
 	// RateLimited counts requests answered with an injected 429.
@@ -94,7 +105,9 @@ type Stats struct {
 // fault injector does not keep.
 type counters struct {
 	devicePages, interfacePages, macPages, forbidden atomic.Int64
+	ipPages, vmPages, vmIfacePages                   atomic.Int64
 	badRequests, redirects, notFound                 atomic.Int64
+	configContexts                                   atomic.Int64
 }
 
 func (c *counters) pages(k Kind) *atomic.Int64 {
@@ -103,6 +116,12 @@ func (c *counters) pages(k Kind) *atomic.Int64 {
 		return &c.interfacePages
 	case KindMACAddresses:
 		return &c.macPages
+	case KindIPAddresses:
+		return &c.ipPages
+	case KindVirtualMachines:
+		return &c.vmPages
+	case KindVMInterfaces:
+		return &c.vmIfacePages
 	default:
 		return &c.devicePages
 	}
@@ -113,16 +132,20 @@ func (c *counters) pages(k Kind) *atomic.Int64 {
 func (s *Server) Stats() Stats {
 	c, f := &s.stats, s.faults.Counts()
 	return Stats{
-		Requests:        f.Requests,
-		DevicePages:     c.devicePages.Load(),
-		InterfacePages:  c.interfacePages.Load(),
-		MACAddressPages: c.macPages.Load(),
-		Forbidden:       c.forbidden.Load(),
-		RateLimited:     f.RateLimited,
-		ServerErrors:    f.ServerErrors,
-		MalformedPages:  f.MalformedPages,
-		BadRequests:     c.badRequests.Load(),
-		Redirects:       c.redirects.Load(),
-		NotFound:        c.notFound.Load(),
+		Requests:            f.Requests,
+		DevicePages:         c.devicePages.Load(),
+		InterfacePages:      c.interfacePages.Load(),
+		MACAddressPages:     c.macPages.Load(),
+		IPAddressPages:      c.ipPages.Load(),
+		VirtualMachinePages: c.vmPages.Load(),
+		VMInterfacePages:    c.vmIfacePages.Load(),
+		ConfigContexts:      c.configContexts.Load(),
+		Forbidden:           c.forbidden.Load(),
+		RateLimited:         f.RateLimited,
+		ServerErrors:        f.ServerErrors,
+		MalformedPages:      f.MalformedPages,
+		BadRequests:         c.badRequests.Load(),
+		Redirects:           c.redirects.Load(),
+		NotFound:            c.notFound.Load(),
 	}
 }

@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
+
+	"github.com/serviceradar/sync-operator/gateway/dire"
 )
 
 func TestInterfacesAndMACs(t *testing.T) {
@@ -22,11 +25,20 @@ func TestInterfacesAndMACs(t *testing.T) {
 			if tc.perDevice == 1 {
 				withMAC = 1
 			}
-			if len(ifaces) != tc.devices*tc.perDevice || len(macs) != tc.devices*withMAC {
-				t.Fatalf("%d interfaces and %d MACs, want %d and %d", len(ifaces), len(macs), tc.devices*tc.perDevice, tc.devices*withMAC)
+			// Router pairs carry their shared virtual MAC on eth0 besides
+			// their own.
+			shared := 0
+			for _, it := range ifaces {
+				if it.MACAddress != nil && len(it.MACAddresses) == 2 {
+					shared++
+				}
 			}
-			ifaceMAC := map[int]string{} // interface id -> MAC
+			if len(ifaces) != tc.devices*tc.perDevice || len(macs) != tc.devices*withMAC+shared {
+				t.Fatalf("%d interfaces and %d MACs, want %d and %d", len(ifaces), len(macs), tc.devices*tc.perDevice, tc.devices*withMAC+shared)
+			}
+			ifaceMACs := map[int][]string{} // interface id -> its MACs
 			perDevice := map[int]int{}
+			primaries := map[string]bool{}
 			for _, it := range ifaces {
 				perDevice[it.Device.ID]++
 				if it.MACAddress == nil {
@@ -38,21 +50,31 @@ func TestInterfacesAndMACs(t *testing.T) {
 				if it.PrimaryMACAddress == nil || it.PrimaryMACAddress.MACAddress != *it.MACAddress {
 					t.Fatalf("interface %d: mac_address %s, primary %+v", it.ID, *it.MACAddress, it.PrimaryMACAddress)
 				}
-				ifaceMAC[it.ID] = *it.MACAddress
+				if primaries[*it.MACAddress] || dire.NormalizeMAC(*it.MACAddress) == "" {
+					t.Fatalf("interface %d: primary MAC %s twice, or not a device's", it.ID, *it.MACAddress)
+				}
+				primaries[*it.MACAddress] = true
+				if !slices.IsSortedFunc(it.MACAddresses, func(a, b MACRef) int { return strings.Compare(a.MACAddress, b.MACAddress) }) {
+					t.Fatalf("interface %d: MACs %v not in address order", it.ID, it.MACAddresses)
+				}
+				for _, m := range it.MACAddresses {
+					ifaceMACs[it.ID] = append(ifaceMACs[it.ID], m.MACAddress)
+					if m.MACAddress != *it.MACAddress && !dire.VirtualMAC(strings.ReplaceAll(m.MACAddress, ":", "")) {
+						t.Fatalf("interface %d: second MAC %s is not a first-hop redundancy MAC", it.ID, m.MACAddress)
+					}
+				}
 			}
 			for id, k := range perDevice {
 				if k != tc.perDevice {
 					t.Fatalf("device %d has %d interfaces, want %d", id, k, tc.perDevice)
 				}
 			}
-			seen := map[string]bool{}
+			if !slices.IsSortedFunc(macs, func(a, b MACAddress) int { return strings.Compare(a.MACAddress, b.MACAddress) }) {
+				t.Fatal("MAC addresses are not in address order, as NetBox 4.2+ lists them")
+			}
 			for _, m := range macs {
-				if seen[m.MACAddress] {
-					t.Fatalf("MAC %s twice", m.MACAddress)
-				}
-				seen[m.MACAddress] = true
-				if m.AssignedObjectType != "dcim.interface" || ifaceMAC[m.AssignedObjectID] != m.MACAddress {
-					t.Fatalf("MAC %s assigned to %s %d, whose MAC is %q", m.MACAddress, m.AssignedObjectType, m.AssignedObjectID, ifaceMAC[m.AssignedObjectID])
+				if m.AssignedObjectType != "dcim.interface" || !slices.Contains(ifaceMACs[m.AssignedObjectID], m.MACAddress) {
+					t.Fatalf("MAC %s assigned to %s %d, whose MACs are %q", m.MACAddress, m.AssignedObjectType, m.AssignedObjectID, ifaceMACs[m.AssignedObjectID])
 				}
 			}
 		})
@@ -88,7 +110,7 @@ func TestInterfaceFilters(t *testing.T) {
 	}
 	for _, tc := range cases {
 		got, _ := c.fetchAll(t, tc.target)
-		if ids := idsOf(t, got); !slices.Equal(ids, tc.wantIDs) && len(ids)+len(tc.wantIDs) > 0 {
+		if ids := slices.Sorted(slices.Values(idsOf(t, got))); !slices.Equal(ids, tc.wantIDs) && len(ids)+len(tc.wantIDs) > 0 {
 			t.Errorf("%s: ids %v, want %v", tc.target, ids, tc.wantIDs)
 		}
 	}

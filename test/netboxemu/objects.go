@@ -144,10 +144,10 @@ type Device struct {
 	OOBIP any `json:"oob_ip"`
 	// Cluster is always null.
 	Cluster any `json:"cluster"`
-	// VirtualChassis is always null.
-	VirtualChassis any `json:"virtual_chassis"`
-	// VCPosition is always null.
-	VCPosition any `json:"vc_position"`
+	// VirtualChassis is the stack of some access switches, else null.
+	VirtualChassis *VirtualChassisRef `json:"virtual_chassis"`
+	// VCPosition is the member's position in its virtual chassis, else null.
+	VCPosition *int `json:"vc_position"`
 	// VCPriority is always null.
 	VCPriority any `json:"vc_priority"`
 	// Description is empty.
@@ -258,7 +258,9 @@ type Interface struct {
 	Occupied bool `json:"_occupied"`
 }
 
-// AssignedInterface is the interface a MAC address is assigned to.
+// AssignedInterface is the interface a MAC or IP address is assigned to:
+// a device's (dcim.interface) or a virtual machine's
+// (virtualization.vminterface).
 type AssignedInterface struct {
 	// ID of the interface.
 	ID int `json:"id"`
@@ -266,8 +268,10 @@ type AssignedInterface struct {
 	URL string `json:"url"`
 	// Display is the interface name.
 	Display string `json:"display"`
-	// Device owns the interface.
-	Device DeviceRef `json:"device"`
+	// Device owns a device interface; absent for a VM interface.
+	Device *DeviceRef `json:"device,omitempty"`
+	// VirtualMachine owns a VM interface; absent for a device interface.
+	VirtualMachine *DeviceRef `json:"virtual_machine,omitempty"`
 	// Name of the interface.
 	Name string `json:"name"`
 	// Description of the interface.
@@ -291,7 +295,7 @@ type MACAddress struct {
 	Display string `json:"display"`
 	// MACAddress is upper case with colons.
 	MACAddress string `json:"mac_address"`
-	// AssignedObjectType is "dcim.interface".
+	// AssignedObjectType is "dcim.interface" or "virtualization.vminterface".
 	AssignedObjectType string `json:"assigned_object_type"`
 	// AssignedObjectID is the interface id.
 	AssignedObjectID int `json:"assigned_object_id"`
@@ -308,5 +312,164 @@ type MACAddress struct {
 	// Created is the device's creation time.
 	Created string `json:"created"`
 	// LastUpdated is the device's last update.
+	LastUpdated string `json:"last_updated"`
+}
+
+// VirtualChassisRef is a nested virtual chassis.
+type VirtualChassisRef struct {
+	// ID of the virtual chassis.
+	ID int `json:"id"`
+	// URL is its absolute API URL.
+	URL string `json:"url"`
+	// Display is its name.
+	Display string `json:"display"`
+	// Name of the virtual chassis.
+	Name string `json:"name"`
+	// Description is empty.
+	Description string `json:"description"`
+}
+
+// VirtualMachine is a NetBox virtual machine as
+// /api/virtualization/virtual-machines/ returns it.
+type VirtualMachine struct {
+	// ID is the VM's primary key, 1..Options.VirtualMachines.
+	ID int `json:"id"`
+	// URL is the VM's absolute API URL.
+	URL string `json:"url"`
+	// DisplayURL is the VM's absolute UI URL.
+	DisplayURL string `json:"display_url"`
+	// Display is the VM's name.
+	Display string `json:"display"`
+	// Name is the VM's name (required in NetBox).
+	Name string `json:"name"`
+	// Status is the VM status (no "inventory" for VMs).
+	Status Choice `json:"status"`
+	// Site is where the VM runs.
+	Site Ref `json:"site"`
+	// Cluster is always null.
+	Cluster any `json:"cluster"`
+	// Device is always null.
+	Device any `json:"device"`
+	// Serial is possibly empty.
+	Serial string `json:"serial"`
+	// Role is the VM's role.
+	Role Ref `json:"role"`
+	// Tenant is null for about 30% of VMs.
+	Tenant *Ref `json:"tenant"`
+	// Platform is the VM's operating system, or null.
+	Platform *Ref `json:"platform"`
+	// PrimaryIP is primary_ip6 when set, else primary_ip4.
+	PrimaryIP *IPRef `json:"primary_ip"`
+	// PrimaryIP4 is set for most VMs.
+	PrimaryIP4 *IPRef `json:"primary_ip4"`
+	// PrimaryIP6 is set for some VMs.
+	PrimaryIP6 *IPRef `json:"primary_ip6"`
+	// VCPUs is the number of virtual CPUs.
+	VCPUs float64 `json:"vcpus"`
+	// Memory is in MB.
+	Memory int `json:"memory"`
+	// Disk is in MB.
+	Disk int `json:"disk"`
+	// Description is empty.
+	Description string `json:"description"`
+	// Comments is empty.
+	Comments string `json:"comments"`
+	// ConfigContext is the rendered config context; exclude=config_context
+	// drops it.
+	ConfigContext json.RawMessage `json:"config_context"`
+	// Tags lists the VM's tags.
+	Tags []TagRef `json:"tags"`
+	// CustomFields holds the same custom fields as devices.
+	CustomFields DeviceCustomFields `json:"custom_fields"`
+	// Created is ISO 8601 with microseconds.
+	Created string `json:"created"`
+	// LastUpdated is ISO 8601 with microseconds.
+	LastUpdated string `json:"last_updated"`
+	// InterfaceCount is the number of interfaces.
+	InterfaceCount int `json:"interface_count"`
+}
+
+// VMInterface is a virtual machine's interface as
+// /api/virtualization/interfaces/ returns it.
+type VMInterface struct {
+	// ID is the interface's primary key (the VM's id: one each).
+	ID int `json:"id"`
+	// URL is its absolute API URL.
+	URL string `json:"url"`
+	// DisplayURL is its absolute UI URL.
+	DisplayURL string `json:"display_url"`
+	// Display is the interface name.
+	Display string `json:"display"`
+	// VirtualMachine owns the interface.
+	VirtualMachine DeviceRef `json:"virtual_machine"`
+	// Name is "eth0".
+	Name string `json:"name"`
+	// Enabled is true.
+	Enabled bool `json:"enabled"`
+	// MTU is always null.
+	MTU any `json:"mtu"`
+	// MACAddress is the primary MAC.
+	MACAddress *string `json:"mac_address"`
+	// PrimaryMACAddress is the nested primary MAC.
+	PrimaryMACAddress *MACRef `json:"primary_mac_address"`
+	// MACAddresses lists the interface's MACs.
+	MACAddresses []MACRef `json:"mac_addresses"`
+	// Description is empty.
+	Description string `json:"description"`
+	// Tags is empty.
+	Tags []TagRef `json:"tags"`
+	// CustomFields is empty.
+	CustomFields map[string]any `json:"custom_fields"`
+	// Created is the VM's creation time.
+	Created string `json:"created"`
+	// LastUpdated is the VM's last update.
+	LastUpdated string `json:"last_updated"`
+}
+
+// IPAddress is an IP address as /api/ipam/ip-addresses/ returns it.
+type IPAddress struct {
+	// ID of the IP address object.
+	ID int `json:"id"`
+	// URL is its absolute API URL.
+	URL string `json:"url"`
+	// DisplayURL is its absolute UI URL.
+	DisplayURL string `json:"display_url"`
+	// Display is the address with its prefix length.
+	Display string `json:"display"`
+	// Family is IPv4 or IPv6.
+	Family Family `json:"family"`
+	// Address is the address with its prefix length.
+	Address string `json:"address"`
+	// VRF is always null.
+	VRF any `json:"vrf"`
+	// Tenant is always null.
+	Tenant any `json:"tenant"`
+	// Status is active.
+	Status Choice `json:"status"`
+	// Role is null, or loopback for loopback addresses.
+	Role *Choice `json:"role"`
+	// AssignedObjectType is "dcim.interface" or "virtualization.vminterface".
+	AssignedObjectType string `json:"assigned_object_type"`
+	// AssignedObjectID is the interface id.
+	AssignedObjectID int `json:"assigned_object_id"`
+	// AssignedObject is the interface.
+	AssignedObject AssignedInterface `json:"assigned_object"`
+	// NATInside is always null.
+	NATInside any `json:"nat_inside"`
+	// NATOutside is always empty.
+	NATOutside []any `json:"nat_outside"`
+	// DNSName is possibly empty.
+	DNSName string `json:"dns_name"`
+	// Description is empty.
+	Description string `json:"description"`
+	// Comments is empty.
+	Comments string `json:"comments"`
+	// Tags is empty.
+	Tags []TagRef `json:"tags"`
+	// CustomFields is empty.
+	CustomFields map[string]any `json:"custom_fields"`
+	// Created is the owner's creation time.
+	Created string `json:"created"`
+	// LastUpdated is the owner's last update.
 	LastUpdated string `json:"last_updated"`
 }

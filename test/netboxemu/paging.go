@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,6 +20,11 @@ import (
 type list struct {
 	view   ordinals.View
 	render func(ord int, refs *refTable) any
+	// key names the selection in the cache; attrs gives the attributes of
+	// an ordinal. Both are set for the lists NetBox orders by name
+	// (devices, virtual machines).
+	key   string
+	attrs func(ord int) attrs
 }
 
 // validationErrors is NetBox's 400 shape: field name to messages.
@@ -43,10 +49,21 @@ func (s *Server) serveList(w http.ResponseWriter, r *http.Request, kind Kind) {
 		l = s.interfaceList(q, errs)
 	case KindMACAddresses:
 		l = s.macList(q, errs)
+	case KindIPAddresses:
+		l = s.ipList(q, errs)
+	case KindVirtualMachines:
+		l = s.vmList(q, errs)
+	case KindVMInterfaces:
+		l = s.vmInterfaceList(q, errs)
 	}
-	pg, err := parsePaging(q)
+	pg, err := parsePaging(q, !s.noCursor)
 	if err != nil {
 		errs.add("start", err.Error())
+	}
+	if l.attrs != nil && !pg.cursor && len(errs) == 0 {
+		// limit/offset pages follow NetBox's ordering of devices and VMs,
+		// by natural name then id; cursor pages follow ids.
+		l.view = s.results.Get("by-name:"+l.key, func() ordinals.List { return byName(l.view, l.attrs) })
 	}
 	if len(errs) > 0 {
 		s.stats.badRequests.Add(1)
@@ -70,8 +87,9 @@ type paging struct {
 
 // parsePaging reads limit and offset as NetBox does: a negative or
 // unparseable limit means the default, 0 means the maximum, and anything
-// above the maximum is cut to it; a bad offset means 0.
-func parsePaging(q url.Values) (paging, error) {
+// above the maximum is cut to it; a bad offset means 0. Without cursor
+// (NetBox before 4.6) start is ignored.
+func parsePaging(q url.Values, cursor bool) (paging, error) {
 	p := paging{limit: DefaultPageSize}
 	if v, ok := q["limit"]; ok {
 		if n, err := strconv.Atoi(v[0]); err == nil && n >= 0 {
@@ -84,7 +102,7 @@ func parsePaging(q url.Values) (paging, error) {
 	if n, err := strconv.Atoi(q.Get("offset")); err == nil && n > 0 {
 		p.offset = n
 	}
-	if v, ok := q["start"]; ok {
+	if v, ok := q["start"]; ok && cursor {
 		if _, both := q["offset"]; both {
 			return p, fmt.Errorf("start and offset cannot be used together")
 		}
@@ -153,7 +171,83 @@ func (s *Server) renderPage(r *http.Request, kind Kind, l list, pg paging, first
 		b.Write(raw)
 	}
 	b.WriteString("]}")
+	if (kind == KindDevices || kind == KindVirtualMachines) && computesConfigContext(r.URL.Query()) {
+		s.stats.configContexts.Add(int64(max(end-first, 0)))
+	}
 	return b.Bytes(), nil
+}
+
+// computesConfigContext says whether NetBox renders the config context of
+// every device (or VM) of a page: unless the request is brief or excludes
+// config_context, fields= notwithstanding (NetBox annotates the queryset
+// before it trims the objects).
+func computesConfigContext(q url.Values) bool {
+	if b := strings.ToLower(q.Get("brief")); b == "true" || b == "1" {
+		return false
+	}
+	for _, e := range strings.Split(q.Get("exclude"), ",") {
+		if strings.TrimSpace(e) == "config_context" {
+			return false
+		}
+	}
+	return true
+}
+
+// byName orders the ordinals of v as NetBox orders devices and VMs: by
+// naturalized name (digit runs padded to eight places), unnamed last, then
+// by id.
+func byName(v ordinals.View, attrsOf func(int) attrs) ordinals.List {
+	type row struct {
+		key   string
+		named bool
+		ord   int32
+	}
+	rows := make([]row, v.Len())
+	for k := range rows {
+		a := attrsOf(v.At(k))
+		name, named := a.name()
+		rows[k] = row{naturalize(name), named, int32(v.At(k))}
+	}
+	slices.SortFunc(rows, func(a, b row) int {
+		switch {
+		case a.named != b.named && a.named:
+			return -1
+		case a.named != b.named:
+			return 1
+		}
+		if c := strings.Compare(a.key, b.key); c != 0 {
+			return c
+		}
+		return int(a.ord - b.ord)
+	})
+	out := make(ordinals.List, len(rows))
+	for k, r := range rows {
+		out[k] = r.ord
+	}
+	return out
+}
+
+// naturalize is NetBox's utilities.ordering.naturalize: every run of digits
+// padded to eight places, so "sw10" sorts after "sw9".
+func naturalize(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		j := i
+		for j < len(s) && s[j] >= '0' && s[j] <= '9' {
+			j++
+		}
+		if j > i {
+			for range 8 - (j - i) {
+				b.WriteByte('0')
+			}
+			b.WriteString(s[i:j])
+			i = j
+			continue
+		}
+		b.WriteByte(s[i])
+		i++
+	}
+	return b.String()
 }
 
 // baseURL is scheme://host of the request, what NetBox builds absolute URLs
@@ -192,9 +286,12 @@ func jsonString(s string) string {
 
 // Fields of the brief form of each kind (brief=true).
 var briefFields = map[Kind][]string{
-	KindDevices:      {"id", "url", "display", "name", "description"},
-	KindInterfaces:   {"id", "url", "display", "device", "name", "description", "cable", "_occupied"},
-	KindMACAddresses: {"id", "url", "display", "mac_address", "description"},
+	KindDevices:         {"id", "url", "display", "name", "description"},
+	KindVirtualMachines: {"id", "url", "display", "name", "description"},
+	KindVMInterfaces:    {"id", "url", "display", "virtual_machine", "name", "description"},
+	KindIPAddresses:     {"id", "url", "display", "family", "address", "description"},
+	KindInterfaces:      {"id", "url", "display", "device", "name", "description", "cable", "_occupied"},
+	KindMACAddresses:    {"id", "url", "display", "mac_address", "description"},
 }
 
 // trimmerFor returns which top-level fields to keep, or nil for all:

@@ -10,6 +10,7 @@ import (
 
 	"github.com/serviceradar/sync-operator/test/apifault"
 	"github.com/serviceradar/sync-operator/test/apifault/ordinals"
+	"github.com/serviceradar/sync-operator/workers/integration/faker/population"
 )
 
 // API paths the emulator serves.
@@ -20,6 +21,12 @@ const (
 	InterfacesPath = "/api/dcim/interfaces/"
 	// MACAddressesPath lists MAC addresses (NetBox 4.2+).
 	MACAddressesPath = "/api/dcim/mac-addresses/"
+	// IPAddressesPath lists IP addresses.
+	IPAddressesPath = "/api/ipam/ip-addresses/"
+	// VirtualMachinesPath lists virtual machines.
+	VirtualMachinesPath = "/api/virtualization/virtual-machines/"
+	// VMInterfacesPath lists the interfaces of virtual machines.
+	VMInterfacesPath = "/api/virtualization/interfaces/"
 )
 
 // Limits and defaults.
@@ -67,18 +74,37 @@ type Options struct {
 	// Epoch is the instant the inventory is observed at: created and
 	// last_updated lie in the three years before it.
 	Epoch time.Time
+	// VirtualMachines is the number of virtual machines (ids 1..V), at most
+	// MaxVirtualMachines.
+	VirtualMachines int
+	// Overlap makes a share of the devices ones that every other generator
+	// given the same overlap reports too (the Faker, the Armis emulator):
+	// device ordinal i with Overlap.Shared(i) has the shared device's name,
+	// its MAC on eth0 and its IPv4 and IPv6 addresses as primary IPs. The
+	// zero value shares nothing.
+	Overlap population.Overlap
+	// PathPrefix serves the API under a path such as "/netbox", as behind a
+	// reverse proxy that strips it before NetBox sees the request: links in
+	// answers (next, previous, url) leave the prefix out, as NetBox without
+	// BASE_PATH writes them. Requests without the prefix get 404.
+	PathPrefix string
+	// NoCursor behaves like NetBox before 4.6: start= is ignored, so every
+	// list pages by limit/offset.
+	NoCursor bool
 }
 
 // Server is a NetBox API emulator. It is an http.Handler; Start serves it on
 // a loopback port. All methods are safe for concurrent use.
 type Server struct {
-	inv     inventory
-	auth    *authenticator
-	faults  *apifault.Injector[pageKey]
-	stats   counters
-	results *ordinals.Cache
-	refs    refCache
-	host    *apifault.Host
+	inv      inventory
+	prefix   string
+	noCursor bool
+	auth     *authenticator
+	faults   *apifault.Injector[pageKey]
+	stats    counters
+	results  *ordinals.Cache
+	refs     refCache
+	host     *apifault.Host
 }
 
 // New returns a Server for opts. It panics on options a test could not mean
@@ -96,15 +122,25 @@ func New(opts Options) *Server {
 	if opts.Epoch.IsZero() {
 		opts.Epoch = DefaultEpoch()
 	}
+	if opts.VirtualMachines < 0 || opts.VirtualMachines > MaxVirtualMachines {
+		panic(fmt.Sprintf("netboxemu: VirtualMachines must be within 0..%d, got %d", MaxVirtualMachines, opts.VirtualMachines))
+	}
+	if p := opts.PathPrefix; p != "" && (!strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/")) {
+		panic(fmt.Sprintf("netboxemu: PathPrefix %q must start with a slash and not end with one", p))
+	}
 	auth, err := newAuthenticator(opts)
 	if err != nil {
 		panic(fmt.Sprintf("netboxemu: %v", err))
 	}
 	s := &Server{
-		inv:     inventory{seed: opts.Seed, n: opts.Devices, ifs: opts.InterfacesPerDevice, epoch: opts.Epoch.UTC()},
-		auth:    auth,
-		faults:  apifault.NewInjector[pageKey](netboxAPI),
-		results: ordinals.NewCache(8),
+		inv: inventory{seed: opts.Seed, n: opts.Devices, ifs: opts.InterfacesPerDevice, vms: opts.VirtualMachines,
+			epoch: opts.Epoch.UTC(), overlap: opts.Overlap,
+			macs: macPlan{off: uint32(ordinals.Mix(opts.Seed, 0, 0x6d6163)) & low24}, mut: &mutations{}},
+		prefix:   opts.PathPrefix,
+		noCursor: opts.NoCursor,
+		auth:     auth,
+		faults:   apifault.NewInjector[pageKey](netboxAPI),
+		results:  ordinals.NewCache(8),
 	}
 	s.host = apifault.NewHost("netboxemu", s)
 	return s
@@ -135,6 +171,20 @@ func (s *Server) Close() { s.host.Close() }
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !s.faults.Admit(w, r) {
 		return
+	}
+	if s.prefix != "" {
+		// The proxy in front strips its prefix; NetBox never sees it.
+		rest, ok := strings.CutPrefix(r.URL.Path, s.prefix)
+		if !ok || !strings.HasPrefix(rest, "/") {
+			s.stats.notFound.Add(1)
+			writeDetail(w, http.StatusNotFound, "Not found.")
+			return
+		}
+		r2 := *r
+		u := *r.URL
+		u.Path, u.RawPath = rest, ""
+		r2.URL = &u
+		r = &r2
 	}
 	kind, known := kindOfPath(r.URL.Path)
 	if !known {
@@ -176,6 +226,12 @@ const (
 	KindInterfaces Kind = "interfaces"
 	// KindMACAddresses is /api/dcim/mac-addresses/.
 	KindMACAddresses Kind = "mac-addresses"
+	// KindIPAddresses is /api/ipam/ip-addresses/.
+	KindIPAddresses Kind = "ip-addresses"
+	// KindVirtualMachines is /api/virtualization/virtual-machines/.
+	KindVirtualMachines Kind = "virtual-machines"
+	// KindVMInterfaces is /api/virtualization/interfaces/.
+	KindVMInterfaces Kind = "vm-interfaces"
 )
 
 func kindOfPath(p string) (Kind, bool) {
@@ -186,6 +242,12 @@ func kindOfPath(p string) (Kind, bool) {
 		return KindInterfaces, true
 	case MACAddressesPath:
 		return KindMACAddresses, true
+	case IPAddressesPath:
+		return KindIPAddresses, true
+	case VirtualMachinesPath:
+		return KindVirtualMachines, true
+	case VMInterfacesPath:
+		return KindVMInterfaces, true
 	}
 	return "", false
 }

@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -41,9 +43,33 @@ type Config struct {
 	Capabilities                                    []string
 	// MinBackoff and MaxBackoff bound the reconnection delays (defaults 250 ms and 30 s).
 	MinBackoff, MaxBackoff time.Duration
+	// Commands are the command types the worker performs when the gateway
+	// sends them on the ControlStream. Every command is acknowledged at once
+	// and answered with a CommandResult; a type not listed here gets
+	// success=false and a message saying so, never a broken stream.
+	Commands map[string]CommandHandler
 	// Log receives connection events (never configuration contents).
 	Log logr.Logger
 }
+
+// CommandHandler performs one command: req carries its id, type and JSON
+// payload; ctx ends when the command's TTL passes or the worker stops.
+// Handlers run on their own goroutine, one per command.
+type CommandHandler func(ctx context.Context, req *pb.CommandRequest) CommandOutcome
+
+// CommandOutcome is what a handler reports back in the CommandResult.
+type CommandOutcome struct {
+	// Success says whether the command did what it was asked.
+	Success bool
+	// Message explains the outcome, for people.
+	Message string
+	// Payload is an optional JSON result.
+	Payload []byte
+}
+
+// maxCommandsInFlight bounds the commands a worker runs at once on one
+// ControlStream; more are answered success=false at once.
+const maxCommandsInFlight = 8
 
 // Update is a configuration the gateway served.
 type Update struct {
@@ -240,6 +266,20 @@ func (u *Uplink) streamOnce(ctx context.Context, deliver func(*pb.AgentConfigRes
 	if err != nil {
 		return false, fmt.Errorf("sending the stream hello: %w", err)
 	}
+	// Command results are sent from their handlers' goroutines, acks and
+	// config acks from this one: one send at a time.
+	var sendMu sync.Mutex
+	send := func(req *pb.ControlStreamRequest) error {
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		return st.Send(req) //nolint:wrapcheck // callers wrap it
+	}
+	var running sync.WaitGroup
+	defer func() {
+		cancel() // ends the handlers' contexts
+		running.Wait()
+	}()
+	inFlight := make(chan struct{}, maxCommandsInFlight)
 	for {
 		msg, err := st.Recv()
 		if errors.Is(err, io.EOF) {
@@ -247,6 +287,12 @@ func (u *Uplink) streamOnce(ctx context.Context, deliver func(*pb.AgentConfigRes
 		}
 		if err != nil {
 			return received, fmt.Errorf("receiving on the control stream: %w", err)
+		}
+		if cmd := msg.GetCommand(); cmd != nil {
+			if err := u.command(sctx, cmd, send, inFlight, &running); err != nil {
+				return received, err
+			}
+			continue
 		}
 		cfg := msg.GetConfig()
 		if cfg == nil {
@@ -256,13 +302,89 @@ func (u *Uplink) streamOnce(ctx context.Context, deliver func(*pb.AgentConfigRes
 		if _, err := deliver(cfg); err != nil {
 			return received, err
 		}
-		err = st.Send(&pb.ControlStreamRequest{Payload: &pb.ControlStreamRequest_ConfigAck{ConfigAck: &pb.ConfigAck{
+		err = send(&pb.ControlStreamRequest{Payload: &pb.ControlStreamRequest_ConfigAck{ConfigAck: &pb.ConfigAck{
 			ConfigVersion: cfg.GetConfigVersion(), Timestamp: time.Now().Unix(),
 		}}})
 		if err != nil {
 			return received, fmt.Errorf("acknowledging config %s: %w", cfg.GetConfigVersion(), err)
 		}
 	}
+}
+
+// command acknowledges a command and answers it with a result: from its
+// handler, run on its own goroutine, or at once when the type is unknown,
+// the command expired or too many run already. Only a failed send ends the
+// stream.
+func (u *Uplink) command(ctx context.Context, cmd *pb.CommandRequest, send func(*pb.ControlStreamRequest) error,
+	inFlight chan struct{}, running *sync.WaitGroup,
+) error {
+	id, typ := cmd.GetCommandId(), cmd.GetCommandType()
+	result := func(o CommandOutcome) error {
+		err := send(&pb.ControlStreamRequest{Payload: &pb.ControlStreamRequest_CommandResult{CommandResult: &pb.CommandResult{
+			CommandId: id, CommandType: typ, Success: o.Success, Message: o.Message, PayloadJson: o.Payload, Timestamp: time.Now().Unix(),
+		}}})
+		if err != nil {
+			return fmt.Errorf("sending the result of command %s: %w", id, err)
+		}
+		return nil
+	}
+	handler, known := u.cfg.Commands[typ]
+	ackMsg := "accepted"
+	if !known {
+		ackMsg = "unknown command type"
+	}
+	err := send(&pb.ControlStreamRequest{Payload: &pb.ControlStreamRequest_CommandAck{CommandAck: &pb.CommandAck{
+		CommandId: id, CommandType: typ, Timestamp: time.Now().Unix(), Message: ackMsg,
+	}}})
+	if err != nil {
+		return fmt.Errorf("acknowledging command %s: %w", id, err)
+	}
+	var deadline time.Time
+	if ttl := cmd.GetTtlSeconds(); ttl > 0 {
+		deadline = time.Unix(cmd.GetCreatedAt(), 0).Add(time.Duration(ttl) * time.Second)
+	}
+	switch {
+	case !known:
+		u.cfg.Log.Info("refused a command of an unknown type", "command", id, "type", typ)
+		return result(CommandOutcome{Message: fmt.Sprintf("unknown command type %q: this worker performs %v", typ, u.commandTypes())})
+	case !deadline.IsZero() && !time.Now().Before(deadline):
+		return result(CommandOutcome{Message: fmt.Sprintf("the command expired at %s", deadline.UTC().Format(time.RFC3339))})
+	}
+	select {
+	case inFlight <- struct{}{}:
+	default:
+		return result(CommandOutcome{Message: fmt.Sprintf("busy: %d commands are running", maxCommandsInFlight)})
+	}
+	running.Add(1)
+	go func() {
+		defer running.Done()
+		defer func() { <-inFlight }()
+		hctx, cancel := ctx, context.CancelFunc(func() {})
+		if !deadline.IsZero() {
+			hctx, cancel = context.WithDeadline(ctx, deadline)
+		}
+		defer cancel()
+		out := runHandler(hctx, handler, cmd)
+		if err := result(out); err != nil {
+			u.cfg.Log.Info("the command's result was not delivered", "command", id, "type", typ, "error", err.Error())
+		}
+	}()
+	return nil
+}
+
+// runHandler runs a handler, turning a panic into a failed outcome.
+func runHandler(ctx context.Context, h CommandHandler, cmd *pb.CommandRequest) (out CommandOutcome) {
+	defer func() {
+		if r := recover(); r != nil {
+			out = CommandOutcome{Message: fmt.Sprintf("the command failed: %v", r)}
+		}
+	}()
+	return h(ctx, cmd)
+}
+
+// commandTypes are the configured command types, sorted.
+func (u *Uplink) commandTypes() []string {
+	return slices.Sorted(maps.Keys(u.cfg.Commands))
 }
 
 // tick fetches the configuration at once and on every poll interval, and

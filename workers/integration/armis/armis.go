@@ -13,13 +13,19 @@
 //
 // Failures follow DESIGN.md section 8: a 401 on a search gets exactly one
 // re-authentication and a retry of that page, and a second 401 fails the
-// pass wrapping integration.ErrCredentials; 429, 5xx, network errors and
+// pass wrapping integration.ErrCredentials, as does a token exchange refused
+// with 400, 401 or 403 (a wrong secret key); 429, 5xx, network errors and
 // malformed pages are retried with jittered exponential backoff honouring
 // Retry-After, and after repeated failures of one page its length is halved
 // for the rest of the query. A page that still fails makes Fetch return an
 // error: the pass is then not a full fetch. A page holding more devices than
 // integration.PageItemLimit of its length, or a redirect to another origin,
 // fails the page at once (asking again gets the same).
+//
+// Availability: a device is reported available unless the source's
+// staleness is set (bundle.Source.StaleAfterSec, spec.armis.staleAfter) and
+// Armis last saw it longer ago than that at the time of the pass; a device
+// without a readable lastSeen stays available. Its timestamp is its lastSeen.
 package armis
 
 import (
@@ -166,6 +172,9 @@ type Client struct {
 	sleep       func(ctx context.Context, d time.Duration) error
 	jitter      func(n int64) int64
 	searchField string
+	// staleAfter: a device last seen longer ago than this is reported
+	// unavailable; zero means never.
+	staleAfter time.Duration
 
 	mu  sync.Mutex
 	tok accessToken
@@ -215,6 +224,9 @@ func New(cfg integration.Config, hc *http.Client) (*Client, error) {
 	if src.PageSize < 0 {
 		return nil, fmt.Errorf("armis: page_size %d is negative", src.PageSize)
 	}
+	if src.StaleAfterSec < 0 {
+		return nil, fmt.Errorf("armis: stale_after_sec %d is negative", src.StaleAfterSec)
+	}
 	pageSize := int(src.PageSize)
 	if pageSize == 0 {
 		pageSize = DefaultPageSize
@@ -244,6 +256,7 @@ func New(cfg integration.Config, hc *http.Client) (*Client, error) {
 		sleep:       integration.Sleep,
 		jitter:      rand.Int64N,
 		searchField: strings.Join(searchFields, ","),
+		staleAfter:  time.Duration(src.StaleAfterSec) * time.Second,
 	}, nil
 }
 

@@ -179,11 +179,13 @@ func (c *Client) update(d *device, label string, now time.Time) results.DeviceUp
 			meta[f.key] = v
 		}
 	}
-	ts := now
+	ts, available := now, true
 	if t, ok := parseTime(string(d.LastSeen)); ok {
 		ts = t
+		// A device Armis has not seen for longer than the staleness is gone
+		// from the network as far as anyone knows, though Armis keeps it.
+		available = c.staleAfter <= 0 || now.Sub(t) <= c.staleAfter
 	}
-	available := true
 	u := results.DeviceUpdate{
 		Hostname:    strings.TrimSpace(string(d.Name)),
 		Source:      IntegrationType,

@@ -154,28 +154,34 @@ func TestFetchRefreshesTokenAheadOfExpiry(t *testing.T) {
 }
 
 func TestFetchCredentialsRefused(t *testing.T) {
-	t.Run("wrong secret key", func(t *testing.T) {
-		srv := startEmu(t, armisemu.Options{Seed: 1, Devices: 10})
-		src := testSource(srv, 100)
-		const wrong = "not-the-secret-0123456789"
-		src.Credentials = map[string]string{CredentialSecretKey: wrong}
-		obs := newRecorder()
-		c := newTestClient(t, srv, src, obs)
-		var col collector
-		err := c.Fetch(context.Background(), col.emit)
-		if !errors.Is(err, integration.ErrCredentials) {
-			t.Fatalf("Fetch: %v, want ErrCredentials", err)
-		}
-		if strings.Contains(err.Error(), wrong) {
-			t.Errorf("error %q carries the secret key", err)
-		}
-		if st := srv.Stats(); st.TokensRefused != 1 || st.SearchPages != 0 || len(col.pages) != 0 {
-			t.Errorf("refused %d, pages %d, emitted %d: want one refusal and nothing fetched", st.TokensRefused, st.SearchPages, len(col.pages))
-		}
-		if obs.failed(kindAuth) != 1 {
-			t.Errorf("auth failures %d, want 1", obs.failed(kindAuth))
-		}
-	})
+	// Armis answers a wrong secret key with 400; proxies and older
+	// deployments with 401 or 403. Each is a credentials error that stops the
+	// whole pass at the first token exchange, not a failure of each query.
+	for _, status := range []int{http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden} {
+		t.Run(fmt.Sprintf("wrong secret key answered %d", status), func(t *testing.T) {
+			srv := startEmu(t, armisemu.Options{Seed: 1, Devices: 10, BadSecretStatus: status})
+			src := testSource(srv, 100)
+			src.Queries = append(src.Queries, bundle.Query{Label: "servers", Query: "in:devices type:Servers"})
+			const wrong = "not-the-secret-0123456789"
+			src.Credentials = map[string]string{CredentialSecretKey: wrong}
+			obs := newRecorder()
+			c := newTestClient(t, srv, src, obs)
+			var col collector
+			err := c.Fetch(context.Background(), col.emit)
+			if !errors.Is(err, integration.ErrCredentials) {
+				t.Fatalf("Fetch: %v, want ErrCredentials", err)
+			}
+			if strings.Contains(err.Error(), wrong) {
+				t.Errorf("error %q carries the secret key", err)
+			}
+			if st := srv.Stats(); st.TokensRefused != 1 || st.SearchPages != 0 || len(col.pages) != 0 {
+				t.Errorf("refused %d, pages %d, emitted %d: want one refusal and nothing fetched", st.TokensRefused, st.SearchPages, len(col.pages))
+			}
+			if obs.failed(kindAuth) != 1 {
+				t.Errorf("auth failures %d, want 1", obs.failed(kindAuth))
+			}
+		})
+	}
 	t.Run("token refused again after re-authentication", func(t *testing.T) {
 		// The emulator's clock jumps two hours at every reading, so every
 		// token is expired by the time it is used: only the search refuses.
@@ -522,7 +528,7 @@ func expectedUpdate(t *testing.T, d armisemu.Device) results.DeviceUpdate {
 		}
 		return out
 	}
-	seen, err := time.Parse("2006-01-02T15:04:05.000000-07:00", d.LastSeen)
+	seen, err := time.Parse(time.RFC3339Nano, d.LastSeen)
 	if err != nil {
 		t.Fatalf("emulator lastSeen %q: %v", d.LastSeen, err)
 	}
@@ -559,10 +565,15 @@ func expectedUpdate(t *testing.T, d armisemu.Device) results.DeviceUpdate {
 		u.IP, u.DeviceID = ips[0], "edge:"+ips[0]
 		meta[integration.MetaAllIPs] = strings.Join(ips, ",")
 	} else if d.IPv6 != nil {
-		u.IP, u.DeviceID = *d.IPv6, "edge:"+*d.IPv6
-		meta[integration.MetaAllIPs] = *d.IPv6
+		// The emulator lists the global address first.
+		v6 := split(*d.IPv6)
+		u.IP, u.DeviceID = v6[0], "edge:"+v6[0]
+		meta[integration.MetaAllIPs] = strings.Join(v6, ",")
 	}
-	if macs := split(d.MacAddress); len(macs) > 0 {
+	if d.MacAddress == nil {
+		d.MacAddress = new(string)
+	}
+	if macs := split(*d.MacAddress); len(macs) > 0 {
 		u.MAC = macs[0]
 		meta[integration.MetaAllMACs] = strings.Join(macs, ",")
 	}
@@ -653,4 +664,60 @@ func TestFetchChangedAsksForWhatChangedSince(t *testing.T) {
 		t.Fatalf("%d devices seen after %v: the inventory does not exercise the filter", len(want), since)
 	}
 	checkExactlyOnce(t, col.ids(t), want)
+}
+
+// TestFetchMarksStaleDevicesUnavailable runs a pass ten days after the
+// emulator's inventory was observed (lastSeen spread over the 30 days before
+// it): with a staleness of 20 days, devices last seen more than 20 days
+// before the pass go out unavailable, the others available, and all of them
+// go out (staleness is not retraction); with staleness off, all are available.
+func TestFetchMarksStaleDevicesUnavailable(t *testing.T) {
+	const n = 1500
+	now := armisemu.DefaultEpoch().Add(10 * 24 * time.Hour)
+	for _, tc := range []struct {
+		name       string
+		staleAfter time.Duration
+	}{
+		{"20 days", 20 * 24 * time.Hour},
+		{"off", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := startEmu(t, armisemu.Options{Seed: 21, Devices: n})
+			src := testSource(srv, 500)
+			src.StaleAfterSec = int64(tc.staleAfter / time.Second)
+			c, err := New(integration.Config{Source: src, Now: func() time.Time { return now }}, srv.Client())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var col collector
+			if err := c.Fetch(context.Background(), col.emit); err != nil {
+				t.Fatal(err)
+			}
+			if len(col.updates) != n {
+				t.Fatalf("%d updates, want %d: stale devices must still be reported", len(col.updates), n)
+			}
+			stale := 0
+			for _, u := range col.updates {
+				var id int
+				if _, err := fmt.Sscan(u.Metadata[MetaDeviceID], &id); err != nil {
+					t.Fatalf("update %+v has no device id", u)
+				}
+				d, _ := srv.Device(id)
+				seen, err := time.Parse(time.RFC3339Nano, d.LastSeen)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := tc.staleAfter == 0 || now.Sub(seen) <= tc.staleAfter
+				if u.IsAvailable == nil || *u.IsAvailable != want {
+					t.Fatalf("device %d last seen %s: available %v, want %v", id, d.LastSeen, u.IsAvailable, want)
+				}
+				if !want {
+					stale++
+				}
+			}
+			if tc.staleAfter > 0 && (stale == 0 || stale == n) {
+				t.Fatalf("%d of %d devices stale: the inventory should hold both", stale, n)
+			}
+		})
+	}
 }

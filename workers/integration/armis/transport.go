@@ -188,7 +188,10 @@ func (c *Client) token(ctx context.Context) (string, *attemptError) {
 	var ans tokenAnswer
 	decode := func(r io.Reader) error { return json.NewDecoder(io.LimitReader(r, maxTokenBody)).Decode(&ans) }
 	if aerr := c.do(ctx, http.MethodPost, c.tokenURL, strings.NewReader(form), "", decode); aerr != nil {
-		if aerr.status == http.StatusUnauthorized || aerr.status == http.StatusForbidden {
+		// Armis refuses a wrong or revoked secret key with 400 (401 and 403
+		// come from proxies and older deployments): no retry or other query
+		// cures it, so the pass stops as a credentials error.
+		if aerr.status == http.StatusBadRequest || aerr.status == http.StatusUnauthorized || aerr.status == http.StatusForbidden {
 			aerr.kind, aerr.credentials = kindAuth, true
 		}
 		aerr.op = "token exchange"

@@ -1,10 +1,19 @@
 // Package faker is the built-in synthetic inventory: a deterministic set of
-// devices generated from the source's spec (count, seed, churn), so demos,
-// tests and benchmarks have an inventory of any size without an outside
-// system. Device i always has the same id, hostname and MACs (1 to 200,
-// weighted towards few); primary IPs come from 172.16.0.0/12, and every pass
-// after the first swaps the primary IPs of churnPercent of the devices, as
-// DHCP does. The device set never changes.
+// devices generated from the source's spec (count, seed, churn, overlap), so
+// demos, tests and benchmarks have an inventory of any size without an
+// outside system. Device i always has the same id, hostname and MACs (1 to
+// 200, weighted towards few), which look like production ones: globally
+// administered MACs under real vendor OUIs, unique within the source, the
+// vendor being the first MAC's and the kind of device one it makes (package
+// population). Primary IPs come from 172.16.0.0/12, and every pass after the
+// first swaps the primary IPs of churnPercent of the devices, as DHCP does.
+// The device set never changes.
+//
+// With an overlap (spec.faker.overlap), a share of the devices are ones that
+// other generators given the same overlap seed report too (another Faker
+// source, the Armis and NetBox emulators): such a device has the shared MAC,
+// IPv4 (198.18.0.0/15), IPv6 and hostname of population.Overlap.Device, and
+// keeps its address through churn, like a server with a static address.
 package faker
 
 import (
@@ -20,6 +29,7 @@ import (
 
 	"github.com/serviceradar/sync-operator/gateway/results"
 	"github.com/serviceradar/sync-operator/workers/integration"
+	"github.com/serviceradar/sync-operator/workers/integration/faker/population"
 )
 
 // IntegrationType is the source type and metadata value.
@@ -43,6 +53,8 @@ type Client struct {
 	seed  uint64
 	churn int
 	page  int
+	// overlap selects the devices shared with other generators.
+	overlap population.Overlap
 
 	mu     sync.Mutex
 	ips    []uint32 // offsets into 172.16.0.0/12, by device
@@ -61,6 +73,9 @@ func New(cfg integration.Config) (*Client, error) {
 	if f.ChurnPercent < 0 || f.ChurnPercent > 100 {
 		return nil, fmt.Errorf("faker.churnPercent: %d is outside 0..100", f.ChurnPercent)
 	}
+	if f.OverlapPercent < 0 || f.OverlapPercent > 100 {
+		return nil, fmt.Errorf("faker.overlap.percent: %d is outside 0..100", f.OverlapPercent)
+	}
 	if cfg.Observer == nil {
 		cfg.Observer = integration.NopObserver{}
 	}
@@ -71,7 +86,8 @@ func New(cfg integration.Config) (*Client, error) {
 	if page <= 0 {
 		page = PageSize
 	}
-	return &Client{cfg: cfg, n: int(f.Devices), seed: uint64(f.Seed), churn: int(f.ChurnPercent), page: page}, nil //nolint:gosec // a seed
+	return &Client{cfg: cfg, n: int(f.Devices), seed: uint64(f.Seed), churn: int(f.ChurnPercent), page: page, //nolint:gosec // a seed
+		overlap: population.Overlap{Seed: uint64(f.OverlapSeed), Percent: int(f.OverlapPercent)}}, nil //nolint:gosec // a seed
 }
 
 // rng is the generator of device i (or of a pass, with i < 0).
@@ -144,28 +160,32 @@ func ip(off uint32) string {
 	return netip.AddrFrom4(b).String()
 }
 
-// Device is device i with the given primary IP offset.
+// device is device i with the given primary IP offset.
 func (c *Client) device(i int, ipOff uint32, now string) results.DeviceUpdate {
 	r := c.rng(i)
-	macs := make([]string, macCount(r))
-	for k := range macs {
-		// Globally administered and unicast (first octet 00), unique per
-		// (seed, device, k): i < 2^20 fits the last three octets.
-		macs[k] = fmt.Sprintf("00:%02x:%02x:%02x:%02x:%02x", c.seed&0xff, k&0xff, i>>16&0xff, i>>8&0xff, i&0xff)
+	count := macCount(r)
+	d := population.DeviceOf(population.RealmFaker, c.seed, i, r.IntN)
+	macs := make([]string, count)
+	macs[0] = d.MAC.String()
+	for k := 1; k < count; k++ {
+		macs[k] = population.MAC(population.RealmFaker, c.seed, i, k).String()
 	}
-	kinds := []string{"workstation", "server", "printer", "camera", "switch", "plc", "phone"}
-	kind := kinds[r.IntN(len(kinds))]
+	addr, hostname := ip(ipOff), fmt.Sprintf("%s-%06d", d.Kind, i+1)
+	meta := map[string]string{
+		MetaDeviceID: strconv.Itoa(i + 1), integration.MetaIntegrationType: IntegrationType,
+		integration.MetaIntegrationSourceUID: c.cfg.Source.IntegrationSourceUID,
+	}
+	if c.overlap.Shared(i) {
+		sd := c.overlap.Device(i)
+		d, macs, addr, hostname = sd.Device, []string{sd.MAC.String()}, sd.IPv4.String(), sd.Hostname
+		meta["ipv6"] = sd.IPv6.String()
+	}
+	meta[integration.MetaAllMACs], meta[integration.MetaAllIPs] = strings.Join(macs, ","), addr
+	meta["type"], meta["vendor"] = string(d.Kind), d.Vendor.Name
 	yes := true
-	id := strconv.Itoa(i + 1)
 	return results.DeviceUpdate{
-		IP: ip(ipOff), MAC: macs[0], Hostname: fmt.Sprintf("%s-%06d", kind, i+1), Source: IntegrationType,
-		Partition: c.cfg.Source.Partition, Timestamp: now, IsAvailable: &yes,
-		Metadata: map[string]string{
-			MetaDeviceID: id, integration.MetaIntegrationType: IntegrationType,
-			integration.MetaIntegrationSourceUID: c.cfg.Source.IntegrationSourceUID,
-			integration.MetaAllMACs:              strings.Join(macs, ","), integration.MetaAllIPs: ip(ipOff),
-			"type": kind, "vendor": "Faker Devices Inc.",
-		},
+		IP: addr, MAC: macs[0], Hostname: hostname, Source: IntegrationType,
+		Partition: c.cfg.Source.Partition, Timestamp: now, IsAvailable: &yes, Metadata: meta,
 	}
 }
 

@@ -2,6 +2,7 @@ package faker_test
 
 import (
 	"context"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -9,8 +10,10 @@ import (
 	"github.com/serviceradar/sync-operator/gateway/bundle"
 	"github.com/serviceradar/sync-operator/gateway/dire"
 	"github.com/serviceradar/sync-operator/gateway/results"
+	"github.com/serviceradar/sync-operator/test/armisemu"
 	"github.com/serviceradar/sync-operator/workers/integration"
 	"github.com/serviceradar/sync-operator/workers/integration/faker"
+	"github.com/serviceradar/sync-operator/workers/integration/faker/population"
 )
 
 func pass(t *testing.T, c *faker.Client) []results.DeviceUpdate {
@@ -99,5 +102,42 @@ func TestFakerRefusesBadSpecsNamingTheField(t *testing.T) {
 		if _, err := faker.New(integration.Config{Source: bundle.Source{Faker: tc.faker}}); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: %v, want an error naming %s", tc.faker, err, tc.want)
 		}
+	}
+}
+
+// TestFakerLooksLikeProductionAndOverlapsArmis: MACs under real vendor OUIs
+// whose vendor the device names, and with an overlap the shared devices are
+// the ones the Armis emulator, given the same overlap, reports with the same
+// MAC, IP and hostname.
+func TestFakerLooksLikeProductionAndOverlapsArmis(t *testing.T) {
+	o := population.Overlap{Seed: 4, Percent: 10}
+	c, err := faker.New(integration.Config{Source: bundle.Source{Type: "faker", Partition: "default", IntegrationSourceUID: "u",
+		Faker: &bundle.Faker{Devices: 1000, Seed: 3, OverlapSeed: int64(o.Seed), OverlapPercent: int32(o.Percent)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	emu := armisemu.New(armisemu.Options{Seed: 9, Devices: 1000, Overlap: o})
+	shared := 0
+	for i, u := range pass(t, c) {
+		hw, err := net.ParseMAC(u.MAC)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, ok := population.VendorOf(population.Addr(hw))
+		if !ok || v.Name != u.Metadata["vendor"] {
+			t.Fatalf("device %d: MAC %s is not under an OUI of its vendor %q", i, u.MAC, u.Metadata["vendor"])
+		}
+		d, _ := emu.Device(i + 1)
+		same := d.MacAddress != nil && dire.NormalizeMAC(*d.MacAddress) == dire.NormalizeMAC(u.MAC) &&
+			d.IPAddress != nil && *d.IPAddress == u.IP && d.Name == u.Hostname
+		if same != o.Shared(i) {
+			t.Fatalf("device %d: shared %v, but Armis reports it alike: %v (%+v / %+v)", i, o.Shared(i), same, u, d)
+		}
+		if same {
+			shared++
+		}
+	}
+	if shared != 100 {
+		t.Fatalf("%d devices shared at 10%% of 1000", shared)
 	}
 }

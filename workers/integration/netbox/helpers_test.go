@@ -2,12 +2,13 @@ package netbox
 
 import (
 	"context"
+	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -78,7 +79,9 @@ func (r *recorder) failureCounts() map[string]int {
 }
 
 // newTestClient builds a client of base with token and quick retries;
-// edit changes the source before New.
+// edit changes the source before New. Unless edit says otherwise, the
+// source reports decommissioning devices (unavailable) rather than
+// retracting them, so that every device a filter selects is emitted.
 func newTestClient(t *testing.T, base, token string, edit func(*bundle.Source)) (*Client, *recorder) {
 	t.Helper()
 	src := bundle.Source{
@@ -87,6 +90,7 @@ func newTestClient(t *testing.T, base, token string, edit func(*bundle.Source)) 
 		Credentials:          map[string]string{CredentialAPIToken: token},
 		Partition:            testPartition,
 		IntegrationSourceUID: testSourceUID,
+		NetBox:               &bundle.NetBox{StatusAvailability: map[string]string{"decommissioning": "Unavailable"}},
 	}
 	if edit != nil {
 		edit(&src)
@@ -152,31 +156,86 @@ func (c *collector) ids(t *testing.T) []int {
 	return out
 }
 
-// seq returns from..to inclusive.
-func seq(from, to int) []int {
-	var out []int
-	for i := from; i <= to; i++ {
-		out = append(out, i)
+// reportedIDs are the ids of the devices filter selects, which a client of
+// newTestClient reports.
+func reportedIDs(t *testing.T, s *netboxemu.Server, filter string) []int {
+	t.Helper()
+	ids, err := s.MatchingDeviceIDs(filter)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
+	return ids
 }
 
-// withoutMACObjects serves the emulator behind a proxy that answers status
-// for /api/dcim/mac-addresses/, as NetBox before 4.2 (404) or a token
-// without the permission (403) does, and counts those answers.
-func withoutMACObjects(t *testing.T, s *netboxemu.Server, status int) (string, *atomic.Int64) {
+// proxied serves the emulator behind a handler that may rewrite requests
+// (before) and JSON answers (rewrite gets each list answer's results and
+// the request path).
+func proxied(t *testing.T, s *netboxemu.Server, before func(r *http.Request), rewrite func(path string, results []map[string]any)) string {
 	t.Helper()
-	var refused atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == netboxemu.MACAddressesPath {
-			refused.Add(1)
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(status)
-			_, _ = w.Write([]byte(`{"detail":"Not found."}`))
+		if before != nil {
+			before(r)
+		}
+		if rewrite == nil {
+			s.ServeHTTP(w, r)
 			return
 		}
-		s.ServeHTTP(w, r)
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, r)
+		body, _ := io.ReadAll(rec.Body)
+		var page map[string]any
+		if rec.Code == http.StatusOK && json.Unmarshal(body, &page) == nil {
+			if list, ok := page["results"].([]any); ok {
+				objs := make([]map[string]any, 0, len(list))
+				for _, o := range list {
+					if m, ok := o.(map[string]any); ok {
+						objs = append(objs, m)
+					}
+				}
+				rewrite(r.URL.Path, objs)
+				body, _ = json.Marshal(page)
+			}
+		}
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.Header().Del("Content-Length")
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(body)
 	}))
 	t.Cleanup(srv.Close)
-	return srv.URL, &refused
+	return srv.URL
+}
+
+// emuList reads a whole list from the emulator, as a test's oracle.
+func emuList[T any](t *testing.T, s *netboxemu.Server, base, path, query string) []T {
+	t.Helper()
+	var out []T
+	target := base + path + "?limit=1000&" + query
+	for target != "" {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, target, http.NoBody)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Token "+s.V1Token())
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var page struct {
+			Next    *string `json:"next"`
+			Results []T     `json:"results"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&page)
+		_ = resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %d %v", target, resp.StatusCode, err)
+		}
+		out = append(out, page.Results...)
+		target = ""
+		if page.Next != nil {
+			target = *page.Next
+		}
+	}
+	return out
 }

@@ -42,6 +42,7 @@ func hostileClient(t *testing.T, emu *netboxemu.Server, front *httptest.Server, 
 		PageSize:             pageSize,
 		Partition:            testPartition,
 		IntegrationSourceUID: testSourceUID,
+		NetBox:               &bundle.NetBox{StatusAvailability: map[string]string{"decommissioning": "Unavailable"}},
 	}
 	c, err := New(integration.Config{Source: src}, front.Client())
 	if err != nil {
@@ -51,7 +52,7 @@ func hostileClient(t *testing.T, emu *netboxemu.Server, front *httptest.Server, 
 	return c
 }
 
-// TestRedirectsNeverCarryTheToken answers a device page or a MAC lookup
+// TestRedirectsNeverCarryTheToken answers a device page or an interface lookup
 // (both carrying the API token in their Authorization header) with a
 // redirect to another server, over https or http, or to http on the same
 // host and port, and checks that nothing reaches the other server (Go would
@@ -68,7 +69,7 @@ func TestRedirectsNeverCarryTheToken(t *testing.T) {
 		{"another port over http", func(_ string, _, other *hostile.Sink) string { return other.URL }},
 		{"http on the same host and port", func(front string, _, _ *hostile.Sink) string { return "http://" + front }},
 	}
-	steps := []struct{ name, path string }{{"device page", netboxemu.DevicesPath}, {"MAC lookup", netboxemu.MACAddressesPath}}
+	steps := []struct{ name, path string }{{"device page", netboxemu.DevicesPath}, {"interface lookup", netboxemu.InterfacesPath}}
 	for _, step := range steps {
 		for _, status := range []int{http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
 			for _, target := range targets {
@@ -159,10 +160,10 @@ func TestHostilePageIsRefusedInBoundedMemory(t *testing.T) {
 		tooLarge bool
 	}{
 		{name: "device page of empty objects", path: netboxemu.DevicesPath, item: hostile.EmptyObject,
-			wantErr: "item 0: device without a valid id"},
+			wantErr: "item 0: device or virtual machine without a valid id"},
 		{name: "device page of devices", path: netboxemu.DevicesPath, item: hostile.IDObject,
 			wantErr: "more than 100 items", tooLarge: true},
-		{name: "MAC lookup of MAC addresses", path: netboxemu.MACAddressesPath, item: hostile.IDObject,
+		{name: "interface lookup of interfaces", path: netboxemu.InterfacesPath, item: hostile.IDObject,
 			wantErr: fmt.Sprintf("more than %d items", 2*MaxPageSize), tooLarge: true},
 	}
 	for _, tc := range cases {

@@ -1,6 +1,7 @@
 package netbox
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -27,8 +28,8 @@ const (
 // asked for.
 const maxPageBytes = 64 << 20
 
-// errAbsent is a probe's answer for an endpoint this NetBox does not have.
-var errAbsent = errors.New("endpoint absent")
+// maxErrorBody bounds what is kept of a refusal's body.
+const maxErrorBody = 64 << 10
 
 // requestError is one failed attempt: how to count it and whether to retry.
 type requestError struct {
@@ -36,15 +37,19 @@ type requestError struct {
 	status     int
 	retry      bool
 	retryAfter time.Duration
-	err        error
+	// body is the start of a 400 answer, which names the refused values.
+	body string
+	err  error
 }
 
 func (e *requestError) Error() string { return e.err.Error() }
 
 func (e *requestError) Unwrap() error { return e.err }
 
-// list is a decoded page of a NetBox list.
+// list is a decoded page of a NetBox list. count is null with cursor
+// paging (NetBox 4.6 start=).
 type list[T any] struct {
+	count   *int64
 	next    *string
 	results []T
 }
@@ -58,20 +63,21 @@ type item[T any] interface {
 // getPage fetches and decodes one list page, with retries. pageSize is the
 // page size asked for: a page holding more than integration.PageItemLimit of
 // it is refused as soon as its results list grows past that, and not asked
-// for again. With probe, a 404 or 403 answers errAbsent at once, uncounted.
-func getPage[T any, P item[T]](ctx context.Context, c *Client, target string, pageSize int, probe bool) (list[T], error) {
+// for again.
+func getPage[T any, P item[T]](ctx context.Context, c *Client, target string, pageSize int) (list[T], error) {
 	var out list[T]
-	err := c.get(ctx, target, probe, func(body io.Reader) error {
-		// NetBox's list answer: count and previous are not needed (and are
-		// null with cursor paging). Items are decoded and checked one by
-		// one as they arrive.
+	err := c.get(ctx, target, func(body io.Reader) error {
+		// NetBox's list answer: previous is not needed; count is null with
+		// cursor paging. Items are decoded and checked one by one as they
+		// arrive.
 		var (
 			p          list[T]
 			hasResults bool
 		)
 		limit := integration.PageItemLimit(pageSize)
 		_, err := integration.DecodeObject(json.NewDecoder(body), integration.Members{
-			"next": func(dec *json.Decoder) error { return dec.Decode(&p.next) },
+			"count": func(dec *json.Decoder) error { return dec.Decode(&p.count) },
+			"next":  func(dec *json.Decoder) error { return dec.Decode(&p.next) },
 			"results": func(dec *json.Decoder) error {
 				p.results = p.results[:0]
 				var err error
@@ -101,7 +107,7 @@ func getPage[T any, P item[T]](ctx context.Context, c *Client, target string, pa
 
 // get requests target until it succeeds, a failure is not worth retrying,
 // or the attempts run out. Every failed attempt is reported to the Observer.
-func (c *Client) get(ctx context.Context, target string, probe bool, decode func(io.Reader) error) error {
+func (c *Client) get(ctx context.Context, target string, decode func(io.Reader) error) error {
 	attempts := c.MaxAttempts
 	if attempts <= 0 {
 		attempts = DefaultMaxAttempts
@@ -114,9 +120,6 @@ func (c *Client) get(ctx context.Context, target string, probe bool, decode func
 		var re *requestError
 		if !errors.As(err, &re) {
 			return err // cancelled, or a request that cannot be built
-		}
-		if probe && (re.status == http.StatusNotFound || re.status == http.StatusForbidden) {
-			return errAbsent
 		}
 		c.obs.Failure(re.kind)
 		if !re.retry {
@@ -187,9 +190,15 @@ func (c *Client) attempt(ctx context.Context, target string, decode func(io.Read
 			err: fmt.Errorf("server error %d%s", code, c.detail(resp))}
 	default:
 		// 400 (a filter NetBox refuses), 404 (no such endpoint) and the like:
-		// asking again gets the same answer.
-		return &requestError{kind: kindServer, status: code, err: fmt.Errorf("NetBox refused the request with %d%s",
-			code, c.detail(resp))}
+		// asking again gets the same answer. A 400's body names the values
+		// refused, which the caller may act on.
+		raw, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+		detail := ""
+		if text := integration.ErrorText(bytes.NewReader(raw), resp.Header.Get("Content-Type"), c.token); text != "" {
+			detail = ": " + text
+		}
+		return &requestError{kind: kindServer, status: code, body: string(raw),
+			err: fmt.Errorf("NetBox refused the request with %d%s", code, detail)}
 	}
 }
 

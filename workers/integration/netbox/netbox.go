@@ -1,10 +1,25 @@
 // Package netbox is the sync worker's client of the NetBox REST API v4
 // (/work/shared/REFERENCE.md). For each filter query of a source it pages
-// through /api/dcim/devices/ by following the answers' next links, looks up
-// the MAC addresses of each page's devices (from /api/dcim/mac-addresses/ on
-// NetBox 4.2+, else from /api/dcim/interfaces/) and streams the page to the
-// runner as results.DeviceUpdates, so memory stays flat whatever the size of
-// the inventory.
+// through /api/dcim/devices/ and then /api/virtualization/virtual-machines/
+// (unless the source excludes VMs), looks up the interfaces of each page's
+// objects (their primary MACs, NetBox 4.2+, and every other MAC) and the IP
+// addresses assigned to those interfaces, and streams the page to the
+// runner as results.DeviceUpdates, so memory stays flat whatever the size
+// of the inventory.
+//
+// Paging asks for NetBox 4.6's cursor (start=, ordered by id), which no
+// deletion or rename can make skip an object; an older NetBox ignores it
+// and pages by limit/offset in name order, where a deletion or rename
+// during the pass can shift an object between pages unseen: such a pass
+// (the list's count changed under it) is never a full fetch. Next links are
+// rebuilt on the endpoint's base URL, so a path prefix of a proxy in front
+// of NetBox is kept. An object deleted between its page and the lookup of
+// its interfaces is left out.
+//
+// A NetBox status maps to availability by a documented table that a source
+// may override (StatusAvailability); decommissioning objects are not
+// reported, so a full pass retracts them. The seen time is the run's, and
+// last_updated stays in metadata.
 //
 // Requests that meet 429, 5xx, network errors or malformed pages are retried
 // with jittered exponential backoff that honours Retry-After; a page that
@@ -22,6 +37,7 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -45,6 +61,41 @@ const CredentialAPIToken = "api_token"
 // device's strong identifier.
 const MetaDeviceID = "netbox_device_id"
 
+// MetaVMID is the metadata key of NetBox's numeric virtual machine id, a
+// VM's strong identifier (VM and device ids are separate sequences).
+const MetaVMID = "netbox_vm_id"
+
+// Availability is what a NetBox status says about an object's
+// availability.
+type Availability string
+
+// Availabilities.
+const (
+	// AvailabilityAvailable reports the object available.
+	AvailabilityAvailable Availability = "Available"
+	// AvailabilityUnavailable reports the object unavailable.
+	AvailabilityUnavailable Availability = "Unavailable"
+	// AvailabilityUnknown reports the object without saying anything about
+	// its availability (a new device counts as available).
+	AvailabilityUnknown Availability = "Unknown"
+	// AvailabilityRetract does not report the object, so that a full pass
+	// retracts it.
+	AvailabilityRetract Availability = "Retract"
+)
+
+// DefaultStatusAvailability is the availability of each NetBox status
+// (devices and VMs) unless the source overrides it; a status not listed
+// (a custom one) is AvailabilityUnknown.
+var DefaultStatusAvailability = map[string]Availability{
+	"active":          AvailabilityAvailable,
+	"offline":         AvailabilityUnavailable,
+	"planned":         AvailabilityUnavailable,
+	"staged":          AvailabilityUnknown,
+	"failed":          AvailabilityUnavailable,
+	"inventory":       AvailabilityUnavailable,
+	"decommissioning": AvailabilityRetract,
+}
+
 // Page sizes (NetBox's PAGINATE_COUNT and MAX_PAGE_SIZE defaults).
 const (
 	// DefaultPageSize is used when the source's page size is zero.
@@ -66,24 +117,55 @@ const (
 
 // API paths, relative to the endpoint.
 const (
-	devicesPath      = "/api/dcim/devices/"
-	interfacesPath   = "/api/dcim/interfaces/"
-	macAddressesPath = "/api/dcim/mac-addresses/"
-	// lastUpdatedFilter selects devices updated at or after an instant.
+	devicesPath         = "/api/dcim/devices/"
+	interfacesPath      = "/api/dcim/interfaces/"
+	virtualMachinesPath = "/api/virtualization/virtual-machines/"
+	vmInterfacesPath    = "/api/virtualization/interfaces/"
+	ipAddressesPath     = "/api/ipam/ip-addresses/"
+	// lastUpdatedFilter selects objects updated at or after an instant.
 	lastUpdatedFilter = "last_updated__gte"
 )
 
 // The fields= of each list (NetBox 4.0+; names a NetBox version lacks are
-// ignored): only what the client decodes.
+// ignored): only what the client decodes. NetBox computes config contexts
+// whatever fields= says, so lists also send exclude=config_context.
 const (
-	deviceFields    = "id,name,status,site,role,device_type,primary_ip4,primary_ip6,last_updated"
-	interfaceFields = "id,device,mac_address,mac_addresses"
-	macFields       = "id,mac_address,assigned_object"
+	objectFields = "id,name,status,site,role,tenant,platform,serial,tags,primary_ip4,primary_ip6,last_updated"
+	deviceFields = objectFields + ",device_type,virtual_chassis,vc_position"
+	ipFields     = "id,address,assigned_object"
 )
 
-// macBatchSize is how many device ids one MAC lookup names: 200 ids keep
-// the request line well under the 8 KiB proxies commonly accept.
-const macBatchSize = 200
+// kind is one list of objects that become devices: NetBox's devices or its
+// virtual machines.
+type kind struct {
+	name, path, fields string
+	// idKey is the metadata key of the object's id.
+	idKey string
+	// interfacePath lists the object's interfaces, filtered by ownerParam,
+	// which also filters IP addresses.
+	interfacePath, interfaceFields, ownerParam string
+}
+
+var (
+	deviceKind = kind{name: "device", path: devicesPath, fields: deviceFields, idKey: MetaDeviceID,
+		interfacePath: interfacesPath, interfaceFields: "id,device,mac_address,primary_mac_address,mac_addresses",
+		ownerParam: "device_id"}
+	vmKind = kind{name: "virtual machine", path: virtualMachinesPath, fields: objectFields, idKey: MetaVMID,
+		interfacePath: vmInterfacesPath, interfaceFields: "id,virtual_machine,mac_address,primary_mac_address,mac_addresses",
+		ownerParam: "virtual_machine_id"}
+)
+
+// owner is the id of the kind's owner among a nested device and VM.
+func (k *kind) owner(device, vm *nbOwnerRef) int64 {
+	ref := device
+	if k.ownerParam == vmKind.ownerParam {
+		ref = vm
+	}
+	if ref == nil {
+		return 0
+	}
+	return ref.ID
+}
 
 // defaultHTTPTimeout bounds one request when New gets no http.Client.
 const defaultHTTPTimeout = 2 * time.Minute
@@ -108,6 +190,8 @@ type Client struct {
 	token     string   // only to redact it from error text
 	pageSize  int
 	queries   []query
+	kinds     []*kind
+	status    map[string]Availability
 	partition string
 	sourceUID string
 	obs       integration.Observer
@@ -116,11 +200,12 @@ type Client struct {
 	sleep func(ctx context.Context, d time.Duration) error
 }
 
-// query is one pass over the device list.
+// query is one pass over the device list, and one over the VM list.
 type query struct {
 	label  string     // query_label metadata; empty for the unfiltered pass
 	name   string     // how errors name the query
-	values url.Values // the device list's query parameters, limit included
+	values url.Values // the list's query parameters, limit included
+	fields bool       // the client chose fields= (per kind)
 }
 
 var _ integration.Client = (*Client)(nil)
@@ -155,6 +240,10 @@ func New(cfg integration.Config, hc *http.Client) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	status, kinds, err := parseSettings(src.NetBox)
+	if err != nil {
+		return nil, err
+	}
 	if hc == nil {
 		hc = &http.Client{Timeout: defaultHTTPTimeout}
 	}
@@ -170,6 +259,8 @@ func New(cfg integration.Config, hc *http.Client) (*Client, error) {
 		token:       token,
 		pageSize:    pageSize,
 		queries:     queries,
+		kinds:       kinds,
+		status:      status,
 		partition:   src.Partition,
 		sourceUID:   src.IntegrationSourceUID,
 		obs:         cfg.Observer,
@@ -216,6 +307,36 @@ func parseEndpoint(raw string) (*url.URL, error) {
 	return u, nil
 }
 
+// parseSettings reads the source's NetBox settings: the status table with
+// the source's overrides, and the kinds of objects to fetch.
+func parseSettings(nb *bundle.NetBox) (map[string]Availability, []*kind, error) {
+	status := maps.Clone(DefaultStatusAvailability)
+	kinds := []*kind{&deviceKind, &vmKind}
+	if nb == nil {
+		return status, kinds, nil
+	}
+	if nb.ExcludeVirtualMachines {
+		kinds = kinds[:1]
+	}
+	for value, raw := range nb.StatusAvailability {
+		i := slices.IndexFunc([]Availability{AvailabilityAvailable, AvailabilityUnavailable, AvailabilityUnknown, AvailabilityRetract},
+			func(a Availability) bool { return strings.EqualFold(string(a), raw) })
+		if i < 0 {
+			return nil, nil, fmt.Errorf("netbox: netbox.statusAvailability[%q]: %q is not Available, Unavailable, Unknown or Retract", value, raw)
+		}
+		status[strings.ToLower(strings.TrimSpace(value))] = []Availability{AvailabilityAvailable, AvailabilityUnavailable, AvailabilityUnknown, AvailabilityRetract}[i]
+	}
+	return status, kinds, nil
+}
+
+// availability is what status says about an object.
+func (c *Client) availability(status string) Availability {
+	if a, ok := c.status[status]; ok {
+		return a
+	}
+	return AvailabilityUnknown
+}
+
 // parseToken trims the token and tolerates a scheme word stored with it.
 func parseToken(raw string) (string, error) {
 	token := strings.TrimSpace(raw)
@@ -259,10 +380,17 @@ func parseQueries(in []bundle.Query, pageSize int) ([]query, error) {
 			values.Del(key)
 		}
 		values.Set("limit", strconv.Itoa(pageSize))
-		if !values.Has("exclude") && !values.Has("fields") {
-			// Only what update maps: a third of the bytes, and far less work
-			// for NetBox, whose config_context rendering is the costliest.
-			values.Set("fields", deviceFields)
+		// Cursor paging on NetBox 4.6+; an older one ignores start.
+		values.Set("start", "0")
+		// fields= keeps only what update maps (a third of the bytes), and
+		// exclude=config_context spares NetBox rendering config contexts,
+		// its costliest work, which fields= alone does not.
+		fields := !values.Has("fields")
+		exclude := values["exclude"]
+		if !slices.ContainsFunc(exclude, func(e string) bool {
+			return slices.Contains(strings.Split(e, ","), "config_context")
+		}) {
+			values.Add("exclude", "config_context")
 		}
 		name := q.Label
 		if name == "" {
@@ -271,25 +399,28 @@ func parseQueries(in []bundle.Query, pageSize int) ([]query, error) {
 		if name == "" {
 			name = "(all devices)"
 		}
-		out = append(out, query{label: q.Label, name: strconv.Quote(name), values: values})
+		out = append(out, query{label: q.Label, name: strconv.Quote(name), values: values, fields: fields})
 	}
 	return out, nil
 }
 
-// Fetch streams every device the source's queries select to emit, one page
-// of the device list at a time. A device that an earlier query (or page)
-// already emitted is skipped. A nil error means every page of every query
-// was fetched.
+// Fetch streams every device (then every VM, unless excluded) the source's
+// queries select to emit, one list page at a time. An object that an
+// earlier query (or page) already emitted is skipped. A nil error means
+// every page of every query was fetched and no limit/offset list changed its
+// count meanwhile; an error wrapping errNotFull means the pages were all
+// fetched but the pass may have missed objects.
 func (c *Client) Fetch(ctx context.Context, emit integration.Emit) error {
 	return c.fetch(ctx, c.queries, emit)
 }
 
-// FetchChanged is Fetch over the devices NetBox updated at or after since:
-// each query's last_updated__gte filter is set to it (a later one the query
-// has is kept). Changes NetBox records on the device itself are seen (its
-// status, site, role, name, which IPs are primary); an IP address or MAC
-// edited in place on its own object leaves the device's last_updated as it
-// was, and waits for the next full pass.
+// FetchChanged is Fetch over the devices and VMs NetBox updated at or after
+// since: each query's last_updated__gte filter is set to it (a later one the
+// query has is kept). Changes NetBox records on the object itself are seen
+// (its status, site, role, name, which IPs are primary); an IP address or
+// MAC edited in place on its own object leaves the device's last_updated as
+// it was, and waits for the next full pass. A device that became
+// decommissioning is retracted by the next full pass, not by this one.
 func (c *Client) FetchChanged(ctx context.Context, since time.Time, emit integration.Emit) error {
 	queries := make([]query, len(c.queries))
 	for i, q := range c.queries {
@@ -303,91 +434,125 @@ func (c *Client) FetchChanged(ctx context.Context, since time.Time, emit integra
 }
 
 func (c *Client) fetch(ctx context.Context, queries []query, emit integration.Emit) error {
-	r := &run{c: c}
-	for i := range queries {
-		if err := r.query(ctx, &queries[i], emit); err != nil {
-			return err
+	r := &run{c: c, seen: c.now().UTC().Format(time.RFC3339Nano)}
+	var changed []string
+	for _, k := range c.kinds {
+		for i := range queries {
+			moved, err := r.query(ctx, k, &queries[i], emit)
+			if err != nil {
+				return err
+			}
+			if moved != "" {
+				changed = append(changed, moved)
+			}
 		}
+	}
+	if len(changed) > 0 {
+		return fmt.Errorf("netbox: %w: %s", errNotFull, strings.Join(changed, "; "))
 	}
 	return nil
 }
 
-// macSource is where a run finds MAC addresses.
-type macSource int
-
-const (
-	macsUnknown     macSource = iota // not yet probed in this run
-	macsFromObjects                  // /api/dcim/mac-addresses/ (NetBox 4.2+)
-	macsFromIfaces                   // /api/dcim/interfaces/
-)
+// errNotFull ends a pass that fetched every page but may have missed
+// objects: limit/offset pages (NetBox before 4.6) of a list whose count
+// changed during the pass, where a deletion or rename shifts objects across
+// page boundaries.
+var errNotFull = errors.New("the inventory changed during the pass, so it may have skipped objects and is not a full fetch")
 
 // run is the state of one Fetch.
 type run struct {
-	c    *Client
-	seen idSet
-	macs macSource
+	c *Client
+	// seen is the run's time, every update's timestamp.
+	seen string
+	// emitted are the ids emitted so far, per kind.
+	emitted map[*kind]*idSet
 }
 
-// query pages through the device list for q.
-func (r *run) query(ctx context.Context, q *query, emit integration.Emit) error {
-	target := r.c.base.String() + devicesPath + "?" + q.values.Encode()
+// query pages through k's list for q. It returns a description of the
+// count's change when the list's count changed during offset paging.
+func (r *run) query(ctx context.Context, k *kind, q *query, emit integration.Emit) (string, error) {
+	if r.emitted == nil {
+		r.emitted = map[*kind]*idSet{}
+	}
+	seen := r.emitted[k]
+	if seen == nil {
+		seen = &idSet{}
+		r.emitted[k] = seen
+	}
+	values := q.values
+	if q.fields {
+		values = maps.Clone(values)
+		values.Set("fields", k.fields)
+	}
+	target := r.c.base.String() + k.path + "?" + values.Encode()
+	var first *int64
+	moved := ""
 	for page := 1; target != ""; page++ {
 		start := time.Now()
-		p, err := getPage[nbDevice](ctx, r.c, target, r.c.pageSize, false)
+		p, err := getPage[nbObject](ctx, r.c, target, r.c.pageSize)
 		if err != nil {
-			return fmt.Errorf("netbox: query %s, device page %d: %w", q.name, page, err)
+			return "", fmt.Errorf("netbox: query %s, %s page %d: %w", q.name, k.name, page, err)
 		}
 		r.c.obs.Page(len(p.results), time.Since(start))
+		switch {
+		case page == 1:
+			first = p.count
+		case first != nil && p.count != nil && *p.count != *first && moved == "":
+			moved = fmt.Sprintf("query %s: the %s count went from %d to %d", q.name, k.name, *first, *p.count)
+		}
 		fresh := p.results[:0]
 		for i := range p.results {
-			if r.seen.add(p.results[i].ID) {
+			if seen.add(p.results[i].ID) {
 				fresh = append(fresh, p.results[i])
 			}
 		}
 		if len(fresh) > 0 {
-			macs, err := r.lookupMACs(ctx, fresh)
+			found, err := r.lookup(ctx, k, fresh)
 			if err != nil {
-				return fmt.Errorf("netbox: query %s, MAC addresses of device page %d: %w", q.name, page, err)
+				return "", fmt.Errorf("netbox: query %s, interfaces and addresses of %s page %d: %w", q.name, k.name, page, err)
 			}
-			updates := make([]results.DeviceUpdate, len(fresh))
+			updates := make([]results.DeviceUpdate, 0, len(fresh))
 			for i := range fresh {
-				updates[i] = r.c.update(&fresh[i], macs[fresh[i].ID], q.label)
+				o, ok := found[fresh[i].ID]
+				if !ok {
+					continue // deleted since the page was read
+				}
+				if u, ok := r.update(k, &fresh[i], o, q.label); ok {
+					updates = append(updates, u)
+				}
 			}
-			if err := emit(ctx, updates); err != nil {
-				return fmt.Errorf("netbox: query %s, emitting device page %d: %w", q.name, page, err)
+			if len(updates) > 0 {
+				if err := emit(ctx, updates); err != nil {
+					return "", fmt.Errorf("netbox: query %s, emitting %s page %d: %w", q.name, k.name, page, err)
+				}
 			}
 		}
 		if len(p.results) == 0 && p.next != nil && *p.next != "" {
-			return fmt.Errorf("netbox: query %s, device page %d: an empty page links to a next page", q.name, page)
+			return "", fmt.Errorf("netbox: query %s, %s page %d: an empty page links to a next page", q.name, k.name, page)
 		}
-		if target, err = r.c.follow(target, p.next); err != nil {
-			return fmt.Errorf("netbox: query %s, after device page %d: %w", q.name, page, err)
+		if target, err = r.c.follow(k.path, target, p.next); err != nil {
+			return "", fmt.Errorf("netbox: query %s, after %s page %d: %w", q.name, k.name, page, err)
 		}
 	}
-	return nil
+	return moved, nil
 }
 
-// follow returns the URL of the next page ("" after the last). NetBox's
-// next links are absolute and built from the Host it saw, which behind a
-// proxy may differ from the endpoint: a link to another origin is taken
-// onto the endpoint's, so the token never goes anywhere else.
-func (c *Client) follow(current string, next *string) (string, error) {
+// follow returns the URL of the next page of the list at path ("" after
+// the last). NetBox builds next links from the Host and path it saw, which
+// behind a proxy may be another origin or lack the proxy's path prefix: the
+// link's query is kept, on the endpoint's base URL and the list's path, so
+// the token never goes anywhere else and the prefix is never lost.
+func (c *Client) follow(path, current string, next *string) (string, error) {
 	if next == nil || strings.TrimSpace(*next) == "" {
 		return "", nil
-	}
-	cur, err := url.Parse(current)
-	if err != nil {
-		return "", fmt.Errorf("parsing the current page's URL: %w", err)
 	}
 	ref, err := url.Parse(strings.TrimSpace(*next))
 	if err != nil {
 		return "", errors.New("the next link is not a URL")
 	}
-	u := cur.ResolveReference(ref)
-	if u.Scheme != c.base.Scheme || u.Host != c.base.Host {
-		u.Scheme, u.Host = c.base.Scheme, c.base.Host
-	}
-	u.User, u.Fragment = nil, ""
+	u := *c.base
+	u.Path = strings.TrimSuffix(u.Path, "/") + path
+	u.RawPath, u.RawQuery, u.Fragment = "", ref.RawQuery, ""
 	out := u.String()
 	if out == current {
 		return "", errors.New("the next link names the same page again")
