@@ -19,11 +19,13 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/jackc/pgx/v5"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
@@ -44,6 +46,8 @@ func main() {
 	chunkBytes := flag.Int("chunk-bytes", 3<<20, "bytes of results per chunk (upstream sends about 3 MiB)")
 	gateway := flag.String("gateway", "bin/gateway", "the gateway binary")
 	flag.Parse()
+	// The kube-apiserver harness uses controller-runtime; its logs are not the figure.
+	ctrl.SetLogger(logr.Discard())
 	if err := run(*devices, *chunkBytes, *gateway); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-upstream:", err)
 		os.Exit(1)
