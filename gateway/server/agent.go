@@ -73,10 +73,14 @@ func (s *Server) agentConfig(ctx context.Context, id identity.Identity, agentID 
 // statusCaller authorizes a PushStatus or StreamStatus caller: an enrolled
 // sync worker (its catalog entry), or an agent of an onboarded tenant (its
 // tenant id, the entry nil). An agent is a SPIFFE identity of type agent,
-// or an edge certificate of the tenant's current CA whose component id is
-// no SyncService's (edge agents are not enrolled one by one: the tenant's
-// CA vouches for them, and they only ever act on their own tenant and
-// partition). An edge identity that matches two SyncServices is neither.
+// or an edge certificate in ServiceRadar's own format (CN
+// <component>.<partition>.serviceradar, mapped to a tenant by the opt-in
+// upstream setting) whose component id is no SyncService's. A certificate
+// in our own edge format names a SyncService: the manager issues them for
+// OnPrem SyncServices only, so one whose SyncService is gone is the
+// identity of a deleted SyncService, refused like any other that is not
+// enrolled, never promoted to an agent. An edge identity that matches two
+// SyncServices is neither.
 func (s *Server) statusCaller(ctx context.Context, id identity.Identity) (*catalog.Entry, string, error) {
 	if s.isStatusAgent(ctx, id) {
 		tenantID, err := s.agentTenant(ctx, id)
@@ -89,7 +93,7 @@ func (s *Server) statusCaller(ctx context.Context, id identity.Identity) (*catal
 // isStatusAgent reports whether a caller of PushStatus or StreamStatus is
 // an agent: an SVID of type agent, or an edge agent.
 func (s *Server) isStatusAgent(ctx context.Context, id identity.Identity) bool {
-	return isAgent(id) || !id.IsSPIFFE() && s.edgeAgent(ctx, id)
+	return isAgent(id) || id.Upstream && !id.IsSPIFFE() && s.edgeAgent(ctx, id)
 }
 
 // edgeAgent reports whether an edge identity is an agent: its certificate

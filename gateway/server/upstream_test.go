@@ -302,19 +302,25 @@ func checkAgents(t *testing.T, w *world) {
 	acmeAgent := w.clientOf(t, addr, svid(t, w, "agent/acme/default/agent-1"))
 
 	t.Run("agents push their status and it is recorded", func(t *testing.T) {
-		edgeAgent := w.clientOf(t, addr, edge(t, w, "acme", "site-agent", "hq", "acme"))
-		for _, tc := range []struct {
-			c   pb.AgentGatewayServiceClient
-			req *pb.GatewayStatusRequest
-		}{
-			{acmeAgent, &pb.GatewayStatusRequest{AgentId: "agent-1", Partition: "default", Version: "1.2.3", Hostname: "probe-1", Os: "linux", Arch: "arm64", ConfigSource: "remote",
-				Services: []*pb.GatewayServiceStatus{{ServiceName: "icmp", ServiceType: "icmp", Available: true, Message: []byte(`{"ok":true}`)}}}},
-			{edgeAgent, &pb.GatewayStatusRequest{AgentId: "site-agent", Version: "1.0.0", Hostname: "edge-1", Os: "linux", Arch: "amd64"}},
-		} {
-			resp, err := tc.c.PushStatus(ctx, tc.req)
-			if err != nil || !resp.GetReceived() {
-				t.Fatalf("an agent's PushStatus: %v %v", resp, err)
-			}
+		resp, err := acmeAgent.PushStatus(ctx, &pb.GatewayStatusRequest{AgentId: "agent-1", Partition: "default", Version: "1.2.3", Hostname: "probe-1", Os: "linux", Arch: "arm64", ConfigSource: "remote",
+			Services: []*pb.GatewayServiceStatus{{ServiceName: "icmp", ServiceType: "icmp", Available: true, Message: []byte(`{"ok":true}`)}}})
+		if err != nil || !resp.GetReceived() {
+			t.Fatalf("an agent's PushStatus: %v %v", resp, err)
+		}
+		// An edge certificate of acme's CA in our own format names an OnPrem
+		// SyncService; one that names none is a deleted SyncService's (the
+		// manager issues no other), refused, not promoted to an agent.
+		revoked := w.clientOf(t, addr, edge(t, w, "acme", "site-agent", "hq", "acme"))
+		if _, err := revoked.PushStatus(ctx, &pb.GatewayStatusRequest{AgentId: "site-agent", Version: "1.0.0", Hostname: "edge-1", Os: "linux", Arch: "amd64"}); status.Code(err) != codes.PermissionDenied {
+			t.Fatalf("PushStatus of an edge certificate naming no SyncService: %v, want PermissionDenied", err)
+		}
+		stream, err := revoked.StreamStatus(ctx)
+		if err == nil {
+			_ = stream.Send(sweepCall(t, "site-agent", results.SweepHost{Host: "10.188.0.1", Available: false}))
+			_, err = stream.CloseAndRecv()
+		}
+		if status.Code(err) != codes.PermissionDenied {
+			t.Fatalf("sweep results of an edge certificate naming no SyncService: %v, want PermissionDenied", err)
 		}
 		agents, err := w.store.Agents(ctx, "acme")
 		if err != nil {
@@ -324,11 +330,11 @@ func checkAgents(t *testing.T, w *world) {
 		for _, a := range agents {
 			got[a.Partition+"/"+a.AgentID] = fmt.Sprintf("%s %s %s %s %s %t", a.Version, a.Hostname, a.OS, a.Arch, a.ConfigSource, a.LastSeen.IsZero())
 		}
-		if got["default/agent-1"] != "1.2.3 probe-1 linux arm64 remote false" || got["hq/site-agent"] != "1.0.0 edge-1 linux amd64  false" {
+		if got["default/agent-1"] != "1.2.3 probe-1 linux arm64 remote false" || len(got) != 1 {
 			t.Fatalf("agents recorded: %v", got)
 		}
-		if n := testutil.ToFloat64(m.AgentStatus); n != 2 {
-			t.Fatalf("%v agent statuses counted, want 2", n)
+		if n := testutil.ToFloat64(m.AgentStatus); n != 1 {
+			t.Fatalf("%v agent statuses counted, want 1", n)
 		}
 	})
 
