@@ -73,11 +73,12 @@ type Store struct {
 	// Secrets directly leave it off.
 	Verified bool
 
-	mu        sync.Mutex
-	refusals  map[string]error // Secret name -> why the bootstrap did not mint it
-	checkedID uuid.UUID        // the platform UUID the bootstrap checked
-	checkedCA []byte           // the root CA certificate the bootstrap checked
-	checkedFP string           // its identity.KeyFingerprint
+	mu          sync.Mutex
+	refusals    map[string]error // Secret name -> why the bootstrap did not mint it
+	checkedID   uuid.UUID        // the platform UUID the bootstrap checked
+	checkedCA   []byte           // the root CA certificate the bootstrap checked
+	checkedFP   string           // its identity.KeyFingerprint
+	checkedRoot *ca.Authority    // and the authority itself
 }
 
 func (s *Store) get(ctx context.Context, name string) (*corev1.Secret, error) {
@@ -174,7 +175,19 @@ func (s *Store) load(sec *corev1.Secret) (*ca.Authority, error) {
 // RootCA returns the platform root CA. It never creates one (only the
 // bootstrap does, see EnsureRootCA): a missing Secret is ErrRootCAMissing,
 // with the bootstrap's reason when it refused to mint a new root.
+//
+// With Verified, the root the bootstrap checked is served from memory (no
+// read per call); the bootstrap's periodic check notices a Secret that is
+// gone or changed and withdraws it.
 func (s *Store) RootCA(ctx context.Context) (*ca.Authority, error) {
+	if s.Verified {
+		s.mu.Lock()
+		root := s.checkedRoot
+		s.mu.Unlock()
+		if root != nil {
+			return root, nil
+		}
+	}
 	sec, err := s.get(ctx, RootCASecret)
 	if apierrors.IsNotFound(err) {
 		return nil, s.missing(ErrRootCAMissing, RootCASecret)

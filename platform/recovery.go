@@ -122,7 +122,7 @@ func (s *Store) EnsurePlatformTenantID(ctx context.Context, ev Evidence, rekey b
 		if err := s.markForBackup(ctx, sec); err != nil {
 			return uuid.Nil, "", err
 		}
-		s.checked(IdentitySecret, id, nil)
+		s.checked(IdentitySecret, id, nil, nil)
 		return id, Existing, nil
 	case !apierrors.IsNotFound(err):
 		return uuid.Nil, "", fmt.Errorf("reading Secret %s/%s: %w", s.Namespace, IdentitySecret, err)
@@ -157,7 +157,7 @@ func (s *Store) EnsurePlatformTenantID(ctx context.Context, ev Evidence, rekey b
 	if id, err = s.parseID(sec); err != nil {
 		return uuid.Nil, "", err
 	}
-	s.checked(IdentitySecret, id, nil)
+	s.checked(IdentitySecret, id, nil, nil)
 	return id, outcome, nil
 }
 
@@ -181,7 +181,7 @@ func (s *Store) EnsureRootCA(ctx context.Context, ev Evidence, rekey bool) (*ca.
 		if err := s.markForBackup(ctx, sec); err != nil {
 			return nil, "", err
 		}
-		s.checked(RootCASecret, uuid.Nil, sec.Data[corev1.TLSCertKey])
+		s.checked(RootCASecret, uuid.Nil, sec.Data[corev1.TLSCertKey], a)
 		return a, Existing, nil
 	case !apierrors.IsNotFound(err):
 		return nil, "", fmt.Errorf("reading Secret %s/%s: %w", s.Namespace, RootCASecret, err)
@@ -209,7 +209,7 @@ func (s *Store) EnsureRootCA(ctx context.Context, ev Evidence, rekey bool) (*ca.
 	if err != nil {
 		return nil, "", err
 	}
-	s.checked(RootCASecret, uuid.Nil, sec.Data[corev1.TLSCertKey])
+	s.checked(RootCASecret, uuid.Nil, sec.Data[corev1.TLSCertKey], a)
 	return a, outcome, nil
 }
 
@@ -279,14 +279,14 @@ func (s *Store) Unchanged(ctx context.Context) (bool, error) {
 
 // checked records what the bootstrap validated for Secret name and clears
 // its refusal.
-func (s *Store) checked(name string, id uuid.UUID, caCert []byte) {
+func (s *Store) checked(name string, id uuid.UUID, caCert []byte, root *ca.Authority) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.refusals, name)
 	if name == IdentitySecret {
 		s.checkedID = id
 	} else {
-		s.checkedCA, s.checkedFP = bytes.Clone(caCert), ""
+		s.checkedCA, s.checkedFP, s.checkedRoot = bytes.Clone(caCert), "", root
 		if b, _ := pem.Decode(caCert); b != nil {
 			if c, err := x509.ParseCertificate(b.Bytes); err == nil {
 				s.checkedFP = identity.KeyFingerprint(c)
@@ -336,6 +336,12 @@ func (s *Store) refuse(name string, err error) error {
 		s.refusals = map[string]error{}
 	}
 	s.refusals[name] = err
+	// What was checked before no longer holds.
+	if name == IdentitySecret {
+		s.checkedID = uuid.Nil
+	} else {
+		s.checkedCA, s.checkedFP, s.checkedRoot = nil, "", nil
+	}
 	return err
 }
 
