@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -75,6 +76,22 @@ type Source struct {
 	// NetBox holds a netbox source's settings (spec.netbox), absent when
 	// it has none.
 	NetBox *NetBox `json:"netbox,omitempty"`
+
+	// The same settings in the names and forms ServiceRadar's agent sync
+	// runtime reads (../shared/UPSTREAM.md): it skips a source without
+	// poll_interval/discovery_interval strings. Additive: our worker reads
+	// the fields above.
+
+	// PollInterval is PollIntervalSec as a Go duration string ("10m0s").
+	PollInterval string `json:"poll_interval"`
+	// DiscoveryInterval is DiscoveryIntervalSec as a Go duration string.
+	DiscoveryInterval string `json:"discovery_interval"`
+	// SweepInterval is the sweep interval as a duration string, when sweeping.
+	SweepInterval string `json:"sweep_interval,omitempty"`
+	// AgentID is the component the source is assigned to (the bundle's agent_id).
+	AgentID string `json:"agent_id"`
+	// InsecureSkipVerify is always false: the integration's certificate is verified.
+	InsecureSkipVerify bool `json:"insecure_skip_verify"`
 }
 
 // NetBox is a netbox source's settings.
@@ -301,6 +318,7 @@ func BuildSync(in Inputs, ss *v1alpha1.SyncService) Sync {
 		if !ok {
 			continue
 		}
+		s.AgentID = in.ComponentID
 		out.Sources[src.Namespace+"/"+src.Name] = s
 	}
 	return out
@@ -367,6 +385,11 @@ func sourceOf(src *v1alpha1.IntegrationSource, ss *v1alpha1.SyncService, secret 
 		}
 	}
 	s.Sweep = SweepOf(src.Spec.Sweep)
+	s.PollInterval = (time.Duration(s.PollIntervalSec) * time.Second).String()
+	s.DiscoveryInterval = (time.Duration(s.DiscoveryIntervalSec) * time.Second).String()
+	if s.Sweep != nil && s.Sweep.Enabled && s.Sweep.IntervalSec > 0 {
+		s.SweepInterval = (time.Duration(s.Sweep.IntervalSec) * time.Second).String()
+	}
 	return s, true
 }
 

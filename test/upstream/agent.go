@@ -2,9 +2,12 @@
 // ServiceRadar's own agents do, written from the facts in
 // ../shared/UPSTREAM.md (not from their code): a keepalive ping every 30 s
 // (10 s timeout) also with no call open, a dropped connection and a new one
-// after any failed call, a ControlStream retried every 5 s, and sweep work
-// read from config_json's "sweep" key in its group form. The
-// interoperability tests run it against the gateway binary.
+// after any failed call, a ControlStream retried every 5 s, sweep work read
+// from config_json's "sweep" key in its group form; and the sync side (a
+// whole run in one StreamStatus call of plain JSON arrays of about 3 MiB,
+// with per-device sync_meta, or the old sync service's form), PushStatus
+// with the runtime fields, and sweep results. The interoperability tests run
+// it against the gateway binary.
 package upstream
 
 import (
