@@ -7,6 +7,14 @@
 # the device counts per tenant in PostgreSQL. It runs until Ctrl-C; `make
 # demo-down` (or `hack/demo.sh down`) stops it from another shell. Set
 # DEMO_DETACH=1 to leave it running in the background and return.
+#
+# DEMO_OVERLAP=<percent> adds a second source to the tenant: the Armis
+# emulator (served by demokit on DEMO_ARMIS_ADDR, default 127.0.0.1:50080,
+# with DEMO_ARMIS_DEVICES devices, default 10,000, HSRP/VRRP pairs among
+# them), and gives it and the Faker source one overlap seed, so that
+# <percent>% of the devices are ones both report (same MAC, addresses and
+# hostname). The summary then counts the canonical devices that carry both
+# sources' identifiers, against the number the overlap makes.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,8 +23,13 @@ PIDFILE="$DEMO_DIR/localcluster.pid"
 MANAGER_PIDFILE="$DEMO_DIR/manager.pid"
 GATEWAY_PIDFILE="$DEMO_DIR/gateway.pid"
 WORKER_PIDFILE="$DEMO_DIR/worker.pid"
+ARMIS_PIDFILE="$DEMO_DIR/armis.pid"
 PGDIR_FILE="$DEMO_DIR/postgres.dir" # the server's folder, outside the repo so its system user can reach it
 GATEWAY_ADDR="127.0.0.1:50052"
+OVERLAP="${DEMO_OVERLAP:-}"
+OVERLAP_SEED=42
+ARMIS_ADDR="${DEMO_ARMIS_ADDR:-127.0.0.1:50080}"
+ARMIS_DEVICES="${DEMO_ARMIS_DEVICES:-10000}"
 export KUBECONFIG="$DEMO_DIR/kubeconfig"
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
@@ -37,6 +50,7 @@ down() {
   stop_pid "$WORKER_PIDFILE" "the worker"
   stop_pid "$GATEWAY_PIDFILE" "the gateway"
   stop_pid "$MANAGER_PIDFILE" "the manager"
+  stop_pid "$ARMIS_PIDFILE" "the Armis emulator"
   if [[ -f "$PGDIR_FILE" ]]; then
     step "stopping PostgreSQL"
     "$ROOT/hack/postgres.sh" stop "$(cat "$PGDIR_FILE")" >/dev/null 2>&1 || true
@@ -47,6 +61,15 @@ down() {
 }
 
 if [[ "${1:-}" == "down" ]]; then down; exit 0; fi
+
+if [[ -n "$OVERLAP" ]] && ! [[ "$OVERLAP" =~ ^[0-9]+$ && "$OVERLAP" -le 100 ]]; then
+  echo "DEMO_OVERLAP must be a percent, 0 to 100 (got '$OVERLAP')" >&2
+  exit 2
+fi
+if [[ -n "$OVERLAP" ]] && ! [[ "$ARMIS_DEVICES" =~ ^[0-9]+$ && "$ARMIS_DEVICES" -ge 1 ]]; then
+  echo "DEMO_ARMIS_DEVICES must be a positive number (got '$ARMIS_DEVICES')" >&2
+  exit 2
+fi
 
 mkdir -p "$DEMO_DIR"
 if [[ -f "$PIDFILE" ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
@@ -88,6 +111,48 @@ for f in tenant_platform tenant_acme syncservice_platform integrationsource_fake
   "$KUBECTL" apply -f "$ROOT/config/samples/$f.yaml"
 done
 
+SOURCES=(faker-lab)
+if [[ -n "$OVERLAP" ]]; then
+  step "DEMO_OVERLAP=$OVERLAP: the Armis emulator ($ARMIS_DEVICES devices) as a second source, $OVERLAP% of devices shared with the Faker"
+  ARMIS_KEY="demo-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
+  "$ROOT/bin/demokit" armis --listen "$ARMIS_ADDR" --devices "$ARMIS_DEVICES" --secret-key "$ARMIS_KEY" \
+    --overlap-seed "$OVERLAP_SEED" --overlap-percent "$OVERLAP" >"$DEMO_DIR/armis.log" 2>&1 &
+  echo $! > "$ARMIS_PIDFILE"
+  for i in $(seq 1 40); do [[ -s "$DEMO_DIR/armis.log" ]] && break; sleep 0.25; done
+  kill -0 "$(cat "$ARMIS_PIDFILE")" 2>/dev/null || { cat "$DEMO_DIR/armis.log" >&2; exit 1; }
+  "$KUBECTL" patch integrationsource -n acme faker-lab --type merge \
+    -p "{\"spec\":{\"faker\":{\"overlap\":{\"seed\":$OVERLAP_SEED,\"percent\":$OVERLAP}}}}"
+  "$KUBECTL" apply -f - <<YAML
+apiVersion: v1
+kind: Secret
+metadata:
+  name: armis-demo-credentials
+  namespace: acme
+type: Opaque
+stringData:
+  secret_key: $ARMIS_KEY
+---
+apiVersion: integrations.serviceradar.io/v1alpha1
+kind: IntegrationSource
+metadata:
+  name: armis-demo
+  namespace: acme
+spec:
+  type: armis
+  endpoint: http://$ARMIS_ADDR
+  credentialsSecretRef:
+    name: armis-demo-credentials
+  syncServiceRef:
+    namespace: serviceradar-system
+    name: platform-sync
+  queries:
+    - label: all-devices
+      query: in:devices
+  pollInterval: 2m
+YAML
+  SOURCES+=(armis-demo)
+fi
+
 step "starting the manager (platform bootstrap, Tenant, SyncService and IntegrationSource controllers)"
 "$ROOT/bin/manager" --kubeconfig "$KUBECONFIG" --namespace serviceradar-system --leader-elect=false \
   --metrics-bind-address=0 --health-probe-bind-address=0 --gateway-address="$GATEWAY_ADDR" \
@@ -115,15 +180,20 @@ for i in $(seq 1 60); do curl -fs http://127.0.0.1:9092/healthz >/dev/null 2>&1 
 step "waiting for the first sync run (50,000 devices: Faker -> worker -> gateway -> DIRE -> PostgreSQL)"
 devices() { psql "$PSQL_DSN" -Atc "SELECT count(*) FROM tenant_acme.ocsf_devices" 2>/dev/null || echo 0; }
 for i in $(seq 1 240); do
-  result="$("$KUBECTL" get integrationsource -n acme faker-lab -o jsonpath='{.status.lastSyncResult}')"
-  printf '  %3ss  devices in tenant_acme: %6s   faker-lab lastSyncResult: %s\n' "$((i * 2))" "$(devices)" "${result:--}"
+  result=Success line=""
+  for src in "${SOURCES[@]}"; do
+    r="$("$KUBECTL" get integrationsource -n acme "$src" -o jsonpath='{.status.lastSyncResult}')"
+    line+="   $src lastSyncResult: ${r:--}"
+    [[ "$r" == "Success" ]] || result="${r:--}"
+  done
+  printf '  %3ss  devices in tenant_acme: %6s%s\n' "$((i * 2))" "$(devices)" "$line"
   [[ "$result" == "Success" ]] && break
   for p in "$GATEWAY_PIDFILE" "$WORKER_PIDFILE"; do
     kill -0 "$(cat "$p")" 2>/dev/null || { echo "$(basename "$p" .pid) stopped:" >&2; tail -20 "$DEMO_DIR/$(basename "$p" .pid).log" >&2; exit 1; }
   done
   sleep 2
 done
-[[ "$result" == "Success" ]] || { echo "the first run did not finish in 8 minutes; see $DEMO_DIR/worker.log" >&2; exit 1; }
+[[ "$result" == "Success" ]] || { echo "the first runs did not finish in 8 minutes; see $DEMO_DIR/worker.log" >&2; exit 1; }
 "$KUBECTL" wait --for=jsonpath='{.status.phase}'=Online --timeout=120s syncservices --all -A >/dev/null
 
 step "kubectl get serviceradar -A"
@@ -135,6 +205,23 @@ for schema in $(psql "$PSQL_DSN" -Atc "SELECT schema_name FROM information_schem
     "$(psql "$PSQL_DSN" -Atc "SELECT count(*) FROM $schema.ocsf_devices")" \
     "$(psql "$PSQL_DSN" -Atc "SELECT count(*) FROM $schema.ocsf_devices WHERE is_available")"
 done
+if [[ -n "$OVERLAP" ]]; then
+  # Shared devices are the ordinals both generators have (below the
+  # population's 131,070 shared identities) whose last two digits are below
+  # the percent.
+  faker_devices="$("$KUBECTL" get integrationsource -n acme faker-lab -o jsonpath='{.spec.faker.devices}')"
+  m=$(( faker_devices < ARMIS_DEVICES ? faker_devices : ARMIS_DEVICES ))
+  m=$(( m < 131070 ? m : 131070 ))
+  expected=$(( m / 100 * OVERLAP + (m % 100 < OVERLAP ? m % 100 : OVERLAP) ))
+  both="$(psql "$PSQL_DSN" -Atc "SELECT count(*) FROM tenant_acme.ocsf_devices d
+    WHERE EXISTS (SELECT 1 FROM tenant_acme.device_identifiers i WHERE i.device_uid = d.uid AND i.identifier_type = 'faker_device_id')
+      AND EXISTS (SELECT 1 FROM tenant_acme.device_identifiers i WHERE i.device_uid = d.uid AND i.identifier_type = 'armis_device_id')")"
+  merges="$(psql "$PSQL_DSN" -Atc "SELECT count(*) FROM tenant_acme.merge_audit")"
+  echo
+  echo "Overlap of faker-lab and armis-demo (DEMO_OVERLAP=$OVERLAP):"
+  printf '  %s canonical devices carry both a faker_device_id and an armis_device_id (the overlap makes %s shared devices; %s merges audited)\n' \
+    "$both" "$expected" "$merges"
+fi
 
 cat <<MSG
 
@@ -144,7 +231,7 @@ In another shell:
   $KUBECTL get serviceradar -A
   $KUBECTL explain integrationsource.spec
   psql '$PSQL_DSN' -c 'SELECT ip, hostname, discovery_sources FROM tenant_acme.ocsf_devices LIMIT 5'
-Logs: $DEMO_DIR/{manager,gateway,worker}.log
+Logs: $DEMO_DIR/{manager,gateway,worker${OVERLAP:+,armis}}.log
 MSG
 if [[ -n "${DEMO_DETACH:-}" ]]; then
   echo "Stop it with: make demo-down"

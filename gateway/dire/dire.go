@@ -3,7 +3,8 @@
 // tenant and partition. Strong identifiers decide, strongest first and always
 // qualified by integration type; MACs are normalized, and a locally
 // administered MAC never merges devices on its own; IP is weak and only
-// finds a device about which nothing stronger is known. Canonical uids are
+// finds a device for an update that carries nothing stronger, by the
+// update's addresses and the device's (see weakUID). Canonical uids are
 // deterministic, so replays converge. The package is pure: the store looks
 // up what already exists (one batched query per segment) and writes the plan.
 package dire
@@ -11,6 +12,7 @@ package dire
 import (
 	"cmp"
 	"encoding/hex"
+	"net/netip"
 	"slices"
 	"strings"
 
@@ -226,6 +228,52 @@ func UID(tenantID, partition string, strongest Identifier) string {
 	return "sr:" + uuid.NewSHA1(ns, []byte(partition+"\x00"+strongest.Type+"\x00"+strongest.Value)).String()
 }
 
+// IPs are the addresses of an update, as weak evidence of which device it
+// is: its primary IP first, then every other address of allIPs (the
+// comma-separated all_ips of its metadata) that can tell devices apart
+// (Distinctive), blanks and repeats left out.
+func IPs(ip, allIPs string) []string {
+	ip = strings.TrimSpace(ip)
+	var out []string
+	if ip != "" {
+		out = append(out, ip)
+	}
+	var seen map[string]bool // only for long lists; short ones are scanned
+	for a := range strings.SplitSeq(allIPs, ",") {
+		if a = strings.TrimSpace(a); a == "" || !Distinctive(a) {
+			continue
+		}
+		if seen == nil && len(out) > 16 {
+			seen = make(map[string]bool, 2*len(out))
+			for _, b := range out {
+				seen[b] = true
+			}
+		}
+		if seen != nil {
+			if seen[a] {
+				continue
+			}
+			seen[a] = true
+		} else if slices.Contains(out, a) {
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// Distinctive reports whether an address can find a device: not a loopback,
+// unspecified, link-local or multicast address, which many devices have at
+// once (every router's fe80::1, 127.0.0.1). A string that is no address is
+// compared as it is.
+func Distinctive(ip string) bool {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return true
+	}
+	return !a.IsLoopback() && !a.IsUnspecified() && !a.IsLinkLocalUnicast() && !a.IsMulticast()
+}
+
 // IPUID is the uid of a new device known only by its IP.
 func IPUID(tenantID, partition, ip string) string {
 	return UID(tenantID, partition, Identifier{Type: "ip", Value: ip})
@@ -239,9 +287,18 @@ type Key struct{ Type, Value string }
 // hold (to refuse merges of devices that two ids of one integration tell
 // apart), and devices by IP for updates with no identifier at all.
 type Known struct {
-	Device       map[Key]string
+	// Device is the device holding each identifier asked about.
+	Device map[Key]string
+	// Integrations are the integration ids of the known devices, by uid.
 	Integrations map[string][]Identifier
-	ByIP         map[string]string
+	// ByIP is, for each address asked about, the device whose ip it is (the
+	// smallest uid when several are).
+	ByIP map[string]string
+	// ByOtherIP is, for each primary address of an update asked about, the
+	// device that lists it among its other addresses (all_ips), when exactly
+	// one device of the partition does: an address two devices list (the
+	// virtual IP of a redundancy pair, an anycast address) tells neither.
+	ByOtherIP map[string]string
 }
 
 // Merge is two existing devices found to be one.
@@ -279,8 +336,10 @@ type group struct {
 }
 
 // Resolve plans a segment. ids[i] are the identifiers of update i
-// (Identifiers), ips[i] its IP.
-func Resolve(tenantID, partition string, ids [][]Identifier, ips []string, known Known) Plan {
+// (Identifiers), ips[i] its addresses, primary IP first (IPs); only an
+// update without identifiers is placed by its addresses, so ips[i] of the
+// others may be nil.
+func Resolve(tenantID, partition string, ids [][]Identifier, ips [][]string, known Known) Plan {
 	n := len(ids)
 	groups := make([]group, n)
 	for i := range groups {
@@ -470,19 +529,33 @@ func pickCanonical(devices []string, known Known) string {
 }
 
 // weakUID places an update with no strong identifier: a locally
-// administered MAC finds the one device that holds it, then the IP finds a
-// device, and otherwise the update is a new device.
-func weakUID(tenantID, partition string, ids []Identifier, ip string, known Known) string {
+// administered MAC finds the one device that holds it. An update with no
+// identifier at all is placed by its addresses: its primary IP finds the
+// device whose ip it is, else the one device that lists it among its other
+// addresses; then each of its other addresses, in order, finds the device
+// whose ip it is. The first found decides, so an update whose addresses are
+// spread over several devices joins one and never merges them, and two
+// updates that only share a secondary address (a virtual IP both list) stay
+// apart. Otherwise the update is a new device, named by its primary IP.
+func weakUID(tenantID, partition string, ids []Identifier, ips []string, known Known) string {
 	for _, id := range ids {
 		if uid, ok := known.Device[Key{id.Type, id.Value}]; ok {
 			return uid
 		}
 	}
-	if len(ids) == 0 && ip != "" {
-		if uid, ok := known.ByIP[ip]; ok {
+	if len(ids) == 0 && len(ips) > 0 {
+		if uid, ok := known.ByIP[ips[0]]; ok {
 			return uid
 		}
-		return IPUID(tenantID, partition, ip)
+		if uid, ok := known.ByOtherIP[ips[0]]; ok {
+			return uid
+		}
+		for _, ip := range ips[1:] {
+			if uid, ok := known.ByIP[ip]; ok {
+				return uid
+			}
+		}
+		return IPUID(tenantID, partition, ips[0])
 	}
 	if len(ids) > 0 {
 		return UID(tenantID, partition, ids[0])

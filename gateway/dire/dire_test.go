@@ -1,6 +1,8 @@
 package dire_test
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -60,7 +62,7 @@ func TestUIDsAreDeterministicPerTenantAndPartition(t *testing.T) {
 	if a == dire.UID("t2", "default", id) || a == dire.UID("t1", "dmz", id) {
 		t.Fatal("uid does not depend on tenant and partition")
 	}
-	plan := dire.Resolve("t1", "default", [][]dire.Identifier{{id}, {id}}, []string{"10.0.0.1", "10.0.0.2"}, dire.Known{})
+	plan := dire.Resolve("t1", "default", [][]dire.Identifier{{id}, {id}}, [][]string{{"10.0.0.1"}, {"10.0.0.2"}}, dire.Known{})
 	if plan.UIDs[0] != a || plan.UIDs[1] != a {
 		t.Fatalf("two updates with one id resolved to %v", plan.UIDs)
 	}
@@ -93,7 +95,7 @@ func TestUpdatesReachingOneDevice(t *testing.T) {
 			func(u []string) bool { return u[0] == "sr:x" && u[1] == "sr:x" }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			plan := dire.Resolve("t1", "default", tc.ids, make([]string, len(tc.ids)), known)
+			plan := dire.Resolve("t1", "default", tc.ids, make([][]string, len(tc.ids)), known)
 			if !tc.want(plan.UIDs) || len(plan.Merges) != 0 {
 				t.Fatalf("resolved to %v, merges %v", plan.UIDs, plan.Merges)
 			}
@@ -138,5 +140,61 @@ func TestVirtualMACsAreNoIdentifiers(t *testing.T) {
 	// Only the integration's own kinds qualify an id.
 	if ids := dire.Identifiers(dire.Update{Integration: "netbox", DeviceID: "5", DeviceIDType: "armis_device_id"}); ids[0].Type != "netbox_device_id" {
 		t.Fatalf("a foreign id type was taken: %+v", ids)
+	}
+}
+
+func TestIPsPrimaryFirstWithoutRepeats(t *testing.T) {
+	for _, tc := range []struct {
+		ip, all string
+		want    []string
+	}{
+		{"", "", nil},
+		{"10.0.0.1", "", []string{"10.0.0.1"}},
+		{"10.0.0.1", "10.0.0.2,10.0.0.1, 2001:db8::1 ,,", []string{"10.0.0.1", "10.0.0.2", "2001:db8::1"}},
+		{"", "10.0.0.2,10.0.0.3", []string{"10.0.0.2", "10.0.0.3"}},
+		{"10.0.0.1", strings.Repeat("10.0.0.1,10.0.0.2,", 40) + "10.0.0.3", []string{"10.0.0.1", "10.0.0.2", "10.0.0.3"}},
+	} {
+		if got := dire.IPs(tc.ip, tc.all); !slices.Equal(got, tc.want) {
+			t.Errorf("IPs(%q, %q) = %q, want %q", tc.ip, tc.all, got, tc.want)
+		}
+	}
+	long := make([]string, 100)
+	for i := range long {
+		long[i] = fmt.Sprintf("10.1.0.%d", i)
+	}
+	if got := dire.IPs("", strings.Join(append(long, long...), ",")); !slices.Equal(got, long) {
+		t.Errorf("a long all_ips listed twice gives %d addresses, want %d", len(got), len(long))
+	}
+}
+
+// An update with no identifier is placed by its addresses: its primary IP
+// finds a device whose ip it is, else the one that lists it; its other
+// addresses then find a device whose ip they are. One whose addresses name
+// several devices joins the first and merges none; one with an identifier
+// is never placed by an address.
+func TestAddressesPlaceOnlyUpdatesWithoutIdentifiers(t *testing.T) {
+	known := dire.Known{ByIP: map[string]string{"10.0.0.5": "sr:a", "10.0.0.9": "sr:b"},
+		ByOtherIP: map[string]string{"10.0.0.7": "sr:c", "10.0.0.5": "sr:x"}}
+	local := dire.Identifier{Type: dire.TypeLocalMAC, Value: "02005E100001", Rank: dire.RankWeak}
+	for _, tc := range []struct {
+		name string
+		ids  []dire.Identifier
+		ips  []string
+		want string
+	}{
+		{"a secondary address finds the device whose ip it is", nil, []string{"192.0.2.1", "10.0.0.5"}, "sr:a"},
+		{"the primary address decides first", nil, []string{"10.0.0.9", "10.0.0.5"}, "sr:b"},
+		{"a primary address finds the device that lists it", nil, []string{"10.0.0.7", "10.0.0.9"}, "sr:c"},
+		{"a device whose ip it is wins over one that lists it", nil, []string{"10.0.0.5"}, "sr:a"},
+		{"a secondary address a device lists finds nothing", nil, []string{"192.0.2.1", "10.0.0.7"}, dire.IPUID("t1", "default", "192.0.2.1")},
+		{"no address known: a new device named by the primary", nil, []string{"192.0.2.1", "192.0.2.2"}, dire.IPUID("t1", "default", "192.0.2.1")},
+		{"an identifier keeps addresses out", []dire.Identifier{local}, []string{"10.0.0.5"}, dire.UID("t1", "default", local)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			plan := dire.Resolve("t1", "default", [][]dire.Identifier{tc.ids}, [][]string{tc.ips}, known)
+			if plan.UIDs[0] != tc.want || len(plan.Merges) != 0 {
+				t.Fatalf("resolved to %v, merges %v, want %s", plan.UIDs, plan.Merges, tc.want)
+			}
+		})
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/serviceradar/sync-operator/gateway/dire"
 )
 
 // Agent is what an agent said about itself in its last PushStatus.
@@ -80,9 +82,11 @@ type Sweep struct {
 }
 
 // ApplySweep records an agent's sweep of one partition of its tenant: every
-// device of the partition whose IP was swept takes the sweep's availability,
-// and its last_seen moves to seen when it answered. An IP that is no
-// device's changes nothing. It runs under the partition's lock and moves the
+// device of the partition whose ip was swept takes the sweep's availability,
+// and its last_seen moves to seen when it answered; an address of its
+// all_ips that answered makes it available too, when no other device has
+// it (one that did not answer changes nothing). An IP that is no device's
+// changes nothing. It runs under the partition's lock and moves the
 // partition's generation, as every write of its devices does.
 func (s *Store) ApplySweep(ctx context.Context, tenantSlug, partition string, hosts []Swept, seen time.Time) (Sweep, error) {
 	var out Sweep
@@ -100,8 +104,9 @@ func (s *Store) ApplySweep(ctx context.Context, tenantSlug, partition string, ho
 		return out, nil
 	}
 	ips, avail := make([]string, 0, len(up)), make([]bool, 0, len(up))
+	distinctive := make([]bool, 0, len(up)) // may reach a device by its all_ips
 	for ip, a := range up {
-		ips, avail = append(ips, ip), append(avail, a)
+		ips, avail, distinctive = append(ips, ip), append(avail, a), append(distinctive, dire.Distinctive(ip))
 	}
 	err := s.inTenant(ctx, tenantSlug, func(tx pgx.Tx) error {
 		out.Matched, out.Unknown = 0, 0
@@ -111,12 +116,28 @@ func (s *Store) ApplySweep(ctx context.Context, tenantSlug, partition string, ho
 		if _, _, err := bumpGeneration(ctx, tx, partition); err != nil {
 			return err
 		}
+		// A device is swept at its ip and at every address of all_ips (see
+		// SweepTargets): any of them answering makes it available, and only
+		// its ip not answering makes it unavailable, so an interface that
+		// filters probes does not take its device down. An address of
+		// all_ips reaches a device only when no other device has it (a
+		// virtual IP answers for whichever router holds it), and a
+		// link-local or loopback address never does.
 		rows, err := tx.Query(ctx, `
-UPDATE ocsf_devices d SET is_available = h.up,
-    last_seen = CASE WHEN h.up THEN greatest(d.last_seen, $4) ELSE d.last_seen END
-FROM unnest($2::text[], $3::bool[]) AS h(ip, up)
-WHERE d.partition = $1 AND d.ip = h.ip
-RETURNING d.ip`, partition, ips, avail, seen.UTC())
+WITH h AS (SELECT * FROM unnest($2::text[], $3::bool[], $5::bool[]) AS h(ip, up, distinctive)),
+m AS (
+    SELECT d.uid, h.ip, h.up, true AS prim FROM h JOIN ocsf_devices d ON d.partition = $1 AND d.ip = h.ip
+    UNION ALL
+    SELECT a.uid, h.ip, h.up, false FROM h
+    CROSS JOIN LATERAL (SELECT min(uid) AS uid FROM (
+        SELECT uid, partition FROM ocsf_devices WHERE other_ips @> ARRAY[h.ip] OFFSET 0) AS o
+        WHERE h.distinctive AND o.partition = $1 HAVING count(*) = 1) AS a
+    WHERE NOT EXISTS (SELECT 1 FROM ocsf_devices d WHERE d.partition = $1 AND d.ip = h.ip)),
+v AS (SELECT uid, bool_or(up) AS up, bool_or(prim AND NOT up) AS down FROM m GROUP BY uid),
+u AS (UPDATE ocsf_devices d SET is_available = v.up,
+    last_seen = CASE WHEN v.up THEN greatest(d.last_seen, $4) ELSE d.last_seen END
+    FROM v WHERE d.uid = v.uid AND (v.up OR v.down))
+SELECT DISTINCT ip FROM m`, partition, ips, avail, seen.UTC(), distinctive)
 		if err != nil {
 			return fmt.Errorf("applying sweep: %w", err)
 		}

@@ -76,6 +76,11 @@ type Applied struct {
 	Run *Run
 }
 
+// metaAllIPs is the metadata key listing every address of a device,
+// comma-separated; the store keeps those other than its ip as the column
+// other_ips (migration 6).
+const metaAllIPs = "all_ips"
+
 // ErrRunSource is returned when a run id is reused for another source.
 var ErrRunSource = errors.New("sync_run_id belongs to another integration source")
 
@@ -241,17 +246,28 @@ ON CONFLICT (partition) DO UPDATE SET generation = g.generation + 1 RETURNING ge
 // queries, cheapest first: the devices of the updates' strongest
 // identifiers, then every identifier those devices hold (which answers most
 // other keys of the segment, and tells their integration ids), then only the
-// keys still unknown, and IPs for updates with no identifier at all. Keys
-// that absent proves new are not asked about.
-func lookup(ctx context.Context, tx pgx.Tx, partition, sourceUID string, ids [][]dire.Identifier, ips []string, absent func(dire.Key) bool) (dire.Known, map[string]*current, error) {
-	known := dire.Known{Device: map[dire.Key]string{}, Integrations: map[string][]dire.Identifier{}, ByIP: map[string]string{}}
+// keys still unknown, and every address of the updates with no identifier at
+// all (byIP). Keys that absent proves new are not asked about.
+func lookup(ctx context.Context, tx pgx.Tx, partition, sourceUID string, ids [][]dire.Identifier, ips [][]string, absent func(dire.Key) bool) (dire.Known, map[string]*current, error) {
+	known := dire.Known{Device: map[dire.Key]string{}, Integrations: map[string][]dire.Identifier{}, ByIP: map[string]string{},
+		ByOtherIP: map[string]string{}}
 	var strongest []dire.Key
 	var bareIPs []string
+	var primary []bool // bareIPs[j] is some update's primary IP
 	seen := map[dire.Key]bool{}
+	seenIP := map[string]int{}
 	for i := range ids {
 		if len(ids[i]) == 0 {
-			if ips[i] != "" {
-				bareIPs = append(bareIPs, ips[i])
+			for k, ip := range ips[i] {
+				if !dire.Distinctive(ip) {
+					continue
+				}
+				if j, ok := seenIP[ip]; ok {
+					primary[j] = primary[j] || k == 0
+					continue
+				}
+				seenIP[ip] = len(bareIPs)
+				bareIPs, primary = append(bareIPs, ip), append(primary, k == 0)
 			}
 			continue
 		}
@@ -289,23 +305,64 @@ func lookup(ctx context.Context, tx pgx.Tx, partition, sourceUID string, ids [][
 			return known, held, err
 		}
 	}
-	if len(bareIPs) > 0 {
-		rows, err := tx.Query(ctx, `SELECT DISTINCT ON (ip) ip, uid FROM ocsf_devices WHERE partition = $1 AND ip = ANY($2) ORDER BY ip, uid`, partition, bareIPs)
-		if err != nil {
-			return known, held, fmt.Errorf("looking up IPs: %w", err)
-		}
-		for rows.Next() {
-			var ip, uid string
-			if err := rows.Scan(&ip, &uid); err != nil {
-				return known, held, fmt.Errorf("looking up IPs: %w", err)
-			}
-			known.ByIP[ip] = uid
-		}
-		if err := rows.Err(); err != nil {
-			return known, held, fmt.Errorf("looking up IPs: %w", err)
-		}
+	if err := byIP(ctx, tx, partition, bareIPs, primary, known); err != nil {
+		return known, held, err
 	}
 	return known, held, nil
+}
+
+// byIP finds the devices of addresses (see dire.Known): the device whose ip
+// each is (the smallest uid among several), in one index scan of all of
+// them; then, for primary[j] addresses that found none, the one device that
+// lists it among its other addresses (other_ips), one probe of that index
+// per address. OFFSET 0 keeps each probe on the other_ips index whatever the
+// statistics say: a table not analyzed yet is otherwise probed by partition
+// too, a bitmap of the whole partition per address.
+func byIP(ctx context.Context, tx pgx.Tx, partition string, ips []string, primary []bool, known dire.Known) error {
+	if len(ips) == 0 {
+		return nil
+	}
+	rows, err := tx.Query(ctx, `SELECT DISTINCT ON (ip) ip, uid FROM ocsf_devices WHERE partition = $1 AND ip = ANY($2) ORDER BY ip, uid`, partition, ips)
+	if err != nil {
+		return fmt.Errorf("looking up IPs: %w", err)
+	}
+	if err := collectIPs(rows, known.ByIP); err != nil {
+		return err
+	}
+	var others []string
+	for j, ip := range ips {
+		if _, found := known.ByIP[ip]; primary[j] && !found {
+			others = append(others, ip)
+		}
+	}
+	if len(others) == 0 {
+		return nil
+	}
+	rows, err = tx.Query(ctx, `
+SELECT k.ip, m.uid FROM unnest($2::text[]) AS k(ip)
+CROSS JOIN LATERAL (SELECT min(uid) AS uid FROM (
+    SELECT uid, partition FROM ocsf_devices WHERE other_ips @> ARRAY[k.ip] OFFSET 0) AS a
+    WHERE a.partition = $1 HAVING count(*) = 1) AS m`, partition, others)
+	if err != nil {
+		return fmt.Errorf("looking up IPs: %w", err)
+	}
+	return collectIPs(rows, known.ByOtherIP)
+}
+
+// collectIPs reads (ip, uid) rows into dst.
+func collectIPs(rows pgx.Rows, dst map[string]string) error {
+	defer rows.Close()
+	for rows.Next() {
+		var ip, uid string
+		if err := rows.Scan(&ip, &uid); err != nil {
+			return fmt.Errorf("looking up IPs: %w", err)
+		}
+		dst[ip] = uid
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("looking up IPs: %w", err)
+	}
+	return nil
 }
 
 // probe finds the devices of keys, one index probe per key (LATERAL with
@@ -435,11 +492,15 @@ func nullable(s string) any {
 func (s *Store) resolveAndWrite(ctx context.Context, tx pgx.Tx, seg Segment, now time.Time, v view, learned *outcome) (devices, merges int, err error) {
 	n := len(seg.Devices)
 	ids := make([][]dire.Identifier, n)
-	ips := make([]string, n)
+	ips := make([][]string, n)
 	uids := make([]string, n)
 	for i, d := range seg.Devices {
 		ids[i] = dire.Identifiers(dire.Update{Integration: seg.Integration, DeviceID: d.DeviceID, DeviceIDType: d.DeviceIDType, MACs: d.MACs})
-		ips[i] = d.IP
+		if len(ids[i]) == 0 {
+			// Only an update with no identifier is placed by its addresses:
+			// every one of them, as the store keeps them (metadata all_ips).
+			ips[i] = dire.IPs(d.IP, d.Metadata[metaAllIPs])
+		}
 		uids[i] = v.hit(ids[i])
 	}
 	slow := settle(ids, uids)
@@ -452,7 +513,7 @@ func (s *Store) resolveAndWrite(ctx context.Context, tx pgx.Tx, seg Segment, now
 	var held map[string]*current
 	if len(slow) > 0 {
 		resolve := func(slow []int) error {
-			sids, sips := make([][]dire.Identifier, len(slow)), make([]string, len(slow))
+			sids, sips := make([][]dire.Identifier, len(slow)), make([][]string, len(slow))
 			for j, i := range slow {
 				sids[j], sips[j] = ids[i], ips[i]
 			}
@@ -532,6 +593,9 @@ func (s *Store) resolveAndWrite(ctx context.Context, tx pgx.Tx, seg Segment, now
 			}
 		}
 		for _, uid := range known.ByIP {
+			exists[uid] = true
+		}
+		for _, uid := range known.ByOtherIP {
 			exists[uid] = true
 		}
 	}

@@ -7,6 +7,8 @@
 //	                                 files from the ConfigMap and Secret the manager rendered
 //	demokit pod-ready ...            reports the worker Deployment's pod ready, as the
 //	                                 kubelet would for the process the demo runs in its place
+//	demokit armis --secret-key K ... serves the Armis emulator, the second source of
+//	                                 DEMO_OVERLAP (see armis)
 package main
 
 import (
@@ -32,8 +34,15 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: demokit gateway-cert|worker [flags]")
+		fmt.Fprintln(os.Stderr, "usage: demokit gateway-cert|worker|pod-ready|armis [flags]")
 		os.Exit(2)
+	}
+	if os.Args[1] == "armis" {
+		if err := armis(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "demokit:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
 	out := fs.String("out", "", "output folder")
