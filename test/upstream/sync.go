@@ -1,13 +1,13 @@
 package upstream
 
 import (
-	"sort"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/netip"
+	"sort"
 	"time"
 
 	pb "github.com/serviceradar/sync-operator/proto"
