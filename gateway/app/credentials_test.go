@@ -98,6 +98,11 @@ func TestShippedRBACServesAndPushesCredentials(t *testing.T) {
 	test.Eventually(t, "the platform SyncService", time.Minute, func() bool {
 		return env.Client.Get(ctx, client.ObjectKey{Namespace: operatorNS, Name: controllers.PlatformSyncName}, ss) == nil
 	})
+	// The worker's tenant is served once the manager recorded its ID.
+	test.Eventually(t, "tenant acme onboarded", time.Minute, func() bool {
+		tn := &v1alpha1.Tenant{}
+		return env.Client.Get(ctx, client.ObjectKey{Name: "acme"}, tn) == nil && tn.Status.TenantID != ""
+	})
 	worker := workload.ComponentID(ss, "acme")
 
 	root, err := ca.NewRoot("root", 0, nil)
