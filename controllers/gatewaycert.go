@@ -42,6 +42,10 @@ const dnsNamesAnnotation = "integrations.serviceradar.io/dns-names"
 type GatewayCertificate struct {
 	// Client writes the Secret; its Secret reads are metadata only.
 	Client client.Client
+	// Reader, when set, reads the Secret's metadata past the cache (the
+	// manager's API reader): a check right after an issuance must see it,
+	// or it would issue again. Nil reads through Client.
+	Reader client.Reader
 	Store  *platform.Store
 	// Name of the Secret, in Store.Namespace.
 	Name string
@@ -98,7 +102,11 @@ func (g *GatewayCertificate) Ensure(ctx context.Context) (time.Duration, error) 
 	key := types.NamespacedName{Namespace: g.Store.Namespace, Name: g.Name}
 	m := &metav1.PartialObjectMetadata{}
 	m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-	err := g.Client.Get(ctx, key, m)
+	var reader client.Reader = g.Client
+	if g.Reader != nil {
+		reader = g.Reader
+	}
+	err := reader.Get(ctx, key, m)
 	switch {
 	case apierrors.IsNotFound(err):
 	case err != nil:

@@ -154,7 +154,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 			return err
 		}
 		if err := mgr.Add(&GatewayCertificate{
-			Client: mgr.GetClient(), Store: store, Name: opts.GatewayTLSSecret, ID: id,
+			Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Store: store, Name: opts.GatewayTLSSecret, ID: id,
 			DNSNames: append([]string{opts.GatewayServerName}, opts.GatewayDNSNames...), Lifetime: opts.GatewayCertLifetime,
 			Now: opts.Now, Log: mgr.GetLogger().WithName("gateway-certificate"), Wake: wakeGatewayCert,
 		}); err != nil {
