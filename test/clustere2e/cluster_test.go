@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -63,6 +64,11 @@ type settings struct {
 	nodeIP     string // the node's address, reachable from pods: PostgreSQL and the emulators listen on it
 	podCIDR    string
 	gatewayIP  string // the fixed cluster IP of the gateway Service (there is no cluster DNS)
+
+	// previousChart and previousImage (repo:tag) are the previous release
+	// (hack/cluster/previous.sh), installed first and upgraded from; empty
+	// when this clone lacks it, and then the current release is installed.
+	previousChart, previousImage string
 }
 
 func loadSettings(t *testing.T) settings {
@@ -72,7 +78,11 @@ func loadSettings(t *testing.T) settings {
 	s := settings{
 		kubeconfig: os.Getenv("KUBECONFIG"), helm: os.Getenv("SYNC_CLUSTER_HELM"),
 		nodeIP: os.Getenv("SYNC_CLUSTER_NODE_IP"), podCIDR: os.Getenv("SYNC_CLUSTER_POD_CIDR"),
-		gatewayIP: os.Getenv("SYNC_CLUSTER_GATEWAY_IP"),
+		gatewayIP:     os.Getenv("SYNC_CLUSTER_GATEWAY_IP"),
+		previousChart: os.Getenv("SYNC_CLUSTER_PREVIOUS_CHART"), previousImage: os.Getenv("SYNC_CLUSTER_PREVIOUS_IMAGE"),
+	}
+	if (s.previousChart == "") != (s.previousImage == "") || (s.previousImage != "" && !strings.Contains(s.previousImage, ":")) {
+		t.Fatalf("SYNC_CLUSTER_PREVIOUS_CHART and SYNC_CLUSTER_PREVIOUS_IMAGE (repo:tag) are set together or not at all")
 	}
 	image := os.Getenv("SYNC_CLUSTER_IMAGE")
 	i := strings.LastIndex(image, ":")
@@ -317,7 +327,10 @@ func (r *run) syncServiceOnline() (bool, string) {
 // its operator-issued SVID and syncs every source into the tenant's schema;
 // deleting the worker pod and a gateway pod in the middle of a run loses and
 // doubles nothing; helm upgrade rolls the Deployments and keeps the data;
-// helm uninstall keeps the CRDs and the custom resources.
+// helm uninstall keeps the CRDs and the custom resources. The first install
+// is of the previous release (when hack/cluster/e2e.sh found it), upgraded
+// to this one once its sources have synced: tenant identities, CAs and
+// devices survive, every schema is migrated, and the sources keep syncing.
 func TestChartOnARealNode(t *testing.T) {
 	s := loadSettings(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
@@ -361,10 +374,13 @@ func TestChartOnARealNode(t *testing.T) {
 			&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: operatorNS, Labels: restricted}},
 			&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: operatorNS, Name: "sync-postgres"}, StringData: map[string]string{"dsn": podDSN}},
 		)
-		r.helm("install", release, chart, "--namespace", operatorNS,
-			"--set", "image.repository="+s.imageRepo, "--set", "image.tag="+s.imageTag, "--set", "image.pullPolicy=Never",
-			"--set", "gateway.service.clusterIP="+s.gatewayIP,
-			"--set", "manager.gatewayAddress="+net.JoinHostPort(s.gatewayIP, "50052"))
+		if s.previousChart != "" {
+			t.Logf("installing the previous release: %s from %s", s.previousImage, s.previousChart)
+			r.helm(r.chartArgs("install", s.previousChart, s.previousImage)...)
+		} else {
+			t.Logf("NOT testing the upgrade from the previous release: hack/cluster/e2e.sh did not find it")
+			r.helm(r.chartArgs("install", chart, s.imageRepo+":"+s.imageTag)...)
+		}
 		r.waitFor("the manager Deployment Ready", 3*time.Minute, func() (bool, string) { return r.deploymentReady(operatorNS, managerName) })
 		r.waitFor("both gateway replicas Ready", 3*time.Minute, func() (bool, string) { return r.deploymentReady(operatorNS, gatewayName) })
 		r.recordPodStarts("manager", operatorNS, managerPods)
@@ -420,6 +436,12 @@ func TestChartOnARealNode(t *testing.T) {
 		r.waitFor("SyncService platform-sync Online", 2*time.Minute, r.syncServiceOnline)
 		r.checkWorkerPod(workerName, workerPods)
 	})
+
+	if s.previousChart != "" {
+		r.phase("helm upgrade from the previous release", func() {
+			r.upgradeFromPrevious(chart, workerName, managerPods, gatewayPods, workerPods)
+		})
+	}
 
 	r.phase("worker and gateway pods deleted mid-run", func() {
 		before := r.source("lab").Status.LastRunID
@@ -530,6 +552,121 @@ func TestChartOnARealNode(t *testing.T) {
 			}
 		}
 	})
+}
+
+// chartArgs are the helm arguments of an install or upgrade of chart with
+// image (repo:tag): the values this cluster needs, set explicitly rather than
+// reused, so that an upgrade gets the new chart's defaults for the rest.
+func (r *run) chartArgs(verb, chart, image string) []string {
+	i := strings.LastIndex(image, ":")
+	return []string{verb, release, chart, "--namespace", operatorNS,
+		"--set", "image.repository=" + image[:i], "--set", "image.tag=" + image[i+1:], "--set", "image.pullPolicy=Never",
+		"--set", "gateway.service.clusterIP=" + r.s.gatewayIP,
+		"--set", "manager.gatewayAddress=" + net.JoinHostPort(r.s.gatewayIP, "50052")}
+}
+
+// upgradeFromPrevious upgrades the previous release to this tree's chart and
+// image with data in place, and checks that nothing was lost: every pod runs
+// the new image, the tenant keeps its ID and CA, the devices of each source
+// are all there, the tenant's schema is at the newest migration, and every
+// source still reads Synced (the next phase runs a new sync on it).
+func (r *run) upgradeFromPrevious(chart, workerName string, managerPods, gatewayPods, workerPods map[string]string) {
+	t, c, ctx := r.t, r.c, r.ctx
+	image := r.s.imageRepo + ":" + r.s.imageTag
+	tenant := &v1alpha1.Tenant{}
+	if err := c.Get(ctx, client.ObjectKey{Name: tenantSlug}, tenant); err != nil {
+		t.Fatal(err)
+	}
+	before := map[string]int{}
+	for _, src := range []string{"faker", "armis", "netbox"} {
+		before[src] = r.bySource(src)
+	}
+	total := r.count("true")
+
+	r.helm(r.chartArgs("upgrade", chart, image)...)
+	for _, name := range []string{managerName, gatewayName, workerName} {
+		r.waitFor("Deployment "+name+" on "+image, 4*time.Minute, func() (bool, string) {
+			d := &appsv1.Deployment{}
+			if err := c.Get(ctx, client.ObjectKey{Namespace: operatorNS, Name: name}, d); err != nil {
+				return false, err.Error()
+			}
+			ok, state := r.deploymentReady(operatorNS, name)
+			for _, ctr := range d.Spec.Template.Spec.Containers {
+				if ctr.Image != image {
+					return false, fmt.Sprintf("container %s runs %s; %s", ctr.Name, ctr.Image, state)
+				}
+			}
+			return ok, state
+		})
+	}
+	r.waitFor("no pod of the previous release left", 2*time.Minute, func() (bool, string) {
+		pods := &corev1.PodList{}
+		if err := c.List(ctx, pods, client.InNamespace(operatorNS)); err != nil {
+			return false, err.Error()
+		}
+		var old []string
+		for _, p := range pods.Items {
+			for _, ctr := range p.Spec.Containers {
+				if ctr.Image == r.s.previousImage {
+					old = append(old, p.Name)
+				}
+			}
+		}
+		return len(old) == 0, fmt.Sprintf("pods on %s: %v", r.s.previousImage, old)
+	})
+	r.recordPodStarts("manager", operatorNS, managerPods)
+	r.recordPodStarts("gateway", operatorNS, gatewayPods)
+	r.recordPodStarts("worker", operatorNS, workerPods)
+
+	r.waitFor("SyncService platform-sync Online after the upgrade", 3*time.Minute, r.syncServiceOnline)
+	after := &v1alpha1.Tenant{}
+	if err := c.Get(ctx, client.ObjectKey{Name: tenantSlug}, after); err != nil {
+		t.Fatal(err)
+	}
+	if after.Status.TenantID != tenant.Status.TenantID || after.Status.CAFingerprint != tenant.Status.CAFingerprint {
+		t.Errorf("the upgrade changed Tenant %s: ID %s -> %s, CA %s -> %s", tenantSlug,
+			tenant.Status.TenantID, after.Status.TenantID, tenant.Status.CAFingerprint, after.Status.CAFingerprint)
+	}
+	for src, n := range before {
+		if got := r.bySource(src); got != n {
+			t.Errorf("after the upgrade tenant_%s holds %d devices from %s, want %d", tenantSlug, got, src, n)
+		}
+	}
+	if got := r.count("true"); got != total {
+		t.Errorf("the upgrade changed the device count from %d to %d", total, got)
+	}
+	want := newestMigration(t)
+	r.waitFor("tenant_"+tenantSlug+" migrated to version "+strconv.Itoa(want), 2*time.Minute, func() (bool, string) {
+		var v int
+		if err := r.db.QueryRow(ctx, "SELECT max(version) FROM tenant_"+tenantSlug+".schema_migrations").Scan(&v); err != nil {
+			return false, err.Error()
+		}
+		return v == want, fmt.Sprintf("schema version %d", v)
+	})
+	for _, name := range []string{"lab", "armis", "netbox"} {
+		if st := r.source(name).Status; st.LastSyncResult != v1alpha1.SyncResultSuccess {
+			t.Errorf("after the upgrade IntegrationSource %s/%s reads %q (%s)", tenantNS, name, st.LastSyncResult, st.LastError)
+		}
+	}
+}
+
+// newestMigration is the highest version among this tree's migrations
+// (gateway/store/migrations/NNNN_*.sql).
+func newestMigration(t *testing.T) int {
+	files, err := filepath.Glob(filepath.Join(test.RepoRoot(), "gateway", "store", "migrations", "*.sql"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no migrations found: %v", err)
+	}
+	newest := 0
+	for _, f := range files {
+		num, _, _ := strings.Cut(filepath.Base(f), "_")
+		v, err := strconv.Atoi(num)
+		if err != nil {
+			t.Fatalf("migration %s: %v", f, err)
+		}
+		newest = max(newest, v)
+	}
+	return newest
 }
 
 // checkWorkerPod checks what the kubelet ran for the worker: the operator's
