@@ -20,7 +20,11 @@ import (
 	"github.com/serviceradar/sync-operator/platform"
 )
 
-var opts = controllers.Options{Namespace: operatorNS, PlatformSlug: "platform", PlatformSync: true, GatewayServiceAccount: "sync-gateway"}
+var opts = controllers.Options{Namespace: operatorNS, PlatformSlug: "platform", PlatformSync: true, GatewayServiceAccount: "sync-gateway",
+	EdgeGatewayAddress: edgeGatewayAddress}
+
+// edgeGatewayAddress is where the tests' edge workers would reach the gateway.
+const edgeGatewayAddress = "sync.platform.example:443"
 
 func platformID(t *testing.T) uuid.UUID {
 	t.Helper()

@@ -43,12 +43,13 @@ func TestGatewayCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	leaf := checkGatewaySecret(t, sec, root.Cert, id, "sync-gateway.serviceradar-system.svc", "gateway.example.com")
+	// The edge address's host is on it too.
+	leaf := checkGatewaySecret(t, sec, root.Cert, id, "sync-gateway.serviceradar-system.svc", "gateway.example.com", "sync.platform.example")
 
 	now := time.Now()
 	keeper := &controllers.GatewayCertificate{Client: env.Client, Store: store, Name: "sync-gateway-tls", ID: id,
 		DNSNames: withTLS.GatewayDNSNames, Now: func() time.Time { return now }, Log: testr.New(t)}
-	keeper.DNSNames = append(keeper.DNSNames, withTLS.GatewayServerName)
+	keeper.DNSNames = append(keeper.DNSNames, withTLS.GatewayServerName, "sync.platform.example")
 	next, err := keeper.Ensure(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -16,6 +17,8 @@ import (
 )
 
 // +kubebuilder:rbac:groups=coordination.k8s.io,namespace=serviceradar-system,resources=leases,verbs=get;list;watch;create;update;patch
+// Leader election records each new leader as a core Event on its Lease.
+// +kubebuilder:rbac:groups="",namespace=serviceradar-system,resources=events,verbs=create;patch
 // The bootstrap labels the operator namespace for the platform tenant, and
 // no other: a Role of that namespace grants patch on the namespace itself.
 // +kubebuilder:rbac:groups="",namespace=serviceradar-system,resources=namespaces,verbs=patch
@@ -34,6 +37,12 @@ type Options struct {
 	GatewayAddress string
 	// GatewayServerName is the DNS name edge workers verify on the gateway's certificate.
 	GatewayServerName string
+	// EdgeGatewayAddress (host:port) is where OnPrem workers at tenants' edges
+	// reach the gateway from outside the cluster, written into onboarding
+	// bundles of SyncServices that set no spec.gatewayAddress; its host is put
+	// on the certificate of GatewayTLSSecret. Empty: such SyncServices get no
+	// bundle and say so in their Ready condition.
+	EdgeGatewayAddress string
 	// TrustDomain is the SPIFFE trust domain of worker identities.
 	TrustDomain spiffeid.TrustDomain
 	// WorkerImage is the default image of worker Deployments.
@@ -155,7 +164,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		}
 		if err := mgr.Add(&GatewayCertificate{
 			Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Store: store, Name: opts.GatewayTLSSecret, ID: id,
-			DNSNames: append([]string{opts.GatewayServerName}, opts.GatewayDNSNames...), Lifetime: opts.GatewayCertLifetime,
+			DNSNames: opts.gatewayCertNames(), Lifetime: opts.GatewayCertLifetime,
 			Now: opts.Now, Log: mgr.GetLogger().WithName("gateway-certificate"), Wake: wakeGatewayCert,
 		}); err != nil {
 			return fmt.Errorf("adding the gateway certificate keeper: %w", err)
@@ -172,9 +181,16 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if _, err := ParseGatewayTrust(string(trust)); err != nil {
 		return err
 	}
+	// The names on the gateway certificate are known when the manager issues
+	// it; a certificate of the user's own is not checked.
+	var certNames []string
+	if opts.GatewayTLSSecret != "" {
+		certNames = opts.gatewayCertNames()
+	}
 	return (&SyncServiceReconciler{
 		Client: mgr.GetClient(), Store: store, Events: mgr.GetEventRecorder("sync-operator-syncservice"),
 		GatewayAddress: opts.GatewayAddress, GatewayServerName: opts.GatewayServerName,
+		EdgeGatewayAddress: opts.EdgeGatewayAddress, GatewayCertNames: certNames,
 		TrustDomain: td, WorkerImage: image, SVIDLifetime: opts.SVIDLifetime, EdgeLifetime: opts.EdgeLifetime,
 		GatewayTrust: trust, SPIREClassName: opts.SPIREClassName, Now: opts.Now,
 	}).SetupWithManager(mgr)
@@ -188,4 +204,15 @@ func GatewaySPIFFEID(td spiffeid.TrustDomain, platformSlug string) (spiffeid.ID,
 		return spiffeid.ID{}, fmt.Errorf("gateway SPIFFE ID: %w", err)
 	}
 	return id, nil
+}
+
+// gatewayCertNames are the DNS names and IP addresses on the certificate the
+// manager issues the gateway: its in-cluster server name, the configured
+// extra names and the host of the edge address.
+func (o Options) gatewayCertNames() []string {
+	names := append([]string{o.GatewayServerName}, o.GatewayDNSNames...)
+	if host, _, err := net.SplitHostPort(o.EdgeGatewayAddress); err == nil && host != "" {
+		names = append(names, host)
+	}
+	return names
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net"
 	"slices"
 	"sort"
 	"strings"
@@ -59,6 +60,13 @@ const (
 	// ReasonTenantCAPending means the tenant's certificate authority is not
 	// in place yet (the Tenant is not Ready).
 	ReasonTenantCAPending = "TenantCAPending"
+	// ReasonEdgeGatewayAddressUnknown: an OnPrem SyncService has no address
+	// at which its edge worker can reach the gateway (spec.gatewayAddress, or
+	// the manager's --edge-gateway-address), so no bundle is issued.
+	ReasonEdgeGatewayAddressUnknown = "EdgeGatewayAddressUnknown"
+	// ReasonEdgeGatewayAddressNotOnCertificate: the host of that address is
+	// not on the gateway certificate the manager issues.
+	ReasonEdgeGatewayAddressNotOnCertificate = "EdgeGatewayAddressNotOnCertificate"
 )
 
 // OnlineWindow is how recent a heartbeat must be for a SyncService to be Online.
@@ -78,12 +86,19 @@ type SyncServiceReconciler struct {
 	Events events.EventRecorder
 	// GatewayAddress is written into worker bootstraps.
 	GatewayAddress string
-	// GatewayServerName is the name edge workers check on the gateway's certificate.
+	// GatewayServerName is the name in-cluster workers check on the gateway's certificate.
 	GatewayServerName string
-	TrustDomain       spiffeid.TrustDomain
-	WorkerImage       string
-	SVIDLifetime      time.Duration
-	EdgeLifetime      time.Duration
+	// EdgeGatewayAddress is the default address of the gateway for OnPrem
+	// workers (spec.gatewayAddress overrides it); empty: none.
+	EdgeGatewayAddress string
+	// GatewayCertNames are the names on the gateway's certificate when the
+	// manager issues it: an edge address whose host is not among them is
+	// refused. Nil: the certificate is not the manager's, and is not checked.
+	GatewayCertNames []string
+	TrustDomain      spiffeid.TrustDomain
+	WorkerImage      string
+	SVIDLifetime     time.Duration
+	EdgeLifetime     time.Duration
 	// GatewayTrust is what the gateway verifies workers' SVIDs against.
 	GatewayTrust GatewayTrust
 	// SPIREClassName is the className of rendered ClusterSPIFFEIDs (empty: none).
@@ -118,8 +133,13 @@ type outcome struct {
 	reason, message string
 	workers         []v1alpha1.WorkerStatus
 	onboarding      string
-	requeue         time.Duration
-	notes           []string
+	// edgeCerts and edgeSince are status.edgeCertificates and
+	// status.edgeIdentitySince of an OnPrem service, when edgeKnown.
+	edgeKnown bool
+	edgeCerts []v1alpha1.EdgeCertificate
+	edgeSince *metav1.Time
+	requeue   time.Duration
+	notes     []string
 }
 
 func (o *outcome) requeueIn(d time.Duration) {
@@ -405,7 +425,7 @@ func (r *SyncServiceReconciler) secretMeta(ctx context.Context, key types.Namesp
 // needsIssue says whether a certificate Secret must be (re)issued: missing,
 // issued for another identity or by another CA key (issuer, when not
 // empty), or past its renewal time.
-func (r *SyncServiceReconciler) needsIssue(ctx context.Context, key types.NamespacedName, identityName, issuer string, out *outcome) (bool, error) {
+func (r *SyncServiceReconciler) needsIssue(ctx context.Context, key types.NamespacedName, identityName, issuer string, want map[string]string, out *outcome) (bool, error) {
 	m, err := r.secretMeta(ctx, key)
 	if apierrors.IsNotFound(err) {
 		return true, nil
@@ -417,6 +437,11 @@ func (r *SyncServiceReconciler) needsIssue(ctx context.Context, key types.Namesp
 	renewAt, ok := parseTime(ann[workload.RenewAtAnnotation])
 	if !ok || ann[identityAnnotation] != identityName || (issuer != "" && ann[issuerAnnotation] != issuer) {
 		return true, nil
+	}
+	for k, v := range want {
+		if ann[k] != v {
+			return true, nil
+		}
 	}
 	if left := renewAt.Sub(r.now()); left > 0 {
 		out.requeueIn(left)
@@ -438,8 +463,12 @@ const identityAnnotation = "integrations.serviceradar.io/identity"
 // means the bundle is issued again.
 const issuerAnnotation = "integrations.serviceradar.io/issuer"
 
+// gatewayAddressAnnotation records the gateway address an onboarding bundle
+// was rendered with: another address means the bundle is rendered again.
+const gatewayAddressAnnotation = "integrations.serviceradar.io/gateway-address"
+
 func (r *SyncServiceReconciler) writeCertSecret(ctx context.Context, ss *v1alpha1.SyncService, name string, labels map[string]string,
-	identityName string, issued *ca.Issued, root *ca.Authority, extra map[string][]byte, out *outcome) error {
+	identityName string, issued *ca.Issued, root *ca.Authority, extra map[string][]byte, extraAnn map[string]string, out *outcome) error {
 	keyPEM, err := issued.Key.MarshalPEM()
 	if err != nil {
 		return err
@@ -453,6 +482,7 @@ func (r *SyncServiceReconciler) writeCertSecret(ctx context.Context, ss *v1alpha
 	if len(issued.Chain) > 0 {
 		ann[issuerAnnotation] = identity.KeyFingerprint(issued.Chain[0])
 	}
+	maps.Copy(ann, extraAnn)
 	sec := applycorev1.Secret(name, ss.Namespace).
 		WithLabels(labels).
 		WithAnnotations(ann).
@@ -472,7 +502,7 @@ func (r *SyncServiceReconciler) writeCertSecret(ctx context.Context, ss *v1alpha
 
 func (r *SyncServiceReconciler) ensureSVIDSecret(ctx context.Context, w workload.Worker, out *outcome) error {
 	key := types.NamespacedName{Namespace: w.SyncService.Namespace, Name: w.IdentitySecretName()}
-	need, err := r.needsIssue(ctx, key, w.SPIFFEID, "", out)
+	need, err := r.needsIssue(ctx, key, w.SPIFFEID, "", nil, out)
 	if err != nil || !need {
 		return err
 	}
@@ -488,7 +518,7 @@ func (r *SyncServiceReconciler) ensureSVIDSecret(ctx context.Context, w workload
 	if err != nil {
 		return err
 	}
-	return r.writeCertSecret(ctx, w.SyncService, key.Name, w.Labels(), w.SPIFFEID, issued, root, nil, out)
+	return r.writeCertSecret(ctx, w.SyncService, key.Name, w.Labels(), w.SPIFFEID, issued, root, nil, nil, out)
 }
 
 func (r *SyncServiceReconciler) reconcileOnPrem(ctx context.Context, ss *v1alpha1.SyncService, tenant *v1alpha1.Tenant, out *outcome) error {
@@ -507,16 +537,37 @@ func (r *SyncServiceReconciler) reconcileOnPrem(ctx context.Context, ss *v1alpha
 			"SyncService %s of the same tenant has the same name and partition, so the same edge identity %s: neither is issued a certificate or served until one is renamed or deleted", dup, cn)
 		return nil
 	}
+	address, serverName, reason, problem := r.edgeAddress(ss)
+	if problem != "" {
+		// An existing bundle is left as it is: it may be what an edge runs.
+		out.ready, out.reason, out.message = false, reason, problem
+		return nil
+	}
 	issuer := tenant.Status.CAFingerprint
 	if issuer == "" {
 		out.ready, out.reason, out.message = false, ReasonTenantCAPending, fmt.Sprintf("waiting for the certificate authority of tenant %q", tenant.Spec.Slug)
 		out.requeueIn(5 * time.Second)
 		return nil
 	}
-	out.message = fmt.Sprintf("onboarding bundle in Secret %s for edge identity %s", name, cn)
-	need, err := r.needsIssue(ctx, types.NamespacedName{Namespace: ss.Namespace, Name: name}, cn, issuer, out)
-	if err != nil || !need {
+	out.message = fmt.Sprintf("onboarding bundle in Secret %s for edge identity %s, reaching the gateway at %s", name, cn, address)
+	key := types.NamespacedName{Namespace: ss.Namespace, Name: name}
+	prev, err := r.secretMeta(ctx, key)
+	switch {
+	case apierrors.IsNotFound(err):
+		prev = nil
+	case err != nil:
+		return fmt.Errorf("reading Secret %s: %w", key, err)
+	}
+	// A bundle for another gateway address is issued again.
+	addrAnn := map[string]string{gatewayAddressAnnotation: address}
+	need, err := r.needsIssue(ctx, key, cn, issuer, addrAnn, out)
+	if err != nil {
 		return err
+	}
+	if !need {
+		out.edgeKnown = true
+		out.edgeCerts, out.edgeSince = edgeStatus(prev.GetAnnotations(), ss.Status.EdgeCertificates, r.now())
+		return nil
 	}
 	tca, err := r.Store.TenantCA(ctx, tenant.Spec.Slug)
 	if err != nil {
@@ -537,17 +588,59 @@ func (r *SyncServiceReconciler) reconcileOnPrem(ctx context.Context, ss *v1alpha
 	if err != nil {
 		return err
 	}
+	// No bundle in place (the first, or its Secret deleted): a fresh
+	// identity, and every certificate issued before it is refused.
+	fresh := prev == nil
+	if fresh {
+		if err := issuedTooSoon(issued, ss.Status.EdgeCertificates); err != nil {
+			out.notes = append(out.notes, err.Error())
+			out.requeueIn(time.Second)
+			return nil
+		}
+	}
+	var prevAnn map[string]string
+	if prev != nil {
+		prevAnn = prev.GetAnnotations()
+	}
+	certAnn := edgeAnnotations(issued, prevAnn, fresh)
+	maps.Copy(certAnn, addrAnn)
+	out.edgeKnown = true
+	out.edgeCerts, out.edgeSince = edgeStatus(certAnn, ss.Status.EdgeCertificates, r.now())
 	boot := workload.Bootstrap{
-		GatewayAddress: r.GatewayAddress, ComponentID: ss.Name, Partition: ss.Spec.Partition, TenantSlug: tenant.Spec.Slug,
+		GatewayAddress: address, ComponentID: ss.Name, Partition: ss.Spec.Partition, TenantSlug: tenant.Spec.Slug,
 		Identity: workload.FileIdentity("."),
 	}
-	boot.Identity.ServerName = r.GatewayServerName
+	boot.Identity.ServerName = serverName
 	cfg, err := boot.JSON()
 	if err != nil {
 		return err
 	}
 	labels := map[string]string{"app.kubernetes.io/managed-by": "sync-operator", workload.SyncServiceLabel: ss.Name}
-	return r.writeCertSecret(ctx, ss, name, labels, cn, issued, root, map[string][]byte{"config.json": cfg}, out)
+	return r.writeCertSecret(ctx, ss, name, labels, cn, issued, root, map[string][]byte{"config.json": cfg}, certAnn, out)
+}
+
+// edgeAddress is the address an OnPrem SyncService's worker dials and the
+// name it checks on the gateway's certificate (the host of that address), or
+// why there is none usable: no address configured, or a host the gateway's
+// certificate does not name (the worker would refuse the gateway).
+func (r *SyncServiceReconciler) edgeAddress(ss *v1alpha1.SyncService) (address, serverName, reason, problem string) {
+	address, field := ss.Spec.GatewayAddress, "spec.gatewayAddress"
+	if address == "" {
+		address, field = r.EdgeGatewayAddress, "the manager's --edge-gateway-address (chart gateway.external.address)"
+	}
+	if address == "" {
+		return "", "", ReasonEdgeGatewayAddressUnknown, fmt.Sprintf("no onboarding bundle: the address at which the edge worker reaches the gateway is unknown; "+
+			"set spec.gatewayAddress, or the chart's gateway.external.address for every OnPrem SyncService (the in-cluster address %s is not reachable from an edge site)", r.GatewayAddress)
+	}
+	host, _, err := net.SplitHostPort(address)
+	if err != nil || host == "" {
+		return "", "", v1alpha1.ReasonInvalidSpec, fmt.Sprintf("%s %q must be host:port", field, address)
+	}
+	if r.GatewayCertNames != nil && !slices.ContainsFunc(r.GatewayCertNames, func(n string) bool { return strings.EqualFold(n, host) }) {
+		return "", "", ReasonEdgeGatewayAddressNotOnCertificate, fmt.Sprintf("no onboarding bundle: the host %q of %s is not on the gateway's certificate (%s), so the edge worker would refuse the gateway; "+
+			"add it to the chart's gateway.tls.dnsNames (manager --gateway-dns-names)", host, field, strings.Join(r.GatewayCertNames, ", "))
+	}
+	return address, host, "", ""
 }
 
 // duplicateIdentity returns "<namespace>/<name>" of another SyncService of
@@ -596,7 +689,12 @@ func (r *SyncServiceReconciler) observedWorkers(ctx context.Context, ss *v1alpha
 	var out []v1alpha1.WorkerStatus
 	for _, d := range deps.Items {
 		slug := d.Labels[workload.WorkerTenantLabel]
-		out = append(out, v1alpha1.WorkerStatus{Tenant: slug, Deployment: d.Name, ComponentID: workload.ComponentID(ss, slug), ReadyReplicas: d.Status.ReadyReplicas})
+		desired := int32(1)
+		if d.Spec.Replicas != nil {
+			desired = *d.Spec.Replicas
+		}
+		out = append(out, v1alpha1.WorkerStatus{Tenant: slug, Deployment: d.Name, ComponentID: workload.ComponentID(ss, slug),
+			ReadyReplicas: d.Status.ReadyReplicas, Replicas: desired})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Tenant < out[j].Tenant })
 	return out, nil
@@ -738,11 +836,20 @@ func (r *SyncServiceReconciler) writeStatus(ctx context.Context, ss *v1alpha1.Sy
 		condition(existing, v1alpha1.ConditionProgressing, progressReason == ReasonWorkersStarting, progressReason, progressMsg, gen),
 		condition(existing, v1alpha1.ConditionDegraded, phase == v1alpha1.PhaseDegraded, string(phase), "phase "+string(phase), gen),
 	}
+	ready := workersReady(ss, out.workers)
+	if !out.edgeKnown {
+		// Not reached this time (a refusal or a wait): reported as before.
+		out.edgeCerts, out.edgeSince = ss.Status.EdgeCertificates, ss.Status.EdgeIdentitySince
+	}
 	if ss.Status.ObservedGeneration == gen && ss.Status.Phase == phase && ss.Status.OnboardingSecretName == out.onboarding &&
-		slices.Equal(ss.Status.Workers, out.workers) && sameConditions(existing, conds) {
+		slices.Equal(ss.Status.Workers, out.workers) && ss.Status.WorkersReady == ready && sameConditions(existing, conds) &&
+		sameEdgeCerts(ss.Status.EdgeCertificates, out.edgeCerts) && ss.Status.EdgeIdentitySince.Equal(out.edgeSince) {
 		return nil
 	}
 	status := map[string]any{"observedGeneration": gen, "phase": phase, "conditions": conds}
+	if ready != "" {
+		status["workersReady"] = ready
+	}
 	if out.workers != nil {
 		status["workers"] = out.workers
 	} else {
@@ -751,7 +858,27 @@ func (r *SyncServiceReconciler) writeStatus(ctx context.Context, ss *v1alpha1.Sy
 	if out.onboarding != "" {
 		status["onboardingSecretName"] = out.onboarding
 	}
+	if len(out.edgeCerts) > 0 {
+		status["edgeCertificates"] = out.edgeCerts
+	}
+	if out.edgeSince != nil {
+		status["edgeIdentitySince"] = out.edgeSince
+	}
 	return applyStatus(ctx, r.Client, "SyncService", ss, status)
+}
+
+// workersReady is status.workersReady: ready worker pods over desired ones,
+// summed over the service's worker Deployments; empty for OnPrem.
+func workersReady(ss *v1alpha1.SyncService, workers []v1alpha1.WorkerStatus) string {
+	if ss.Spec.ServiceType == v1alpha1.ServiceTypeOnPrem {
+		return ""
+	}
+	var ready, desired int32
+	for _, w := range workers {
+		ready += w.ReadyReplicas
+		desired += w.Replicas
+	}
+	return fmt.Sprintf("%d/%d", ready, desired)
 }
 
 // SetupWithManager registers the controller.
@@ -808,4 +935,12 @@ func labelChanged() predicate.Predicate {
 	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
 		return !maps.Equal(e.ObjectOld.GetLabels(), e.ObjectNew.GetLabels())
 	}}
+}
+
+// sameEdgeCerts compares reported edge certificates at the second
+// resolution status times have.
+func sameEdgeCerts(a, b []v1alpha1.EdgeCertificate) bool {
+	return slices.EqualFunc(a, b, func(x, y v1alpha1.EdgeCertificate) bool {
+		return x.Serial == y.Serial && x.NotBefore.Equal(&y.NotBefore) && x.NotAfter.Equal(&y.NotAfter)
+	})
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -33,7 +34,7 @@ import (
 var ssOpts = controllers.Options{
 	Namespace: operatorNS, PlatformSlug: "platform", PlatformSync: true,
 	GatewayAddress: "sync-gateway.serviceradar-system.svc:50052", GatewayServerName: "sync-gateway.serviceradar-system.svc",
-	WorkerImage: "registry.example/sync-operator:test",
+	EdgeGatewayAddress: edgeGatewayAddress, WorkerImage: "registry.example/sync-operator:test",
 }
 
 func faker(name, ns string, ref v1alpha1.SyncServiceReference) *v1alpha1.IntegrationSource {
@@ -260,8 +261,8 @@ func TestOnPremOnboardingBundle(t *testing.T) {
 	if err := json.Unmarshal(sec.Data["config.json"], &boot); err != nil {
 		t.Fatal(err)
 	}
-	if boot.GatewayAddress != ssOpts.GatewayAddress || boot.ComponentID != "edge-1" || boot.Partition != "hq" ||
-		boot.Identity.ServerName != ssOpts.GatewayServerName || boot.Identity.CertFile == "" {
+	if boot.GatewayAddress != edgeGatewayAddress || boot.ComponentID != "edge-1" || boot.Partition != "hq" ||
+		boot.Identity.ServerName != "sync.platform.example" || boot.Identity.CertFile == "" {
 		t.Fatalf("onboarding config %+v", boot)
 	}
 	renewAt, err := time.Parse(time.RFC3339, sec.Annotations[workload.RenewAtAnnotation])
@@ -308,6 +309,47 @@ func TestOnPremOnboardingBundle(t *testing.T) {
 		return got
 	}
 
+	// edgeStatus waits until the SyncService reports the certificates the
+	// gateway accepts (newest first) and the identity's start.
+	edgeStatus := func(t *testing.T, what string, since *x509.Certificate, certs ...*x509.Certificate) {
+		t.Helper()
+		waitFor(t, what, func() error {
+			if err := env.Client.Get(ctx, client.ObjectKeyFromObject(edge), edge); err != nil {
+				return err
+			}
+			var got, want []string
+			for _, c := range edge.Status.EdgeCertificates {
+				got = append(got, c.Serial+" "+c.NotAfter.UTC().Format(time.RFC3339))
+			}
+			for _, c := range certs {
+				want = append(want, c.SerialNumber.Text(16)+" "+c.NotAfter.UTC().Format(time.RFC3339))
+			}
+			s := edge.Status.EdgeIdentitySince
+			if !slices.Equal(got, want) || s == nil || !s.Time.Equal(since.NotBefore) {
+				return fmt.Errorf("edgeCertificates %v since %v, want %v since %s", got, s, want, since.NotBefore)
+			}
+			return nil
+		})
+	}
+	first, err := leaf()
+	if err != nil {
+		t.Fatal(err)
+	}
+	edgeStatus(t, "the first certificate reported", first, first)
+
+	var fresh *x509.Certificate
+	t.Run("a deleted bundle is issued again", func(t *testing.T) {
+		old, err := leaf()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := env.Client.Delete(ctx, sec); err != nil {
+			t.Fatal(err)
+		}
+		fresh = reissued(t, "new onboarding Secret", old)
+		// A fresh identity: only the new certificate, and none from before it.
+		edgeStatus(t, "only the new certificate reported", fresh, fresh)
+	})
 	t.Run("a bundle past two thirds of its life is issued again", func(t *testing.T) {
 		old, err := leaf()
 		if err != nil {
@@ -322,18 +364,10 @@ func TestOnPremOnboardingBundle(t *testing.T) {
 		if !renewed.NotAfter.After(old.NotAfter) {
 			t.Fatalf("renewed certificate expires %s, not after the old %s", renewed.NotAfter, old.NotAfter)
 		}
+		// The edge may still run the old one: both are accepted.
+		edgeStatus(t, "the renewed and the old certificate reported", fresh, renewed, old)
 	})
 
-	t.Run("a deleted bundle is issued again", func(t *testing.T) {
-		old, err := leaf()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := env.Client.Delete(ctx, sec); err != nil {
-			t.Fatal(err)
-		}
-		reissued(t, "new onboarding Secret", old)
-	})
 }
 
 // spireCRD is the ClusterSPIFFEID CRD of the SPIRE controller manager,

@@ -13,6 +13,11 @@
 # PG_EXTRA_LISTEN names more addresses to listen on (comma-separated) and
 # PG_EXTRA_HBA the client networks (CIDRs, comma-separated) allowed there, as
 # the cluster test does for pods inside the node's network namespace.
+#
+# Opt-in TLS: with PG_TLS_CERT and PG_TLS_KEY naming a PEM server
+# certificate (with its chain) and key, the server also accepts TLS
+# (ssl=on; plain connections still work) and the printed DSN asks for
+# sslmode=require instead of disable.
 set -euo pipefail
 
 log() { echo "postgres.sh: $*" >&2; }
@@ -65,6 +70,16 @@ start() {
     --auth-local=scram-sha-256 --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
     || { cat "$dir/initdb.log" >&2; exit 1; }
   rm -f "$dir/pwfile"
+  local ssl_opts="" sslmode="disable"
+  if [[ -n "${PG_TLS_CERT:-}" || -n "${PG_TLS_KEY:-}" ]]; then
+    [[ -r "${PG_TLS_CERT:-}" && -r "${PG_TLS_KEY:-}" ]] || { log "PG_TLS_CERT and PG_TLS_KEY must both name readable files"; exit 1; }
+    # The server refuses a key others can read: its own copies, owned by it.
+    install -m 0644 "$PG_TLS_CERT" "$dir/server.crt"
+    install -m 0600 "$PG_TLS_KEY" "$dir/server.key"
+    [[ $(id -u) -eq 0 ]] && chown "$PGUSER_OS" "$dir/server.crt" "$dir/server.key"
+    ssl_opts=" -c ssl=on -c ssl_cert_file=$dir/server.crt -c ssl_key_file=$dir/server.key"
+    sslmode="require"
+  fi
   local listen="127.0.0.1" cidr
   if [[ -n "${PG_EXTRA_LISTEN:-}" ]]; then
     listen+=",$PG_EXTRA_LISTEN"
@@ -77,14 +92,14 @@ start() {
   while :; do
     port=$(( 20000 + RANDOM % 30000 ))
     if port_free "$port" && as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-        -o "-p $port -c listen_addresses=$listen -k $dir -c max_connections=200 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+        -o "-p $port -c listen_addresses=$listen -k $dir -c max_connections=200 -c fsync=off -c synchronous_commit=off -c full_page_writes=off$ssl_opts" \
         start >/dev/null; then
       break
     fi
     tries=$((tries + 1))
     if (( tries >= 5 )); then cat "$dir/server.log" >&2; log "could not start PostgreSQL"; exit 1; fi
   done
-  local dsn="postgres://postgres:${password}@127.0.0.1:${port}/postgres?sslmode=disable"
+  local dsn="postgres://postgres:${password}@127.0.0.1:${port}/postgres?sslmode=${sslmode}"
   umask 077; printf '%s\n' "$dsn" > "$dir/dsn"
   printf '%s\n' "$bindir" > "$dir/bindir"
   log "PostgreSQL $("$bindir/postgres" --version | awk '{print $3}') listening on 127.0.0.1:$port (data in $dir)"

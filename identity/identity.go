@@ -103,6 +103,10 @@ type Identity struct {
 	// The gateway compares it with the tenant's current CA, so that the
 	// certificates of a deleted tenant's CA are refused.
 	Issuer string
+	// IssuedAt is, for a CN identity in our own format, the NotBefore of the
+	// certificate (Unix seconds): the gateway refuses edge certificates issued
+	// before their SyncService's identity was last re-issued.
+	IssuedAt int64
 }
 
 // KeyFingerprint is the SHA-256 (hex) of a certificate's public key
@@ -306,6 +310,7 @@ func (c Classifier) Classify(chain []*x509.Certificate) (Identity, error) {
 		}
 		if !id.Upstream {
 			id.Issuer = TenantIssuer(chain, id.TenantSlug)
+			id.IssuedAt = leaf.NotBefore.Unix()
 		}
 		return id, nil
 	case 1:

@@ -62,6 +62,11 @@ func TestUpstreamFormatsMapToOneTenantOnlyWhenConfigured(t *testing.T) {
 				t.Fatal(err)
 			}
 			got.SPIFFEID = spiffeid.ID{}
+			// A CN identity of a tenant carries its certificate's issuance time.
+			if want := chain[0].NotBefore.Unix(); got.ComponentType == identity.ComponentUnspecified && !got.Upstream && got.IssuedAt != want {
+				t.Fatalf("issued at %d, want the certificate's NotBefore %d", got.IssuedAt, want)
+			}
+			got.IssuedAt = 0
 			if got != tc.want {
 				t.Fatalf("got %+v, want %+v", got, tc.want)
 			}

@@ -163,6 +163,9 @@ func TestInvalidObjectsAreRefusedNamingTheField(t *testing.T) {
 		{"on-prem platform sync", set(validSyncService, "spec: {serviceType: OnPrem, platform: true}"), "spec.platform", "serviceType SaaS"},
 		{"worker image on on-prem sync", set(validSyncService, "spec: {serviceType: OnPrem, image: 'x:1'}"), "spec.serviceType", "apply only to serviceType SaaS"},
 		{"partition with dots", set(validSyncService, "spec: {partition: a.b}"), "spec.partition", "should match"},
+		{"edge gateway address on a SaaS sync", set(validSyncService, "spec: {gatewayAddress: 'sync.example.com:443'}"), "spec.gatewayAddress", "applies only to serviceType OnPrem"},
+		{"edge gateway address without a port", set(validSyncService, "spec: {serviceType: OnPrem, gatewayAddress: 'sync.example.com'}"), "spec.gatewayAddress", "must be host:port"},
+		{"edge gateway address that is a URL", set(validSyncService, "spec: {serviceType: OnPrem, gatewayAddress: 'https://sync.example.com:443'}"), "spec.gatewayAddress", "must be host:port"},
 		{"unknown identity provider", set(validSyncService, "spec: {identity: {provider: vault}}"), "spec.identity.provider", "Unsupported value"},
 		{"unknown capability", set(validSyncService, "spec: {capabilities: [servicenow]}"), "spec.capabilities[0]", "Unsupported value"},
 		{"unknown integration type", set(validArmis, "spec: {type: servicenow}"), "spec.type", "Unsupported value"},
@@ -467,8 +470,8 @@ func TestCategoryListsAllKindsWithColumns(t *testing.T) {
 	}
 	for _, want := range []*regexp.Regexp{
 		regexp.MustCompile(`(?m)^NAMESPACE\s+NAME\s+SLUG\s+PLATFORM\s+TENANTID\s+READY\s+AGE$`),
-		regexp.MustCompile(`(?m)^NAMESPACE\s+NAME\s+TYPE\s+PLATFORM\s+PHASE\s+LAST HEARTBEAT\s+READY\s+AGE$`),
-		regexp.MustCompile(`(?m)^NAMESPACE\s+NAME\s+TYPE\s+SYNCSERVICE\s+DEVICES\s+LAST SYNC\s+READY\s+AGE$`),
+		regexp.MustCompile(`(?m)^NAMESPACE\s+NAME\s+TYPE\s+PLATFORM\s+PHASE\s+WORKERS\s+LAST HEARTBEAT\s+READY\s+AGE$`),
+		regexp.MustCompile(`(?m)^NAMESPACE\s+NAME\s+TYPE\s+SYNCSERVICE\s+SYNCED\s+DEVICES\s+LAST SYNC\s+READY\s+AGE$`),
 		regexp.MustCompile(`(?m)^\s+tenant\.integrations\.serviceradar\.io/` + tenant.GetName() + `\s+` + tenant.GetName() + `\s+false`),
 		regexp.MustCompile(`(?m)^` + ns + `\s+syncservice\.integrations\.serviceradar\.io/obj-\d+\s+SaaS\s+false`),
 		regexp.MustCompile(`(?m)^` + ns + `\s+integrationsource\.integrations\.serviceradar\.io/obj-\d+\s+faker\s+sync`),

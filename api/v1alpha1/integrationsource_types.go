@@ -60,7 +60,7 @@ type SweepMode string
 
 // SyncResult is the outcome of a sync run.
 //
-// +kubebuilder:validation:Enum=Success;Partial;Failed
+// +kubebuilder:validation:Enum=Success;Partial;Failed;HeldRetraction
 type SyncResult string
 
 const (
@@ -70,7 +70,34 @@ const (
 	SyncResultPartial SyncResult = "Partial"
 	// SyncResultFailed means the run applied nothing.
 	SyncResultFailed SyncResult = "Failed"
+	// SyncResultHeldRetraction means a full run fetched every page but would
+	// have retracted more than spec.maxRetractPercent of the source's
+	// devices: it applied its devices and retracted nothing, and waits for
+	// the ApproveRetractionAnnotation naming it.
+	SyncResultHeldRetraction SyncResult = "HeldRetraction"
 )
+
+// SyncMode is how a run fetched its source.
+//
+// +kubebuilder:validation:Enum=full;incremental
+type SyncMode string
+
+const (
+	// SyncModeFull fetches the whole inventory; only a full run that fetched
+	// every page retracts devices it did not see.
+	SyncModeFull SyncMode = "full"
+	// SyncModeIncremental fetches only the devices changed since the last
+	// good run; it never retracts.
+	SyncModeIncremental SyncMode = "incremental"
+)
+
+// ApproveRetractionAnnotation on an IntegrationSource approves, once, the
+// retraction that the run named by its value (a run id, as in
+// status.lastRun.id) held: the gateway then retracts the devices that run
+// did not report, except those that runs since have reported again. An
+// approval of a run that is no longer held (released already, or
+// superseded by a later full run) does nothing.
+const ApproveRetractionAnnotation = "integrations.serviceradar.io/approve-retraction"
 
 // SecretReference names a Secret in the source's own namespace.
 type SecretReference struct {
@@ -442,6 +469,169 @@ type IntegrationSourceSpec struct {
 	// +optional
 	// +kubebuilder:default=Retain
 	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
+
+	// MaxRetractPercent is the retraction brake: a full run that would retract
+	// (mark unavailable for this source) more than this share, in percent, of
+	// the devices the source reports available retracts nothing. Its result is
+	// HeldRetraction, status.lastRun.retraction shows how many devices it
+	// would retract of how many, and it waits for the annotation
+	// integrations.serviceradar.io/approve-retraction=<run id>, which
+	// releases that run's retraction once. 100 turns the brake off; 0 holds
+	// every retraction. Deleting a source with deletionPolicy Retract is not
+	// braked.
+	//
+	// +optional
+	// +kubebuilder:default=20
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	MaxRetractPercent *int32 `json:"maxRetractPercent,omitempty"`
+
+	// HistoryLimit is how many of the source's last finished runs
+	// status.history keeps, newest first (the run history itself stays in
+	// the gateway's database).
+	//
+	// +optional
+	// +kubebuilder:default=10
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=50
+	HistoryLimit int32 `json:"historyLimit,omitempty"`
+}
+
+// DefaultMaxRetractPercent is the retraction brake of a source whose
+// spec.maxRetractPercent is not set.
+const DefaultMaxRetractPercent = 20
+
+// DefaultHistoryLimit is how many runs status.history keeps when
+// spec.historyLimit is not set; MaxHistoryLimit is the most it may keep.
+const (
+	DefaultHistoryLimit = 10
+	MaxHistoryLimit     = 50
+)
+
+// RetractLimit is the retraction brake in force for a source, in percent:
+// spec.maxRetractPercent, or DefaultMaxRetractPercent when it is not set.
+func (s *IntegrationSourceSpec) RetractLimit() int {
+	if s.MaxRetractPercent == nil {
+		return DefaultMaxRetractPercent
+	}
+	return min(max(int(*s.MaxRetractPercent), 0), 100)
+}
+
+// RunHistoryLimit is how many runs status.history keeps for a source:
+// spec.historyLimit, or DefaultHistoryLimit, within 1..MaxHistoryLimit.
+func (s *IntegrationSourceSpec) RunHistoryLimit() int {
+	if s.HistoryLimit <= 0 {
+		return DefaultHistoryLimit
+	}
+	return min(int(s.HistoryLimit), MaxHistoryLimit)
+}
+
+// RunCounts are what one sync run did, device by device. A device is the
+// canonical device DIRE resolved an update to; a run that reports a device
+// in two segments counts it in each.
+type RunCounts struct {
+	// Fetched is how many device updates the worker sent in the run,
+	// refused ones included.
+	//
+	// +optional
+	Fetched int64 `json:"fetched"`
+	// Created is how many devices the run added to the inventory.
+	//
+	// +optional
+	Created int64 `json:"created"`
+	// Updated is how many known devices the run changed: a field the source
+	// sent differs from the stored one, or the source claims the device
+	// anew (first report by this source, or a report after a retraction).
+	//
+	// +optional
+	Updated int64 `json:"updated"`
+	// Unchanged is how many known devices the run reported as they were
+	// stored (only their last-seen time may move).
+	//
+	// +optional
+	Unchanged int64 `json:"unchanged"`
+	// Merged is how many existing devices the run found to be one with
+	// another device and merged into it (see the merge_audit table).
+	//
+	// +optional
+	Merged int64 `json:"merged"`
+	// Retracted is how many devices the run marked unavailable for this
+	// source because a full fetch did not report them (for a held run: how
+	// many its approval retracted).
+	//
+	// +optional
+	Retracted int64 `json:"retracted"`
+	// Refused is how many device updates could never be stored (a NUL byte
+	// or invalid UTF-8 in a field) and were left out.
+	//
+	// +optional
+	Refused int64 `json:"refused"`
+}
+
+// RetractionState is where a held retraction stands.
+//
+// +kubebuilder:validation:Enum=Held;Released;Superseded
+type RetractionState string
+
+const (
+	// RetractionHeld waits for the approval annotation.
+	RetractionHeld RetractionState = "Held"
+	// RetractionReleased was approved and carried out.
+	RetractionReleased RetractionState = "Released"
+	// RetractionSuperseded was never carried out: a later full run decided
+	// the source's retraction afresh.
+	RetractionSuperseded RetractionState = "Superseded"
+)
+
+// HeldRetraction is a retraction that the brake (spec.maxRetractPercent) held.
+type HeldRetraction struct {
+	// Devices is how many devices the run would have retracted.
+	Devices int64 `json:"devices"`
+	// Of is how many devices the source reported available before the run.
+	Of int64 `json:"of"`
+	// MaxPercent is the brake the run was held by.
+	MaxPercent int32 `json:"maxPercent"`
+	// State is Held (waiting for approval), Released (approved and carried
+	// out: counts.retracted says how many were retracted, fewer when runs
+	// since reported some of them again) or Superseded (a later full run
+	// decided afresh; never carried out).
+	State RetractionState `json:"state"`
+	// DecidedAt is when the retraction was released or superseded.
+	//
+	// +optional
+	DecidedAt *metav1.Time `json:"decidedAt,omitempty"`
+}
+
+// SyncRun is one finished sync run of a source.
+type SyncRun struct {
+	// ID is the run's UUID, which the worker chose; it names the run in
+	// logs, in the gateway's sync_runs table and in the approve-retraction
+	// annotation.
+	ID string `json:"id"`
+	// StartTime is when the gateway received the run's first segment.
+	StartTime metav1.Time `json:"startTime"`
+	// EndTime is when the run finished.
+	EndTime metav1.Time `json:"endTime"`
+	// Result is Success, Partial (some pages or devices missing), Failed
+	// (nothing applied) or HeldRetraction (see retraction).
+	Result SyncResult `json:"result"`
+	// Mode is full (the whole inventory, which may retract) or incremental
+	// (only what changed since the last good run); empty when the worker did
+	// not say (an upstream client).
+	//
+	// +optional
+	Mode SyncMode `json:"mode,omitempty"`
+	// Counts are what the run did, device by device.
+	Counts RunCounts `json:"counts"`
+	// Error is the run's error, without secrets.
+	//
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Error string `json:"error,omitempty"`
+	// Retraction is set when the brake held the run's retraction.
+	//
+	// +optional
+	Retraction *HeldRetraction `json:"retraction,omitempty"`
 }
 
 // IntegrationSourceStatus is what the operator and the gateway learned about a source.
@@ -473,7 +663,10 @@ type IntegrationSourceStatus struct {
 	// +kubebuilder:validation:MaxLength=1024
 	LastError string `json:"lastError,omitempty"`
 
-	// DevicesDiscovered is how many devices the last run reported.
+	// DevicesDiscovered is how many devices the source reports available
+	// after its last run: devices it reported in a run and that no full run
+	// (or deletion) retracted since. Devices other sources report too count
+	// once here and in each of those sources.
 	//
 	// +optional
 	DevicesDiscovered int64 `json:"devicesDiscovered,omitempty"`
@@ -482,6 +675,20 @@ type IntegrationSourceStatus struct {
 	//
 	// +optional
 	LastRunID string `json:"lastRunID,omitempty"`
+
+	// LastRun is the last finished sync run: when, how, its result and what
+	// it changed.
+	//
+	// +optional
+	LastRun *SyncRun `json:"lastRun,omitempty"`
+
+	// History holds the last finished runs, newest first, at most
+	// spec.historyLimit of them.
+	//
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=50
+	History []SyncRun `json:"history,omitempty"`
 
 	// Conditions describe the source's state: Ready (its references resolve and
 	// it is served) and Synced (its last run succeeded).
@@ -502,8 +709,9 @@ type IntegrationSourceStatus struct {
 // +kubebuilder:resource:shortName=isrc,categories=serviceradar
 // +kubebuilder:printcolumn:name="Type",type=string,JSONPath=`.spec.type`
 // +kubebuilder:printcolumn:name="SyncService",type=string,JSONPath=`.spec.syncServiceRef.name`
-// +kubebuilder:printcolumn:name="Devices",type=integer,JSONPath=`.status.devicesDiscovered`
-// +kubebuilder:printcolumn:name="Last Sync",type=date,JSONPath=`.status.lastSyncTime`
+// +kubebuilder:printcolumn:name="Synced",type=string,JSONPath=`.status.lastSyncResult`,description="Result of the last sync run: Success, Partial, Failed or HeldRetraction"
+// +kubebuilder:printcolumn:name="Devices",type=integer,JSONPath=`.status.devicesDiscovered`,description="Devices the source reports available after its last run (status.devicesDiscovered)"
+// +kubebuilder:printcolumn:name="Last Sync",type=date,JSONPath=`.status.lastSyncTime`,description="When the last sync run finished"
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type IntegrationSource struct {

@@ -58,6 +58,7 @@ type IdentitySpec struct {
 // integration sources and stream devices to the gateway.
 //
 // +kubebuilder:validation:XValidation:rule="!(has(self.platform) && self.platform) || self.serviceType == 'SaaS'",message="a platform sync service must have serviceType SaaS",fieldPath=".platform",reason=FieldValueInvalid
+// +kubebuilder:validation:XValidation:rule="self.serviceType == 'OnPrem' || !has(self.gatewayAddress)",message="gatewayAddress applies only to serviceType OnPrem (SaaS workers reach the gateway inside the cluster)",fieldPath=".gatewayAddress",reason=FieldValueForbidden
 // +kubebuilder:validation:XValidation:rule="self.serviceType == 'SaaS' || (!has(self.image) && !has(self.resources) && !has(self.nodeSelector) && !has(self.tolerations))",message="image, resources, nodeSelector and tolerations apply only to serviceType SaaS",fieldPath=".serviceType",reason=FieldValueForbidden
 type SyncServiceSpec struct {
 	// ServiceType is SaaS (workers run in this cluster, one Deployment per
@@ -75,6 +76,23 @@ type SyncServiceSpec struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=2048
 	Endpoint string `json:"endpoint,omitempty"`
+
+	// GatewayAddress is the host:port at which an OnPrem service's worker, at
+	// the tenant's edge, reaches the platform's agent-gateway (its
+	// LoadBalancer, NodePort or TLS-passthrough route): it goes into the
+	// onboarding bundle, and the worker checks the host on the gateway's
+	// certificate, so the host must be one of the names the manager puts on
+	// that certificate (chart gateway.external.address and
+	// gateway.tls.dnsNames). Empty: the manager's default
+	// (--edge-gateway-address); when that is empty too, no bundle is issued
+	// and the Ready condition says so (reason EdgeGatewayAddressUnknown).
+	// OnPrem only.
+	//
+	// +optional
+	// +kubebuilder:validation:MinLength=3
+	// +kubebuilder:validation:MaxLength=261
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([[][0-9a-fA-F:.]+[]]|[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?):[0-9]{1,5}$$')",message="must be host:port, such as sync.example.com:443 or [2001:db8::1]:443"
+	GatewayAddress string `json:"gatewayAddress,omitempty"`
 
 	// Platform marks the platform sync service, which may serve integration
 	// sources of every tenant. Only allowed in a namespace of the platform
@@ -153,6 +171,20 @@ type WorkerStatus struct {
 	// ReadyReplicas is the number of ready worker pods.
 	// +optional
 	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
+	// Replicas is the number of worker pods the Deployment asks for.
+	// +optional
+	Replicas int32 `json:"replicas,omitempty"`
+}
+
+// EdgeCertificate is one edge certificate issued for an OnPrem service.
+type EdgeCertificate struct {
+	// Serial is the certificate's serial number, in lower-case hex.
+	// +kubebuilder:validation:MaxLength=64
+	Serial string `json:"serial"`
+	// NotBefore is when the certificate became valid.
+	NotBefore metav1.Time `json:"notBefore"`
+	// NotAfter is when the certificate expires.
+	NotAfter metav1.Time `json:"notAfter"`
 }
 
 // SyncServiceStatus is what the operator and the gateway learned about a sync service.
@@ -192,11 +224,41 @@ type SyncServiceStatus struct {
 	// +listMapKey=tenant
 	Workers []WorkerStatus `json:"workers,omitempty"`
 
+	// WorkersReady is "<ready>/<desired>": the ready worker pods of all the
+	// service's worker Deployments, and how many they ask for. Empty for an
+	// OnPrem service, whose workers run at the tenant's edge.
+	//
+	// +optional
+	// +kubebuilder:validation:MaxLength=32
+	WorkersReady string `json:"workersReady,omitempty"`
+
 	// OnboardingSecretName is the Secret holding an OnPrem service's onboarding
 	// bundle (worker config, client certificate and CA bundle).
 	//
 	// +optional
 	OnboardingSecretName string `json:"onboardingSecretName,omitempty"`
+
+	// EdgeCertificates are the edge certificates of an OnPrem service that
+	// the gateway accepts, newest first: the one in the onboarding bundle and
+	// those it replaced that have not expired, so that an edge still running
+	// the previous certificate keeps working after a renewal. Deleting the
+	// onboarding Secret issues a new certificate and keeps only it (see
+	// edgeIdentitySince).
+	//
+	// +optional
+	// +listType=map
+	// +listMapKey=serial
+	// +kubebuilder:validation:MaxItems=4
+	EdgeCertificates []EdgeCertificate `json:"edgeCertificates,omitempty"`
+
+	// EdgeIdentitySince is when an OnPrem service's edge identity was last
+	// issued afresh: its first certificate, or a new one after the
+	// onboarding Secret was deleted. The gateway refuses the service's edge
+	// certificates issued before it, so deleting the Secret revokes every
+	// certificate handed out until then. Renewals keep it.
+	//
+	// +optional
+	EdgeIdentitySince *metav1.Time `json:"edgeIdentitySince,omitempty"`
 
 	// Conditions describe the service's state: Ready, Available, Degraded and
 	// Progressing.
@@ -222,6 +284,7 @@ type SyncServiceStatus struct {
 // +kubebuilder:printcolumn:name="Type",type=string,JSONPath=`.spec.serviceType`
 // +kubebuilder:printcolumn:name="Platform",type=boolean,JSONPath=`.spec.platform`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Workers",type=string,JSONPath=`.status.workersReady`,description="Ready worker pods / desired worker pods (SaaS only)"
 // +kubebuilder:printcolumn:name="Last Heartbeat",type=date,JSONPath=`.status.lastHeartbeatAt`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

@@ -39,6 +39,10 @@ func main() {
 	flag.IntVar(&c.DeviceCacheEntries, "device-cache-entries", store.DefaultCacheEntries,
 		"bound of the in-memory device cache, in identifiers and device states (about 250 bytes each; 0 disables it)")
 	flag.StringVar(&c.PostgresDSN, "postgres-dsn", os.Getenv("SYNC_POSTGRES_DSN"), "PostgreSQL DSN of the device store (default $SYNC_POSTGRES_DSN; empty refuses device updates)")
+	flag.IntVar(&c.PostgresMaxConns, "postgres-max-conns", store.DefaultMaxConns,
+		"connections to PostgreSQL the gateway opens at most (a pool_max_conns in the DSN wins)")
+	flag.DurationVar(&c.PostgresStatementTimeout, "postgres-statement-timeout", 0,
+		"PostgreSQL cancels a statement of the gateway that runs longer (0: the server's setting; a statement_timeout in the DSN wins; schema migrations run without one)")
 	flag.DurationVar(&c.MaxConnectionAge, "max-connection-age", app.DefaultMaxConnectionAge,
 		"end client connections after this age (GOAWAY), so that none outlives its certificates for long; negative keeps them")
 	flag.DurationVar(&c.MaxConnectionAgeGrace, "max-connection-age-grace", app.DefaultMaxConnectionAgeGrace,
@@ -68,6 +72,21 @@ func main() {
 		"what the StreamStatus calls of one certificate identity may hold of --ingest-memory-bytes (0: half of it)")
 	flag.IntVar(&c.Admission.MaxMessageBytes, "max-message-bytes", d.MaxMessageBytes,
 		"largest message the gateway receives (workers send chunks of at most 3 MiB); each StreamStatus call reserves it before it reads")
+	rt := store.DefaultRetention
+	flag.DurationVar(&c.Retention.Interval, "retention-interval", rt.Interval,
+		"how often the device store's tables are measured and, by one replica at a time, pruned (0 disables both)")
+	flag.IntVar(&c.Retention.BatchRows, "retention-batch-rows", rt.BatchRows, "rows one pruning statement removes, each in a short transaction of its own")
+	flag.DurationVar(&c.Retention.RunsAge, "retention-runs-age", rt.RunsAge,
+		"remove the sync_runs rows of runs that ended longer ago (0 keeps them all); runs still open are kept")
+	flag.IntVar(&c.Retention.RunsKeep, "retention-runs-keep", rt.RunsKeep, "keep each source's newest runs however old (at least 1)")
+	flag.DurationVar(&c.Retention.SegmentsAge, "retention-segments-age", rt.SegmentsAge,
+		"remove the applied_segments rows of runs that ended longer ago (0 keeps them all; at least 1h, at most --retention-runs-age): a segment sent again after that is applied again")
+	flag.IntVar(&c.Retention.SegmentsKeepRuns, "retention-segments-keep-runs", rt.SegmentsKeepRuns,
+		"keep the applied_segments rows of each source's newest runs however old (1 to --retention-runs-keep)")
+	flag.DurationVar(&c.Retention.AuditAge, "retention-audit-age", rt.AuditAge, "remove merge_audit rows older than this (0 keeps them all)")
+	flag.IntVar(&c.Retention.AuditKeep, "retention-audit-keep", rt.AuditKeep, "keep each tenant's newest merge_audit rows however old")
+	flag.DurationVar(&c.ShutdownGrace, "shutdown-grace", app.DefaultShutdownGrace,
+		"on SIGTERM, how long the calls in flight (StreamStatus segments) get to finish once the gateway refuses new connections and has ended its ControlStreams; keep it below the pod's terminationGracePeriodSeconds")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	gcPercent := flag.Int("gc-percent", diag.DefaultGCPercent, "garbage collector target percent when GOGC is not set (0: the Go default of 100)")

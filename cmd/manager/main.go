@@ -41,7 +41,11 @@ func main() {
 		metricsAddr    = flag.String("metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint (0 disables it)")
 		probeAddr      = flag.String("health-probe-bind-address", ":8081", "address of the liveness and readiness endpoints")
 		leaderElect    = flag.Bool("leader-elect", true, "elect a leader so only one replica reconciles")
+		leaseDuration  = flag.Duration("leader-elect-lease-duration", defaultLeaseDuration, "how long a replica waits, after the leader last renewed its lease, before it takes the lease over (a leader that stops gracefully releases it at once)")
+		renewDeadline  = flag.Duration("leader-elect-renew-deadline", defaultRenewDeadline, "how long the leader keeps trying to renew its lease before it gives up leading (and exits); below --leader-elect-lease-duration")
+		retryPeriod    = flag.Duration("leader-elect-retry-period", defaultRetryPeriod, "how often replicas try to acquire or renew the lease")
 		gatewayAddr    = flag.String("gateway-address", "sync-gateway.serviceradar-system.svc:50052", "gateway host:port written into worker bootstraps and onboarding bundles")
+		edgeAddr       = flag.String("edge-gateway-address", "", "host:port at which OnPrem workers at tenants' edges reach the gateway from outside the cluster (a LoadBalancer, NodePort or TLS-passthrough route), written into onboarding bundles of SyncServices without spec.gatewayAddress; its host is put on the gateway certificate of --gateway-tls-secret (empty: such SyncServices get no bundle and say why)")
 		gatewayName    = flag.String("gateway-server-name", "", "DNS name edge workers verify on the gateway certificate (default: the host of --gateway-address)")
 		trustDomain    = flag.String("trust-domain", identity.DefaultTrustDomain, "SPIFFE trust domain of worker identities")
 		workerImage    = flag.String("worker-image", workload.DefaultImage, "default image of worker Deployments")
@@ -77,6 +81,12 @@ func main() {
 		log.Error(err, "invalid --gateway-trust")
 		os.Exit(2)
 	}
+	if *edgeAddr != "" {
+		if host, _, err := net.SplitHostPort(*edgeAddr); err != nil || host == "" {
+			log.Error(fmt.Errorf("%q is not host:port", *edgeAddr), "invalid --edge-gateway-address")
+			os.Exit(2)
+		}
+	}
 	serverName := *gatewayName
 	if serverName == "" {
 		if host, _, err := net.SplitHostPort(*gatewayAddr); err == nil {
@@ -85,18 +95,27 @@ func main() {
 	}
 	opts := controllers.Options{
 		Namespace: *namespace, PlatformSlug: *platformSlug, PlatformSync: !*noPlatformSync,
-		GatewayAddress: *gatewayAddr, GatewayServerName: serverName, TrustDomain: td,
+		GatewayAddress: *gatewayAddr, GatewayServerName: serverName, EdgeGatewayAddress: *edgeAddr, TrustDomain: td,
 		WorkerImage: *workerImage, SVIDLifetime: *svidLifetime, EdgeLifetime: *edgeLifetime,
 		GatewayTLSSecret: *gatewayTLS, GatewayDNSNames: splitList(*gatewayDNS), GatewayCertLifetime: *gatewayCertTTL,
 		GatewayServiceAccount: *gatewaySA, GatewayTrust: trust, SPIREClassName: *spireClass,
 	}
 	cfg := ctrl.GetConfigOrDie()
 	cfg.QPS, cfg.Burst = float32(*apiQPS), *apiBurst
-	if err := run(ctrl.SetupSignalHandler(), cfg, opts, *watchNS, *metricsAddr, *probeAddr, *leaderElect); err != nil {
+	election := leaderElection{Enabled: *leaderElect, LeaseDuration: *leaseDuration, RenewDeadline: *renewDeadline, RetryPeriod: *retryPeriod}
+	if err := election.validate(); err != nil {
+		log.Error(err, "invalid leader election flags")
+		os.Exit(2)
+	}
+	if err := run(ctrl.SetupSignalHandler(), cfg, opts, *watchNS, *metricsAddr, *probeAddr, election); err != nil {
 		log.Error(err, "manager stopped")
 		os.Exit(1)
 	}
 }
+
+// leaderElectionID names the Lease, in the operator namespace, that the
+// manager's replicas hold to lead.
+const leaderElectionID = "sync-operator.integrations.serviceradar.io"
 
 func splitList(s string) []string {
 	var out []string
@@ -115,7 +134,37 @@ func envOr(k, def string) string {
 	return def
 }
 
-func run(ctx context.Context, cfg *rest.Config, opts controllers.Options, watchNS, metricsAddr, probeAddr string, leaderElect bool) error {
+// Defaults of the leader election flags: controller-runtime's own.
+const (
+	defaultLeaseDuration = 15 * time.Second
+	defaultRenewDeadline = 10 * time.Second
+	defaultRetryPeriod   = 2 * time.Second
+)
+
+// leaderElection is how replicas of the manager elect the one that
+// reconciles: a Lease in the operator namespace.
+type leaderElection struct {
+	Enabled                                   bool
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+}
+
+// validate checks the durations as client-go's leader elector would,
+// before the manager starts.
+func (e leaderElection) validate() error {
+	switch {
+	case !e.Enabled:
+		return nil
+	case e.LeaseDuration <= 0 || e.RenewDeadline <= 0 || e.RetryPeriod <= 0:
+		return errors.New("--leader-elect-lease-duration, --leader-elect-renew-deadline and --leader-elect-retry-period must be positive")
+	case e.LeaseDuration <= e.RenewDeadline:
+		return fmt.Errorf("--leader-elect-lease-duration %s must be longer than --leader-elect-renew-deadline %s", e.LeaseDuration, e.RenewDeadline)
+	case float64(e.RenewDeadline) <= 1.2*float64(e.RetryPeriod):
+		return fmt.Errorf("--leader-elect-renew-deadline %s must be longer than 1.2 x --leader-elect-retry-period %s", e.RenewDeadline, e.RetryPeriod)
+	}
+	return nil
+}
+
+func run(ctx context.Context, cfg *rest.Config, opts controllers.Options, watchNS, metricsAddr, probeAddr string, election leaderElection) error {
 	namespace := opts.Namespace
 	scheme := runtime.NewScheme()
 	if err := errors.Join(clientgoscheme.AddToScheme(scheme), v1alpha1.AddToScheme(scheme)); err != nil {
@@ -133,9 +182,16 @@ func run(ctx context.Context, cfg *rest.Config, opts controllers.Options, watchN
 		Cache:                   cacheOpts,
 		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
 		HealthProbeBindAddress:  probeAddr,
-		LeaderElection:          leaderElect,
-		LeaderElectionID:        "sync-operator.integrations.serviceradar.io",
+		LeaderElection:          election.Enabled,
+		LeaderElectionID:        leaderElectionID,
 		LeaderElectionNamespace: namespace,
+		LeaseDuration:           &election.LeaseDuration,
+		RenewDeadline:           &election.RenewDeadline,
+		RetryPeriod:             &election.RetryPeriod,
+		// main exits as soon as the manager stops, so the leader may hand
+		// the lease back on SIGTERM: another replica takes over at once
+		// instead of after the lease duration.
+		LeaderElectionReleaseOnCancel: true,
 	})
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)

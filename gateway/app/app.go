@@ -39,6 +39,7 @@ import (
 	"github.com/serviceradar/sync-operator/diag"
 	"github.com/serviceradar/sync-operator/gateway/catalog"
 	"github.com/serviceradar/sync-operator/gateway/retraction"
+	"github.com/serviceradar/sync-operator/gateway/runstatus"
 	"github.com/serviceradar/sync-operator/gateway/schemas"
 	"github.com/serviceradar/sync-operator/gateway/server"
 	"github.com/serviceradar/sync-operator/gateway/store"
@@ -67,6 +68,12 @@ type Config struct {
 	Heartbeat, Poll           time.Duration
 	// PostgresDSN reaches the device store; empty refuses StreamStatus.
 	PostgresDSN string
+	// PostgresMaxConns bounds the store's connection pool (0 takes
+	// store.DefaultMaxConns); PostgresStatementTimeout is the
+	// statement_timeout of its connections (0 keeps the server's). A DSN
+	// that sets pool_max_conns or statement_timeout wins over them.
+	PostgresMaxConns         int
+	PostgresStatementTimeout time.Duration
 	// DeviceCacheEntries bounds the in-memory device cache (identifiers and
 	// device states): 0 takes store.DefaultCacheEntries, a negative number
 	// disables it.
@@ -88,7 +95,17 @@ type Config struct {
 	UpstreamTenant, UpstreamCAFile, UpstreamTrustDomain string
 	// Admission bounds the calls in flight (zero fields take server.DefaultAdmission).
 	Admission server.Admission
-	Log       logr.Logger
+	// Retention bounds the device store's run records, applied-segment
+	// records and merge audit (store.Retention; the gateway's flags default
+	// to store.DefaultRetention). A zero Interval disables it.
+	Retention store.Retention
+	// ShutdownGrace is how long the calls in flight get to finish once the
+	// gateway is told to stop (SIGTERM) and has stopped accepting
+	// connections and ended its ControlStreams; what is left then is cut
+	// off. Zero takes DefaultShutdownGrace. Keep it below the pod's
+	// terminationGracePeriodSeconds.
+	ShutdownGrace time.Duration
+	Log           logr.Logger
 	// Ready is called with the bound gRPC address once the gateway serves.
 	Ready func(addr string)
 }
@@ -264,10 +281,17 @@ func Run(ctx context.Context, c Config) error {
 		case entries < 0:
 			entries = 0
 		}
-		if devices, err = store.Open(ctx, c.PostgresDSN, store.WithCacheEntries(entries)); err != nil {
+		if devices, err = store.Open(ctx, c.PostgresDSN, store.WithCacheEntries(entries),
+			store.WithMaxConns(c.PostgresMaxConns), store.WithStatementTimeout(c.PostgresStatementTimeout)); err != nil {
 			return err
 		}
 		defer devices.Close()
+	}
+	var retainer *store.Retainer
+	if devices != nil {
+		if retainer, err = store.NewRetainer(devices, c.Retention, c.Log.WithName("retention")); err != nil {
+			return err
+		}
 	}
 	planeMetrics := server.NewMetrics()
 	srv := server.New(server.Options{
@@ -281,7 +305,8 @@ func Run(ctx context.Context, c Config) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if devices != nil {
-		rc := &retraction.Controller{Reader: informers, Writer: direct, Store: devices, Log: c.Log.WithName("retraction")}
+		rc := &retraction.Controller{Reader: informers, Writer: direct, Store: devices, Log: c.Log.WithName("retraction"),
+			Runs: &runstatus.Writer{Status: direct, Reader: informers, Store: devices, FieldOwner: server.FieldOwner}}
 		if err := rc.Watch(ctx, informers); err != nil {
 			return err
 		}
@@ -294,6 +319,8 @@ func Run(ctx context.Context, c Config) error {
 			return err
 		}
 		go sc.Run(ctx)
+		// One replica at a time prunes; every replica measures the tables.
+		go retainer.Run(ctx)
 	}
 	cacheErr := make(chan error, 1)
 	go func() { cacheErr <- informers.Start(ctx) }()
@@ -310,6 +337,7 @@ func Run(ctx context.Context, c Config) error {
 	reg.MustRegister(planeMetrics.Collectors()...)
 	if devices != nil {
 		reg.MustRegister(deviceCacheMetrics(devices)...)
+		reg.MustRegister(retainer.Collectors()...)
 	}
 	admission := c.Admission.WithDefaults()
 	gs := grpc.NewServer(
@@ -380,20 +408,48 @@ func Run(ctx context.Context, c Config) error {
 	case err = <-cacheErr:
 	}
 	hs.Shutdown()
-	srv.Drain()
-	// Control streams stay open for as long as workers live: give in-flight
-	// calls a moment, then close what is left (workers reconnect elsewhere).
-	stopped := make(chan struct{})
-	go func() { gs.GracefulStop(); close(stopped) }()
-	select {
-	case <-stopped:
-	case <-time.After(5 * time.Second):
-		gs.Stop()
-	}
+	c.drain(gs, srv)
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
 	return nil
+}
+
+// DefaultShutdownGrace is Config.ShutdownGrace's default: within
+// Kubernetes' default terminationGracePeriodSeconds of 30 s, with time left
+// for the process to exit before the kubelet kills it.
+const DefaultShutdownGrace = 25 * time.Second
+
+// drain stops the gRPC server within c.ShutdownGrace. GracefulStop closes
+// the listener at once (new connections are refused, which also fails the
+// pod's TCP readiness probe, so the Service stops routing here), sends every
+// connection a GOAWAY (no new call on it; clients open their next call
+// elsewhere) and waits for the calls in flight. ControlStreams would never
+// end by themselves: srv.Drain ends them with Unavailable, so workers and
+// agents reconnect to another replica at once. StreamStatus calls in flight
+// finish and their segments are applied, until the grace runs out; then
+// what is left is cut off: a worker's unfinished segment commits nothing and
+// is sent again to another replica, an upstream client's whole-run call
+// keeps the windows it committed (sent again, they change nothing).
+func (c Config) drain(gs *grpc.Server, srv *server.Server) {
+	grace := c.ShutdownGrace
+	if grace <= 0 {
+		grace = DefaultShutdownGrace
+	}
+	c.Log.Info("draining: refusing new connections, ending control streams, finishing the calls in flight", "grace", grace.String())
+	stopped := make(chan struct{})
+	go func() { gs.GracefulStop(); close(stopped) }()
+	srv.Drain()
+	timer := time.NewTimer(grace)
+	defer timer.Stop()
+	select {
+	case <-stopped:
+		c.Log.Info("drained: every call finished")
+	case <-timer.C:
+		c.Log.Info("the shutdown grace ran out: ending the calls still in flight", "grace", grace.String())
+		gs.Stop()
+		<-stopped
+	}
 }
 
 // deviceCacheMetrics export the device cache's counters.

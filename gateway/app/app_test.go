@@ -128,6 +128,8 @@ func TestGatewayProcessServesHealthReflectionAndMetrics(t *testing.T) {
 		`sync_gateway_config_acks_total{result="current"} 0`,
 		`sync_gateway_config_acks_total{result="stale"} 0`,
 		"sync_gateway_heartbeat_writes_total 0",
+		`sync_gateway_retention_pruned_rows_total{table="applied_segments"} 0`,
+		`sync_gateway_retention_rounds_total{result="skipped"} 0`,
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %s", want)

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -192,6 +193,63 @@ func TestUpstreamIdentitiesReachOnlyTheirMappedTenant(t *testing.T) {
 		}
 		if _, err := c.GetConfig(ctx, &pb.AgentConfigRequest{AgentId: "edge"}); status.Code(err) != codes.PermissionDenied {
 			t.Fatalf("the agent asking as another component: %v", err)
+		}
+	})
+	// Issue 16 item 4: an agent with an edge certificate (CN
+	// <component>.<partition>.serviceradar, no SyncService of that name) is
+	// served as an agent on every call, with exactly the sweep a SPIFFE agent
+	// of its tenant and partition gets.
+	t.Run("an upstream edge agent gets its partition's sweep on every call", func(t *testing.T) {
+		sweepOf := func(c pb.AgentGatewayServiceClient, agentID string) bundle.Agent {
+			t.Helper()
+			cfg, err := c.GetConfig(ctx, &pb.AgentConfigRequest{AgentId: agentID})
+			if err != nil {
+				t.Fatalf("GetConfig of %s: %v", agentID, err)
+			}
+			if strings.Contains(string(cfg.ConfigJson), "globex") || strings.Contains(string(cfg.ConfigJson), ids["globex"]) {
+				t.Fatalf("globex in acme's agent config: %s", cfg.ConfigJson)
+			}
+			var got bundle.Agent
+			if err := json.Unmarshal(cfg.ConfigJson, &got); err != nil || got.Scope != bundle.ScopeAgent || got.TenantSlug != "acme" || got.TenantID != ids["acme"] {
+				t.Fatalf("agent config of %s: %s %v", agentID, cfg.ConfigJson, err)
+			}
+			return got
+		}
+		spiffeAgent := sweepOf(dial("spiffe-agent", upstreamCert(t, upstream, "", "spiffe://serviceradar.local/agent/hq/agent-1")), "agent-1")
+		if len(spiffeAgent.Sweep.Groups) != 1 {
+			t.Fatalf("the SPIFFE agent of hq has %d sweep groups, want acme-faker's", len(spiffeAgent.Sweep.Groups))
+		}
+
+		probe := dial("edge-agent", upstreamCert(t, upstream, "probe-1.hq.serviceradar", ""))
+		hello, err := probe.Hello(ctx, &pb.AgentHelloRequest{AgentId: "probe-1", Labels: map[string]string{"tenant_slug": "globex"}})
+		if err != nil || !hello.Accepted || hello.TenantSlug != "acme" || hello.TenantId != ids["acme"] {
+			t.Fatalf("the edge agent's hello: %+v %v", hello, err)
+		}
+		edgeAgent := sweepOf(probe, "probe-1")
+		if edgeAgent.AgentID != "probe-1" || edgeAgent.Partition != "hq" || !reflect.DeepEqual(edgeAgent.Sweep, spiffeAgent.Sweep) {
+			t.Fatalf("the edge agent's sweep %+v, want the SPIFFE agent's %+v", edgeAgent, spiffeAgent)
+		}
+		st, err := probe.ControlStream(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Send(&pb.ControlStreamRequest{Payload: &pb.ControlStreamRequest_Hello{Hello: &pb.ControlStreamHello{AgentId: "probe-1"}}}); err != nil {
+			t.Fatal(err)
+		}
+		msg, err := st.Recv()
+		var pushed bundle.Agent
+		if err != nil || json.Unmarshal(msg.GetConfig().GetConfigJson(), &pushed) != nil || !reflect.DeepEqual(pushed.Sweep, spiffeAgent.Sweep) {
+			t.Fatalf("the edge agent's control stream: %v %v", msg, err)
+		}
+		_ = st.CloseSend()
+		if _, err := probe.GetConfig(ctx, &pb.AgentConfigRequest{AgentId: "agent-1"}); status.Code(err) != codes.PermissionDenied {
+			t.Fatalf("the edge agent asking as another agent: %v", err)
+		}
+
+		// An edge agent of another partition gets none of hq's sweep.
+		other := sweepOf(dial("edge-agent-default", upstreamCert(t, upstream, "probe-2.default.serviceradar", "")), "probe-2")
+		if other.Partition != "default" || len(other.Sweep.Groups) != 0 {
+			t.Fatalf("an edge agent of partition default got %+v", other.Sweep)
 		}
 	})
 	t.Run("tenant-format certificates from the upstream CA are refused", func(t *testing.T) {

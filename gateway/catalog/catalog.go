@@ -37,6 +37,11 @@ var ErrNotEnrolled = errors.New("component not enrolled")
 // Tenant, or is not what the certificate class claims.
 var ErrTenantNotOnboarded = errors.New("tenant is not onboarded")
 
+// ErrRevoked is returned for an edge certificate issued before its
+// SyncService's edge identity was issued afresh (status.edgeIdentitySince:
+// its onboarding Secret was deleted). It is an ErrNotEnrolled.
+var ErrRevoked = fmt.Errorf("%w: the certificate was issued before its SyncService's edge identity was issued again (status.edgeIdentitySince)", ErrNotEnrolled)
+
 // ErrUntrustedIssuer is returned for an edge certificate that the tenant's
 // current certificate authority did not sign: one of a deleted tenant's CA,
 // after a Tenant with the same slug was created again. It is an
@@ -218,6 +223,11 @@ func (c *Catalog) build(ctx context.Context, id identity.Identity) (*Entry, erro
 	}
 	if ss == nil {
 		return drop(ErrNotEnrolled)
+	}
+	// An edge certificate issued before its SyncService's identity was
+	// issued afresh (its onboarding Secret deleted) is revoked.
+	if !id.IsSPIFFE() && !id.Upstream && ss.Status.EdgeIdentitySince != nil && id.IssuedAt < ss.Status.EdgeIdentitySince.Unix() {
+		return drop(ErrRevoked)
 	}
 	var readErr error
 	var refs []types.NamespacedName

@@ -80,6 +80,14 @@ func unchanged(old, obj client.Object) bool {
 	if _, ns := obj.(*corev1.Namespace); ns {
 		return maps.Equal(old.GetLabels(), obj.GetLabels())
 	}
+	// A SyncService's edge identity issued afresh revokes the certificates
+	// issued before it: entries built for them must go.
+	if o, ok := old.(*v1alpha1.SyncService); ok {
+		n, ok := obj.(*v1alpha1.SyncService)
+		if !ok || !o.Status.EdgeIdentitySince.Equal(n.Status.EdgeIdentitySince) {
+			return false
+		}
+	}
 	if o, ok := old.(*v1alpha1.Tenant); ok {
 		n, ok := obj.(*v1alpha1.Tenant)
 		if !ok || o.Status.CAFingerprint != n.Status.CAFingerprint || o.Status.TenantID != n.Status.TenantID {

@@ -276,3 +276,94 @@ func TestLegacyLongSlugIsNotServed(t *testing.T) {
 		t.Fatalf("a legacy slug gets sweep targets: %v", err)
 	}
 }
+
+// An OnPrem SyncService's edge identity issued afresh (its onboarding
+// Secret deleted: the manager sets status.edgeIdentitySince to the new
+// certificate's NotBefore) revokes every certificate issued before it, as
+// soon as the informer sees the status write; a renewal, which keeps the
+// start, does not.
+func TestReissuedEdgeIdentityRevokesEarlierCertificates(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	e := startCatalogEnv(t)
+	kube := e.env.Client
+	informers, err := ctrlcache.New(e.env.Config, CacheOptions(e.env.Scheme))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := New(informers, kubernetes.NewForConfigOrDie(e.env.Config).CoreV1(), "platform")
+	if err := c.Watch(ctx, informers); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = informers.Start(ctx) }()
+	if !informers.WaitForCacheSync(ctx) {
+		t.Fatal("the informer cache did not sync")
+	}
+	ss := &v1alpha1.SyncService{ObjectMeta: metav1.ObjectMeta{Namespace: e.acme, Name: "edge"},
+		Spec: v1alpha1.SyncServiceSpec{ServiceType: v1alpha1.ServiceTypeOnPrem, Partition: "default"}}
+	for _, o := range []client.Object{ss,
+		&v1alpha1.IntegrationSource{ObjectMeta: metav1.ObjectMeta{Namespace: e.acme, Name: "via-edge"},
+			Spec: v1alpha1.IntegrationSourceSpec{Type: v1alpha1.IntegrationFaker, Partition: "default", SyncServiceRef: v1alpha1.SyncServiceReference{Name: "edge"}}},
+	} {
+		if err := kube.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root, _ := ca.NewRoot("root", 0, nil)
+	tca, _ := root.NewTenantCA("acme", 0)
+	acme := &v1alpha1.Tenant{}
+	if err := kube.Get(ctx, client.ObjectKey{Name: "acme"}, acme); err != nil {
+		t.Fatal(err)
+	}
+	acme.Status.TenantID, acme.Status.CAFingerprint = "11111111-1111-5111-8111-111111111111", identity.KeyFingerprint(tca.Cert)
+	if err := kube.Status().Update(ctx, acme); err != nil {
+		t.Fatal(err)
+	}
+	classifier, _ := identity.NewClassifier("", "")
+	start := time.Now()
+	// issuedAt issues the edge certificate of an hour after start.
+	issuedAt := func(hour int) (identity.Identity, time.Time) {
+		t.Helper()
+		tca.Now = func() time.Time { return start.Add(time.Duration(hour) * time.Hour) }
+		issued, err := tca.IssueEdgeClient("edge", "default", "acme", 100*time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := classifier.Classify(append([]*x509.Certificate{issued.Cert}, issued.Chain...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id, issued.Cert.NotBefore
+	}
+	first, firstStart := issuedAt(0)
+	renewed, _ := issuedAt(1)
+	fresh, freshStart := issuedAt(2)
+	setSince := func(since time.Time) {
+		t.Helper()
+		if err := kube.Get(ctx, client.ObjectKeyFromObject(ss), ss); err != nil {
+			t.Fatal(err)
+		}
+		ss.Status.EdgeIdentitySince = &metav1.Time{Time: since}
+		if err := kube.Status().Update(ctx, ss); err != nil {
+			t.Fatal(err)
+		}
+	}
+	serves := func(id identity.Identity) error {
+		_, err := c.Sync(ctx, id)
+		return err
+	}
+
+	setSince(firstStart)
+	test.Eventually(t, "the first and the renewed certificate served", 30*time.Second, func() bool {
+		return serves(first) == nil && serves(renewed) == nil && serves(fresh) == nil
+	})
+	// The attack: the bundle leaked, the operator deleted its Secret, and
+	// the leaked certificates keep calling.
+	setSince(freshStart)
+	test.Eventually(t, "the certificates from before the fresh identity refused", 30*time.Second, func() bool {
+		return errors.Is(serves(first), ErrRevoked) && errors.Is(serves(renewed), ErrRevoked)
+	})
+	if err := serves(fresh); err != nil {
+		t.Fatalf("the fresh identity's certificate: %v", err)
+	}
+}

@@ -30,7 +30,18 @@ type Meta struct {
 	TotalDevices         int    `json:"total_devices"`
 	// Error is the run's error, reported with run_complete when the fetch failed.
 	Error string `json:"error,omitempty"`
+	// Mode is how the run fetches: ModeFull or ModeIncremental (absent from
+	// upstream clients).
+	Mode string `json:"mode,omitempty"`
 }
+
+// Modes of a run (Meta.Mode).
+const (
+	// ModeFull fetches the whole inventory.
+	ModeFull = "full"
+	// ModeIncremental fetches only what changed since the last good run.
+	ModeIncremental = "incremental"
+)
 
 // DeviceUpdate is one device as a source reported it. IsAvailable is nil
 // when the source does not speak about availability.

@@ -4,11 +4,19 @@
 // Every gateway replica runs it: retraction is idempotent and the finalizer
 // is removed with an optimistic lock, so replicas racing on one source do
 // the same work at most twice and never lose it.
+//
+// It also releases retractions that the brake (spec.maxRetractPercent)
+// held: the annotation integrations.serviceradar.io/approve-retraction
+// names a held run, whose retraction is then carried out once (the store
+// decides which replica does it) and recorded on the source's status.
 package retraction
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -22,6 +30,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
+	"github.com/serviceradar/sync-operator/gateway/store"
 )
 
 // Finalizer is held on sources whose devices are retracted on deletion.
@@ -30,6 +39,12 @@ const Finalizer = "integrations.serviceradar.io/retract-devices"
 // Store retracts a source's devices.
 type Store interface {
 	RetractSource(ctx context.Context, tenantSlug, partition, sourceUID string) (int, error)
+	ReleaseRetraction(ctx context.Context, tenantSlug, partition, sourceUID, runID string) (store.Release, error)
+}
+
+// Recorder writes a source's run status after a released retraction.
+type Recorder interface {
+	Record(ctx context.Context, key types.NamespacedName, tenantSlug, sourceUID string, available int) error
 }
 
 // Controller adds and releases the finalizer.
@@ -38,9 +53,14 @@ type Controller struct {
 	Reader client.Reader
 	Writer client.Writer
 	Store  Store
-	Log    logr.Logger
+	// Runs records a released retraction on the source's status (nil: not recorded).
+	Runs Recorder
+	Log  logr.Logger
 
 	queue workqueue.TypedRateLimitingInterface[types.NamespacedName]
+	// approvals are the approvals (source uid and run id) this replica
+	// has settled, so that a source's later changes do not ask again.
+	approvals sync.Map
 }
 
 // Watch registers for IntegrationSource events on informers; call it
@@ -93,6 +113,9 @@ func (c *Controller) reconcile(ctx context.Context, key types.NamespacedName) er
 	if err := c.Reader.Get(ctx, key, src); err != nil {
 		return client.IgnoreNotFound(err) //nolint:wrapcheck // nil or a cache error, logged with the key
 	}
+	if err := c.approve(ctx, src); err != nil {
+		return err
+	}
 	wants := src.Spec.DeletionPolicy == v1alpha1.DeletionPolicyRetract
 	has := controllerutil.ContainsFinalizer(src, Finalizer)
 	switch {
@@ -116,6 +139,60 @@ func (c *Controller) reconcile(ctx context.Context, key types.NamespacedName) er
 		return c.patch(ctx, src, func(s *v1alpha1.IntegrationSource) { controllerutil.RemoveFinalizer(s, Finalizer) })
 	}
 	return nil
+}
+
+// approve releases the held retraction that the source's approval
+// annotation names, once, and records it on the source's status. An
+// approval of a run that is not held (released before, superseded by a
+// later full run, never held, or not this source's) changes nothing.
+func (c *Controller) approve(ctx context.Context, src *v1alpha1.IntegrationSource) error {
+	runID := strings.TrimSpace(src.Annotations[v1alpha1.ApproveRetractionAnnotation])
+	if runID == "" || !src.DeletionTimestamp.IsZero() {
+		return nil
+	}
+	settled := string(src.UID) + "/" + runID
+	if _, ok := c.approvals.Load(settled); ok {
+		return nil
+	}
+	key := client.ObjectKeyFromObject(src)
+	ns := &corev1.Namespace{}
+	if err := c.Reader.Get(ctx, client.ObjectKey{Name: src.Namespace}, ns); err != nil {
+		return client.IgnoreNotFound(err) //nolint:wrapcheck // nil or a cache error, logged with the key
+	}
+	slug := ns.Labels[v1alpha1.TenantLabel]
+	if slug == "" {
+		return nil
+	}
+	rel, err := c.Store.ReleaseRetraction(ctx, slug, src.Spec.Partition, string(src.UID), runID)
+	switch {
+	case errors.Is(err, store.ErrUnknownRun):
+		c.Log.Info("the approved run is no finished run of this source; nothing to release", "source", key.String(), "run", clipID(runID))
+		c.approvals.Store(settled, true)
+		return nil
+	case err != nil:
+		return fmt.Errorf("releasing the held retraction: %w", err)
+	case !rel.Released:
+		c.Log.V(1).Info("the approved retraction is not held", "source", key.String(), "run", runID, "state", rel.State)
+		c.approvals.Store(settled, true)
+		return nil
+	}
+	c.Log.Info("released a held retraction on approval", "source", key.String(), "run", runID, "retracted", rel.Retracted,
+		"available", rel.Available)
+	if c.Runs != nil {
+		if err := c.Runs.Record(ctx, key, slug, string(src.UID), rel.Available); err != nil {
+			c.Log.Error(err, "recording the released retraction", "source", key.String(), "run", runID)
+		}
+	}
+	c.approvals.Store(settled, true)
+	return nil
+}
+
+// clipID bounds an annotation value written to the log.
+func clipID(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
 }
 
 // patch changes the finalizers with an optimistic lock: a replica that lost

@@ -82,7 +82,7 @@ func (s *Server) agentConfig(ctx context.Context, id identity.Identity, agentID 
 // enrolled, never promoted to an agent. An edge identity that matches two
 // SyncServices is neither.
 func (s *Server) statusCaller(ctx context.Context, id identity.Identity) (*catalog.Entry, string, error) {
-	if s.isStatusAgent(ctx, id) {
+	if s.isAgentCaller(ctx, id) {
 		tenantID, err := s.agentTenant(ctx, id)
 		return nil, tenantID, err
 	}
@@ -90,9 +90,12 @@ func (s *Server) statusCaller(ctx context.Context, id identity.Identity) (*catal
 	return e, "", err
 }
 
-// isStatusAgent reports whether a caller of PushStatus or StreamStatus is
-// an agent: an SVID of type agent, or an edge agent.
-func (s *Server) isStatusAgent(ctx context.Context, id identity.Identity) bool {
+// isAgentCaller reports whether a verified caller is served as an agent
+// (Hello, GetConfig and ControlStream get the agent configuration with its
+// sweep; PushStatus and StreamStatus take agent status and sweep results):
+// an SVID of type agent, or an edge agent. Both get exactly their own
+// tenant's and partition's sweep, from the certificate.
+func (s *Server) isAgentCaller(ctx context.Context, id identity.Identity) bool {
 	return isAgent(id) || id.Upstream && !id.IsSPIFFE() && s.edgeAgent(ctx, id)
 }
 
@@ -128,7 +131,7 @@ func (s *Server) agentPush(ctx context.Context, req *pb.GatewayStatusRequest) (*
 		// PushStatus answers the caller as a worker: Unauthenticated.
 		return nil, false, nil //nolint:nilerr // not an agent: the worker path answers
 	}
-	if !s.isStatusAgent(ctx, id) {
+	if !s.isAgentCaller(ctx, id) {
 		return nil, false, nil
 	}
 	if req.GetAgentId() != id.ComponentID {

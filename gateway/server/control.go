@@ -64,7 +64,7 @@ func (s *Server) ControlStream(stream pb.AgentGatewayService_ControlStreamServer
 	slug := peer.TenantSlug
 	// Register for the next change before reading, so none is missed.
 	wake := s.catalog.Changed(slug)
-	load := s.controlConfig(peer, hello.GetAgentId())
+	load := s.controlConfig(ctx, peer, hello.GetAgentId())
 	id, cfg, err := load(ctx)
 	if err != nil {
 		return err
@@ -148,8 +148,8 @@ func (s *Server) ControlStream(stream pb.AgentGatewayService_ControlStreamServer
 // configuration: an agent's (ServiceRadar's agents hold a ControlStream
 // too, and retry a refused one every 5 s forever), or a sync worker's
 // bundle. Either refuses a caller that may not have it.
-func (s *Server) controlConfig(peer identity.Identity, agentID string) func(context.Context) (identity.Identity, *pb.AgentConfigResponse, error) {
-	if isAgent(peer) {
+func (s *Server) controlConfig(ctx context.Context, peer identity.Identity, agentID string) func(context.Context) (identity.Identity, *pb.AgentConfigResponse, error) {
+	if s.isAgentCaller(ctx, peer) {
 		return func(ctx context.Context) (identity.Identity, *pb.AgentConfigResponse, error) {
 			cfg, _, err := s.agentConfig(ctx, peer, agentID)
 			return peer, cfg, err

@@ -237,6 +237,8 @@ func (s *Server) syncEntry(ctx context.Context, id identity.Identity) (*catalog.
 	switch {
 	case errors.Is(err, catalog.ErrTenantNotOnboarded):
 		return nil, s.refuse(id, codes.PermissionDenied, "tenant %q is not onboarded", id.TenantSlug)
+	case errors.Is(err, catalog.ErrRevoked):
+		return nil, s.refuse(id, codes.PermissionDenied, "certificate revoked: its SyncService's edge identity was issued again; use the current onboarding bundle")
 	case errors.Is(err, catalog.ErrNotEnrolled):
 		return nil, s.refuse(id, codes.PermissionDenied, "component not enrolled")
 	case err != nil:
@@ -248,7 +250,7 @@ func (s *Server) syncEntry(ctx context.Context, id identity.Identity) (*catalog.
 
 // Hello accepts a sync worker and tells it whether its config is current.
 func (s *Server) Hello(ctx context.Context, req *pb.AgentHelloRequest) (*pb.AgentHelloResponse, error) {
-	if id, err := s.peer(ctx); err == nil && isAgent(id) {
+	if id, err := s.peer(ctx); err == nil && s.isAgentCaller(ctx, id) {
 		cfg, tenantID, err := s.agentConfig(ctx, id, req.GetAgentId())
 		if err != nil {
 			return nil, err
@@ -278,7 +280,7 @@ func (s *Server) Hello(ctx context.Context, req *pb.AgentHelloRequest) (*pb.Agen
 // GetConfig returns the caller's sync bundle, or not_modified when the
 // caller already has its version.
 func (s *Server) GetConfig(ctx context.Context, req *pb.AgentConfigRequest) (*pb.AgentConfigResponse, error) {
-	if id, err := s.peer(ctx); err == nil && isAgent(id) {
+	if id, err := s.peer(ctx); err == nil && s.isAgentCaller(ctx, id) {
 		cfg, _, err := s.agentConfig(ctx, id, req.GetAgentId())
 		if err != nil {
 			return nil, err

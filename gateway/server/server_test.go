@@ -157,7 +157,8 @@ func newWorld(t *testing.T) *world {
 			&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "netbox", Namespace: ns}, Data: map[string][]byte{"api_token": []byte(slug + "-netbox-token-value")}},
 			&v1alpha1.IntegrationSource{ObjectMeta: metav1.ObjectMeta{Name: slug + "-armis", Namespace: ns}, Spec: v1alpha1.IntegrationSourceSpec{
 				Type: v1alpha1.IntegrationArmis, Endpoint: "https://" + slug + "-armis.example", CredentialsSecretRef: &v1alpha1.SecretReference{Name: "armis"},
-				SyncServiceRef: platformRef, Queries: []v1alpha1.Query{{Label: "all", Query: "in:devices " + slug + "-armis-query"}}}},
+				SyncServiceRef: platformRef, Queries: []v1alpha1.Query{{Label: "all", Query: "in:devices " + slug + "-armis-query"}},
+				MaxRetractPercent: new(int32(100))}}, // these tests retract freely: the brake has its own test
 			&v1alpha1.IntegrationSource{ObjectMeta: metav1.ObjectMeta{Name: slug + "-netbox", Namespace: ns}, Spec: v1alpha1.IntegrationSourceSpec{
 				Type: v1alpha1.IntegrationNetBox, Endpoint: "https://" + slug + "-netbox.example", CredentialsSecretRef: &v1alpha1.SecretReference{Name: "netbox"},
 				SyncServiceRef: v1alpha1.SyncServiceReference{Name: edgeName[slug]}, Partition: "hq", Queries: []v1alpha1.Query{{Label: "all", Query: slug + "-netbox-query"}}}},

@@ -3,17 +3,13 @@ package server
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 
@@ -23,6 +19,7 @@ import (
 	"github.com/serviceradar/sync-operator/gateway/catalog"
 	"github.com/serviceradar/sync-operator/gateway/ingest"
 	"github.com/serviceradar/sync-operator/gateway/results"
+	"github.com/serviceradar/sync-operator/gateway/runstatus"
 	"github.com/serviceradar/sync-operator/gateway/store"
 	"github.com/serviceradar/sync-operator/identity"
 	pb "github.com/serviceradar/sync-operator/proto"
@@ -228,6 +225,10 @@ func (s *Server) apply(ctx context.Context, id identity.Identity, keys map[strin
 	// context still ends it when the caller goes away).
 	actx, cancel := context.WithTimeoutCause(ctx, s.o.Admission.ApplyTimeout, errApplyTimeout)
 	defer cancel()
+	if seg.RunComplete && seg.FullFetch {
+		limit := s.retractLimit(keys[seg.SourceUID], seg.SourceUID)
+		seg.MaxRetractPercent = &limit
+	}
 	applied, err := s.o.Store.ApplySegment(actx, seg)
 	var invalid *store.InvalidSegmentError
 	switch {
@@ -252,7 +253,11 @@ func (s *Server) apply(ctx context.Context, id identity.Identity, keys map[strin
 			"refused", applied.Refused, "first", applied.RefusedReason)
 	}
 	if applied.Run != nil {
-		if err := s.recordRun(actx, keys[seg.SourceUID], applied.Run); err != nil {
+		if applied.Run.Held != nil {
+			s.o.Log.Info("retraction held", "caller", id.String(), "run", Clip(seg.RunID), "source", keys[seg.SourceUID],
+				"wouldRetract", applied.Run.Held.Devices, "of", applied.Run.Held.Of, "maxRetractPercent", applied.Run.Held.Limit)
+		}
+		if err := s.recordRun(actx, keys[seg.SourceUID], seg, applied.Run); err != nil {
 			s.o.Log.Error(err, "recording run status", "caller", id.String(), "run", Clip(seg.RunID))
 		}
 	}
@@ -448,71 +453,25 @@ func (in *intake) check(chunk *pb.GatewayStatusChunk) error {
 }
 
 // recordRun writes a finished run to its IntegrationSource's status by
-// server-side apply under the gateway's field manager: once per run.
-func (s *Server) recordRun(ctx context.Context, key string, run *store.Run) error {
+// server-side apply under the gateway's field manager: once per run, with
+// the source's run history (runstatus).
+func (s *Server) recordRun(ctx context.Context, key string, seg store.Segment, run *store.Run) error {
 	ns, name, ok := strings.Cut(key, "/")
 	if !ok || s.o.Status == nil {
 		return nil
 	}
-	// A run without error succeeded, a full pass or a pass over the changes
-	// since the last (never a full fetch); one with an error failed, or was
-	// partial when it still delivered devices.
-	if run.Refused > 0 {
-		// Devices the store could not hold make the run partial, whatever
-		// the worker said.
-		refused := fmt.Sprintf("device updates refused: %d (first: %s)", run.Refused, run.RefusedReason)
-		if run.Error == "" {
-			run.Error = refused
-		} else {
-			run.Error = refused + "; " + run.Error
-		}
-	}
-	result := v1alpha1.SyncResultSuccess
-	switch {
-	case run.Error != "" && run.Devices == 0:
-		result = v1alpha1.SyncResultFailed
-	case run.Error != "":
-		result = v1alpha1.SyncResultPartial
-	}
-	if len(run.Error) > maxRunError {
-		run.Error = strings.ToValidUTF8(run.Error[:maxRunError-3], "") + "..."
-	}
-	st := map[string]any{
-		"lastSyncTime":      metav1.NewTime(run.Finished).Rfc3339Copy(),
-		"lastSyncResult":    string(result),
-		"devicesDiscovered": int64(run.Available),
-		"lastRunID":         run.RunID,
-		"lastError":         run.Error,
-		"conditions":        []any{s.syncedCondition(ctx, types.NamespacedName{Namespace: ns, Name: name}, run, result)},
-	}
-	if err := applyStatus(ctx, s.o.Status, "IntegrationSource", types.NamespacedName{Namespace: ns, Name: name}, st); err != nil {
-		return fmt.Errorf("recording run %s on IntegrationSource %s: %w", run.RunID, key, err)
-	}
-	return nil
+	w := &runstatus.Writer{Status: s.o.Status, Reader: s.o.Reader, Store: s.o.Store, FieldOwner: FieldOwner}
+	return w.Record(ctx, types.NamespacedName{Namespace: ns, Name: name}, seg.TenantSlug, seg.SourceUID, run.Available) //nolint:wrapcheck // names the run and source
 }
 
-// maxRunError bounds the run error written to status (the CRD's
-// lastError maxLength: a longer one would fail the whole status write).
-const maxRunError = 1024
-
-// syncedCondition is the IntegrationSource's Synced condition after a run
-// (the gateway owns it; the manager owns Ready): True when the run
-// succeeded, its transition time kept while its status holds.
-func (s *Server) syncedCondition(ctx context.Context, key types.NamespacedName, run *store.Run, result v1alpha1.SyncResult) map[string]any {
-	c := metav1.Condition{Type: v1alpha1.ConditionSynced, Status: metav1.ConditionTrue, Reason: "Run" + string(result),
-		LastTransitionTime: metav1.NewTime(run.Finished).Rfc3339Copy(),
-		Message:            fmt.Sprintf("run %s: %d devices reported, %d available", run.RunID, run.Devices, run.Available)}
-	if result != v1alpha1.SyncResultSuccess {
-		c.Status = metav1.ConditionFalse
-		c.Message = fmt.Sprintf("run %s: %d devices reported: %s", run.RunID, run.Devices, run.Error)
+// retractLimit is the retraction brake of a source (key namespace/name),
+// from the informer cache: its spec.maxRetractPercent, or the default when
+// the cache does not have it.
+func (s *Server) retractLimit(key, uid string) int {
+	ns, name, _ := strings.Cut(key, "/")
+	src := &v1alpha1.IntegrationSource{}
+	if s.o.Reader == nil || s.o.Reader.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, src) != nil || string(src.UID) != uid {
+		return v1alpha1.DefaultMaxRetractPercent
 	}
-	var src v1alpha1.IntegrationSource
-	if s.o.Reader != nil && s.o.Reader.Get(ctx, key, &src) == nil {
-		c.ObservedGeneration = src.Generation
-		if old := meta.FindStatusCondition(src.Status.Conditions, v1alpha1.ConditionSynced); old != nil && old.Status == c.Status {
-			c.LastTransitionTime = old.LastTransitionTime
-		}
-	}
-	return map[string]any{"type": c.Type, "status": string(c.Status), "reason": c.Reason, "message": c.Message,
-		"observedGeneration": c.ObservedGeneration, "lastTransitionTime": c.LastTransitionTime.UTC().Format(time.RFC3339)}
+	return src.Spec.RetractLimit()
 }

@@ -82,7 +82,8 @@ func checkUpstream(t *testing.T, w *world) {
 	// that its calls can merge sources and a device can fit both.
 	nb := &v1alpha1.IntegrationSource{ObjectMeta: metav1.ObjectMeta{Name: "acme-upstream-netbox", Namespace: w.ns["acme"]}, Spec: v1alpha1.IntegrationSourceSpec{
 		Type: v1alpha1.IntegrationNetBox, Endpoint: "https://acme-upstream-netbox.example", CredentialsSecretRef: &v1alpha1.SecretReference{Name: "netbox"},
-		SyncServiceRef: v1alpha1.SyncServiceReference{Namespace: w.ns["platform"], Name: "platform-sync"}}}
+		SyncServiceRef:    v1alpha1.SyncServiceReference{Namespace: w.ns["platform"], Name: "platform-sync"},
+		MaxRetractPercent: new(int32(100))}} // retracts freely: the brake has its own test
 	create(t, nb)
 	defer func() { _ = env.Client.Delete(context.Background(), nb) }()
 	const worker = "platform-sync-acme"

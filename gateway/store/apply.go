@@ -40,9 +40,14 @@ type Segment struct {
 	RunID                             string
 	Segment                           int
 	RunComplete, FullFetch            bool
+	// Mode is how the run fetched: "full", "incremental" or "" (not said).
+	Mode string
 	// Error is the run's error, with RunComplete.
-	Error   string
-	Devices []Device
+	Error string
+	// MaxRetractPercent is the retraction brake of the run's source (see
+	// finishRun), read with the final segment; nil applies no brake.
+	MaxRetractPercent *int
+	Devices           []Device
 }
 
 // Run is the outcome of a finished run.
@@ -58,6 +63,8 @@ type Run struct {
 	Refused       int
 	RefusedReason string
 	Finished      time.Time
+	// Held is set when the retraction brake held the run's retraction.
+	Held *Held
 }
 
 // Applied is the outcome of a segment.
@@ -67,6 +74,10 @@ type Applied struct {
 	// Devices is the number of canonical devices the segment touched; Merges
 	// how many existing devices merged into others.
 	Devices, Merges int
+	// Created, Updated and Unchanged split Devices by what the segment did
+	// to each: added it, changed it (a field the source sent differs from
+	// the stored one, or the source claims it anew), or found it as stored.
+	Created, Updated, Unchanged int
 	// Refused is how many of the segment's updates could never be stored (a
 	// NUL byte or invalid UTF-8 in a field) and were left out, the rest of
 	// the segment applied; RefusedReason says why the first was.
@@ -108,7 +119,12 @@ UPDATE ocsf_devices AS d SET
     is_available = coalesce(s.is_available, d.is_available),
     last_seen = greatest(d.last_seen, s.seen),
     metadata = d.metadata || s.metadata
-FROM pg_temp.stage_devices AS s WHERE d.uid = s.uid`
+FROM pg_temp.stage_devices AS s, ocsf_devices AS o WHERE d.uid = s.uid AND o.uid = s.uid
+RETURNING d.uid, (s.ip IS NOT NULL AND s.ip IS DISTINCT FROM o.ip) OR (s.mac IS NOT NULL AND s.mac IS DISTINCT FROM o.mac)
+    OR (s.hostname IS NOT NULL AND s.hostname IS DISTINCT FROM o.hostname) OR (s.name IS NOT NULL AND s.name IS DISTINCT FROM o.name)
+    OR (s.vendor IS NOT NULL AND s.vendor IS DISTINCT FROM o.vendor) OR (s.model IS NOT NULL AND s.model IS DISTINCT FROM o.model)
+    OR (s.os IS NOT NULL AND s.os IS DISTINCT FROM o.os) OR (s.is_available IS NOT NULL AND s.is_available IS DISTINCT FROM o.is_available)
+    OR NOT ($1::text = ANY(o.discovery_sources)) OR NOT (o.metadata @> s.metadata)`
 
 const insertDevices = `
 INSERT INTO ocsf_devices (uid, partition, tenant_id, ip, mac, hostname, name, vendor, model, os,
@@ -116,7 +132,8 @@ INSERT INTO ocsf_devices (uid, partition, tenant_id, ip, mac, hostname, name, ve
 SELECT s.uid, $1, $2, s.ip, s.mac, s.hostname, s.name, s.vendor, s.model, s.os, ARRAY[$3::text],
     coalesce(s.is_available, true), s.seen, s.seen, s.metadata
 FROM pg_temp.stage_devices AS s
-WHERE NOT EXISTS (SELECT 1 FROM ocsf_devices d WHERE d.uid = s.uid)`
+WHERE NOT EXISTS (SELECT 1 FROM ocsf_devices d WHERE d.uid = s.uid)
+RETURNING uid`
 
 const upsertIdentifiers = `
 INSERT INTO device_identifiers AS i (identifier_type, identifier_value, partition, device_uid, confidence, source, first_seen, last_seen)
@@ -129,11 +146,13 @@ const insertSourceDevices = `
 INSERT INTO source_devices (integration_source_uid, device_uid, available, first_seen, changed_at)
 SELECT $1, uid, true, $2, $2 FROM unnest($3::text[]) AS uid
 ON CONFLICT (integration_source_uid, device_uid) DO UPDATE SET available = true, changed_at = EXCLUDED.changed_at
-WHERE NOT source_devices.available`
+WHERE NOT source_devices.available
+RETURNING device_uid`
 
 const reclaimSourceDevices = `
 UPDATE source_devices SET available = true, changed_at = $2
-WHERE integration_source_uid = $1 AND device_uid = ANY($3) AND NOT available`
+WHERE integration_source_uid = $1 AND device_uid = ANY($3) AND NOT available
+RETURNING device_uid`
 
 // ApplySegment resolves and writes a segment in one transaction, together
 // with the record that it was applied: a segment applied before changes
@@ -195,7 +214,12 @@ RETURNING integration_source_uid`, seg.RunID, seg.SourceUID, seg.SyncServiceID, 
 			if _, err := tx.Exec(ctx, "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"); err != nil {
 				return fmt.Errorf("planning: %w", err)
 			}
-			if out.Devices, out.Merges, err = s.resolveAndWrite(ctx, tx, seg, now, v, &learned); err != nil {
+			var t tally
+			if t, err = s.resolveAndWrite(ctx, tx, seg, now, v, &learned); err != nil {
+				return err
+			}
+			out.Devices, out.Merges, out.Created, out.Updated, out.Unchanged = t.devices, t.merges, t.created, t.updated, t.unchanged
+			if err := countChanges(ctx, tx, seg.RunID, t); err != nil {
 				return err
 			}
 			if _, err := tx.Exec(ctx, "RESET enable_hashjoin; RESET enable_mergejoin"); err != nil {
@@ -489,7 +513,7 @@ func nullable(s string) any {
 // others, are resolved from the cache; the rest are looked up and resolved
 // together, and all of them from the store when that merges devices. What
 // the segment leaves stored is recorded in learned.
-func (s *Store) resolveAndWrite(ctx context.Context, tx pgx.Tx, seg Segment, now time.Time, v view, learned *outcome) (devices, merges int, err error) {
+func (s *Store) resolveAndWrite(ctx context.Context, tx pgx.Tx, seg Segment, now time.Time, v view, learned *outcome) (t tally, err error) {
 	n := len(seg.Devices)
 	ids := make([][]dire.Identifier, n)
 	ips := make([][]string, n)
@@ -527,22 +551,22 @@ func (s *Store) resolveAndWrite(ctx context.Context, tx pgx.Tx, seg Segment, now
 			return nil
 		}
 		if err := resolve(slow); err != nil {
-			return 0, 0, err
+			return tally{}, err
 		}
 		if len(plan.Merges) > 0 && len(slow) < n {
 			// Devices merge: resolve the whole segment as one, from the store.
 			if err := resolve(seq(n)); err != nil {
-				return 0, 0, err
+				return tally{}, err
 			}
 		}
 	}
 
 	if err := applyMerges(ctx, tx, seg, plan.Merges); err != nil {
-		return 0, 0, err
+		return tally{}, err
 	}
 
 	if _, err := tx.Exec(ctx, stageDDL); err != nil {
-		return 0, 0, fmt.Errorf("creating staging tables: %w", err)
+		return tally{}, fmt.Errorf("creating staging tables: %w", err)
 	}
 	// One row per canonical device: later updates of it in the segment win
 	// field by field, and metadata accumulates.
@@ -622,7 +646,7 @@ func (s *Store) resolveAndWrite(ctx context.Context, tx pgx.Tx, seg Segment, now
 			}
 			meta, err := metadataJSON(d.Metadata)
 			if err != nil {
-				return 0, 0, err
+				return tally{}, err
 			}
 			avail := d.IsAvailable == nil || *d.IsAvailable
 			fresh = append(fresh, []any{uid, seg.Partition, seg.TenantID, nullable(d.IP), nullable(mac), nullable(d.Hostname), nullable(d.Name),
@@ -664,7 +688,7 @@ func (s *Store) resolveAndWrite(ctx context.Context, tx pgx.Tx, seg Segment, now
 		}
 		meta, err := metadataJSON(d.Metadata)
 		if err != nil {
-			return 0, 0, err
+			return tally{}, err
 		}
 		var avail any
 		if d.IsAvailable != nil {
@@ -673,29 +697,35 @@ func (s *Store) resolveAndWrite(ctx context.Context, tx pgx.Tx, seg Segment, now
 		data = append(data, []any{uid, nullable(d.IP), nullable(mac), nullable(d.Hostname), nullable(d.Name), nullable(d.Vendor),
 			nullable(d.Model), nullable(d.OS), avail, seen, meta})
 	}
+	// What the segment does to each device, for the run's counts: created,
+	// and changed (a field differs, or the source claims it anew).
+	created, changed := make(map[string]bool, len(fresh)), map[string]bool{}
+	for _, row := range fresh {
+		created[row[0].(string)] = true //nolint:forcetypeassert // the uid, set above
+	}
 	if len(fresh) > 0 {
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"ocsf_devices"},
 			[]string{"uid", "partition", "tenant_id", "ip", "mac", "hostname", "name", "vendor", "model", "os", "discovery_sources",
 				"is_available", "first_seen", "last_seen", "metadata"}, pgx.CopyFromRows(fresh)); err != nil {
-			return 0, 0, fmt.Errorf("inserting new devices: %w", err)
+			return tally{}, fmt.Errorf("inserting new devices: %w", err)
 		}
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"source_devices"},
 			[]string{"integration_source_uid", "device_uid", "available", "first_seen", "changed_at"}, pgx.CopyFromRows(freshClaims)); err != nil {
-			return 0, 0, fmt.Errorf("writing source devices: %w", err)
+			return tally{}, fmt.Errorf("writing source devices: %w", err)
 		}
 	}
 	if len(data) > 0 {
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"stage_devices"},
 			[]string{"uid", "ip", "mac", "hostname", "name", "vendor", "model", "os", "is_available", "seen", "metadata"},
 			pgx.CopyFromRows(data)); err != nil {
-			return 0, 0, fmt.Errorf("staging devices: %w", err)
+			return tally{}, fmt.Errorf("staging devices: %w", err)
 		}
-		if _, err := tx.Exec(ctx, updateDevices, seg.Integration); err != nil {
-			return 0, 0, fmt.Errorf("updating devices: %w", err)
+		if err := collectUIDs(ctx, tx, changed, "updating devices", updateDevices, seg.Integration); err != nil {
+			return tally{}, err
 		}
 		if !complete {
-			if _, err := tx.Exec(ctx, insertDevices, seg.Partition, seg.TenantID, seg.Integration); err != nil {
-				return 0, 0, fmt.Errorf("inserting devices: %w", err)
+			if err := collectUIDs(ctx, tx, created, "inserting devices", insertDevices, seg.Partition, seg.TenantID, seg.Integration); err != nil {
+				return tally{}, err
 			}
 		}
 	}
@@ -737,32 +767,40 @@ func (s *Store) resolveAndWrite(ctx context.Context, tx pgx.Tx, seg Segment, now
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"device_identifiers"},
 			[]string{"identifier_type", "identifier_value", "partition", "device_uid", "confidence", "source", "first_seen", "last_seen"},
 			pgx.CopyFromRows(newKeys)); err != nil {
-			return 0, 0, fmt.Errorf("writing identifiers: %w", err)
+			return tally{}, fmt.Errorf("writing identifiers: %w", err)
 		}
 	}
 	if len(claims) > 0 {
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"stage_identifiers"},
 			[]string{"identifier_type", "identifier_value", "device_uid", "confidence"}, pgx.CopyFromRows(claims)); err != nil {
-			return 0, 0, fmt.Errorf("staging identifiers: %w", err)
+			return tally{}, fmt.Errorf("staging identifiers: %w", err)
 		}
 		if _, err := tx.Exec(ctx, upsertIdentifiers, seg.Partition, seg.Integration, now); err != nil {
-			return 0, 0, fmt.Errorf("writing identifiers: %w", err)
+			return tally{}, fmt.Errorf("writing identifiers: %w", err)
 		}
 	}
 	if len(claim) > 0 {
-		if _, err := tx.Exec(ctx, insertSourceDevices, seg.SourceUID, now, claim); err != nil {
-			return 0, 0, fmt.Errorf("writing source devices: %w", err)
+		if err := collectUIDs(ctx, tx, changed, "writing source devices", insertSourceDevices, seg.SourceUID, now, claim); err != nil {
+			return tally{}, err
 		}
 	}
 	if len(reclaim) > 0 {
-		if _, err := tx.Exec(ctx, reclaimSourceDevices, seg.SourceUID, now, reclaim); err != nil {
-			return 0, 0, fmt.Errorf("writing source devices: %w", err)
+		if err := collectUIDs(ctx, tx, changed, "writing source devices", reclaimSourceDevices, seg.SourceUID, now, reclaim); err != nil {
+			return tally{}, err
 		}
 	}
 	if _, err := tx.Exec(ctx, `UPDATE applied_segments SET device_uids = $3 WHERE run_id = $1 AND segment = $2`, seg.RunID, seg.Segment, order); err != nil {
-		return 0, 0, fmt.Errorf("recording the segment's devices: %w", err)
+		return tally{}, fmt.Errorf("recording the segment's devices: %w", err)
 	}
-	return len(order), len(plan.Merges), nil
+	t.devices, t.merges = len(order), len(plan.Merges)
+	t.created = len(created)
+	for uid := range changed {
+		if !created[uid] {
+			t.updated++
+		}
+	}
+	t.unchanged = t.devices - t.created - t.updated
+	return t, nil
 }
 
 // metadataJSON is a device's metadata as jsonb text, never JSON null (null
@@ -898,23 +936,32 @@ func mergeDevice(cur *Device, d Device) {
 }
 
 // finishRun closes the run and, only when every page was fetched, retracts
-// the source's devices that this run did not report.
+// the source's devices that this run did not report, unless the retraction
+// brake holds it (see brake). A run that is no full fetch takes the
+// devices it reported out of the source's held retraction.
 func finishRun(ctx context.Context, tx pgx.Tx, seg Segment, now time.Time) (run Run, retracted []string, err error) {
 	run = Run{RunID: seg.RunID, FullFetch: seg.FullFetch, Error: seg.Error, Finished: now}
 	if seg.FullFetch {
-		if retracted, err = retract(ctx, tx, seg.Partition, seg.SourceUID, seg.RunID, now); err != nil {
+		if run.Held, err = brake(ctx, tx, seg, now); err != nil {
 			return run, nil, err
 		}
-		run.Retracted = len(retracted)
+		if run.Held == nil {
+			if retracted, err = retract(ctx, tx, seg.Partition, seg.SourceUID, seg.RunID, now); err != nil {
+				return run, nil, err
+			}
+			run.Retracted = len(retracted)
+		}
+	} else if err := reportedAgain(ctx, tx, seg.SourceUID, seg.RunID); err != nil {
+		return run, nil, err
 	}
 	if _, err := tx.Exec(ctx, `UPDATE applied_segments SET device_uids = NULL WHERE run_id = $1`, seg.RunID); err != nil {
 		return run, nil, fmt.Errorf("finishing run: %w", err)
 	}
 	var reason *string
 	err = tx.QueryRow(ctx, `
-UPDATE sync_runs SET finished_at = $2, run_complete = true, full_fetch = $3, error = $4, retracted = $5
-WHERE run_id = $1 RETURNING devices, refused, refused_reason`, seg.RunID, now, seg.FullFetch, nullable(seg.Error), run.Retracted).
-		Scan(&run.Devices, &run.Refused, &reason)
+UPDATE sync_runs SET finished_at = $2, run_complete = true, full_fetch = $3, error = $4, retracted = $5, mode = $6
+WHERE run_id = $1 RETURNING devices, refused, refused_reason`, seg.RunID, now, seg.FullFetch, nullable(seg.Error), run.Retracted,
+		nullable(seg.Mode)).Scan(&run.Devices, &run.Refused, &reason)
 	if err != nil {
 		return run, nil, fmt.Errorf("finishing run: %w", err)
 	}
@@ -955,8 +1002,18 @@ func retract(ctx context.Context, tx pgx.Tx, partition, sourceUID, keep string, 
 	if _, err := tx.Exec(ctx, "RESET enable_nestloop"); err != nil {
 		return nil, fmt.Errorf("planning: %w", err)
 	}
+	if err := markRetracted(ctx, tx, partition, uids); err != nil {
+		return nil, err
+	}
+	return uids, nil
+}
+
+// markRetracted brings the devices whose claims were just retracted up to
+// date: their availability, and the generations of the other partitions
+// they lie in.
+func markRetracted(ctx context.Context, tx pgx.Tx, partition string, uids []string) error {
 	if len(uids) == 0 {
-		return nil, nil
+		return nil
 	}
 	// A source that moved to another partition still holds devices in the
 	// one it left: that partition's caches must learn of the change too. Its
@@ -964,15 +1021,15 @@ func retract(ctx context.Context, tx pgx.Tx, partition, sourceUID, keep string, 
 	if _, err := tx.Exec(ctx, `
 UPDATE partition_generations SET generation = generation + 1
 WHERE partition <> $2 AND partition IN (SELECT DISTINCT partition FROM ocsf_devices WHERE uid = ANY($1))`, uids, partition); err != nil {
-		return nil, fmt.Errorf("retracting devices: %w", err)
+		return fmt.Errorf("retracting devices: %w", err)
 	}
 	if _, err := tx.Exec(ctx, `
 UPDATE ocsf_devices d SET is_available = EXISTS (
     SELECT 1 FROM source_devices s WHERE s.device_uid = d.uid AND s.available)
 WHERE d.uid = ANY($1)`, uids); err != nil {
-		return nil, fmt.Errorf("retracting devices: %w", err)
+		return fmt.Errorf("retracting devices: %w", err)
 	}
-	return uids, nil
+	return nil
 }
 
 // RetractSource marks every device of a deleted source unavailable for it.

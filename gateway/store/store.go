@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io/fs"
+	"math"
 	"regexp"
 	"slices"
 	"strconv"
@@ -20,6 +21,7 @@ import (
 
 	gojson "github.com/goccy/go-json"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -112,12 +114,37 @@ const DefaultLastSeenResolution = time.Minute
 // Option configures a Store.
 type Option func(*options)
 
-type options struct{ cacheEntries int }
+type options struct {
+	cacheEntries     int
+	maxConns         int
+	statementTimeout time.Duration
+}
 
 // WithCacheEntries bounds the in-memory device cache (see cache) to n
 // identifiers and device states across all tenants; 0 disables it. The
 // default is DefaultCacheEntries.
 func WithCacheEntries(n int) Option { return func(o *options) { o.cacheEntries = n } }
+
+// DefaultMaxConns is the size of the connection pool when neither
+// WithMaxConns nor the DSN's pool_max_conns sets it: a fixed number, not
+// pgxpool's default of the node's CPU count, so that the replicas of a
+// gateway on large nodes stay well within PostgreSQL's max_connections
+// (100 by default).
+const DefaultMaxConns = 10
+
+// WithMaxConns bounds the connections the pool opens to n; n <= 0 takes
+// DefaultMaxConns. A pool_max_conns in the DSN wins over it.
+func WithMaxConns(n int) Option { return func(o *options) { o.maxConns = n } }
+
+// WithStatementTimeout sets statement_timeout on every connection of the
+// pool: PostgreSQL cancels a statement that runs longer than d (rounded up
+// to milliseconds); d <= 0 keeps the server's or role's setting. A
+// statement_timeout in the DSN (as a parameter, or in options as
+// -c statement_timeout=...) wins over it. Tenant schema migrations run
+// without a timeout: they may rewrite a large table.
+func WithStatementTimeout(d time.Duration) Option {
+	return func(o *options) { o.statementTimeout = d }
+}
 
 // Open connects to PostgreSQL.
 func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
@@ -133,6 +160,9 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 	if _, set := cfg.ConnConfig.RuntimeParams["jit"]; !set {
 		cfg.ConnConfig.RuntimeParams["jit"] = "off"
 	}
+	if err := o.apply(cfg); err != nil {
+		return nil, err
+	}
 	// jsonb (device metadata) is read and written for every known device of
 	// a segment: a faster codec than encoding/json matters there.
 	cfg.AfterConnect = func(_ context.Context, conn *pgx.Conn) error {
@@ -146,7 +176,19 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 	}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == insufficientPrivilege {
+			return nil, &PrivilegeError{Role: cfg.ConnConfig.User, Database: cfg.ConnConfig.Database, Privilege: "CONNECT", Err: err}
+		}
 		return nil, fmt.Errorf("connecting to PostgreSQL: %w", err)
+	}
+	// Without these every tenant fails: refuse at once, naming the grant.
+	if missing, err := missingPrivilege(ctx, pool, ""); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("checking the privileges of the PostgreSQL role: %w", err)
+	} else if missing != nil {
+		pool.Close()
+		return nil, missing
 	}
 	ms, err := migrations()
 	if err != nil {
@@ -154,6 +196,138 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 		return nil, err
 	}
 	return &Store{pool: pool, migrations: ms, lastSeen: DefaultLastSeenResolution, cache: newCache(o.cacheEntries), ready: map[string]bool{}, gone: map[string]bool{}}, nil
+}
+
+// apply sets the pool size and statement timeout on a parsed DSN, where the
+// DSN does not set them itself.
+func (o options) apply(cfg *pgxpool.Config) error {
+	// pgxpool takes pool_max_conns out of what it parsed; a plain parse of
+	// the same string keeps it among the runtime parameters.
+	raw, err := pgconn.ParseConfig(cfg.ConnString())
+	if err != nil {
+		return fmt.Errorf("parsing the PostgreSQL DSN: %w", err)
+	}
+	if _, set := raw.RuntimeParams["pool_max_conns"]; !set {
+		n := o.maxConns
+		if n <= 0 {
+			n = DefaultMaxConns
+		}
+		if n > math.MaxInt32 {
+			return fmt.Errorf("pool size %d is too large", n)
+		}
+		cfg.MaxConns = int32(n) //nolint:gosec // bounded above
+	}
+	params := cfg.ConnConfig.RuntimeParams
+	_, set := params["statement_timeout"]
+	if o.statementTimeout > 0 && !set && !strings.Contains(params["options"], "statement_timeout") {
+		ms := (o.statementTimeout + time.Millisecond - 1) / time.Millisecond
+		params["statement_timeout"] = strconv.FormatInt(int64(ms), 10)
+	}
+	return nil
+}
+
+// PostgreSQL's SQLSTATEs for a privilege the role lacks, and for a schema
+// it may not use (a search_path naming it skips it: "no schema has been
+// selected").
+const (
+	insufficientPrivilege = "42501"
+	invalidSchemaName     = "3F000"
+)
+
+// ErrPrivilege matches (errors.Is) every PrivilegeError.
+var ErrPrivilege = errors.New("the PostgreSQL role lacks a privilege the gateway needs")
+
+// PrivilegeError is PostgreSQL refusing the gateway's role something it
+// needs: a privilege on the database, or ownership of a tenant's schema.
+// Its message says what to grant, as SQL to run as a superuser or the
+// database's owner.
+type PrivilegeError struct {
+	// Role and Database are the gateway's PostgreSQL role and database.
+	Role, Database string
+	// Privilege is the missing privilege on the database (CONNECT, CREATE
+	// or TEMPORARY); empty when Schema is set.
+	Privilege string
+	// Schema is a tenant schema of which Owner, another role, owns the
+	// schema or something in it: the gateway's role must own all of it.
+	Schema, Owner string
+	// Err is what PostgreSQL said, when it refused a statement.
+	Err error
+}
+
+// Error implements error.
+func (e *PrivilegeError) Error() string {
+	role, db := pgx.Identifier{e.Role}.Sanitize(), pgx.Identifier{e.Database}.Sanitize()
+	var msg string
+	if e.Schema != "" {
+		schema := pgx.Identifier{e.Schema}.Sanitize()
+		msg = fmt.Sprintf("PostgreSQL role %s does not own schema %s and everything in it (role %s owns some of it, created under that role?): "+
+			"as a superuser, run ALTER SCHEMA %s OWNER TO %s and ALTER TABLE ... OWNER TO %s for each of its tables, or "+
+			"REASSIGN OWNED BY %s TO %s when that role owns nothing else",
+			role, schema, pgx.Identifier{e.Owner}.Sanitize(), schema, role, role, pgx.Identifier{e.Owner}.Sanitize(), role)
+	} else {
+		why := map[string]string{
+			"CONNECT":   "to connect",
+			"CREATE":    "to create a schema per tenant",
+			"TEMPORARY": "for the staging tables of every segment it applies",
+		}[e.Privilege]
+		msg = fmt.Sprintf("PostgreSQL role %s lacks the %s privilege on database %s, which the gateway needs %s: GRANT %s ON DATABASE %s TO %s",
+			role, e.Privilege, db, why, e.Privilege, db, role)
+	}
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+// Unwrap returns what PostgreSQL said.
+func (e *PrivilegeError) Unwrap() error { return e.Err }
+
+// Is matches ErrPrivilege.
+func (e *PrivilegeError) Is(target error) bool { return target == ErrPrivilege }
+
+// missingPrivilege finds what the gateway's role lacks: CREATE or
+// TEMPORARY on the database, or (when schema is given and exists)
+// ownership of the schema and of every relation in it. Nil when nothing.
+func missingPrivilege(ctx context.Context, pool *pgxpool.Pool, schema string) (*PrivilegeError, error) {
+	e := &PrivilegeError{}
+	var create, temporary bool
+	err := pool.QueryRow(ctx, `
+SELECT current_user, current_database(),
+    has_database_privilege(current_database(), 'CREATE'), has_database_privilege(current_database(), 'TEMPORARY'),
+    coalesce((SELECT pg_get_userbyid(o.owner) FROM pg_namespace AS n,
+        LATERAL (SELECT n.nspowner UNION ALL SELECT c.relowner FROM pg_class AS c WHERE c.relnamespace = n.oid) AS o (owner)
+        WHERE n.nspname = $1 AND NOT pg_has_role(o.owner, 'USAGE') LIMIT 1), '')`, schema).
+		Scan(&e.Role, &e.Database, &create, &temporary, &e.Owner)
+	if err != nil {
+		return nil, fmt.Errorf("reading privileges: %w", err)
+	}
+	switch {
+	case !create:
+		e.Privilege = "CREATE"
+	case !temporary:
+		e.Privilege = "TEMPORARY"
+	case e.Owner != "":
+		e.Schema = schema
+	default:
+		return nil, nil //nolint:nilnil // nothing is missing
+	}
+	return e, nil
+}
+
+// diagnose turns PostgreSQL's refusal of a privilege into a PrivilegeError
+// that names what to grant; other errors (and a refusal it cannot explain)
+// pass unchanged.
+func (s *Store) diagnose(ctx context.Context, schema string, err error) error {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != insufficientPrivilege && pgErr.Code != invalidSchemaName {
+		return err
+	}
+	missing, derr := missingPrivilege(ctx, s.pool, schema)
+	if derr != nil || missing == nil {
+		return err
+	}
+	missing.Err = err
+	return missing
 }
 
 // Close closes the pool.
@@ -201,6 +375,11 @@ func (s *Store) prepare(ctx context.Context, slug string) error {
 		return nil
 	}
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// A migration may rewrite a large table, and another replica's may
+		// hold the lock meanwhile: no statement timeout.
+		if _, err := tx.Exec(ctx, "SET LOCAL statement_timeout = 0"); err != nil {
+			return fmt.Errorf("lifting the statement timeout: %w", err)
+		}
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lockKey("migrate", schema)); err != nil {
 			return fmt.Errorf("locking: %w", err)
 		}
@@ -239,7 +418,7 @@ func (s *Store) prepare(ctx context.Context, slug string) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("preparing schema %s: %w", schema, err)
+		return fmt.Errorf("preparing schema %s: %w", schema, s.diagnose(ctx, schema, err))
 	}
 	s.mu.Lock()
 	s.ready[schema] = true
@@ -300,7 +479,7 @@ func (s *Store) DropTenant(ctx context.Context, slug string) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("dropping schema %s: %w", schema, err)
+		return fmt.Errorf("dropping schema %s: %w", schema, s.diagnose(ctx, schema, err))
 	}
 	return nil
 }
@@ -310,10 +489,11 @@ func (s *Store) inTenant(ctx context.Context, slug string, f func(pgx.Tx) error)
 	if err := s.prepare(ctx, slug); err != nil {
 		return err
 	}
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { //nolint:wrapcheck // f's errors carry their context
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { //nolint:wrapcheck // f's errors carry their context
 		if _, err := tx.Exec(ctx, "SET LOCAL search_path TO "+pgx.Identifier{Schema(slug)}.Sanitize()); err != nil {
 			return fmt.Errorf("setting search_path: %w", err)
 		}
 		return f(tx)
 	})
+	return s.diagnose(ctx, Schema(slug), err)
 }

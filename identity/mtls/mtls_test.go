@@ -224,6 +224,11 @@ func TestMutualTLSClassifiesAndRefuses(t *testing.T) {
 				t.Fatalf("issuer %q of %v", id.Issuer, id)
 			}
 			id.Issuer = ""
+			// and carries its issuance time.
+			if (id.IssuedAt != 0) != (tc.want.ComponentType == identity.ComponentUnspecified && !id.Upstream) {
+				t.Fatalf("issued at %d of %v", id.IssuedAt, id)
+			}
+			id.IssuedAt = 0
 			if id != *tc.want {
 				t.Fatalf("classified as %+v, want %+v", id, *tc.want)
 			}

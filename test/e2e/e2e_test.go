@@ -87,6 +87,7 @@ type system struct {
 	c       client.Client
 	devices *store.Store
 	gw      *gateway
+	env     *kubetest.Env
 }
 
 // startSystem creates objs (namespaces, tenants, Secrets, sources, which
@@ -233,7 +234,7 @@ func startSystem(t *testing.T, objs []client.Object, slugs ...string) *system {
 			}
 		}
 	})
-	return &system{c: c, devices: devices, gw: gw}
+	return &system{c: c, devices: devices, gw: gw, env: env}
 }
 
 // status is the status of s as the API server has it now.

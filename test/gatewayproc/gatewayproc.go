@@ -184,6 +184,25 @@ func (p *Process) Stop() {
 	p.stopGrants()
 }
 
+// Signal sends the gateway a signal, e.g. syscall.SIGTERM as the kubelet
+// does when its pod is deleted.
+func (p *Process) Signal(sig os.Signal) error {
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("signalling the gateway: %w", err)
+	}
+	return nil
+}
+
+// Wait waits for the gateway to exit and returns its exit code. Stop then
+// only stops the grant controller.
+func (p *Process) Wait() (int, error) {
+	err := p.cmd.Wait()
+	if p.cmd.ProcessState == nil {
+		return -1, fmt.Errorf("waiting for the gateway: %w", err)
+	}
+	return p.cmd.ProcessState.ExitCode(), nil
+}
+
 // Memory returns the process's peak and current resident memory in MiB.
 func (p *Process) Memory() (peak, current int64, err error) {
 	return Memory(p.cmd.Process.Pid)

@@ -53,6 +53,7 @@ var defaultKeys = []string{
 	"CustomResourceDefinition/tenants.integrations.serviceradar.io",
 	"Deployment/sync-gateway",
 	"Deployment/sync-operator-manager",
+	"PodDisruptionBudget/sync-gateway",
 	"Role/sync-operator-manager",
 	"RoleBinding/sync-operator-manager",
 	"Service/sync-gateway",

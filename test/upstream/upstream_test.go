@@ -247,7 +247,8 @@ func TestUpstreamClientsAgainstTheGatewayBinary(t *testing.T) {
 	ref := v1alpha1.SyncServiceReference{Name: "edge"}
 	inventory := &v1alpha1.IntegrationSource{ObjectMeta: metav1.ObjectMeta{Name: "inventory", Namespace: ns}, Spec: v1alpha1.IntegrationSourceSpec{
 		Type: v1alpha1.IntegrationArmis, Endpoint: "https://armis.acme.example", CredentialsSecretRef: &v1alpha1.SecretReference{Name: "armis"},
-		Partition: "default", SyncServiceRef: ref, Queries: []v1alpha1.Query{{Label: "all", Query: "in:devices"}}}}
+		Partition: "default", SyncServiceRef: ref, Queries: []v1alpha1.Query{{Label: "all", Query: "in:devices"}},
+		MaxRetractPercent: new(int32(100))}} // its second run retracts 99.5% on purpose: no brake
 	lab := &v1alpha1.IntegrationSource{ObjectMeta: metav1.ObjectMeta{Name: "lab", Namespace: ns}, Spec: v1alpha1.IntegrationSourceSpec{
 		Type: v1alpha1.IntegrationNetBox, Endpoint: "https://netbox.acme.example", CredentialsSecretRef: &v1alpha1.SecretReference{Name: "netbox"},
 		Partition: "default", SyncServiceRef: ref,

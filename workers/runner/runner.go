@@ -272,6 +272,7 @@ func (r *Runner) once(parent context.Context, key string, l *loop) {
 	log := r.o.Log.WithValues("source", key, "run", runID, "mode", mode)
 	blacklist := prefixes(l.src.NetworkBlacklist, log)
 	s := r.sender(l.src, runID)
+	s.Meta.Mode = map[bool]string{true: results.ModeFull, false: results.ModeIncremental}[full]
 	sendErr := error(nil)
 	emit := func(ctx context.Context, page []results.DeviceUpdate) error {
 		for _, d := range page {
