@@ -163,22 +163,9 @@ func TestIdentitiesAreNeverAmbiguousOrStale(t *testing.T) {
 // invalidation), refuses the old CA's edge certificate at once, and a
 // tenant id cleared refuses the tenant.
 func TestReplacedTenantCAIsEnforcedOnStatusChange(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	e := startCatalogEnv(t)
+	ctx := t.Context()
+	e, c := watchingCatalog(t)
 	kube := e.env.Client
-	informers, err := ctrlcache.New(e.env.Config, CacheOptions(e.env.Scheme))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := New(informers, kubernetes.NewForConfigOrDie(e.env.Config).CoreV1(), "platform")
-	if err := c.Watch(ctx, informers); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = informers.Start(ctx) }()
-	if !informers.WaitForCacheSync(ctx) {
-		t.Fatal("the informer cache did not sync")
-	}
 	for _, o := range []client.Object{
 		&v1alpha1.SyncService{ObjectMeta: metav1.ObjectMeta{Namespace: e.acme, Name: "edge"},
 			Spec: v1alpha1.SyncServiceSpec{ServiceType: v1alpha1.ServiceTypeOnPrem, Partition: "default"}},
@@ -283,22 +270,9 @@ func TestLegacyLongSlugIsNotServed(t *testing.T) {
 // soon as the informer sees the status write; a renewal, which keeps the
 // start, does not.
 func TestReissuedEdgeIdentityRevokesEarlierCertificates(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	e := startCatalogEnv(t)
+	ctx := t.Context()
+	e, c := watchingCatalog(t)
 	kube := e.env.Client
-	informers, err := ctrlcache.New(e.env.Config, CacheOptions(e.env.Scheme))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := New(informers, kubernetes.NewForConfigOrDie(e.env.Config).CoreV1(), "platform")
-	if err := c.Watch(ctx, informers); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = informers.Start(ctx) }()
-	if !informers.WaitForCacheSync(ctx) {
-		t.Fatal("the informer cache did not sync")
-	}
 	ss := &v1alpha1.SyncService{ObjectMeta: metav1.ObjectMeta{Namespace: e.acme, Name: "edge"},
 		Spec: v1alpha1.SyncServiceSpec{ServiceType: v1alpha1.ServiceTypeOnPrem, Partition: "default"}}
 	for _, o := range []client.Object{ss,
@@ -366,4 +340,24 @@ func TestReissuedEdgeIdentityRevokesEarlierCertificates(t *testing.T) {
 	if err := serves(fresh); err != nil {
 		t.Fatalf("the fresh identity's certificate: %v", err)
 	}
+}
+
+// watchingCatalog starts a test API server with tenant acme and a catalog
+// that follows it through informers until the test ends.
+func watchingCatalog(t *testing.T) (*catalogEnv, *Catalog) {
+	t.Helper()
+	e := startCatalogEnv(t)
+	informers, err := ctrlcache.New(e.env.Config, CacheOptions(e.env.Scheme))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := New(informers, kubernetes.NewForConfigOrDie(e.env.Config).CoreV1(), "platform")
+	if err := c.Watch(t.Context(), informers); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = informers.Start(t.Context()) }()
+	if !informers.WaitForCacheSync(t.Context()) {
+		t.Fatal("the informer cache did not sync")
+	}
+	return e, c
 }

@@ -563,6 +563,15 @@ func TestIntegrationSourceHealth(t *testing.T) {
 			message: "Last sync failed at 2026-05-01T12:30:00Z: netbox: GET /api/dcim/devices/: 401 Unauthorized",
 		},
 		{
+			name: "retraction held by the brake",
+			mutate: func(o is) {
+				o.Status.LastSyncResult = v1alpha1.SyncResultHeldRetraction
+				o.Status.LastError = "retraction held: the run would retract 90 of the source's 100 available devices"
+			},
+			status:  "Degraded",
+			message: "Last sync held its retraction: retraction held: the run would retract 90 of the source's 100 available devices",
+		},
+		{
 			name: "last sync failed without time or error",
 			mutate: func(o is) {
 				failed(o)

@@ -15,7 +15,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -23,7 +22,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -33,7 +31,6 @@ import (
 	"google.golang.org/grpc/status"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
 	"github.com/serviceradar/sync-operator/gateway/results"
@@ -51,25 +48,7 @@ import (
 // gatewayBinary is the gateway built for this test process.
 var gatewayBinary string
 
-func TestMain(m *testing.M) {
-	// The gateway's grant controller runs in this process (gatewayproc).
-	ctrllog.SetLogger(logr.Discard())
-	dir, err := os.MkdirTemp("", "gateway-drain-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	gatewayBinary = filepath.Join(dir, "gateway")
-	build := exec.Command("go", "build", "-o", gatewayBinary, "./cmd/gateway")
-	build.Dir, build.Stdout, build.Stderr = test.RepoRoot(), os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building the gateway:", err)
-		os.Exit(1)
-	}
-	code := pgtest.Run(m)
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(gatewayproc.Main(m, &gatewayBinary)) }
 
 // The worker: the platform SyncService's worker for tenant acme.
 const (

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -24,6 +25,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/serviceradar/sync-operator/controllers"
@@ -31,7 +33,9 @@ import (
 	"github.com/serviceradar/sync-operator/identity/ca"
 	"github.com/serviceradar/sync-operator/identity/mtls"
 	pb "github.com/serviceradar/sync-operator/proto"
+	"github.com/serviceradar/sync-operator/test"
 	"github.com/serviceradar/sync-operator/test/kubetest"
+	"github.com/serviceradar/sync-operator/test/pgtest"
 	"github.com/serviceradar/sync-operator/test/pkitest"
 )
 
@@ -285,4 +289,24 @@ func FreeAddr() (string, error) {
 	}
 	defer func() { _ = l.Close() }()
 	return l.Addr().String(), nil
+}
+
+// Main is the TestMain of a package whose tests run the gateway binary: it
+// builds ./cmd/gateway into a temporary directory, sets *binary to it, runs
+// the tests with a PostgreSQL server (pgtest.Run) and returns their exit
+// code. The gateway's grant controller runs in the test process, so its
+// logger is discarded.
+func Main(m *testing.M, binary *string) int {
+	ctrllog.SetLogger(logr.Discard())
+	dir, err := os.MkdirTemp("", "gateway-binary-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	if *binary, err = test.BuildBinary(dir, "./cmd/gateway"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return pgtest.Run(m)
 }

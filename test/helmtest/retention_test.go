@@ -2,7 +2,6 @@ package helmtest
 
 import (
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -54,11 +53,9 @@ func retentionArgs(t *testing.T, gwArgs []string) (store.Retention, []string) {
 // chart's defaults are the gateway's, and the binary accepts what is
 // rendered.
 func TestRetentionValues(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "gateway")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/gateway")
-	build.Dir = test.RepoRoot()
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building the gateway: %v\n%s", err, out)
+	bin, err := test.BuildBinary(t.TempDir(), "./cmd/gateway")
+	if err != nil {
+		t.Fatal(err)
 	}
 	for _, tc := range []struct {
 		name string

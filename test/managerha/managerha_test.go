@@ -45,11 +45,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	managerBinary = filepath.Join(dir, "manager")
-	build := exec.Command("go", "build", "-o", managerBinary, "./cmd/manager")
-	build.Dir, build.Stdout, build.Stderr = test.RepoRoot(), os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building the manager:", err)
+	if managerBinary, err = test.BuildBinary(dir, "./cmd/manager"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()

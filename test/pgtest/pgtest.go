@@ -19,7 +19,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -104,19 +103,7 @@ func CreateDatabase(ctx context.Context) (string, func() error, error) {
 		return "", nil, err
 	}
 	name := "test_" + randomHex(8)
-	exec := func(ctx context.Context, sql string) error {
-		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, admin)
-		if err != nil {
-			return fmt.Errorf("connecting to the test server: %w", err)
-		}
-		defer func() { _ = conn.Close(context.Background()) }()
-		if _, err := conn.Exec(ctx, sql); err != nil {
-			return fmt.Errorf("%s: %w", sql, err)
-		}
-		return nil
-	}
+	exec := func(ctx context.Context, sql string) error { return adminExec(ctx, admin, sql) }
 	if err := exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
 		return "", nil, err
 	}

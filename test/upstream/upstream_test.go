@@ -106,7 +106,6 @@ import (
 	"math/big"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -119,7 +118,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
 	"github.com/serviceradar/sync-operator/identity"
@@ -137,25 +135,7 @@ import (
 // gatewayBinary is the gateway built for this test process.
 var gatewayBinary string
 
-func TestMain(m *testing.M) {
-	// The gateway's grant controller runs in this process (gatewayproc).
-	ctrllog.SetLogger(logr.Discard())
-	dir, err := os.MkdirTemp("", "upstream-interop-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	gatewayBinary = filepath.Join(dir, "gateway")
-	build := exec.Command("go", "build", "-o", gatewayBinary, "./cmd/gateway")
-	build.Dir, build.Stdout, build.Stderr = test.RepoRoot(), os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building the gateway:", err)
-		os.Exit(1)
-	}
-	code := pgtest.Run(m)
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(gatewayproc.Main(m, &gatewayBinary)) }
 
 // issue signs a client certificate in ServiceRadar's own format (a CN and
 // an optional SPIFFE ID, no tenant) under an upstream CA.

@@ -10,6 +10,8 @@
 --   Suspended    spec.paused is true
 --   Degraded     Ready is False
 --   Degraded     status.lastSyncResult is Failed (message from lastError)
+--   Degraded     status.lastSyncResult is HeldRetraction: the retraction brake
+--                holds a run until it is approved (message from lastError)
 --   Healthy      Ready is True (a Partial last sync is named in the message)
 --   Progressing  otherwise (Ready Unknown or not reported yet)
 
@@ -123,6 +125,13 @@ local function check(o)
   end
   if readyStatus == "False" then
     return "Degraded", describe(ready, "Ready is False")
+  end
+  if status.lastSyncResult == "HeldRetraction" then
+    local err = text(status.lastError)
+    if err == "" then
+      err = "approve it with the annotation integrations.serviceradar.io/approve-retraction"
+    end
+    return "Degraded", "Last sync held its retraction: " .. err
   end
   if status.lastSyncResult == "Failed" then
     local err = text(status.lastError)
