@@ -99,6 +99,91 @@ const (
 // superseded by a later full run) does nothing.
 const ApproveRetractionAnnotation = "integrations.serviceradar.io/approve-retraction"
 
+// SyncRequestedAtAnnotation on an IntegrationSource asks, with an RFC 3339
+// time as its value (for example 2026-05-04T10:00:00Z), for an immediate
+// run of the source ("sync now"): the gateway replica that holds the
+// control stream of the source's worker sends it the request, once per
+// value, and records the outcome in status.syncRequest. A value not newer
+// than status.syncRequest.requestedAt is not acted on again. Requests of a
+// source reach its worker at most once per SyncRequestInterval; one inside
+// it waits (result Deferred) and is sent when the interval has passed.
+const SyncRequestedAtAnnotation = "integrations.serviceradar.io/sync-requested-at"
+
+// SyncModeAnnotation selects how the run that SyncRequestedAtAnnotation asks
+// for fetches: "full" (the default) or "incremental" (only the devices
+// changed since the last good run; a source that cannot fetch changes, or
+// has had no full run yet, runs in full).
+const SyncModeAnnotation = "integrations.serviceradar.io/sync-mode"
+
+// SyncRequestInterval is the per-source rate limit of sync-now requests:
+// at most one is delivered to the worker within it.
+const SyncRequestInterval = 30 * time.Second
+
+// SyncRequestResult is what became of a sync-now request.
+//
+// +kubebuilder:validation:Enum=Accepted;Rejected;Deferred;NotConnected;Invalid;Failed
+type SyncRequestResult string
+
+const (
+	// SyncRequestAccepted means the worker accepted the request: the run
+	// starts now, or right after the run in progress.
+	SyncRequestAccepted SyncRequestResult = "Accepted"
+	// SyncRequestRejected means the worker answered that it cannot run the
+	// source (for example it is paused, or not in its configuration yet).
+	SyncRequestRejected SyncRequestResult = "Rejected"
+	// SyncRequestDeferred means the request came within SyncRequestInterval
+	// of the previous one delivered; it is sent when the interval has passed.
+	SyncRequestDeferred SyncRequestResult = "Deferred"
+	// SyncRequestNotConnected means no gateway replica held a control stream
+	// of the source's worker for a minute after the request was seen: the
+	// worker is not connected. The request is dropped; set the annotation
+	// again once the worker is back.
+	SyncRequestNotConnected SyncRequestResult = "NotConnected"
+	// SyncRequestInvalid means an annotation value could not be read; the
+	// message names the annotation.
+	SyncRequestInvalid SyncRequestResult = "Invalid"
+	// SyncRequestFailed means the request was sent but the worker's answer
+	// never came (its control stream ended or the answer timed out): the
+	// run may or may not happen.
+	SyncRequestFailed SyncRequestResult = "Failed"
+)
+
+// SyncRequestStatus is what the gateway did with the last sync-now request
+// (SyncRequestedAtAnnotation) of a source.
+type SyncRequestStatus struct {
+	// RequestedAt is the time the annotation asked for, to the second: the
+	// request this record is about. Requests not newer than it are not
+	// acted on. Absent when the annotation's value was not a time.
+	//
+	// +optional
+	RequestedAt *metav1.Time `json:"requestedAt,omitempty"`
+	// Mode is the fetch the request asked for: full or incremental.
+	//
+	// +optional
+	Mode SyncMode `json:"mode,omitempty"`
+	// ObservedAt is when a gateway replica first recorded the request.
+	//
+	// +optional
+	ObservedAt *metav1.Time `json:"observedAt,omitempty"`
+	// DeliveredAt is when the gateway last delivered a sync-now request of
+	// this source to its worker: this request's delivery once its result
+	// is Accepted or Rejected, an earlier request's before. The rate limit
+	// (one request per 30 s) counts from it.
+	//
+	// +optional
+	DeliveredAt *metav1.Time `json:"deliveredAt,omitempty"`
+	// Result is Accepted, Rejected, Deferred, NotConnected, Invalid or
+	// Failed (see each for what it means).
+	//
+	// +optional
+	Result SyncRequestResult `json:"result,omitempty"`
+	// Message is the worker's answer, or why the request was not delivered.
+	//
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Message string `json:"message,omitempty"`
+}
+
 // SecretReference names a Secret in the source's own namespace.
 type SecretReference struct {
 	// Name of the Secret, in the same namespace as the IntegrationSource.
@@ -689,6 +774,12 @@ type IntegrationSourceStatus struct {
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=50
 	History []SyncRun `json:"history,omitempty"`
+
+	// SyncRequest is what the gateway did with the last sync-now request
+	// (annotation integrations.serviceradar.io/sync-requested-at).
+	//
+	// +optional
+	SyncRequest *SyncRequestStatus `json:"syncRequest,omitempty"`
 
 	// Conditions describe the source's state: Ready (its references resolve and
 	// it is served) and Synced (its last run succeeded).

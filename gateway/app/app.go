@@ -43,6 +43,7 @@ import (
 	"github.com/serviceradar/sync-operator/gateway/schemas"
 	"github.com/serviceradar/sync-operator/gateway/server"
 	"github.com/serviceradar/sync-operator/gateway/store"
+	"github.com/serviceradar/sync-operator/gateway/syncnow"
 	"github.com/serviceradar/sync-operator/identity"
 	"github.com/serviceradar/sync-operator/identity/ca"
 	"github.com/serviceradar/sync-operator/identity/mtls"
@@ -304,6 +305,13 @@ func Run(ctx context.Context, c Config) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// Sync now: the replica holding a worker's ControlStream delivers the
+	// sync-requested-at annotations of its sources.
+	sn := &syncnow.Controller{Reader: informers, Live: direct, Sender: srv, TrustDomain: classifier.TrustDomain, Log: c.Log.WithName("syncnow")}
+	if err := sn.Watch(ctx, informers); err != nil {
+		return err
+	}
+	go sn.Run(ctx)
 	if devices != nil {
 		rc := &retraction.Controller{Reader: informers, Writer: direct, Store: devices, Log: c.Log.WithName("retraction"),
 			Runs: &runstatus.Writer{Status: direct, Reader: informers, Store: devices, FieldOwner: server.FieldOwner}}

@@ -156,6 +156,13 @@ func (r *commandRouter) newest(caller string) *controlConn {
 	return list[len(list)-1]
 }
 
+// Connected reports whether the worker whose certificate identity is
+// worker has a ControlStream open on this replica, so that SendCommand can
+// reach it.
+func (s *Server) Connected(worker identity.Identity) bool {
+	return s.commands.newest(worker.String()) != nil
+}
+
 // SendCommand sends a command to the worker whose certificate identity is
 // worker, on its ControlStream open on this replica, and waits until the
 // worker answers it with a CommandResult, its stream ends (ErrStreamEnded)

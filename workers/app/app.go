@@ -23,8 +23,10 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/serviceradar/sync-operator/diag"
+	"github.com/serviceradar/sync-operator/gateway/commands"
 	"github.com/serviceradar/sync-operator/identity"
 	"github.com/serviceradar/sync-operator/identity/mtls"
+	pb "github.com/serviceradar/sync-operator/proto"
 	"github.com/serviceradar/sync-operator/workers/runner"
 	"github.com/serviceradar/sync-operator/workers/uplink"
 	"github.com/serviceradar/sync-operator/workload"
@@ -126,6 +128,25 @@ func credentialsFor(ctx context.Context, b workload.Bootstrap, classifier identi
 	return credentials.NewTLS(mtls.ClientConfig(mtls.Verifier{Classifier: classifier, Source: src}, want)), closeSrc, nil
 }
 
+// RunNow performs a commands.RunNowType command on r: the run starts now or
+// after the one in progress (success), or the worker says why it cannot
+// (a malformed payload, a source it does not run).
+func RunNow(r *runner.Runner, req *pb.CommandRequest) uplink.CommandOutcome {
+	cmd, err := commands.DecodeRunNow(req.GetPayloadJson())
+	if err != nil {
+		return uplink.CommandOutcome{Message: err.Error()}
+	}
+	mode := runner.ModeFull
+	if cmd.Mode == commands.ModeIncremental {
+		mode = runner.ModeIncremental
+	}
+	msg, err := r.RunNow(cmd.IntegrationSourceUID, mode, cmd.RequestedAt)
+	if err != nil {
+		return uplink.CommandOutcome{Message: err.Error()}
+	}
+	return uplink.CommandOutcome{Success: true, Message: msg}
+}
+
 // Run runs the worker until ctx ends.
 func Run(ctx context.Context, c Config) error {
 	b, err := LoadBootstrap(c.BootstrapFile)
@@ -142,9 +163,15 @@ func Run(ctx context.Context, c Config) error {
 	}
 	defer closeCreds()
 	host, _ := os.Hostname()
+	// The runner needs the uplink's client and the uplink the runner's
+	// commands: r is set before the uplink runs, and so before any command.
+	var r *runner.Runner
 	up, err := uplink.New(uplink.Config{Target: b.GatewayAddress, Creds: creds, AgentID: b.ComponentID, Partition: b.Partition,
 		Version: c.Version, Hostname: host, OS: runtime.GOOS, Arch: runtime.GOARCH,
-		Capabilities: []string{"armis", "netbox", "faker"}, Log: c.Log.WithName("uplink")})
+		Capabilities: []string{"armis", "netbox", "faker"}, Log: c.Log.WithName("uplink"),
+		Commands: map[string]uplink.CommandHandler{
+			commands.RunNowType: func(_ context.Context, req *pb.CommandRequest) uplink.CommandOutcome { return RunNow(r, req) },
+		}})
 	if err != nil {
 		return err
 	}
@@ -154,7 +181,7 @@ func Run(ctx context.Context, c Config) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ro := c.Runner
 	ro.Gateway, ro.AgentID, ro.Log, ro.Metrics = up.Client(), b.ComponentID, c.Log.WithName("runner"), runner.NewMetrics(reg)
-	r := runner.New(ro)
+	r = runner.New(ro)
 
 	metricsAddr := b.MetricsAddress
 	if metricsAddr == "" {

@@ -10,11 +10,16 @@
 // can (integration.Incremental), and are never full fetches, so only full
 // passes retract. A run that times out still ends with run_complete and
 // its error, so the IntegrationSource shows it.
+//
+// RunNow asks for a run of a source at once ("sync now"), full or
+// incremental: it starts now, or right after the run in progress; requests
+// made while one waits join it, and each request time runs once.
 package runner
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -96,7 +101,47 @@ type loop struct {
 	// last successful pass of either kind started (zero: none yet). Only the
 	// loop's goroutine uses them.
 	lastFull, lastGood time.Time
+
+	// now holds a token while a RunNow request waits (capacity one, sent
+	// and drained under mu, so a token is there exactly while pending is).
+	now chan struct{}
+	mu  sync.Mutex
+	// pending is the mode the waiting request asked for (none: nothing
+	// waits); running is set while a run is under way; requested is the
+	// newest request time accepted.
+	pending   Mode
+	running   bool
+	requested time.Time
 }
+
+// Mode is how a run fetches.
+type Mode int
+
+// Modes of a run asked for with RunNow.
+const (
+	// ModeScheduled is no request: the loop's own choice (a full pass once
+	// per discovery interval, changes in between).
+	ModeScheduled Mode = iota
+	// ModeIncremental fetches the changes since the last good pass (in
+	// full when the source cannot, or has had no full pass yet).
+	ModeIncremental
+	// ModeFull fetches the whole inventory.
+	ModeFull
+)
+
+func (m Mode) String() string {
+	switch m {
+	case ModeFull:
+		return "full"
+	case ModeIncremental:
+		return "incremental"
+	}
+	return "scheduled"
+}
+
+// ErrNotRun is returned by RunNow for a source this worker does not run:
+// not in its bundle, paused, or refused as not runnable.
+var ErrNotRun = errors.New("this worker does not run the source")
 
 // New returns a runner with no loops.
 func New(o Options) *Runner {
@@ -177,7 +222,7 @@ func (r *Runner) Apply(ctx context.Context, b bundle.Sync) {
 			continue
 		}
 		lctx, cancel := context.WithCancel(ctx)
-		l := &loop{src: src, raw: string(raw), cancel: cancel, done: make(chan struct{}), client: client}
+		l := &loop{src: src, raw: string(raw), cancel: cancel, done: make(chan struct{}), client: client, now: make(chan struct{}, 1)}
 		if !r.applied {
 			l.first = time.Duration(rand.Int64N(int64(min(interval(src)/10, firstRunSpread)) + 1)) //nolint:gosec // jitter
 		}
@@ -231,7 +276,8 @@ func interval(src bundle.Source) time.Duration {
 }
 
 // run is one source's loop: a first run (after a short random delay at the
-// worker's start), then one per interval.
+// worker's start), then one per interval, and one at once for a RunNow
+// request (the interval then counts from its end).
 func (r *Runner) run(ctx context.Context, key string, l *loop) {
 	wait := l.first
 	for {
@@ -241,10 +287,92 @@ func (r *Runner) run(ctx context.Context, key string, l *loop) {
 			t.Stop()
 			return
 		case <-t.C:
+		case <-l.now:
+			t.Stop()
 		}
-		r.once(ctx, key, l)
+		r.once(ctx, key, l, l.start())
+		l.mu.Lock()
+		l.running = false
+		l.mu.Unlock()
 		wait = interval(l.src)
 	}
+}
+
+// start marks a run under way and takes the mode a waiting request asked
+// for (ModeScheduled when none waits): a scheduled run that starts while a
+// request waits serves it.
+func (l *loop) start() Mode {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	m := l.pending
+	l.pending, l.running = ModeScheduled, true
+	select {
+	case <-l.now:
+	default:
+	}
+	return m
+}
+
+// RunNow asks for a run of the source whose IntegrationSource UID is uid,
+// in mode (ModeFull or ModeIncremental), for the request made at
+// requestedAt: at once, or right after the run in progress. A request while
+// another waits joins it (one run, full when either asked for full); a
+// request whose time is not after one accepted before runs nothing more.
+// The answer says which, for people; ErrNotRun when the worker does not run
+// the source.
+func (r *Runner) RunNow(uid string, mode Mode, requestedAt time.Time) (string, error) {
+	if mode != ModeFull && mode != ModeIncremental {
+		return "", fmt.Errorf("run-now mode %d: must be full or incremental", mode)
+	}
+	r.mu.Lock()
+	var key string
+	var l *loop
+	for k, x := range r.loops {
+		if x.src.IntegrationSourceUID == uid {
+			key, l = k, x
+			break
+		}
+	}
+	r.mu.Unlock()
+	if l == nil {
+		return "", fmt.Errorf("source %s: %w (not in its configuration, paused, or not runnable)", uid, ErrNotRun)
+	}
+	note := ""
+	if _, ok := l.client.(integration.Incremental); mode == ModeIncremental && !ok {
+		note = " (this source cannot fetch only changes: it is read in full)"
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !requestedAt.IsZero() && !requestedAt.After(l.requested) {
+		return fmt.Sprintf("the request of %s for %s was accepted before: nothing more to run", requestedAt.UTC().Format(time.RFC3339), key), nil
+	}
+	if requestedAt.After(l.requested) {
+		l.requested = requestedAt
+	}
+	joined := l.pending != ModeScheduled
+	l.pending = max(l.pending, mode)
+	select {
+	case l.now <- struct{}{}:
+	default:
+	}
+	r.o.Log.Info("sync run requested", "source", key, "mode", mode.String(), "requestedAt", requestedAt.UTC().Format(time.RFC3339),
+		"joined", joined, "running", l.running)
+	switch {
+	case joined:
+		return fmt.Sprintf("joined the request already waiting: %s run of %s starts %s%s", article(l.pending), key,
+			map[bool]string{true: "after the run in progress", false: "now"}[l.running], note), nil
+	case l.running:
+		return fmt.Sprintf("a run of %s is in progress: %s run starts right after it%s", key, article(mode), note), nil
+	}
+	return fmt.Sprintf("%s run of %s starts now%s", article(mode), key, note), nil
+}
+
+// article is the mode with its indefinite article.
+func article(m Mode) string {
+	if m == ModeIncremental {
+		return "an incremental"
+	}
+	return "a " + m.String()
 }
 
 // discovery is a source's discovery interval: how often a full pass runs
@@ -254,22 +382,26 @@ func discovery(src bundle.Source) time.Duration {
 }
 
 // pass is how a run fetches: a full pass, or the changes since an instant.
-func (l *loop) pass(now time.Time) (full bool, since time.Time) {
-	if _, ok := l.client.(integration.Incremental); !ok || l.lastFull.IsZero() || now.Sub(l.lastFull) >= discovery(l.src) {
+// A requested mode wins over the discovery interval, but only a source that
+// can fetch changes, and has had a full pass, fetches changes.
+func (l *loop) pass(now time.Time, want Mode) (full bool, since time.Time) {
+	if _, ok := l.client.(integration.Incremental); !ok || l.lastFull.IsZero() || want == ModeFull ||
+		(want == ModeScheduled && now.Sub(l.lastFull) >= discovery(l.src)) {
 		return true, time.Time{}
 	}
 	return false, l.lastGood.Add(-changedOverlap)
 }
 
-// once is one run of a source.
-func (r *Runner) once(parent context.Context, key string, l *loop) {
+// once is one run of a source, in the mode a request asked for
+// (ModeScheduled: the loop's own choice).
+func (r *Runner) once(parent context.Context, key string, l *loop, want Mode) {
 	ctx, cancel := context.WithTimeout(parent, r.o.RunTimeout)
 	defer cancel()
 	runID := uuid.NewString()
 	begin := time.Now()
-	full, since := l.pass(begin)
+	full, since := l.pass(begin, want)
 	mode := map[bool]string{true: "full", false: "changed"}[full]
-	log := r.o.Log.WithValues("source", key, "run", runID, "mode", mode)
+	log := r.o.Log.WithValues("source", key, "run", runID, "mode", mode, "requested", want != ModeScheduled)
 	blacklist := prefixes(l.src.NetworkBlacklist, log)
 	s := r.sender(l.src, runID)
 	s.Meta.Mode = map[bool]string{true: results.ModeFull, false: results.ModeIncremental}[full]

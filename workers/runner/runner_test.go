@@ -126,9 +126,11 @@ func TestFullPassesAndChangesBetweenThem(t *testing.T) {
 	// lastSeen values lie in the 30 days before the epoch: with the epoch
 	// half a day ahead, some devices are "seen" after every instant of the test.
 	h := start(t, armisemu.Options{Seed: 5, Devices: 1500, Epoch: time.Now().Add(12 * time.Hour)}, time.Minute)
-	// Polls every second, a full pass every 5 s: a margin for slow runs.
-	h.apply(map[string]bundle.Source{"ns/a": h.source("uid-a", 500, 5*time.Second)})
-	runs := h.completed(t, "uid-a", 8)
+	// Polls every second, a full pass every 10 s: a margin for a first full
+	// pass slowed down by a busy machine (it took 5 s with tests running in
+	// parallel, which made the second run a full pass too).
+	h.apply(map[string]bundle.Source{"ns/a": h.source("uid-a", 500, 10*time.Second)})
+	runs := h.completed(t, "uid-a", 13)
 	h.runner.Stop()
 
 	all := make([]int, 1500)
