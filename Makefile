@@ -80,8 +80,12 @@ envtest-assets: ## Build kube-apiserver, etcd and kubectl from Go modules into b
 spire-assets: ## Build spire-server and spire-agent from Go modules into bin/ (once).
 	./hack/spire-assets.sh >/dev/null
 
+.PHONY: promtool-assets
+promtool-assets: ## Build promtool from the Prometheus Go module into bin/ (once), for the alerting rule tests.
+	./hack/promtool-assets.sh >/dev/null
+
 .PHONY: test
-test: envtest-assets spire-assets ## Run all tests against a real API server, SPIRE and PostgreSQL; as root also `make cluster-e2e`.
+test: envtest-assets spire-assets promtool-assets ## Run all tests against a real API server, SPIRE and PostgreSQL; as root also `make cluster-e2e`.
 	./hack/test.sh
 	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory cluster-e2e; \
 	else echo "make test: skipping make cluster-e2e (the chart on a real node), which needs root: sudo make cluster-e2e"; fi

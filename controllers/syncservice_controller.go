@@ -138,8 +138,11 @@ type outcome struct {
 	edgeKnown bool
 	edgeCerts []v1alpha1.EdgeCertificate
 	edgeSince *metav1.Time
-	requeue   time.Duration
-	notes     []string
+	// renewal is a new answer to the edge's certificate request, when one
+	// was answered this time.
+	renewal *v1alpha1.EdgeCertificateRenewal
+	requeue time.Duration
+	notes   []string
 }
 
 func (o *outcome) requeueIn(d time.Duration) {
@@ -180,6 +183,13 @@ func (r *SyncServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		if err := r.reconcileSaaS(ctx, ss, tenant, out); err != nil {
 			return ctrl.Result{}, err
 		}
+	}
+	// An edge that renews its own certificate: answered only for a served
+	// OnPrem SyncService (an edge address problem leaves its identity fine).
+	served := found && ss.Spec.ServiceType == v1alpha1.ServiceTypeOnPrem && !ss.Spec.Paused &&
+		(out.ready || out.reason == ReasonEdgeGatewayAddressUnknown || out.reason == ReasonEdgeGatewayAddressNotOnCertificate)
+	if err := r.answerRenewal(ctx, ss, tenant, served, out); err != nil {
+		return ctrl.Result{}, err
 	}
 	if err := r.writeStatus(ctx, ss, out); err != nil {
 		return ctrl.Result{}, err
@@ -841,7 +851,16 @@ func (r *SyncServiceReconciler) writeStatus(ctx context.Context, ss *v1alpha1.Sy
 		// Not reached this time (a refusal or a wait): reported as before.
 		out.edgeCerts, out.edgeSince = ss.Status.EdgeCertificates, ss.Status.EdgeIdentitySince
 	}
-	if ss.Status.ObservedGeneration == gen && ss.Status.Phase == phase && ss.Status.OnboardingSecretName == out.onboarding &&
+	// The last answer to a certificate request is kept (status is applied
+	// whole under one field manager): a new one, or the one in place.
+	renewed := out.renewal
+	if renewed == nil {
+		renewed = ss.Status.CertificateRenewal
+	}
+	if renewed != nil {
+		conds = append(conds, renewalCondition(existing, renewed, gen))
+	}
+	if out.renewal == nil && ss.Status.ObservedGeneration == gen && ss.Status.Phase == phase && ss.Status.OnboardingSecretName == out.onboarding &&
 		slices.Equal(ss.Status.Workers, out.workers) && ss.Status.WorkersReady == ready && sameConditions(existing, conds) &&
 		sameEdgeCerts(ss.Status.EdgeCertificates, out.edgeCerts) && ss.Status.EdgeIdentitySince.Equal(out.edgeSince) {
 		return nil
@@ -863,6 +882,9 @@ func (r *SyncServiceReconciler) writeStatus(ctx context.Context, ss *v1alpha1.Sy
 	}
 	if out.edgeSince != nil {
 		status["edgeIdentitySince"] = out.edgeSince
+	}
+	if renewed != nil {
+		status["certificateRenewal"] = renewed
 	}
 	return applyStatus(ctx, r.Client, "SyncService", ss, status)
 }

@@ -205,6 +205,9 @@ for schema in $(psql "$PSQL_DSN" -Atc "SELECT schema_name FROM information_schem
     "$(psql "$PSQL_DSN" -Atc "SELECT count(*) FROM $schema.ocsf_devices")" \
     "$(psql "$PSQL_DSN" -Atc "SELECT count(*) FROM $schema.ocsf_devices WHERE is_available")"
 done
+echo
+echo "Run history of acme/faker-lab (status.history, newest first; kubectl describe isrc -n acme faker-lab):"
+"$KUBECTL" get integrationsource -n acme faker-lab -o jsonpath='{range .status.history[*]}  {.startTime}  {.result}  {.mode}  fetched={.counts.fetched} created={.counts.created} updated={.counts.updated} unchanged={.counts.unchanged} merged={.counts.merged} retracted={.counts.retracted} refused={.counts.refused}{"\n"}{end}'
 if [[ -n "$OVERLAP" ]]; then
   # Shared devices are the ordinals both generators have (below the
   # population's 131,070 shared identities) whose last two digits are below

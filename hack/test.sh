@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test against real services: the Kubernetes binaries and SPIRE
-# built from Go modules (hack/envtest-assets.sh, hack/spire-assets.sh) and one
+# built from Go modules (hack/envtest-assets.sh, hack/spire-assets.sh), helm and
+# promtool (hack/helm-assets.sh, hack/promtool-assets.sh) and one
 # throwaway PostgreSQL server (hack/postgres.sh) shared by the run, each test
 # in its own database.
 # Extra `go test` flags can be passed in GOTESTFLAGS.
@@ -17,6 +18,11 @@ export TEST_ASSET_KUBECTL="$ASSETS/kubectl"
 # helm, built from its Go module, for the chart tests (test/helmtest); required here.
 "$ROOT/hack/helm-assets.sh" >/dev/null
 export SYNC_TEST_REQUIRE_HELM=1
+
+# promtool, built from the Prometheus Go module, for the chart's alerting rule
+# tests (test/helmtest: promtool test rules); required here.
+"$ROOT/hack/promtool-assets.sh" >/dev/null
+export SYNC_TEST_REQUIRE_PROMTOOL=1
 
 SPIRE="$("$ROOT/hack/spire-assets.sh")"
 export SPIRE_SERVER_BIN="$SPIRE/spire-server"

@@ -62,6 +62,7 @@ var contract = map[string][]field{
 		"hello=1 monitoring.ControlStreamHello oneof:payload", "command_ack=2 monitoring.CommandAck oneof:payload",
 		"command_progress=3 monitoring.CommandProgress oneof:payload",
 		"command_result=4 monitoring.CommandResult oneof:payload", "config_ack=5 monitoring.ConfigAck oneof:payload",
+		"certificate_request=100 monitoring.CertificateSigningRequest oneof:payload",
 	},
 	"ControlStreamHello": {
 		"agent_id=1 string", "partition=2 string", "repeated capabilities=3 string", "config_version=4 string",
@@ -71,6 +72,7 @@ var contract = map[string][]field{
 	"ConfigAck": {"config_version=1 string", "timestamp=2 int64"},
 	"ControlStreamResponse": {
 		"command=1 monitoring.CommandRequest oneof:payload", "config=2 monitoring.AgentConfigResponse oneof:payload",
+		"certificate_renewal=100 monitoring.CertificateRenewal oneof:payload",
 	},
 	"CommandRequest": {
 		"command_id=1 string", "command_type=2 string", "payload_json=3 bytes", "ttl_seconds=4 int64",
@@ -84,6 +86,11 @@ var contract = map[string][]field{
 	"CommandResult": {
 		"command_id=1 string", "command_type=2 string", "success=3 bool", "message=4 string",
 		"payload_json=5 bytes", "timestamp=6 int64",
+	},
+	// Edge certificate self-renewal (this project's own, numbers from 100 in the oneofs).
+	"CertificateSigningRequest": {"csr_pem=1 bytes", "proof=2 bytes", "timestamp=3 int64"},
+	"CertificateRenewal": {
+		"request_id=1 string", "issued=2 bool", "certificate_pem=3 bytes", "reason=4 string", "message=5 string",
 	},
 }
 

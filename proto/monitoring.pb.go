@@ -1047,6 +1047,7 @@ type ControlStreamRequest struct {
 	//	*ControlStreamRequest_CommandProgress
 	//	*ControlStreamRequest_CommandResult
 	//	*ControlStreamRequest_ConfigAck
+	//	*ControlStreamRequest_CertificateRequest
 	Payload       isControlStreamRequest_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1134,6 +1135,15 @@ func (x *ControlStreamRequest) GetConfigAck() *ConfigAck {
 	return nil
 }
 
+func (x *ControlStreamRequest) GetCertificateRequest() *CertificateSigningRequest {
+	if x != nil {
+		if x, ok := x.Payload.(*ControlStreamRequest_CertificateRequest); ok {
+			return x.CertificateRequest
+		}
+	}
+	return nil
+}
+
 type isControlStreamRequest_Payload interface {
 	isControlStreamRequest_Payload()
 }
@@ -1158,6 +1168,11 @@ type ControlStreamRequest_ConfigAck struct {
 	ConfigAck *ConfigAck `protobuf:"bytes,5,opt,name=config_ack,json=configAck,proto3,oneof"`
 }
 
+type ControlStreamRequest_CertificateRequest struct {
+	// Numbers from 100 up are this project's own, outside upstream's range.
+	CertificateRequest *CertificateSigningRequest `protobuf:"bytes,100,opt,name=certificate_request,json=certificateRequest,proto3,oneof"`
+}
+
 func (*ControlStreamRequest_Hello) isControlStreamRequest_Payload() {}
 
 func (*ControlStreamRequest_CommandAck) isControlStreamRequest_Payload() {}
@@ -1167,6 +1182,8 @@ func (*ControlStreamRequest_CommandProgress) isControlStreamRequest_Payload() {}
 func (*ControlStreamRequest_CommandResult) isControlStreamRequest_Payload() {}
 
 func (*ControlStreamRequest_ConfigAck) isControlStreamRequest_Payload() {}
+
+func (*ControlStreamRequest_CertificateRequest) isControlStreamRequest_Payload() {}
 
 // ControlStreamHello opens a ControlStream.
 type ControlStreamHello struct {
@@ -1345,6 +1362,7 @@ type ControlStreamResponse struct {
 	//
 	//	*ControlStreamResponse_Command
 	//	*ControlStreamResponse_Config
+	//	*ControlStreamResponse_CertificateRenewal
 	Payload       isControlStreamResponse_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1405,6 +1423,15 @@ func (x *ControlStreamResponse) GetConfig() *AgentConfigResponse {
 	return nil
 }
 
+func (x *ControlStreamResponse) GetCertificateRenewal() *CertificateRenewal {
+	if x != nil {
+		if x, ok := x.Payload.(*ControlStreamResponse_CertificateRenewal); ok {
+			return x.CertificateRenewal
+		}
+	}
+	return nil
+}
+
 type isControlStreamResponse_Payload interface {
 	isControlStreamResponse_Payload()
 }
@@ -1417,9 +1444,16 @@ type ControlStreamResponse_Config struct {
 	Config *AgentConfigResponse `protobuf:"bytes,2,opt,name=config,proto3,oneof"`
 }
 
+type ControlStreamResponse_CertificateRenewal struct {
+	// Numbers from 100 up are this project's own, outside upstream's range.
+	CertificateRenewal *CertificateRenewal `protobuf:"bytes,100,opt,name=certificate_renewal,json=certificateRenewal,proto3,oneof"`
+}
+
 func (*ControlStreamResponse_Command) isControlStreamResponse_Payload() {}
 
 func (*ControlStreamResponse_Config) isControlStreamResponse_Payload() {}
+
+func (*ControlStreamResponse_CertificateRenewal) isControlStreamResponse_Payload() {}
 
 // CommandRequest asks the caller of a ControlStream to perform an action
 // (for example "sync.run_now"). The caller answers with a CommandAck when it
@@ -1747,6 +1781,154 @@ func (x *CommandResult) GetTimestamp() int64 {
 	return 0
 }
 
+// CertificateSigningRequest asks the platform to renew the caller's edge
+// certificate: csr_pem is a PKCS#10 request (PEM) for a key the edge made and
+// keeps, for exactly the identity of the certificate the connection presents.
+// proof is the signature of "serviceradar edge certificate renewal v1\n"
+// followed by the request's DER, made with the presented certificate's key:
+// it shows the manager, which signs, that the holder of a current edge
+// certificate asked, so that the gateway that relays it cannot.
+type CertificateSigningRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	CsrPem []byte                 `protobuf:"bytes,1,opt,name=csr_pem,json=csrPem,proto3" json:"csr_pem,omitempty"`
+	Proof  []byte                 `protobuf:"bytes,2,opt,name=proof,proto3" json:"proof,omitempty"`
+	// timestamp is when the edge made the request (unix seconds).
+	Timestamp     int64 `protobuf:"varint,3,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CertificateSigningRequest) Reset() {
+	*x = CertificateSigningRequest{}
+	mi := &file_monitoring_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CertificateSigningRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CertificateSigningRequest) ProtoMessage() {}
+
+func (x *CertificateSigningRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_monitoring_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CertificateSigningRequest.ProtoReflect.Descriptor instead.
+func (*CertificateSigningRequest) Descriptor() ([]byte, []int) {
+	return file_monitoring_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *CertificateSigningRequest) GetCsrPem() []byte {
+	if x != nil {
+		return x.CsrPem
+	}
+	return nil
+}
+
+func (x *CertificateSigningRequest) GetProof() []byte {
+	if x != nil {
+		return x.Proof
+	}
+	return nil
+}
+
+func (x *CertificateSigningRequest) GetTimestamp() int64 {
+	if x != nil {
+		return x.Timestamp
+	}
+	return 0
+}
+
+// CertificateRenewal answers a CertificateSigningRequest: the issued
+// certificate (PEM: the certificate, then its tenant CA), or why none was.
+type CertificateRenewal struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// request_id is the SHA-256 (hex) of the request's DER.
+	RequestId      string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Issued         bool   `protobuf:"varint,2,opt,name=issued,proto3" json:"issued,omitempty"`
+	CertificatePem []byte `protobuf:"bytes,3,opt,name=certificate_pem,json=certificatePem,proto3" json:"certificate_pem,omitempty"`
+	// reason is a CamelCase word (Issued, or the rule that refused it).
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	Message       string `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CertificateRenewal) Reset() {
+	*x = CertificateRenewal{}
+	mi := &file_monitoring_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CertificateRenewal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CertificateRenewal) ProtoMessage() {}
+
+func (x *CertificateRenewal) ProtoReflect() protoreflect.Message {
+	mi := &file_monitoring_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CertificateRenewal.ProtoReflect.Descriptor instead.
+func (*CertificateRenewal) Descriptor() ([]byte, []int) {
+	return file_monitoring_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *CertificateRenewal) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *CertificateRenewal) GetIssued() bool {
+	if x != nil {
+		return x.Issued
+	}
+	return false
+}
+
+func (x *CertificateRenewal) GetCertificatePem() []byte {
+	if x != nil {
+		return x.CertificatePem
+	}
+	return nil
+}
+
+func (x *CertificateRenewal) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *CertificateRenewal) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 var File_monitoring_proto protoreflect.FileDescriptor
 
 const file_monitoring_proto_rawDesc = "" +
@@ -1862,7 +2044,7 @@ const file_monitoring_proto_rawDesc = "" +
 	"\vtenant_slug\x18\f \x01(\tR\n" +
 	"tenantSlug\"3\n" +
 	"\x15GatewayStatusResponse\x12\x1a\n" +
-	"\breceived\x18\x01 \x01(\bR\breceived\"\xda\x02\n" +
+	"\breceived\x18\x01 \x01(\bR\breceived\"\xb4\x03\n" +
 	"\x14ControlStreamRequest\x126\n" +
 	"\x05hello\x18\x01 \x01(\v2\x1e.monitoring.ControlStreamHelloH\x00R\x05hello\x129\n" +
 	"\vcommand_ack\x18\x02 \x01(\v2\x16.monitoring.CommandAckH\x00R\n" +
@@ -1870,7 +2052,8 @@ const file_monitoring_proto_rawDesc = "" +
 	"\x10command_progress\x18\x03 \x01(\v2\x1b.monitoring.CommandProgressH\x00R\x0fcommandProgress\x12B\n" +
 	"\x0ecommand_result\x18\x04 \x01(\v2\x19.monitoring.CommandResultH\x00R\rcommandResult\x126\n" +
 	"\n" +
-	"config_ack\x18\x05 \x01(\v2\x15.monitoring.ConfigAckH\x00R\tconfigAckB\t\n" +
+	"config_ack\x18\x05 \x01(\v2\x15.monitoring.ConfigAckH\x00R\tconfigAck\x12X\n" +
+	"\x13certificate_request\x18d \x01(\v2%.monitoring.CertificateSigningRequestH\x00R\x12certificateRequestB\t\n" +
 	"\apayload\"\x96\x03\n" +
 	"\x12ControlStreamHello\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x1c\n" +
@@ -1889,10 +2072,11 @@ const file_monitoring_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"P\n" +
 	"\tConfigAck\x12%\n" +
 	"\x0econfig_version\x18\x01 \x01(\tR\rconfigVersion\x12\x1c\n" +
-	"\ttimestamp\x18\x02 \x01(\x03R\ttimestamp\"\x95\x01\n" +
+	"\ttimestamp\x18\x02 \x01(\x03R\ttimestamp\"\xe8\x01\n" +
 	"\x15ControlStreamResponse\x126\n" +
 	"\acommand\x18\x01 \x01(\v2\x1a.monitoring.CommandRequestH\x00R\acommand\x129\n" +
-	"\x06config\x18\x02 \x01(\v2\x1f.monitoring.AgentConfigResponseH\x00R\x06configB\t\n" +
+	"\x06config\x18\x02 \x01(\v2\x1f.monitoring.AgentConfigResponseH\x00R\x06config\x12Q\n" +
+	"\x13certificate_renewal\x18d \x01(\v2\x1e.monitoring.CertificateRenewalH\x00R\x12certificateRenewalB\t\n" +
 	"\apayload\"\xb5\x01\n" +
 	"\x0eCommandRequest\x12\x1d\n" +
 	"\n" +
@@ -1925,7 +2109,18 @@ const file_monitoring_proto_rawDesc = "" +
 	"\asuccess\x18\x03 \x01(\bR\asuccess\x12\x18\n" +
 	"\amessage\x18\x04 \x01(\tR\amessage\x12!\n" +
 	"\fpayload_json\x18\x05 \x01(\fR\vpayloadJson\x12\x1c\n" +
-	"\ttimestamp\x18\x06 \x01(\x03R\ttimestamp2\xad\x03\n" +
+	"\ttimestamp\x18\x06 \x01(\x03R\ttimestamp\"h\n" +
+	"\x19CertificateSigningRequest\x12\x17\n" +
+	"\acsr_pem\x18\x01 \x01(\fR\x06csrPem\x12\x14\n" +
+	"\x05proof\x18\x02 \x01(\fR\x05proof\x12\x1c\n" +
+	"\ttimestamp\x18\x03 \x01(\x03R\ttimestamp\"\xa6\x01\n" +
+	"\x12CertificateRenewal\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12\x16\n" +
+	"\x06issued\x18\x02 \x01(\bR\x06issued\x12'\n" +
+	"\x0fcertificate_pem\x18\x03 \x01(\fR\x0ecertificatePem\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x18\n" +
+	"\amessage\x18\x05 \x01(\tR\amessage2\xad\x03\n" +
 	"\x13AgentGatewayService\x12F\n" +
 	"\x05Hello\x12\x1d.monitoring.AgentHelloRequest\x1a\x1e.monitoring.AgentHelloResponse\x12L\n" +
 	"\tGetConfig\x12\x1e.monitoring.AgentConfigRequest\x1a\x1f.monitoring.AgentConfigResponse\x12Q\n" +
@@ -1946,31 +2141,33 @@ func file_monitoring_proto_rawDescGZIP() []byte {
 	return file_monitoring_proto_rawDescData
 }
 
-var file_monitoring_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_monitoring_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_monitoring_proto_goTypes = []any{
-	(*AgentHelloRequest)(nil),     // 0: monitoring.AgentHelloRequest
-	(*AgentHelloResponse)(nil),    // 1: monitoring.AgentHelloResponse
-	(*AgentConfigRequest)(nil),    // 2: monitoring.AgentConfigRequest
-	(*AgentConfigResponse)(nil),   // 3: monitoring.AgentConfigResponse
-	(*SweepConfig)(nil),           // 4: monitoring.SweepConfig
-	(*DeviceTarget)(nil),          // 5: monitoring.DeviceTarget
-	(*GatewayStatusRequest)(nil),  // 6: monitoring.GatewayStatusRequest
-	(*GatewayStatusChunk)(nil),    // 7: monitoring.GatewayStatusChunk
-	(*GatewayServiceStatus)(nil),  // 8: monitoring.GatewayServiceStatus
-	(*GatewayStatusResponse)(nil), // 9: monitoring.GatewayStatusResponse
-	(*ControlStreamRequest)(nil),  // 10: monitoring.ControlStreamRequest
-	(*ControlStreamHello)(nil),    // 11: monitoring.ControlStreamHello
-	(*ConfigAck)(nil),             // 12: monitoring.ConfigAck
-	(*ControlStreamResponse)(nil), // 13: monitoring.ControlStreamResponse
-	(*CommandRequest)(nil),        // 14: monitoring.CommandRequest
-	(*CommandAck)(nil),            // 15: monitoring.CommandAck
-	(*CommandProgress)(nil),       // 16: monitoring.CommandProgress
-	(*CommandResult)(nil),         // 17: monitoring.CommandResult
-	nil,                           // 18: monitoring.AgentHelloRequest.LabelsEntry
-	nil,                           // 19: monitoring.ControlStreamHello.LabelsEntry
+	(*AgentHelloRequest)(nil),         // 0: monitoring.AgentHelloRequest
+	(*AgentHelloResponse)(nil),        // 1: monitoring.AgentHelloResponse
+	(*AgentConfigRequest)(nil),        // 2: monitoring.AgentConfigRequest
+	(*AgentConfigResponse)(nil),       // 3: monitoring.AgentConfigResponse
+	(*SweepConfig)(nil),               // 4: monitoring.SweepConfig
+	(*DeviceTarget)(nil),              // 5: monitoring.DeviceTarget
+	(*GatewayStatusRequest)(nil),      // 6: monitoring.GatewayStatusRequest
+	(*GatewayStatusChunk)(nil),        // 7: monitoring.GatewayStatusChunk
+	(*GatewayServiceStatus)(nil),      // 8: monitoring.GatewayServiceStatus
+	(*GatewayStatusResponse)(nil),     // 9: monitoring.GatewayStatusResponse
+	(*ControlStreamRequest)(nil),      // 10: monitoring.ControlStreamRequest
+	(*ControlStreamHello)(nil),        // 11: monitoring.ControlStreamHello
+	(*ConfigAck)(nil),                 // 12: monitoring.ConfigAck
+	(*ControlStreamResponse)(nil),     // 13: monitoring.ControlStreamResponse
+	(*CommandRequest)(nil),            // 14: monitoring.CommandRequest
+	(*CommandAck)(nil),                // 15: monitoring.CommandAck
+	(*CommandProgress)(nil),           // 16: monitoring.CommandProgress
+	(*CommandResult)(nil),             // 17: monitoring.CommandResult
+	(*CertificateSigningRequest)(nil), // 18: monitoring.CertificateSigningRequest
+	(*CertificateRenewal)(nil),        // 19: monitoring.CertificateRenewal
+	nil,                               // 20: monitoring.AgentHelloRequest.LabelsEntry
+	nil,                               // 21: monitoring.ControlStreamHello.LabelsEntry
 }
 var file_monitoring_proto_depIdxs = []int32{
-	18, // 0: monitoring.AgentHelloRequest.labels:type_name -> monitoring.AgentHelloRequest.LabelsEntry
+	20, // 0: monitoring.AgentHelloRequest.labels:type_name -> monitoring.AgentHelloRequest.LabelsEntry
 	4,  // 1: monitoring.AgentConfigResponse.sweep:type_name -> monitoring.SweepConfig
 	5,  // 2: monitoring.SweepConfig.device_targets:type_name -> monitoring.DeviceTarget
 	8,  // 3: monitoring.GatewayStatusRequest.services:type_name -> monitoring.GatewayServiceStatus
@@ -1980,24 +2177,26 @@ var file_monitoring_proto_depIdxs = []int32{
 	16, // 7: monitoring.ControlStreamRequest.command_progress:type_name -> monitoring.CommandProgress
 	17, // 8: monitoring.ControlStreamRequest.command_result:type_name -> monitoring.CommandResult
 	12, // 9: monitoring.ControlStreamRequest.config_ack:type_name -> monitoring.ConfigAck
-	19, // 10: monitoring.ControlStreamHello.labels:type_name -> monitoring.ControlStreamHello.LabelsEntry
-	14, // 11: monitoring.ControlStreamResponse.command:type_name -> monitoring.CommandRequest
-	3,  // 12: monitoring.ControlStreamResponse.config:type_name -> monitoring.AgentConfigResponse
-	0,  // 13: monitoring.AgentGatewayService.Hello:input_type -> monitoring.AgentHelloRequest
-	2,  // 14: monitoring.AgentGatewayService.GetConfig:input_type -> monitoring.AgentConfigRequest
-	6,  // 15: monitoring.AgentGatewayService.PushStatus:input_type -> monitoring.GatewayStatusRequest
-	7,  // 16: monitoring.AgentGatewayService.StreamStatus:input_type -> monitoring.GatewayStatusChunk
-	10, // 17: monitoring.AgentGatewayService.ControlStream:input_type -> monitoring.ControlStreamRequest
-	1,  // 18: monitoring.AgentGatewayService.Hello:output_type -> monitoring.AgentHelloResponse
-	3,  // 19: monitoring.AgentGatewayService.GetConfig:output_type -> monitoring.AgentConfigResponse
-	9,  // 20: monitoring.AgentGatewayService.PushStatus:output_type -> monitoring.GatewayStatusResponse
-	9,  // 21: monitoring.AgentGatewayService.StreamStatus:output_type -> monitoring.GatewayStatusResponse
-	13, // 22: monitoring.AgentGatewayService.ControlStream:output_type -> monitoring.ControlStreamResponse
-	18, // [18:23] is the sub-list for method output_type
-	13, // [13:18] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	18, // 10: monitoring.ControlStreamRequest.certificate_request:type_name -> monitoring.CertificateSigningRequest
+	21, // 11: monitoring.ControlStreamHello.labels:type_name -> monitoring.ControlStreamHello.LabelsEntry
+	14, // 12: monitoring.ControlStreamResponse.command:type_name -> monitoring.CommandRequest
+	3,  // 13: monitoring.ControlStreamResponse.config:type_name -> monitoring.AgentConfigResponse
+	19, // 14: monitoring.ControlStreamResponse.certificate_renewal:type_name -> monitoring.CertificateRenewal
+	0,  // 15: monitoring.AgentGatewayService.Hello:input_type -> monitoring.AgentHelloRequest
+	2,  // 16: monitoring.AgentGatewayService.GetConfig:input_type -> monitoring.AgentConfigRequest
+	6,  // 17: monitoring.AgentGatewayService.PushStatus:input_type -> monitoring.GatewayStatusRequest
+	7,  // 18: monitoring.AgentGatewayService.StreamStatus:input_type -> monitoring.GatewayStatusChunk
+	10, // 19: monitoring.AgentGatewayService.ControlStream:input_type -> monitoring.ControlStreamRequest
+	1,  // 20: monitoring.AgentGatewayService.Hello:output_type -> monitoring.AgentHelloResponse
+	3,  // 21: monitoring.AgentGatewayService.GetConfig:output_type -> monitoring.AgentConfigResponse
+	9,  // 22: monitoring.AgentGatewayService.PushStatus:output_type -> monitoring.GatewayStatusResponse
+	9,  // 23: monitoring.AgentGatewayService.StreamStatus:output_type -> monitoring.GatewayStatusResponse
+	13, // 24: monitoring.AgentGatewayService.ControlStream:output_type -> monitoring.ControlStreamResponse
+	20, // [20:25] is the sub-list for method output_type
+	15, // [15:20] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_monitoring_proto_init() }
@@ -2011,10 +2210,12 @@ func file_monitoring_proto_init() {
 		(*ControlStreamRequest_CommandProgress)(nil),
 		(*ControlStreamRequest_CommandResult)(nil),
 		(*ControlStreamRequest_ConfigAck)(nil),
+		(*ControlStreamRequest_CertificateRequest)(nil),
 	}
 	file_monitoring_proto_msgTypes[13].OneofWrappers = []any{
 		(*ControlStreamResponse_Command)(nil),
 		(*ControlStreamResponse_Config)(nil),
+		(*ControlStreamResponse_CertificateRenewal)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2022,7 +2223,7 @@ func file_monitoring_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_monitoring_proto_rawDesc), len(file_monitoring_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   20,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -187,6 +187,70 @@ type EdgeCertificate struct {
 	NotAfter metav1.Time `json:"notAfter"`
 }
 
+// EdgeCertificateRequest is a certificate signing request that an OnPrem
+// service's edge worker sent over its ControlStream, as the gateway
+// recorded it for the manager. Everything in it is public.
+type EdgeCertificateRequest struct {
+	// ID is the SHA-256 (hex) of the request's DER.
+	// +kubebuilder:validation:MaxLength=64
+	ID string `json:"id"`
+	// CSR is the PKCS#10 certificate request (PEM), signed by the new key
+	// the edge made and keeps.
+	// +kubebuilder:validation:MaxLength=4096
+	CSR string `json:"csr"`
+	// PresentedCertificate is the edge certificate (PEM) of the connection
+	// that carried the request.
+	// +kubebuilder:validation:MaxLength=4096
+	PresentedCertificate string `json:"presentedCertificate"`
+	// Proof is the signature (base64) of the request made with the presented
+	// certificate's key: only a holder of a current edge certificate of this
+	// service can make it, not the gateway that relays it.
+	// +kubebuilder:validation:MaxLength=1024
+	Proof string `json:"proof"`
+	// RequestedAt is when the gateway received the request (to the
+	// microsecond: the same request sent twice is two requests).
+	RequestedAt metav1.MicroTime `json:"requestedAt"`
+}
+
+// EdgeCertificateRenewal is the manager's answer to an edge certificate request.
+type EdgeCertificateRenewal struct {
+	// RequestID is the id of the request answered.
+	// +kubebuilder:validation:MaxLength=64
+	RequestID string `json:"requestID"`
+	// RequestedAt is the requestedAt of the request answered: the same
+	// request sent again is a new one, refused as a replay.
+	RequestedAt metav1.MicroTime `json:"requestedAt"`
+	// Issued says whether a certificate was issued.
+	Issued bool `json:"issued"`
+	// Reason is Issued, or the rule that refused the request.
+	// +kubebuilder:validation:MaxLength=64
+	Reason string `json:"reason"`
+	// Message explains the answer.
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	Message string `json:"message,omitempty"`
+	// Certificate is the issued certificate (PEM), followed by the tenant CA
+	// that signed it.
+	// +kubebuilder:validation:MaxLength=8192
+	// +optional
+	Certificate string `json:"certificate,omitempty"`
+	// Serial is the issued certificate's serial number, in lower-case hex.
+	// +kubebuilder:validation:MaxLength=64
+	// +optional
+	Serial string `json:"serial,omitempty"`
+	// NotAfter is when the issued certificate expires.
+	// +optional
+	NotAfter *metav1.Time `json:"notAfter,omitempty"`
+	// AnsweredAt is when the manager answered.
+	AnsweredAt metav1.Time `json:"answeredAt"`
+	// AnsweredRequests are the ids of the requests answered before this one,
+	// newest first: any of them sent again is refused as a replay.
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=64
+	// +optional
+	AnsweredRequests []string `json:"answeredRequests,omitempty"`
+}
+
 // SyncServiceStatus is what the operator and the gateway learned about a sync service.
 type SyncServiceStatus struct {
 	// ObservedGeneration is the metadata.generation the status was computed from.
@@ -260,8 +324,23 @@ type SyncServiceStatus struct {
 	// +optional
 	EdgeIdentitySince *metav1.Time `json:"edgeIdentitySince,omitempty"`
 
-	// Conditions describe the service's state: Ready, Available, Degraded and
-	// Progressing.
+	// CertificateRequest is the last certificate signing request of an OnPrem
+	// service's edge worker, renewing its certificate over its ControlStream
+	// (written by the gateway).
+	//
+	// +optional
+	CertificateRequest *EdgeCertificateRequest `json:"certificateRequest,omitempty"`
+
+	// CertificateRenewal is the manager's answer to the last certificate
+	// request: the certificate issued for the edge's new key, or why none
+	// was (also the CertificateRenewal condition and an event).
+	//
+	// +optional
+	CertificateRenewal *EdgeCertificateRenewal `json:"certificateRenewal,omitempty"`
+
+	// Conditions describe the service's state: Ready, Available, Degraded,
+	// Progressing and, for an OnPrem service that renewed its certificate,
+	// CertificateRenewal.
 	//
 	// +optional
 	// +listType=map

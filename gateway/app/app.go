@@ -295,16 +295,24 @@ func Run(ctx context.Context, c Config) error {
 		}
 	}
 	planeMetrics := server.NewMetrics()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// Events and per-source metrics (observe.go). Events are recorded until
+	// Run returns, so that runs that finish while draining have theirs.
+	obsCtx, obsCancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer obsCancel()
+	obs, err := c.observe(obsCtx, secrets, scheme, informers, devices, classifier.PlatformSlug, planeMetrics)
+	if err != nil {
+		return err
+	}
 	srv := server.New(server.Options{
 		Classifier: classifier, Reader: informers, Secrets: secrets.CoreV1(), Status: direct, Store: devices,
 		PlatformSlug: classifier.PlatformSlug, GatewayID: c.GatewayID, Heartbeat: c.Heartbeat, Poll: c.Poll, Log: c.Log,
-		Metrics: planeMetrics, Admission: c.Admission,
+		Metrics: planeMetrics, Admission: c.Admission, Events: obs.events, Sources: obs.sources,
 	})
 	if err := srv.WatchCluster(ctx, informers); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	// Sync now: the replica holding a worker's ControlStream delivers the
 	// sync-requested-at annotations of its sources.
 	sn := &syncnow.Controller{Reader: informers, Live: direct, Sender: srv, TrustDomain: classifier.TrustDomain, Log: c.Log.WithName("syncnow")}
@@ -314,7 +322,7 @@ func Run(ctx context.Context, c Config) error {
 	go sn.Run(ctx)
 	if devices != nil {
 		rc := &retraction.Controller{Reader: informers, Writer: direct, Store: devices, Log: c.Log.WithName("retraction"),
-			Runs: &runstatus.Writer{Status: direct, Reader: informers, Store: devices, FieldOwner: server.FieldOwner}}
+			Runs: obs.released(&runstatus.Writer{Status: direct, Reader: informers, Store: devices, FieldOwner: server.FieldOwner})}
 		if err := rc.Watch(ctx, informers); err != nil {
 			return err
 		}
@@ -338,11 +346,13 @@ func Run(ctx context.Context, c Config) error {
 		}
 		return errors.New("the informer cache did not sync")
 	}
+	go obs.sources.Run(ctx)
 
 	reg := prometheus.NewRegistry()
 	metrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
 	reg.MustRegister(metrics)
 	reg.MustRegister(planeMetrics.Collectors()...)
+	reg.MustRegister(obs.collectors()...)
 	if devices != nil {
 		reg.MustRegister(deviceCacheMetrics(devices)...)
 		reg.MustRegister(retainer.Collectors()...)

@@ -20,6 +20,9 @@ func (s *Server) WatchCluster(ctx context.Context, c ctrlcache.Cache) error {
 	if err := s.catalog.Watch(ctx, c); err != nil {
 		return status.Errorf(codes.Internal, "watching the cluster: %v", err)
 	}
+	if err := s.watchRenewals(ctx, c); err != nil {
+		return status.Errorf(codes.Internal, "watching the cluster: %v", err)
+	}
 	return nil
 }
 
@@ -27,7 +30,9 @@ func (s *Server) WatchCluster(ctx context.Context, c ctrlcache.Cache) error {
 // agent's configuration) whenever it changes, after an initial one; the
 // caller acknowledges each with a ConfigAck. It also
 // carries the commands of SendCommand and the worker's CommandAck,
-// CommandProgress and CommandResult answers. GetConfig
+// CommandProgress and CommandResult answers, and an edge worker's
+// certificate requests (recorded for the manager, which signs) and their
+// answers (see recordRenewal). GetConfig
 // polling stays the fallback. The stream ends Unauthenticated when the
 // caller's certificate chain expires (the worker reconnects with its
 // renewed one), and each caller may hold Admission.ControlStreamsPerCaller.
@@ -76,6 +81,8 @@ func (s *Server) ControlStream(stream pb.AgentGatewayService_ControlStreamServer
 	conn, closeConn := s.commands.open(peer.String())
 	defer closeConn()
 	acks := make(chan *pb.ConfigAck, 4)
+	// One certificate request at a time: more while one is being recorded are dropped.
+	csrs := make(chan *pb.CertificateSigningRequest, 1)
 	recvErr := make(chan error, 1)
 	go func() {
 		for {
@@ -91,12 +98,23 @@ func (s *Server) ControlStream(stream pb.AgentGatewayService_ControlStreamServer
 				}
 				continue
 			}
+			if csr := msg.GetCertificateRequest(); csr != nil {
+				select {
+				case csrs <- csr:
+				default:
+					s.o.Log.Info("dropped a certificate request sent while another was being recorded", "caller", peer.String())
+				}
+				continue
+			}
 			if !conn.deliver(msg) {
 				s.o.Log.V(1).Info("dropped a control stream message that answers no pending command", "caller", peer.String())
 			}
 		}
 	}()
 	sent := hello.GetConfigVersion()
+	// renewing is the certificate request waiting for the manager's answer.
+	var renewing *pendingRenewal
+	var renewed <-chan struct{}
 	for {
 		if cfg.GetConfigVersion() != sent {
 			resp := &pb.ControlStreamResponse{Payload: &pb.ControlStreamResponse_Config{Config: cfg}}
@@ -124,6 +142,25 @@ func (s *Server) ControlStream(stream pb.AgentGatewayService_ControlStreamServer
 				return err //nolint:wrapcheck // the stream's own status
 			}
 			continue // a command changes no configuration
+		case csr := <-csrs:
+			p, refused := s.recordRenewal(ctx, csr)
+			if refused != nil {
+				if err := stream.Send(refused); err != nil {
+					return err //nolint:wrapcheck // the stream's own status
+				}
+				continue
+			}
+			renewing, renewed = p, s.renewals.changed(p.uid)
+			if err := s.sendRenewal(ctx, stream, &renewing, &renewed); err != nil {
+				return err
+			}
+			continue
+		case <-renewed:
+			renewed = s.renewals.changed(renewing.uid)
+			if err := s.sendRenewal(ctx, stream, &renewing, &renewed); err != nil {
+				return err
+			}
+			continue
 		case <-expiry.C():
 			return s.refuse(id, codes.Unauthenticated, "the client certificate expired at %s; reconnect with a renewed one",
 				notAfter.UTC().Format(time.RFC3339))
@@ -142,6 +179,17 @@ func (s *Server) ControlStream(stream pb.AgentGatewayService_ControlStreamServer
 			return err
 		}
 	}
+}
+
+// sendRenewal sends the answer to the waiting certificate request once the
+// manager gave it, and stops waiting.
+func (s *Server) sendRenewal(ctx context.Context, stream pb.AgentGatewayService_ControlStreamServer, p **pendingRenewal, wake *<-chan struct{}) error {
+	ans := s.renewalAnswer(ctx, *p)
+	if ans == nil {
+		return nil
+	}
+	*p, *wake = nil, nil
+	return stream.Send(ans) //nolint:wrapcheck // the stream's own status
 }
 
 // controlConfig returns how a ControlStream reads its caller's current

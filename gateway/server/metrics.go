@@ -53,6 +53,40 @@ type Metrics struct {
 	// limit, by limit (LimitStreams, LimitCallerStreams, LimitIngestMemory,
 	// LimitCallerIngestMemory).
 	Throttled *prometheus.CounterVec
+	// IngestSegments counts the segments of sync workers' StreamStatus
+	// calls by tenant and outcome (SegmentApplied, SegmentDuplicate,
+	// SegmentRefused, SegmentFailed).
+	IngestSegments *prometheus.CounterVec
+	// IngestBytes counts the wire bytes of the chunks of StreamStatus calls
+	// by tenant, refused calls included.
+	IngestBytes *prometheus.CounterVec
+	// ApplySeconds is how long PostgreSQL took to apply a segment, by tenant.
+	ApplySeconds *prometheus.HistogramVec
+}
+
+// Outcomes of sync_gateway_ingest_segments_total.
+const (
+	// SegmentApplied was applied.
+	SegmentApplied = "applied"
+	// SegmentDuplicate had been applied before: acknowledged, nothing changed.
+	SegmentDuplicate = "duplicate"
+	// SegmentRefused can never be stored as sent (InvalidArgument,
+	// FailedPrecondition): the worker's run fails.
+	SegmentRefused = "refused"
+	// SegmentFailed could not be applied now (a database error or the apply
+	// timeout): the worker sends it again.
+	SegmentFailed = "failed"
+)
+
+// SegmentOutcomes are the outcomes of sync_gateway_ingest_segments_total.
+var SegmentOutcomes = []string{SegmentApplied, SegmentDuplicate, SegmentRefused, SegmentFailed}
+
+// ForgetTenant removes the per-tenant series of a tenant that is gone.
+func (m *Metrics) ForgetTenant(slug string) {
+	l := prometheus.Labels{"tenant": slug}
+	m.IngestSegments.DeletePartialMatch(l)
+	m.IngestBytes.DeletePartialMatch(l)
+	m.ApplySeconds.DeletePartialMatch(l)
 }
 
 // NewMetrics returns unregistered metrics.
@@ -82,6 +116,14 @@ func NewMetrics() *Metrics {
 			Help: "Hosts of agents' sweep results: matched (a device of the agent's partition took the result), unknown (no device has the IP: ignored), invalid (not an IP address)."}, []string{"outcome"}),
 		Throttled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sync_gateway_throttled_total",
 			Help: "Calls answered ResourceExhausted (with a retry delay) by a server limit: streams, caller_streams, ingest_memory or caller_ingest_memory."}, []string{"limit"}),
+		IngestSegments: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sync_gateway_ingest_segments_total",
+			Help: "Segments of sync workers' StreamStatus calls by tenant and outcome: applied, duplicate (applied before), refused (can never be stored as sent), failed (database error or apply timeout; sent again)."},
+			[]string{"tenant", "outcome"}),
+		IngestBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sync_gateway_ingest_bytes_total",
+			Help: "Wire bytes of the chunks of StreamStatus calls by tenant, refused calls included."}, []string{"tenant"}),
+		ApplySeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "sync_gateway_apply_duration_seconds",
+			Help:    "Time PostgreSQL took to apply a segment (DIRE resolution and writes, in one transaction), by tenant.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)}, []string{"tenant"}),
 	}
 	for _, l := range []string{LimitStreams, LimitCallerStreams, LimitIngestMemory, LimitCallerIngestMemory} {
 		m.Throttled.WithLabelValues(l)
@@ -98,5 +140,6 @@ func NewMetrics() *Metrics {
 // Collectors are the metrics to register.
 func (m *Metrics) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.ControlStreams, m.ConfigPushes, m.ConfigAcks, m.HeartbeatWrites,
-		m.StatusStreams, m.StatusChunks, m.IngestHeldBytes, m.Throttled, m.StatusWindows, m.AgentStatus, m.AgentServicesDropped, m.SweptHosts}
+		m.StatusStreams, m.StatusChunks, m.IngestHeldBytes, m.Throttled, m.StatusWindows, m.AgentStatus, m.AgentServicesDropped, m.SweptHosts,
+		m.IngestSegments, m.IngestBytes, m.ApplySeconds}
 }

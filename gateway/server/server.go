@@ -22,7 +22,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/serviceradar/sync-operator/gateway/catalog"
+	"github.com/serviceradar/sync-operator/gateway/events"
 	"github.com/serviceradar/sync-operator/gateway/ingest"
+	"github.com/serviceradar/sync-operator/gateway/sourcemetrics"
 	"github.com/serviceradar/sync-operator/gateway/store"
 	"github.com/serviceradar/sync-operator/identity"
 	"github.com/serviceradar/sync-operator/identity/mtls"
@@ -118,6 +120,12 @@ type Options struct {
 	// Admission bounds what all calls hold at once (zero fields take
 	// DefaultAdmission).
 	Admission Admission
+	// Events records the gateway's Kubernetes events: finished runs, held
+	// retractions, refused edge certificates (nil: none).
+	Events *events.Recorder
+	// Sources are the per-source metrics that finished runs are counted in
+	// (nil: not counted).
+	Sources *sourcemetrics.Metrics
 }
 
 // Server implements monitoring.AgentGatewayService.
@@ -134,6 +142,8 @@ type Server struct {
 	ingest                        *budget
 	// commands reaches the ControlStreams open on this replica.
 	commands commandRouter
+	// renewals wakes ControlStreams waiting for a certificate renewal.
+	renewals renewalWaiters
 }
 
 // New returns a server.
@@ -238,7 +248,11 @@ func (s *Server) syncEntry(ctx context.Context, id identity.Identity) (*catalog.
 	case errors.Is(err, catalog.ErrTenantNotOnboarded):
 		return nil, s.refuse(id, codes.PermissionDenied, "tenant %q is not onboarded", id.TenantSlug)
 	case errors.Is(err, catalog.ErrRevoked):
+		s.certificateRefused(ctx, id, "it was issued before the SyncService's edge identity was issued again (status.edgeIdentitySince); run the edge worker with the current onboarding bundle")
 		return nil, s.refuse(id, codes.PermissionDenied, "certificate revoked: its SyncService's edge identity was issued again; use the current onboarding bundle")
+	case errors.Is(err, catalog.ErrUntrustedIssuer):
+		s.certificateRefused(ctx, id, "it was not issued by the tenant's current certificate authority (a Tenant of the same slug was deleted and created again); run the edge worker with the current onboarding bundle")
+		return nil, s.refuse(id, codes.PermissionDenied, "component not enrolled")
 	case errors.Is(err, catalog.ErrNotEnrolled):
 		return nil, s.refuse(id, codes.PermissionDenied, "component not enrolled")
 	case err != nil:
@@ -246,6 +260,20 @@ func (s *Server) syncEntry(ctx context.Context, id identity.Identity) (*catalog.
 		return nil, status.Error(codes.Unavailable, "reading the configuration failed")
 	}
 	return e, nil
+}
+
+// certificateRefused records a Warning event on the SyncService that a
+// refused edge certificate names, when one does.
+func (s *Server) certificateRefused(ctx context.Context, id identity.Identity, why string) {
+	if id.IsSPIFFE() || !s.o.Events.CertificateAllowed(id.String()) {
+		return
+	}
+	ss, err := s.catalog.Named(ctx, id)
+	if err != nil {
+		s.o.Log.Error(err, "finding the SyncService of a refused certificate", "caller", Clip(id.String()))
+		return
+	}
+	s.o.Events.CertificateRefused(ss, why)
 }
 
 // Hello accepts a sync worker and tells it whether its config is current.

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/serviceradar/sync-operator/gateway/ingest"
 	"github.com/serviceradar/sync-operator/gateway/results"
 	"github.com/serviceradar/sync-operator/gateway/runstatus"
+	"github.com/serviceradar/sync-operator/gateway/sourcemetrics"
 	"github.com/serviceradar/sync-operator/gateway/store"
 	"github.com/serviceradar/sync-operator/identity"
 	pb "github.com/serviceradar/sync-operator/proto"
@@ -229,22 +231,35 @@ func (s *Server) apply(ctx context.Context, id identity.Identity, keys map[strin
 		limit := s.retractLimit(keys[seg.SourceUID], seg.SourceUID)
 		seg.MaxRetractPercent = &limit
 	}
+	began := s.o.Clock.Now()
 	applied, err := s.o.Store.ApplySegment(actx, seg)
+	outcome := func(o string) { s.o.Metrics.IngestSegments.WithLabelValues(id.TenantSlug, o).Inc() }
 	var invalid *store.InvalidSegmentError
 	switch {
 	case errors.Is(err, store.ErrRunSource):
+		outcome(SegmentRefused)
 		return s.refuse(id, codes.InvalidArgument, "sync_run_id belongs to another source")
 	case errors.As(err, &invalid):
 		// It can never land: sending it again would fail the same way.
+		outcome(SegmentRefused)
 		return s.refuse(id, codes.InvalidArgument, "the segment can never be stored: %s", invalid.Reason)
 	case errors.Is(err, store.ErrInvalidSlug), errors.Is(err, store.ErrTenantGone):
 		// Not until the Tenant changes: retrying at once cannot help.
+		outcome(SegmentRefused)
 		return s.refuse(id, codes.FailedPrecondition, "the tenant has no device store: %s", err.Error())
 	case actx.Err() != nil:
+		outcome(SegmentFailed)
 		return s.ended(actx, id)
 	case err != nil:
+		outcome(SegmentFailed)
 		s.o.Log.Error(err, "applying a segment", "caller", id.String(), "run", Clip(seg.RunID), "segment", seg.Segment)
 		return status.Error(codes.Unavailable, "applying the segment failed; send it again")
+	}
+	if applied.Duplicate {
+		outcome(SegmentDuplicate)
+	} else {
+		outcome(SegmentApplied)
+		s.o.Metrics.ApplySeconds.WithLabelValues(id.TenantSlug).Observe(s.o.Clock.Since(began).Seconds())
 	}
 	s.o.Log.V(1).Info("segment applied", "caller", id.String(), "run", Clip(seg.RunID), "segment", seg.Segment,
 		"devices", applied.Devices, "merges", applied.Merges, "duplicate", applied.Duplicate)
@@ -443,6 +458,7 @@ func (in *intake) check(chunk *pb.GatewayStatusChunk) error {
 		}
 		decoded += shape.Footprint()
 	}
+	s.o.Metrics.IngestBytes.WithLabelValues(id.TenantSlug).Add(float64(size))
 	if in.wire += size; in.wire > int64(s.o.Limits.MaxBytes) {
 		return s.refuse(id, codes.ResourceExhausted, "the chunks of one call exceed %d bytes", s.o.Limits.MaxBytes)
 	}
@@ -461,8 +477,39 @@ func (s *Server) recordRun(ctx context.Context, key string, seg store.Segment, r
 		return nil
 	}
 	w := &runstatus.Writer{Status: s.o.Status, Reader: s.o.Reader, Store: s.o.Store, FieldOwner: FieldOwner}
-	return w.Record(ctx, types.NamespacedName{Namespace: ns, Name: name}, seg.TenantSlug, seg.SourceUID, run.Available) //nolint:wrapcheck // names the run and source
+	nn := types.NamespacedName{Namespace: ns, Name: name}
+	err := w.Record(ctx, nn, seg.TenantSlug, seg.SourceUID, run.Available)
+	s.observeRun(ctx, nn, seg, run)
+	return err //nolint:wrapcheck // names the run and source
 }
+
+// observeRun counts a finished run in the source's metrics and records its
+// event, from the run's record in the store and the source in the cache.
+func (s *Server) observeRun(ctx context.Context, key types.NamespacedName, seg store.Segment, run *store.Run) {
+	if s.o.Events == nil && s.o.Sources == nil {
+		return
+	}
+	src := &v1alpha1.IntegrationSource{}
+	if err := s.o.Reader.Get(ctx, key, src); err != nil || string(src.UID) != seg.SourceUID {
+		return // gone, or another source of that name by now
+	}
+	runs, err := s.o.Store.Runs(ctx, seg.TenantSlug, seg.SourceUID, recentRuns)
+	if err != nil {
+		s.o.Log.Error(err, "reading a finished run", "source", key.String(), "run", Clip(seg.RunID))
+		return
+	}
+	i := slices.IndexFunc(runs, func(r store.RunRecord) bool { return r.RunID == run.RunID })
+	if i < 0 {
+		return
+	}
+	s.o.Sources.RunFinished(sourcemetrics.Of(src, seg.TenantSlug), runs[i])
+	s.o.Events.RunFinished(src, runs[i])
+}
+
+// recentRuns is how many of a source's newest runs observeRun looks
+// through for the one that just finished (others of the source may have
+// finished since, on other replicas).
+const recentRuns = 4
 
 // retractLimit is the retraction brake of a source (key namespace/name),
 // from the informer cache: its spec.maxRetractPercent, or the default when

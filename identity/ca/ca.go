@@ -156,7 +156,13 @@ func serial() (*big.Int, error) {
 }
 
 func keyID(k Key) []byte {
-	der, _ := x509.MarshalPKIXPublicKey(k.k.Public())
+	return publicKeyID(k.k.Public())
+}
+
+// publicKeyID is the subject key id of a public key: the first 20 bytes of
+// the SHA-256 of its SubjectPublicKeyInfo.
+func publicKeyID(pub crypto.PublicKey) []byte {
+	der, _ := x509.MarshalPKIXPublicKey(pub)
 	sum := sha256.Sum256(der)
 	return sum[:20]
 }
@@ -257,6 +263,16 @@ func (a *Authority) sign(tmpl *x509.Certificate, lifetime time.Duration) (*Issue
 	if err != nil {
 		return nil, err
 	}
+	issued, err := a.signKey(tmpl, lifetime, key.k.Public(), sn)
+	if err != nil {
+		return nil, err
+	}
+	issued.Key = key
+	return issued, nil
+}
+
+// signKey signs tmpl for the public key pub; the Issued has no private key.
+func (a *Authority) signKey(tmpl *x509.Certificate, lifetime time.Duration, pub crypto.PublicKey, sn *big.Int) (*Issued, error) {
 	t := a.now()
 	tmpl.SerialNumber = sn
 	tmpl.NotBefore = t.Add(-clockSkew)
@@ -264,9 +280,9 @@ func (a *Authority) sign(tmpl *x509.Certificate, lifetime time.Duration) (*Issue
 	if tmpl.NotAfter.After(a.Cert.NotAfter) {
 		tmpl.NotAfter = a.Cert.NotAfter // never outlive the issuer
 	}
-	tmpl.SubjectKeyId = keyID(key)
+	tmpl.SubjectKeyId = publicKeyID(pub)
 	tmpl.AuthorityKeyId = a.Cert.SubjectKeyId
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.Cert, key.k.Public(), a.Key.k)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.Cert, pub, a.Key.k)
 	if err != nil {
 		return nil, fmt.Errorf("signing certificate under %q: %w", a.Cert.Subject.CommonName, err)
 	}
@@ -274,7 +290,7 @@ func (a *Authority) sign(tmpl *x509.Certificate, lifetime time.Duration) (*Issue
 	if err != nil {
 		return nil, fmt.Errorf("parsing issued certificate: %w", err)
 	}
-	return &Issued{Cert: cert, Key: key, Chain: a.chainBelow()}, nil
+	return &Issued{Cert: cert, Chain: a.chainBelow()}, nil
 }
 
 // NewTenantCA issues the intermediate CA of a tenant (CN
@@ -338,6 +354,30 @@ func (a *Authority) IssueEdgeClient(componentID, partition, tenantSlug string, l
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 		BasicConstraintsValid: true,
 	}, lifetime)
+}
+
+// IssueEdgeClientForKey issues the edge client certificate of
+// IssueEdgeClient (the same template, lifetime and chain) for a public key
+// the edge made and keeps: the Issued has no private key. Callers check the
+// request that carried pub (see identity/renewal); only pub is taken from it.
+func (a *Authority) IssueEdgeClientForKey(pub crypto.PublicKey, componentID, partition, tenantSlug string, lifetime time.Duration) (*Issued, error) {
+	cn, err := identity.FormatCommonName(componentID, partition, tenantSlug)
+	if err != nil {
+		return nil, err
+	}
+	if lifetime <= 0 {
+		lifetime = DefaultEdgeLifetime
+	}
+	sn, err := serial()
+	if err != nil {
+		return nil, err
+	}
+	return a.signKey(&x509.Certificate{
+		Subject:               pkix.Name{CommonName: cn, Organization: []string{"ServiceRadar"}},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageKeyAgreement,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		BasicConstraintsValid: true,
+	}, lifetime, pub, sn)
 }
 
 // ServerNames are the names a server certificate is valid for.

@@ -50,6 +50,10 @@ type Config struct {
 	Runner runner.Options
 	// Ready is called once the worker has its first configuration.
 	Ready func()
+	// RenewCertificate, when not nil, asks an edge worker to renew its
+	// certificate at each receive, due or not (it renews by itself at two
+	// thirds of the certificate's lifetime).
+	RenewCertificate <-chan struct{}
 }
 
 // LoadBootstrap reads and checks a bootstrap file.
@@ -162,13 +166,17 @@ func Run(ctx context.Context, c Config) error {
 		return err
 	}
 	defer closeCreds()
+	renewer, err := edgeRenewer(ctx, b, c.RenewCertificate)
+	if err != nil {
+		return err
+	}
 	host, _ := os.Hostname()
 	// The runner needs the uplink's client and the uplink the runner's
 	// commands: r is set before the uplink runs, and so before any command.
 	var r *runner.Runner
 	up, err := uplink.New(uplink.Config{Target: b.GatewayAddress, Creds: creds, AgentID: b.ComponentID, Partition: b.Partition,
 		Version: c.Version, Hostname: host, OS: runtime.GOOS, Arch: runtime.GOARCH,
-		Capabilities: []string{"armis", "netbox", "faker"}, Log: c.Log.WithName("uplink"),
+		Capabilities: []string{"armis", "netbox", "faker"}, Log: c.Log.WithName("uplink"), Renewer: renewer,
 		Commands: map[string]uplink.CommandHandler{
 			commands.RunNowType: func(_ context.Context, req *pb.CommandRequest) uplink.CommandOutcome { return RunNow(r, req) },
 		}})

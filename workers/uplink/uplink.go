@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/serviceradar/sync-operator/gateway/bundle"
+	"github.com/serviceradar/sync-operator/identity/renewal"
 	pb "github.com/serviceradar/sync-operator/proto"
 )
 
@@ -48,8 +49,26 @@ type Config struct {
 	// and answered with a CommandResult; a type not listed here gets
 	// success=false and a message saying so, never a broken stream.
 	Commands map[string]CommandHandler
+	// Renewer, when set, renews the worker's own edge certificate over the
+	// ControlStream (renewal.Files): its requests go out on the stream, the
+	// answers come back to it. RenewCheck is how often it is asked whether a
+	// renewal is due (default 1 minute; Wake asks at once).
+	Renewer    Renewer
+	RenewCheck time.Duration
 	// Log receives connection events (never configuration contents).
 	Log logr.Logger
+}
+
+// Renewer renews a worker's certificate (renewal.Files implements it).
+type Renewer interface {
+	// Next is the request to send now, or nil; resend is true on a new
+	// stream, which sends a request still waiting for its answer again.
+	Next(resend bool) (*renewal.Request, error)
+	// Answer takes the gateway's answer and returns the serial of the
+	// certificate now in use, or why none is.
+	Answer(requestID string, issued bool, certPEM []byte, reason, message string) (string, error)
+	// Wake is closed when Next should be asked at once.
+	Wake() <-chan struct{}
 }
 
 // CommandHandler performs one command: req carries its id, type and JSON
@@ -103,6 +122,9 @@ func New(cfg Config) (*Uplink, error) {
 	}
 	if cfg.MaxBackoff <= 0 {
 		cfg.MaxBackoff = 30 * time.Second
+	}
+	if cfg.RenewCheck <= 0 {
+		cfg.RenewCheck = time.Minute
 	}
 	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(cfg.Creds)}, cfg.DialOptions...)
 	conn, err := grpc.NewClient(cfg.Target, opts...)
@@ -280,6 +302,10 @@ func (u *Uplink) streamOnce(ctx context.Context, deliver func(*pb.AgentConfigRes
 		running.Wait()
 	}()
 	inFlight := make(chan struct{}, maxCommandsInFlight)
+	if u.cfg.Renewer != nil {
+		running.Add(1)
+		go func() { defer running.Done(); u.renew(sctx, send) }()
+	}
 	for {
 		msg, err := st.Recv()
 		if errors.Is(err, io.EOF) {
@@ -292,6 +318,10 @@ func (u *Uplink) streamOnce(ctx context.Context, deliver func(*pb.AgentConfigRes
 			if err := u.command(sctx, cmd, send, inFlight, &running); err != nil {
 				return received, err
 			}
+			continue
+		}
+		if ans := msg.GetCertificateRenewal(); ans != nil {
+			u.renewed(ans)
 			continue
 		}
 		cfg := msg.GetConfig()
@@ -309,6 +339,50 @@ func (u *Uplink) streamOnce(ctx context.Context, deliver func(*pb.AgentConfigRes
 			return received, fmt.Errorf("acknowledging config %s: %w", cfg.GetConfigVersion(), err)
 		}
 	}
+}
+
+// renew sends the Renewer's certificate requests on one ControlStream until
+// it ends: at once (a request still waiting is sent again on the new
+// stream), then whenever Wake fires or RenewCheck passes.
+func (u *Uplink) renew(ctx context.Context, send func(*pb.ControlStreamRequest) error) {
+	r := u.cfg.Renewer
+	resend := true
+	for {
+		wake := r.Wake()
+		req, err := r.Next(resend)
+		resend = false
+		switch {
+		case err != nil:
+			u.cfg.Log.Info("preparing a certificate renewal failed", "error", err.Error())
+		case req != nil:
+			err := send(&pb.ControlStreamRequest{Payload: &pb.ControlStreamRequest_CertificateRequest{CertificateRequest: &pb.CertificateSigningRequest{
+				CsrPem: req.CSRPEM, Proof: req.Proof, Timestamp: time.Now().Unix(),
+			}}})
+			if err != nil {
+				return // the stream is broken; the next one sends it again
+			}
+			u.cfg.Log.Info("sent a certificate renewal request", "request", req.ID)
+		}
+		t := time.NewTimer(u.cfg.RenewCheck)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-wake:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// renewed hands the gateway's answer to a certificate request to the Renewer.
+func (u *Uplink) renewed(ans *pb.CertificateRenewal) {
+	serial, err := u.cfg.Renewer.Answer(ans.GetRequestId(), ans.GetIssued(), ans.GetCertificatePem(), ans.GetReason(), ans.GetMessage())
+	if err != nil {
+		u.cfg.Log.Info("certificate renewal not done", "request", ans.GetRequestId(), "error", err.Error())
+		return
+	}
+	u.cfg.Log.Info("certificate renewed; new connections present it", "request", ans.GetRequestId(), "serial", serial)
 }
 
 // command acknowledges a command and answers it with a result: from its
