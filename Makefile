@@ -94,8 +94,12 @@ test: envtest-assets spire-assets promtool-assets ## Run all tests against a rea
 demo: envtest-assets ## Run the main job: local control plane, CRDs, samples, status.
 	./hack/demo.sh
 
+.PHONY: demo-edge
+demo-edge: envtest-assets ## make demo plus an OnPrem SyncService whose worker runs from its extracted onboarding bundle alone and renews its certificate.
+	DEMO_EDGE=1 ./hack/demo.sh
+
 .PHONY: demo-down
-demo-down: ## Stop what `make demo` started.
+demo-down: ## Stop what `make demo` or `make demo-edge` started.
 	./hack/demo.sh down
 
 $(CONTROLLER_GEN):

@@ -10,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
 	"github.com/serviceradar/sync-operator/identity"
@@ -49,6 +50,18 @@ func (r *SyncServiceReconciler) answerRenewal(ctx context.Context, ss *v1alpha1.
 	req := pendingRequest(&ss.Status)
 	if req == nil {
 		return nil
+	}
+	if r.Reader != nil {
+		// The cache may not have this manager's own answer yet: sign only
+		// from the current object.
+		live := &v1alpha1.SyncService{}
+		if err := r.Reader.Get(ctx, client.ObjectKeyFromObject(ss), live); err != nil {
+			return fmt.Errorf("reading SyncService %s/%s: %w", ss.Namespace, ss.Name, err)
+		}
+		if live.ResourceVersion != ss.ResourceVersion {
+			out.requeueIn(time.Second)
+			return nil
+		}
 	}
 	now := r.now()
 	ans := &v1alpha1.EdgeCertificateRenewal{RequestID: req.ID, RequestedAt: req.RequestedAt, AnsweredAt: metav1.NewTime(now).Rfc3339Copy()}

@@ -188,7 +188,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		certNames = opts.gatewayCertNames()
 	}
 	return (&SyncServiceReconciler{
-		Client: mgr.GetClient(), Store: store, Events: mgr.GetEventRecorder("sync-operator-syncservice"),
+		Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Store: store, Events: mgr.GetEventRecorder("sync-operator-syncservice"),
 		GatewayAddress: opts.GatewayAddress, GatewayServerName: opts.GatewayServerName,
 		EdgeGatewayAddress: opts.EdgeGatewayAddress, GatewayCertNames: certNames,
 		TrustDomain: td, WorkerImage: image, SVIDLifetime: opts.SVIDLifetime, EdgeLifetime: opts.EdgeLifetime,

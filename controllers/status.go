@@ -50,6 +50,17 @@ func sameConditions(existing, want []metav1.Condition) bool {
 // applyStatus server-side applies the given status fields (only those) of an
 // object of this API under FieldOwner.
 func applyStatus(ctx context.Context, c client.Client, kind string, obj client.Object, status any) error {
+	return applyStatusAt(ctx, c, kind, obj, status, "")
+}
+
+// applyStatusIfCurrent is applyStatus with obj's resourceVersion as a
+// precondition: a status computed from a stale read is refused (a Conflict)
+// instead of overwriting what was written since.
+func applyStatusIfCurrent(ctx context.Context, c client.Client, kind string, obj client.Object, status any) error {
+	return applyStatusAt(ctx, c, kind, obj, status, obj.GetResourceVersion())
+}
+
+func applyStatusAt(ctx context.Context, c client.Client, kind string, obj client.Object, status any, resourceVersion string) error {
 	raw, err := json.Marshal(status)
 	if err != nil {
 		return fmt.Errorf("encoding %s status: %w", kind, err)
@@ -63,6 +74,7 @@ func applyStatus(ctx context.Context, c client.Client, kind string, obj client.O
 	u.SetKind(kind)
 	u.SetName(obj.GetName())
 	u.SetNamespace(obj.GetNamespace())
+	u.SetResourceVersion(resourceVersion)
 	if err := c.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
 		return fmt.Errorf("applying %s %s status: %w", kind, client.ObjectKeyFromObject(obj), err)
 	}

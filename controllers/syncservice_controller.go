@@ -82,6 +82,10 @@ var clusterSPIFFEIDGK = workload.ClusterSPIFFEIDGVK.GroupKind()
 // issues OnPrem onboarding bundles, and reports phase and workers.
 type SyncServiceReconciler struct {
 	Client client.Client
+	// Reader reads past the cache (the manager's API reader): a certificate
+	// request is answered only when the cached SyncService is the current
+	// one, so that no request is signed twice. Nil reads through Client.
+	Reader client.Reader
 	Store  *platform.Store
 	Events events.EventRecorder
 	// GatewayAddress is written into worker bootstraps.
@@ -191,7 +195,10 @@ func (r *SyncServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if err := r.answerRenewal(ctx, ss, tenant, served, out); err != nil {
 		return ctrl.Result{}, err
 	}
-	if err := r.writeStatus(ctx, ss, out); err != nil {
+	if err := r.writeStatus(ctx, ss, out); apierrors.IsConflict(err) {
+		// Read stale: the next reconcile reads the change.
+		return ctrl.Result{RequeueAfter: time.Second}, nil
+	} else if err != nil {
 		return ctrl.Result{}, err
 	}
 	return ctrl.Result{RequeueAfter: out.requeue}, nil
@@ -886,7 +893,10 @@ func (r *SyncServiceReconciler) writeStatus(ctx context.Context, ss *v1alpha1.Sy
 	if renewed != nil {
 		status["certificateRenewal"] = renewed
 	}
-	return applyStatus(ctx, r.Client, "SyncService", ss, status)
+	// Only from the current object: a reconcile working from a stale cache
+	// (the manager's own write not seen yet) would otherwise put back an
+	// older certificate answer or list.
+	return applyStatusIfCurrent(ctx, r.Client, "SyncService", ss, status)
 }
 
 // workersReady is status.workersReady: ready worker pods over desired ones,

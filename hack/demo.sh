@@ -15,6 +15,19 @@
 # <percent>% of the devices are ones both report (same MAC, addresses and
 # hostname). The summary then counts the canonical devices that carry both
 # sources' identifiers, against the number the overlap makes.
+#
+# DEMO_EDGE=1 (`make demo-edge`) adds a sync at the edge: an OnPrem
+# SyncService acme/edge-site (the manager started with --edge-gateway-address
+# set to the gateway's 127.0.0.1 address and a short --edge-cert-lifetime,
+# DEMO_EDGE_CERT_LIFETIME, default 6m) with a Faker source faker-edge of 5,000
+# devices assigned to it. The demo extracts the onboarding bundle
+# (config.json, tls.crt, tls.key, ca.crt) into .demo/edge-site as a site would
+# receive it, runs `worker --config .demo/edge-site/config.json` from there
+# alone (no kubeconfig, no cluster access, the working directory elsewhere),
+# prints the edge source's devices in tenant_acme, and waits for the worker to
+# renew its certificate over its ControlStream (due at two thirds of the
+# lifetime counted from NotBefore, which is back-dated 5 minutes: about 2m20s
+# after issue for 6m), printing the bundle's serial and the renewed one.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,12 +37,16 @@ MANAGER_PIDFILE="$DEMO_DIR/manager.pid"
 GATEWAY_PIDFILE="$DEMO_DIR/gateway.pid"
 WORKER_PIDFILE="$DEMO_DIR/worker.pid"
 ARMIS_PIDFILE="$DEMO_DIR/armis.pid"
+EDGE_WORKER_PIDFILE="$DEMO_DIR/edge-worker.pid"
 PGDIR_FILE="$DEMO_DIR/postgres.dir" # the server's folder, outside the repo so its system user can reach it
 GATEWAY_ADDR="127.0.0.1:50052"
 OVERLAP="${DEMO_OVERLAP:-}"
 OVERLAP_SEED=42
 ARMIS_ADDR="${DEMO_ARMIS_ADDR:-127.0.0.1:50080}"
 ARMIS_DEVICES="${DEMO_ARMIS_DEVICES:-10000}"
+EDGE="${DEMO_EDGE:-}"
+EDGE_LIFETIME="${DEMO_EDGE_CERT_LIFETIME:-6m}"
+EDGE_DIR="$DEMO_DIR/edge-site"
 export KUBECONFIG="$DEMO_DIR/kubeconfig"
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
@@ -47,6 +64,7 @@ stop_pid() { # stop_pid <pidfile> <what>
 }
 
 down() {
+  stop_pid "$EDGE_WORKER_PIDFILE" "the edge worker"
   stop_pid "$WORKER_PIDFILE" "the worker"
   stop_pid "$GATEWAY_PIDFILE" "the gateway"
   stop_pid "$MANAGER_PIDFILE" "the manager"
@@ -68,6 +86,13 @@ if [[ -n "$OVERLAP" ]] && ! [[ "$OVERLAP" =~ ^[0-9]+$ && "$OVERLAP" -le 100 ]]; 
 fi
 if [[ -n "$OVERLAP" ]] && ! [[ "$ARMIS_DEVICES" =~ ^[0-9]+$ && "$ARMIS_DEVICES" -ge 1 ]]; then
   echo "DEMO_ARMIS_DEVICES must be a positive number (got '$ARMIS_DEVICES')" >&2
+  exit 2
+fi
+
+if [[ -n "$EDGE" ]] && ! [[ "$EDGE_LIFETIME" =~ ^[0-9]+m$ && "${EDGE_LIFETIME%m}" -ge 3 ]]; then
+  # Certificates are back-dated 5 minutes and renewed at two thirds of
+  # NotAfter - NotBefore: below 3 minutes one would be due as soon as issued.
+  echo "DEMO_EDGE_CERT_LIFETIME must be whole minutes, at least 3m (got '$EDGE_LIFETIME')" >&2
   exit 2
 fi
 
@@ -153,10 +178,46 @@ YAML
   SOURCES+=(armis-demo)
 fi
 
+EDGE_FLAGS=()
+if [[ -n "$EDGE" ]]; then
+  step "DEMO_EDGE: an OnPrem SyncService acme/edge-site and a Faker source faker-edge (5,000 devices) assigned to it"
+  "$KUBECTL" apply -f - <<YAML
+apiVersion: integrations.serviceradar.io/v1alpha1
+kind: SyncService
+metadata:
+  name: edge-site
+  namespace: acme
+spec:
+  serviceType: OnPrem
+  partition: default
+  capabilities: [faker]
+---
+apiVersion: integrations.serviceradar.io/v1alpha1
+kind: IntegrationSource
+metadata:
+  name: faker-edge
+  namespace: acme
+spec:
+  type: faker
+  syncServiceRef:
+    namespace: acme
+    name: edge-site
+  faker:
+    devices: 5000
+    churnPercent: 5
+    seed: 7
+  pollInterval: 1m
+YAML
+  # The edge reaches the gateway at its (here loopback) external address; the
+  # manager writes it into the bundle and puts its host on the gateway's
+  # certificate.
+  EDGE_FLAGS=(--edge-gateway-address="$GATEWAY_ADDR" --edge-cert-lifetime="$EDGE_LIFETIME")
+fi
+
 step "starting the manager (platform bootstrap, Tenant, SyncService and IntegrationSource controllers)"
 "$ROOT/bin/manager" --kubeconfig "$KUBECONFIG" --namespace serviceradar-system --leader-elect=false \
   --metrics-bind-address=0 --health-probe-bind-address=0 --gateway-address="$GATEWAY_ADDR" \
-  --gateway-tls-secret=sync-gateway-tls >"$DEMO_DIR/manager.log" 2>&1 &
+  --gateway-tls-secret=sync-gateway-tls ${EDGE_FLAGS[@]+"${EDGE_FLAGS[@]}"} >"$DEMO_DIR/manager.log" 2>&1 &
 echo $! > "$MANAGER_PIDFILE"
 "$KUBECTL" wait --for=condition=Ready --timeout=120s tenants --all
 "$KUBECTL" wait --for=condition=Ready --timeout=120s integrationsources --all -A
@@ -194,6 +255,71 @@ for i in $(seq 1 240); do
   sleep 2
 done
 [[ "$result" == "Success" ]] || { echo "the first runs did not finish in 8 minutes; see $DEMO_DIR/worker.log" >&2; exit 1; }
+
+if [[ -n "$EDGE" ]]; then
+  step "the edge: extracting acme/edge-site's onboarding bundle into $EDGE_DIR, as a site receives it"
+  "$KUBECTL" wait --for=create --timeout=120s -n acme secret/edge-site-onboarding >/dev/null
+  rm -rf "$EDGE_DIR"
+  mkdir -m 0700 -p "$EDGE_DIR"
+  for k in config.json tls.crt tls.key ca.crt; do
+    "$KUBECTL" get secret -n acme edge-site-onboarding -o "jsonpath={.data.${k//./\\.}}" | base64 -d >"$EDGE_DIR/$k"
+  done
+  chmod 0600 "$EDGE_DIR/tls.key"
+  serial() { openssl x509 -noout -serial -in "$1" | sed 's/^serial=//; s/^0*//' | tr 'A-F' 'a-f'; }
+  BUNDLE_SERIAL="$(serial "$EDGE_DIR/tls.crt")"
+  ls -l "$EDGE_DIR"
+  cat "$EDGE_DIR/config.json"
+  echo "bundle certificate: serial $BUNDLE_SERIAL, $(openssl x509 -noout -subject -enddate -in "$EDGE_DIR/tls.crt" | tr '\n' ' ')"
+
+  step "running the edge worker from $EDGE_DIR alone: worker --config $EDGE_DIR/config.json (no kubeconfig, working directory /)"
+  (cd / && exec env -u KUBECONFIG "$ROOT/bin/worker" --config "$EDGE_DIR/config.json" --metrics-bind-address 127.0.0.1:9093 \
+    >"$DEMO_DIR/edge-worker.log" 2>&1) &
+  echo $! > "$EDGE_WORKER_PIDFILE"
+  EDGE_UID="$("$KUBECTL" get integrationsource -n acme faker-edge -o jsonpath='{.metadata.uid}')"
+  edge_devices() { psql "$PSQL_DSN" -Atc "SELECT count(*) FROM tenant_acme.source_devices WHERE integration_source_uid = '$EDGE_UID'" 2>/dev/null || echo 0; }
+  r=""
+  for i in $(seq 1 120); do
+    r="$("$KUBECTL" get integrationsource -n acme faker-edge -o jsonpath='{.status.lastSyncResult}')"
+    printf '  %3ss  devices of faker-edge in tenant_acme: %5s   faker-edge lastSyncResult: %s\n' "$((i * 2))" "$(edge_devices)" "${r:--}"
+    [[ "$r" == "Success" ]] && break
+    kill -0 "$(cat "$EDGE_WORKER_PIDFILE")" 2>/dev/null || { echo "the edge worker stopped:" >&2; tail -20 "$DEMO_DIR/edge-worker.log" >&2; exit 1; }
+    sleep 2
+  done
+  [[ "$r" == "Success" ]] || { echo "the edge source's first run did not finish in 4 minutes; see $DEMO_DIR/edge-worker.log" >&2; exit 1; }
+  echo "edge source acme/faker-edge: $(edge_devices) devices in tenant_acme, synced by the worker started from $EDGE_DIR"
+  echo "(the Faker numbers its devices from 1 in every source, so DIRE merges them with faker-lab's first $(edge_devices) by faker_device_id)"
+
+  epoch() { date -d "$(openssl x509 -noout "-$1" -in "$EDGE_DIR/tls.crt" | cut -d= -f2)" +%s; }
+  nb="$(epoch startdate)" na="$(epoch enddate)"
+  due=$(( nb + (na - nb) * 2 / 3 ))
+  step "waiting for the edge worker to renew its certificate over its ControlStream (due at $(date -d "@$due" +%T), in $(( due - $(date +%s) ))s; the worker checks every minute)"
+  renewed=""
+  for i in $(seq 1 120); do
+    s="$(serial "$EDGE_DIR/tls.crt" 2>/dev/null || true)"
+    if [[ -n "$s" && "$s" != "$BUNDLE_SERIAL" ]]; then renewed="$s"; break; fi
+    kill -0 "$(cat "$EDGE_WORKER_PIDFILE")" 2>/dev/null || { echo "the edge worker stopped:" >&2; tail -20 "$DEMO_DIR/edge-worker.log" >&2; exit 1; }
+    (( i % 6 == 0 )) && printf '  %3ss  still serial %s\n' "$((i * 5))" "$BUNDLE_SERIAL"
+    sleep 5
+  done
+  [[ -n "$renewed" ]] || { echo "the edge worker did not renew its certificate in 10 minutes; see $DEMO_DIR/edge-worker.log" >&2; exit 1; }
+  for i in $(seq 1 60); do
+    "$KUBECTL" get syncservice -n acme edge-site -o jsonpath='{.status.edgeCertificates[*].serial}' | tr ' ' '\n' | grep -qx "$renewed" && break
+    sleep 1
+  done
+  grep -h 'certificate renewed' "$DEMO_DIR/edge-worker.log" | tail -1 || true
+  echo "edge certificate renewed: bundle serial $BUNDLE_SERIAL -> renewed serial $renewed ($(openssl x509 -noout -enddate -in "$EDGE_DIR/tls.crt"))"
+  echo "status.edgeCertificates of acme/edge-site (newest first; each accepted until it expires):"
+  "$KUBECTL" get syncservice -n acme edge-site -o jsonpath='{range .status.edgeCertificates[*]}{.serial} {.notBefore} {.notAfter}{"\n"}{end}' |
+    while read -r sn nb na; do
+      case "$sn" in
+        "$renewed") what="renewed by the edge worker for its new key" ;;
+        "$BUNDLE_SERIAL") what="the extracted bundle's" ;;
+        *) what="the onboarding Secret's, re-issued by the manager at its own renewal time" ;;
+      esac
+      printf '  serial=%s  notBefore=%s  notAfter=%s  (%s)\n' "$sn" "$nb" "$na" "$what"
+    done
+  echo "CertificateRenewal condition: $("$KUBECTL" get syncservice -n acme edge-site -o jsonpath='{.status.conditions[?(@.type=="CertificateRenewal")].reason}: {.status.conditions[?(@.type=="CertificateRenewal")].message}')"
+fi
 "$KUBECTL" wait --for=jsonpath='{.status.phase}'=Online --timeout=120s syncservices --all -A >/dev/null
 
 step "kubectl get serviceradar -A"
@@ -234,7 +360,7 @@ In another shell:
   $KUBECTL get serviceradar -A
   $KUBECTL explain integrationsource.spec
   psql '$PSQL_DSN' -c 'SELECT ip, hostname, discovery_sources FROM tenant_acme.ocsf_devices LIMIT 5'
-Logs: $DEMO_DIR/{manager,gateway,worker${OVERLAP:+,armis}}.log
+Logs: $DEMO_DIR/{manager,gateway,worker${OVERLAP:+,armis}${EDGE:+,edge-worker}}.log
 MSG
 if [[ -n "${DEMO_DETACH:-}" ]]; then
   echo "Stop it with: make demo-down"

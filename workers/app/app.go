@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
 
 	"github.com/go-logr/logr"
@@ -56,7 +57,10 @@ type Config struct {
 	RenewCertificate <-chan struct{}
 }
 
-// LoadBootstrap reads and checks a bootstrap file.
+// LoadBootstrap reads and checks a bootstrap file. Relative identity file
+// paths are taken from the bootstrap's own directory, not the working
+// directory: an onboarding bundle (config.json naming ./tls.crt, ./tls.key
+// and ./ca.crt) runs as `worker --config <dir>/config.json` from anywhere.
 func LoadBootstrap(path string) (workload.Bootstrap, error) {
 	data, err := os.ReadFile(path) //nolint:gosec // the operator-given bootstrap path
 	if err != nil {
@@ -65,6 +69,12 @@ func LoadBootstrap(path string) (workload.Bootstrap, error) {
 	b, err := LoadBootstrapJSON(data)
 	if err != nil {
 		return b, fmt.Errorf("bootstrap %s: %w", path, err)
+	}
+	dir := filepath.Dir(path)
+	for _, f := range []*string{&b.Identity.CertFile, &b.Identity.KeyFile, &b.Identity.CAFile} {
+		if *f != "" && !filepath.IsAbs(*f) {
+			*f = filepath.Join(dir, *f)
+		}
 	}
 	return b, nil
 }

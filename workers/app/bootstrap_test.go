@@ -1,6 +1,9 @@
 package app_test
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -31,6 +34,38 @@ func TestLoadBootstrapNamesTheField(t *testing.T) {
 				t.Fatalf("error %v, want one naming %q", err, tc.wantErr)
 			case err == nil && b.Partition != "default":
 				t.Fatalf("partition %q, want the default", b.Partition)
+			}
+		})
+	}
+}
+
+// An onboarding bundle names its files relative to config.json (./tls.crt):
+// they are found next to it whatever the working directory is, and absolute
+// paths stay as they are.
+func TestLoadBootstrapTakesRelativeIdentityFilesFromItsDirectory(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct {
+		name, cert, wantCert string
+	}{
+		{"dot-relative, as the manager renders", "./tls.crt", filepath.Join(dir, "tls.crt")},
+		{"bare name", "tls.crt", filepath.Join(dir, "tls.crt")},
+		{"subdirectory", "id/tls.crt", filepath.Join(dir, "id", "tls.crt")},
+		{"absolute", "/etc/sync/tls.crt", "/etc/sync/tls.crt"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			boot := fmt.Sprintf(`{"gateway_address":"gw:50052","component_id":"w","identity":{"source":"files","cert_file":%q,"key_file":"./tls.key","ca_file":"./ca.crt"}}`, tc.cert)
+			path := filepath.Join(dir, "config.json")
+			if err := os.WriteFile(path, []byte(boot), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			t.Chdir(t.TempDir()) // anywhere but the bundle's directory
+			b, err := app.LoadBootstrap(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b.Identity.CertFile != tc.wantCert || b.Identity.KeyFile != filepath.Join(dir, "tls.key") || b.Identity.CAFile != filepath.Join(dir, "ca.crt") {
+				t.Fatalf("identity files %q, %q, %q; want %q and tls.key, ca.crt in %s", b.Identity.CertFile, b.Identity.KeyFile, b.Identity.CAFile, tc.wantCert, dir)
 			}
 		})
 	}
