@@ -31,6 +31,7 @@ import (
 
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
 	"github.com/serviceradar/sync-operator/gateway/store"
+	gqueue "github.com/serviceradar/sync-operator/gateway/workqueue"
 )
 
 // Finalizer is held on sources whose devices are retracted on deletion.
@@ -89,23 +90,9 @@ func (c *Controller) Watch(ctx context.Context, informers ctrlcache.Cache) error
 
 // Run works until ctx ends.
 func (c *Controller) Run(ctx context.Context) {
-	go func() {
-		<-ctx.Done()
-		c.queue.ShutDown()
-	}()
-	for {
-		key, quit := c.queue.Get()
-		if quit {
-			return
-		}
-		if err := c.reconcile(ctx, key); err != nil {
-			c.Log.Info("retraction will be retried", "source", key.String(), "error", err.Error())
-			c.queue.AddRateLimited(key)
-		} else {
-			c.queue.Forget(key)
-		}
-		c.queue.Done(key)
-	}
+	gqueue.Run(ctx, c.queue, c.Log, "retraction", func(ctx context.Context, key types.NamespacedName) (time.Duration, error) {
+		return 0, c.reconcile(ctx, key)
+	})
 }
 
 func (c *Controller) reconcile(ctx context.Context, key types.NamespacedName) error {

@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/go-logr/logr"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -26,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
+	gqueue "github.com/serviceradar/sync-operator/gateway/workqueue"
 	"github.com/serviceradar/sync-operator/tenancy"
 )
 
@@ -76,23 +78,9 @@ func (c *Controller) Watch(ctx context.Context, informers ctrlcache.Cache) error
 
 // Run works until ctx ends. One worker handles the slugs in turn.
 func (c *Controller) Run(ctx context.Context) {
-	go func() {
-		<-ctx.Done()
-		c.queue.ShutDown()
-	}()
-	for {
-		slug, quit := c.queue.Get()
-		if quit {
-			return
-		}
-		if err := c.reconcile(ctx, slug); err != nil && ctx.Err() == nil {
-			c.Log.Info("tenant schema work will be retried", "tenant", slug, "error", err.Error())
-			c.queue.AddRateLimited(slug)
-		} else {
-			c.queue.Forget(slug)
-		}
-		c.queue.Done(slug)
-	}
+	gqueue.Run(ctx, c.queue, c.Log, "tenant schema work", func(ctx context.Context, slug string) (time.Duration, error) {
+		return 0, c.reconcile(ctx, slug)
+	})
 }
 
 func (c *Controller) reconcile(ctx context.Context, slug string) error {

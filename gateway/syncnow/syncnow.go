@@ -55,6 +55,7 @@ import (
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
 	"github.com/serviceradar/sync-operator/gateway/commands"
 	"github.com/serviceradar/sync-operator/gateway/server"
+	gqueue "github.com/serviceradar/sync-operator/gateway/workqueue"
 	"github.com/serviceradar/sync-operator/identity"
 	"github.com/serviceradar/sync-operator/workload"
 )
@@ -150,28 +151,7 @@ func (c *Controller) Watch(ctx context.Context, informers ctrlcache.Cache) error
 
 // Run works until ctx ends.
 func (c *Controller) Run(ctx context.Context) {
-	go func() {
-		<-ctx.Done()
-		c.queue.ShutDown()
-	}()
-	for {
-		key, quit := c.queue.Get()
-		if quit {
-			return
-		}
-		after, err := c.reconcile(ctx, key)
-		switch {
-		case err != nil:
-			c.Log.Info("sync request will be retried", "source", key.String(), "error", err.Error())
-			c.queue.AddRateLimited(key)
-		case after > 0:
-			c.queue.Forget(key)
-			c.queue.AddAfter(key, after)
-		default:
-			c.queue.Forget(key)
-		}
-		c.queue.Done(key)
-	}
+	gqueue.Run(ctx, c.queue, c.Log, "sync request", c.reconcile)
 }
 
 func (c *Controller) now() time.Time {
