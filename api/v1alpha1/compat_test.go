@@ -25,6 +25,7 @@ import (
 // whose objects testdata/previous-release holds (hack/cluster/previous-release).
 // Empty it when that fixture is refreshed at a release.
 var newSincePreviousRelease = []string{
+	"IntegrationSource spec.dryRun",
 	"IntegrationSource spec.historyLimit",
 	"IntegrationSource spec.maxRetractPercent",
 	"SyncService spec.gatewayAddress",

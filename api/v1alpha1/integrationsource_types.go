@@ -184,6 +184,69 @@ type SyncRequestStatus struct {
 	Message string `json:"message,omitempty"`
 }
 
+// DryRunSampleLimit is how many devices status.dryRun lists of each kind
+// of change.
+const DryRunSampleLimit = 10
+
+// DryRunStatus is what a dry run would have done: the counts a real run
+// records in status.lastRun, and a few devices of each kind of change.
+type DryRunStatus struct {
+	// ID is the run's UUID.
+	//
+	// +optional
+	ID string `json:"id,omitempty"`
+	// FinishedAt is when the gateway evaluated the run (and rolled it back).
+	//
+	// +optional
+	FinishedAt *metav1.Time `json:"finishedAt,omitempty"`
+	// ObservedGeneration is the metadata.generation of the source when the
+	// run was evaluated: the spec the prediction is about.
+	//
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Result is the result the run would have had: Success, Partial, Failed
+	// or HeldRetraction (the brake would hold its retraction).
+	//
+	// +optional
+	Result SyncResult `json:"result,omitempty"`
+	// Error is the fetch error the worker reported, if any, without secrets.
+	//
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Error string `json:"error,omitempty"`
+	// Counts are what the run would have changed. For a run the brake would
+	// hold, counts.retracted is what it would retract once approved.
+	//
+	// +optional
+	Counts RunCounts `json:"counts,omitempty"`
+	// Available is how many devices the source reported available when the
+	// dry run was evaluated: what counts.retracted is a share of.
+	//
+	// +optional
+	Available int64 `json:"available,omitempty"`
+	// Created, Updated, Merged and Retracted list up to DryRunSampleLimit
+	// devices of each kind: the source's own device id where it has one
+	// (created, updated), otherwise the canonical device uid; merged entries
+	// read "<merged uid> -> <surviving uid>".
+	//
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=10
+	Created []string `json:"created,omitempty"`
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=10
+	Updated []string `json:"updated,omitempty"`
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=10
+	Merged []string `json:"merged,omitempty"`
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=10
+	Retracted []string `json:"retracted,omitempty"`
+}
+
 // SecretReference names a Secret in the source's own namespace.
 type SecretReference struct {
 	// Name of the Secret, in the same namespace as the IntegrationSource.
@@ -580,6 +643,20 @@ type IntegrationSourceSpec struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=50
 	HistoryLimit int32 `json:"historyLimit,omitempty"`
+
+	// DryRun makes every run of the source a rehearsal: the worker fetches the
+	// whole inventory, and the gateway resolves it through DIRE in a
+	// transaction that it rolls back, so that no device, identifier or claim
+	// changes. What the run would have done (counts of devices created,
+	// updated, unchanged, merged and retracted, whether the retraction brake
+	// would hold, and a sample of each) appears in status.dryRun. Set it,
+	// edit the source (a query, a filter), read status.dryRun, then unset it:
+	// the next run writes. Combine with the sync-now annotation to rehearse
+	// at once. The worker's schedule for incremental runs is not advanced by
+	// a dry run.
+	//
+	// +optional
+	DryRun bool `json:"dryRun,omitempty"`
 }
 
 // DefaultMaxRetractPercent is the retraction brake of a source whose
@@ -780,6 +857,13 @@ type IntegrationSourceStatus struct {
 	//
 	// +optional
 	SyncRequest *SyncRequestStatus `json:"syncRequest,omitempty"`
+
+	// DryRun is what the last dry run (spec.dryRun) would have done; it is
+	// kept after spec.dryRun is unset, to compare with the real run that
+	// follows.
+	//
+	// +optional
+	DryRun *DryRunStatus `json:"dryRun,omitempty"`
 
 	// Conditions describe the source's state: Ready (its references resolve and
 	// it is served) and Synced (its last run succeeded).

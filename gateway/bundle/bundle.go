@@ -67,8 +67,12 @@ type Source struct {
 	Faker                *Faker            `json:"faker,omitempty"`
 	Sweep                *Sweep            `json:"sweep,omitempty"`
 	Paused               bool              `json:"paused,omitempty"`
-	IntegrationSourceUID string            `json:"integration_source_uid"`
-	SyncServiceID        string            `json:"sync_service_id"`
+	// DryRun is spec.dryRun: every run is a full fetch that the gateway
+	// evaluates and rolls back, and it does not move the worker's schedule
+	// of incremental runs.
+	DryRun               bool   `json:"dry_run,omitempty"`
+	IntegrationSourceUID string `json:"integration_source_uid"`
+	SyncServiceID        string `json:"sync_service_id"`
 	// StaleAfterSec is, for armis, how many seconds after its lastSeen a
 	// device is still reported available (spec.armis.staleAfter with its
 	// default filled in); zero means staleness is off.
@@ -345,7 +349,7 @@ func sourceOf(src *v1alpha1.IntegrationSource, ss *v1alpha1.SyncService, secret 
 	s := Source{
 		Type: string(src.Spec.Type), Endpoint: src.Spec.Endpoint, Partition: src.Spec.Partition,
 		PollIntervalSec: seconds(src.Spec.PollInterval), DiscoveryIntervalSec: seconds(src.Spec.DiscoveryInterval),
-		PageSize: src.Spec.PageSize, Paused: src.Spec.Paused || ss.Spec.Paused,
+		PageSize: src.Spec.PageSize, Paused: src.Spec.Paused || ss.Spec.Paused, DryRun: src.Spec.DryRun,
 		IntegrationSourceUID: string(src.UID), SyncServiceID: string(ss.UID),
 	}
 	if key, ok := v1alpha1.CredentialKey(src.Spec.Type); ok {

@@ -33,6 +33,11 @@ type Meta struct {
 	// Mode is how the run fetches: ModeFull or ModeIncremental (absent from
 	// upstream clients).
 	Mode string `json:"mode,omitempty"`
+	// DryRun is set on every segment of a run the worker made for a source
+	// in dry-run mode (bundle Source.DryRun): the gateway evaluates the run
+	// and rolls it back. The gateway also treats a run as dry when the
+	// source is in dry-run mode as it sees it.
+	DryRun bool `json:"dry_run,omitempty"`
 }
 
 // Modes of a run (Meta.Mode).
