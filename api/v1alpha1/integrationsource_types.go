@@ -185,7 +185,7 @@ type SyncRequestStatus struct {
 }
 
 // DryRunSampleLimit is how many devices status.dryRun lists of each kind
-// of change.
+// of change (the gateway's store.DryRunSampleLimit; the lists' MaxItems).
 const DryRunSampleLimit = 10
 
 // DryRunStatus is what a dry run would have done: the counts a real run
@@ -224,23 +224,33 @@ type DryRunStatus struct {
 	//
 	// +optional
 	Available int64 `json:"available,omitempty"`
-	// Created, Updated, Merged and Retracted list up to DryRunSampleLimit
-	// devices of each kind: the source's own device id where it has one
-	// (created, updated), otherwise the canonical device uid; merged entries
-	// read "<merged uid> -> <surviving uid>".
+	// Created lists up to DryRunSampleLimit of the devices the run would
+	// create, in uid order, each as "<device uid> (<hostname, name or ip>)":
+	// device uids derive from the device's strongest identifier, so the real
+	// run creates them under the same uids.
 	//
 	// +optional
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=10
 	Created []string `json:"created,omitempty"`
+	// Updated lists up to DryRunSampleLimit of the known devices the run
+	// would change, as Created does.
+	//
 	// +optional
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=10
 	Updated []string `json:"updated,omitempty"`
+	// Merged lists up to DryRunSampleLimit of the merges the run would make,
+	// each as "<merged device uid> -> <surviving device uid>".
+	//
 	// +optional
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=10
 	Merged []string `json:"merged,omitempty"`
+	// Retracted lists up to DryRunSampleLimit of the devices the run would
+	// retract (or, held by the brake, would retract once approved), as
+	// Created does.
+	//
 	// +optional
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=10

@@ -282,7 +282,7 @@ func Segment(c Call, tenantID, tenantSlug string, sources map[string]Source, new
 			return store.Segment{}, status.Error(codes.PermissionDenied, "sync_meta.sync_service_id is not this worker's")
 		}
 		seg.RunID, seg.Segment, seg.RunComplete, seg.FullFetch, seg.Error = meta.SyncRunID, meta.Segment, meta.RunComplete, meta.FullFetch, meta.Error
-		seg.Mode = meta.Mode
+		seg.Mode, seg.DryRun = meta.Mode, meta.DryRun
 	} else {
 		seg.RunID = newRunID()
 	}

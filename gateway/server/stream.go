@@ -227,10 +227,13 @@ func (s *Server) apply(ctx context.Context, id identity.Identity, keys map[strin
 	// context still ends it when the caller goes away).
 	actx, cancel := context.WithTimeoutCause(ctx, s.o.Admission.ApplyTimeout, errApplyTimeout)
 	defer cancel()
+	limit, dry := s.sourceSettings(keys[seg.SourceUID], seg.SourceUID)
 	if seg.RunComplete && seg.FullFetch {
-		limit := s.retractLimit(keys[seg.SourceUID], seg.SourceUID)
 		seg.MaxRetractPercent = &limit
 	}
+	// A run is dry when its worker says so or its source is in dry-run mode:
+	// a worker that has not seen the mode yet writes nothing either.
+	seg.DryRun = seg.DryRun || dry
 	began := s.o.Clock.Now()
 	applied, err := s.o.Store.ApplySegment(actx, seg)
 	outcome := func(o string) { s.o.Metrics.IngestSegments.WithLabelValues(id.TenantSlug, o).Inc() }
@@ -266,6 +269,14 @@ func (s *Server) apply(ctx context.Context, id identity.Identity, keys map[strin
 	if applied.Refused > 0 {
 		s.o.Log.Info("device updates refused", "caller", id.String(), "run", Clip(seg.RunID), "segment", seg.Segment,
 			"refused", applied.Refused, "first", applied.RefusedReason)
+	}
+	if applied.DryRun != nil {
+		s.o.Log.Info("dry run evaluated", "caller", id.String(), "run", Clip(seg.RunID), "source", keys[seg.SourceUID],
+			"created", applied.DryRun.Created, "updated", applied.DryRun.Updated, "merged", applied.DryRun.Merged,
+			"retracted", applied.DryRun.Retracted)
+		if err := s.recordDryRun(actx, keys[seg.SourceUID], seg); err != nil {
+			s.o.Log.Error(err, "recording dry run status", "caller", id.String(), "run", Clip(seg.RunID))
+		}
 	}
 	if applied.Run != nil {
 		if applied.Run.Held != nil {
@@ -511,14 +522,26 @@ func (s *Server) observeRun(ctx context.Context, key types.NamespacedName, seg s
 // finished since, on other replicas).
 const recentRuns = 4
 
-// retractLimit is the retraction brake of a source (key namespace/name),
-// from the informer cache: its spec.maxRetractPercent, or the default when
-// the cache does not have it.
-func (s *Server) retractLimit(key, uid string) int {
+// sourceSettings are the retraction brake of a source (key namespace/name)
+// and whether it is in dry-run mode, from the informer cache: its
+// spec.maxRetractPercent and spec.dryRun, or the default brake and no dry
+// run when the cache does not have it.
+func (s *Server) sourceSettings(key, uid string) (retractLimit int, dryRun bool) {
 	ns, name, _ := strings.Cut(key, "/")
 	src := &v1alpha1.IntegrationSource{}
 	if s.o.Reader == nil || s.o.Reader.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, src) != nil || string(src.UID) != uid {
-		return v1alpha1.DefaultMaxRetractPercent
+		return v1alpha1.DefaultMaxRetractPercent, false
 	}
-	return src.Spec.RetractLimit()
+	return src.Spec.RetractLimit(), src.Spec.DryRun
+}
+
+// recordDryRun writes the dry run a segment just finished to its source's
+// status.dryRun.
+func (s *Server) recordDryRun(ctx context.Context, key string, seg store.Segment) error {
+	ns, name, ok := strings.Cut(key, "/")
+	if !ok || s.o.Status == nil {
+		return nil
+	}
+	w := &runstatus.Writer{Status: s.o.Status, Reader: s.o.Reader, Store: s.o.Store, FieldOwner: FieldOwner}
+	return w.RecordDryRun(ctx, types.NamespacedName{Namespace: ns, Name: name}, seg.TenantSlug, seg.SourceUID, s.o.Store) //nolint:wrapcheck // names the source
 }

@@ -47,7 +47,11 @@ type Segment struct {
 	// MaxRetractPercent is the retraction brake of the run's source (see
 	// finishRun), read with the final segment; nil applies no brake.
 	MaxRetractPercent *int
-	Devices           []Device
+	// DryRun marks a segment of a dry run: the run is evaluated and rolled
+	// back with its final segment, and nothing of it is stored but the
+	// prediction (see DryRun).
+	DryRun  bool
+	Devices []Device
 }
 
 // Run is the outcome of a finished run.
@@ -85,6 +89,9 @@ type Applied struct {
 	RefusedReason string
 	// Run is set when the segment finished its run.
 	Run *Run
+	// DryRun is set when the segment finished a dry run: what the run
+	// would have done. Nothing of it was stored.
+	DryRun *DryRunRecord
 }
 
 // metaAllIPs is the metadata key listing every address of a device,
@@ -100,7 +107,9 @@ CREATE TEMP TABLE IF NOT EXISTS stage_devices (
     uid text, ip text, mac text, hostname text, name text, vendor text, model text, os text,
     is_available boolean, seen timestamptz, metadata jsonb) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS stage_identifiers (
-    identifier_type text, identifier_value text, device_uid text, confidence text) ON COMMIT DELETE ROWS;`
+    identifier_type text, identifier_value text, device_uid text, confidence text) ON COMMIT DELETE ROWS;
+DELETE FROM pg_temp.stage_devices;
+DELETE FROM pg_temp.stage_identifiers;`
 
 // Devices are written in two set statements under the partition lock:
 // known ones updated field by field (a field not sent keeps its value), then
@@ -157,93 +166,132 @@ RETURNING device_uid`
 // ApplySegment resolves and writes a segment in one transaction, together
 // with the record that it was applied: a segment applied before changes
 // nothing, and a failure (or a cancelled ctx) commits nothing. Segments of
-// one tenant and partition are applied one at a time, across replicas.
+// one tenant and partition are applied one at a time, across replicas. A
+// segment of a dry run (Segment.DryRun, or a run that began as one) is kept
+// aside instead, and the run evaluated and rolled back with its final
+// segment (see dryRun).
 func (s *Store) ApplySegment(ctx context.Context, seg Segment) (Applied, error) {
-	var out Applied
-	var learned outcome
-	now := time.Now().UTC()
 	refused, reason, err := admit(&seg)
 	if err != nil {
 		return Applied{}, err
 	}
+	if seg.DryRun {
+		return s.dryRun(ctx, seg, refused, reason)
+	}
+	return s.apply(ctx, seg, refused, reason)
+}
+
+// apply applies an admitted segment of a real run (see ApplySegment).
+func (s *Store) apply(ctx context.Context, seg Segment, refused int, reason string) (Applied, error) {
+	var out Applied
+	var learned outcome
 	pc := s.cache.acquire(Schema(seg.TenantSlug), seg.Partition)
 	defer pc.release()
-	err = s.inTenant(ctx, seg.TenantSlug, func(tx pgx.Tx) error {
+	dry := false
+	err := s.inTenant(ctx, seg.TenantSlug, func(tx pgx.Tx) error {
 		learned = outcome{}
+		if seg.Segment > 0 {
+			// A run that began as a dry run stays one (its source left dry-run
+			// mode while it ran).
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM dry_run_segments WHERE run_id = $1)`, seg.RunID).Scan(&dry); err != nil {
+				return fmt.Errorf("looking up the run: %w", err)
+			}
+			if dry {
+				return nil
+			}
+		}
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lockKey("devices", Schema(seg.TenantSlug), seg.Partition)); err != nil {
 			return fmt.Errorf("locking partition: %w", err)
 		}
-		tag, err := tx.Exec(ctx, "INSERT INTO applied_segments (run_id, segment, devices) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-			seg.RunID, seg.Segment, len(seg.Devices))
-		if err != nil {
-			return fmt.Errorf("recording segment: %w", err)
-		}
-		if tag.RowsAffected() == 0 {
-			out.Duplicate = true
-			return nil
-		}
-		gen, empty, err := bumpGeneration(ctx, tx, seg.Partition)
-		if err != nil {
-			return err
-		}
-		v := view{c: s.cache, complete: empty}
-		if pc.valid(gen - 1) {
-			v.p, v.complete = pc, pc.complete
-		}
-		learned.gen, learned.complete, learned.source = gen, v.complete, seg.SourceUID
-		var runSource string
-		err = tx.QueryRow(ctx, `
-INSERT INTO sync_runs AS r (run_id, integration_source_uid, sync_service_id, agent_id, started_at, segments, devices, refused, refused_reason)
-VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8)
-ON CONFLICT (run_id) DO UPDATE SET segments = r.segments + 1, devices = r.devices + EXCLUDED.devices,
-    refused = r.refused + EXCLUDED.refused, refused_reason = coalesce(r.refused_reason, EXCLUDED.refused_reason)
-RETURNING integration_source_uid`, seg.RunID, seg.SourceUID, seg.SyncServiceID, seg.AgentID, now, len(seg.Devices),
-			refused, nullable(reason)).Scan(&runSource)
-		if err != nil {
-			return fmt.Errorf("recording run: %w", err)
-		}
-		if runSource != seg.SourceUID {
-			return ErrRunSource
-		}
-		if len(seg.Devices) > 0 {
-			// Every join of the resolution matches a segment's few thousand
-			// staged rows against tables that grow with the tenant: index probes
-			// are always right, whatever the statistics of fresh and temp tables
-			// say. The run's retraction below is a set difference and gets the
-			// planner's full choice back.
-			if _, err := tx.Exec(ctx, "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"); err != nil {
-				return fmt.Errorf("planning: %w", err)
-			}
-			var t tally
-			if t, err = s.resolveAndWrite(ctx, tx, seg, now, v, &learned); err != nil {
-				return err
-			}
-			out.Devices, out.Merges, out.Created, out.Updated, out.Unchanged = t.devices, t.merges, t.created, t.updated, t.unchanged
-			if err := countChanges(ctx, tx, seg.RunID, t); err != nil {
-				return err
-			}
-			if _, err := tx.Exec(ctx, "RESET enable_hashjoin; RESET enable_mergejoin"); err != nil {
-				return fmt.Errorf("planning: %w", err)
-			}
-		}
-		if seg.RunComplete {
-			run, retracted, err := finishRun(ctx, tx, seg, now)
-			if err != nil {
-				return err
-			}
-			out.Run = &run
-			learned.forget = retracted
-		}
-		return nil
+		var err error
+		out, _, err = s.applyTx(ctx, tx, seg, pc, refused, reason, s.now(), &learned)
+		return err
 	})
 	if err != nil {
 		return Applied{}, fmt.Errorf("applying segment %d of run %s: %w", seg.Segment, seg.RunID, invalidData(err))
+	}
+	if dry {
+		seg.DryRun = true
+		return s.dryRun(ctx, seg, refused, reason)
 	}
 	if !out.Duplicate {
 		pc.learn(learned)
 		out.Refused, out.RefusedReason = refused, reason
 	}
 	return out, nil
+}
+
+// applyTx applies a segment inside tx, which holds the partition's lock:
+// it records the segment (a duplicate changes nothing), counts it in its
+// run, resolves and writes its devices, and finishes the run with its final
+// segment. pc is the partition's cache, nil to resolve from the store
+// alone; what the segment leaves stored is recorded in learned.
+func (s *Store) applyTx(ctx context.Context, tx pgx.Tx, seg Segment, pc *partCache, refused int, reason string, now time.Time,
+	learned *outcome) (out Applied, t tally, err error) {
+	tag, err := tx.Exec(ctx, "INSERT INTO applied_segments (run_id, segment, devices) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+		seg.RunID, seg.Segment, len(seg.Devices))
+	if err != nil {
+		return out, t, fmt.Errorf("recording segment: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		out.Duplicate = true
+		return out, t, nil
+	}
+	gen, empty, err := bumpGeneration(ctx, tx, seg.Partition)
+	if err != nil {
+		return out, t, err
+	}
+	v := view{complete: empty}
+	if pc != nil {
+		v.c = s.cache
+		if pc.valid(gen - 1) {
+			v.p, v.complete = pc, pc.complete
+		}
+	}
+	learned.gen, learned.complete, learned.source = gen, v.complete, seg.SourceUID
+	var runSource string
+	err = tx.QueryRow(ctx, `
+INSERT INTO sync_runs AS r (run_id, integration_source_uid, sync_service_id, agent_id, started_at, segments, devices, refused, refused_reason)
+VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8)
+ON CONFLICT (run_id) DO UPDATE SET segments = r.segments + 1, devices = r.devices + EXCLUDED.devices,
+    refused = r.refused + EXCLUDED.refused, refused_reason = coalesce(r.refused_reason, EXCLUDED.refused_reason)
+RETURNING integration_source_uid`, seg.RunID, seg.SourceUID, seg.SyncServiceID, seg.AgentID, now, len(seg.Devices),
+		refused, nullable(reason)).Scan(&runSource)
+	if err != nil {
+		return out, t, fmt.Errorf("recording run: %w", err)
+	}
+	if runSource != seg.SourceUID {
+		return out, t, ErrRunSource
+	}
+	if len(seg.Devices) > 0 {
+		// Every join of the resolution matches a segment's few thousand
+		// staged rows against tables that grow with the tenant: index probes
+		// are always right, whatever the statistics of fresh and temp tables
+		// say. The run's retraction below is a set difference and gets the
+		// planner's full choice back.
+		if _, err := tx.Exec(ctx, "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"); err != nil {
+			return out, t, fmt.Errorf("planning: %w", err)
+		}
+		if t, err = s.resolveAndWrite(ctx, tx, seg, now, v, learned); err != nil {
+			return out, t, err
+		}
+		out.Devices, out.Merges, out.Created, out.Updated, out.Unchanged = t.devices, t.merges, t.created, t.updated, t.unchanged
+		if err := countChanges(ctx, tx, seg.RunID, t); err != nil {
+			return out, t, err
+		}
+		if _, err := tx.Exec(ctx, "RESET enable_hashjoin; RESET enable_mergejoin"); err != nil {
+			return out, t, fmt.Errorf("planning: %w", err)
+		}
+	}
+	if seg.RunComplete {
+		run, retracted, err := finishRun(ctx, tx, seg, now)
+		if err != nil {
+			return out, t, err
+		}
+		out.Run = &run
+		learned.forget = retracted
+	}
+	return out, t, nil
 }
 
 // bumpGeneration moves the partition to its next generation (see cache)
@@ -794,6 +842,7 @@ func (s *Store) resolveAndWrite(ctx context.Context, tx pgx.Tx, seg Segment, now
 	}
 	t.devices, t.merges = len(order), len(plan.Merges)
 	t.created = len(created)
+	t.createdUIDs, t.changedUIDs, t.merged = created, changed, plan.Merges
 	for uid := range changed {
 		if !created[uid] {
 			t.updated++

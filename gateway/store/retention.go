@@ -123,7 +123,14 @@ const (
 	TableRuns     = "sync_runs"
 	TableSegments = "applied_segments"
 	TableAudit    = "merge_audit"
+	// TableDryRuns and TableDryRunSegments hold dry runs' records and the
+	// segments of dry runs not yet finished (migration 9).
+	TableDryRuns        = "dry_runs"
+	TableDryRunSegments = "dry_run_segments"
 )
+
+// dryRunVersion is the schema version that has the dry-run tables.
+const dryRunVersion = 9
 
 // retentionVersion is the schema version whose indexes pruning uses
 // (migration 7): an older schema is pruned once it is migrated.
@@ -165,6 +172,18 @@ DELETE FROM applied_segments WHERE ctid = ANY(ARRAY(
     WHERE a.applied_at < $1 AND coalesce((SELECT (` + ended + `) AND ` + newerRuns + `
         FROM sync_runs r WHERE r.run_id = a.run_id), true)
     ORDER BY a.applied_at LIMIT $3 FOR UPDATE SKIP LOCKED))`
+	// A dry run's record goes by age, except the newest of its source
+	// (status.dryRun reads it); $2 is unused.
+	pruneDryRuns = `
+DELETE FROM dry_runs WHERE ctid = ANY(ARRAY(
+    SELECT d.ctid FROM dry_runs d WHERE d.finished_at < $1 AND $2::bigint >= 0
+        AND EXISTS (SELECT FROM dry_runs n WHERE n.integration_source_uid = d.integration_source_uid AND n.finished_at > d.finished_at)
+    ORDER BY d.finished_at LIMIT $3 FOR UPDATE SKIP LOCKED))`
+	// The segments of a dry run whose final segment never came ($2 unused).
+	pruneDryRunSegments = `
+DELETE FROM dry_run_segments WHERE ctid = ANY(ARRAY(
+    SELECT ctid FROM dry_run_segments WHERE received_at < $1 AND $2::bigint >= 0
+    ORDER BY received_at LIMIT $3 FOR UPDATE SKIP LOCKED))`
 	// $2 is the id of the newest row that is kept however old.
 	pruneAudit = `
 DELETE FROM merge_audit WHERE ctid = ANY(ARRAY(
@@ -258,7 +277,7 @@ var retentionLockKey = lockKey("retention")
 // retention lock, prunes every tenant schema. A schema that fails is
 // reported in the error and the others are still pruned.
 func (r *Retainer) Round(ctx context.Context) (RetentionRound, error) {
-	out := RetentionRound{Pruned: map[string]int64{TableRuns: 0, TableSegments: 0, TableAudit: 0}}
+	out := RetentionRound{Pruned: map[string]int64{TableRuns: 0, TableSegments: 0, TableAudit: 0, TableDryRuns: 0, TableDryRunSegments: 0}}
 	if err := r.measure(ctx); err != nil {
 		r.m.rounds.WithLabelValues("failed").Inc()
 		return out, err
@@ -343,6 +362,7 @@ func (r *Retainer) prune(ctx context.Context, conn *pgxpool.Conn, schema string,
 	now := time.Now().UTC()
 	var auditBound int64
 	runs := fmt.Sprintf(pruneRuns, "")
+	dry := false
 	ready, err := r.batch(ctx, conn, schema, "", func(tx pgx.Tx) (int64, error) {
 		var version int
 		var brake bool
@@ -357,6 +377,7 @@ func (r *Retainer) prune(ctx context.Context, conn *pgxpool.Conn, schema string,
 		if brake {
 			runs = fmt.Sprintf(pruneRuns, keepHeld)
 		}
+		dry = version >= dryRunVersion
 		auditBound = math.MaxInt64
 		if r.cfg.AuditKeep > 0 {
 			err := tx.QueryRow(ctx, "SELECT coalesce((SELECT id FROM merge_audit ORDER BY id DESC OFFSET $1 LIMIT 1), 0)",
@@ -379,8 +400,10 @@ func (r *Retainer) prune(ctx context.Context, conn *pgxpool.Conn, schema string,
 		{TableSegments, r.cfg.SegmentsAge, pruneSegments, int64(r.cfg.SegmentsKeepRuns)},
 		{TableRuns, r.cfg.RunsAge, runs, int64(r.cfg.RunsKeep)},
 		{TableAudit, r.cfg.AuditAge, pruneAudit, auditBound},
+		{TableDryRuns, r.cfg.RunsAge, pruneDryRuns, 0},
+		{TableDryRunSegments, r.cfg.SegmentsAge, pruneDryRunSegments, 0},
 	} {
-		if p.age <= 0 {
+		if p.age <= 0 || !dry && (p.table == TableDryRuns || p.table == TableDryRunSegments) {
 			continue
 		}
 		cutoff := now.Add(-p.age)

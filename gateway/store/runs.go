@@ -8,6 +8,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/serviceradar/sync-operator/gateway/dire"
 )
 
 // tally is what one segment did to the canonical devices it touched: each
@@ -16,6 +18,10 @@ import (
 type tally struct {
 	devices, merges             int
 	created, updated, unchanged int
+	// createdUIDs and changedUIDs are the devices created and changed
+	// (changedUIDs may hold created ones too); merged the merges done.
+	createdUIDs, changedUIDs map[string]bool
+	merged                   []dire.Merge
 }
 
 // countChanges adds a segment's tally to its run's record.
@@ -68,6 +74,29 @@ const (
 	// SupersededState was decided afresh by a later full run of the source.
 	SupersededState = "superseded"
 )
+
+// runColumns are the columns of a sync_runs row that scanRun reads.
+const runColumns = `run_id::text, started_at, coalesce(finished_at, started_at), coalesce(mode, ''), full_fetch, coalesce(error, ''),
+    coalesce(refused_reason, ''), devices, refused, created, updated, unchanged, merged, retracted,
+    retraction_held, retraction_of, retraction_limit, retraction_state, retraction_decided_at`
+
+// scanRun reads a run's record from runColumns.
+func scanRun(row pgx.CollectableRow) (RunRecord, error) {
+	var r RunRecord
+	var held, of, lim *int
+	var state *string
+	var decided *time.Time
+	err := row.Scan(&r.RunID, &r.Started, &r.Finished, &r.Mode, &r.FullFetch, &r.Error, &r.RefusedReason,
+		&r.Devices, &r.Refused, &r.Created, &r.Updated, &r.Unchanged, &r.Merged, &r.Retracted,
+		&held, &of, &lim, &state, &decided)
+	if state != nil && held != nil && of != nil && lim != nil {
+		r.Held = &Held{Devices: *held, Of: *of, Limit: *lim, State: *state}
+		if decided != nil {
+			r.Held.Decided = *decided
+		}
+	}
+	return r, err //nolint:wrapcheck // wrapped by the callers
+}
 
 // Held is a retraction that the brake held: the run would have retracted
 // Devices of the Of devices its source reported available, over Limit
@@ -273,30 +302,12 @@ type RunRecord struct {
 func (s *Store) Runs(ctx context.Context, tenantSlug, sourceUID string, limit int) ([]RunRecord, error) {
 	var out []RunRecord
 	err := s.inTenant(ctx, tenantSlug, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `
-SELECT run_id::text, started_at, finished_at, coalesce(mode, ''), full_fetch, coalesce(error, ''), coalesce(refused_reason, ''),
-    devices, refused, created, updated, unchanged, merged, retracted,
-    retraction_held, retraction_of, retraction_limit, retraction_state, retraction_decided_at
+		rows, err := tx.Query(ctx, `SELECT `+runColumns+`
 FROM sync_runs WHERE integration_source_uid = $1 AND run_complete ORDER BY finished_at DESC, run_id LIMIT $2`, sourceUID, limit)
 		if err != nil {
 			return fmt.Errorf("reading runs: %w", err)
 		}
-		out, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (RunRecord, error) {
-			var r RunRecord
-			var held, of, lim *int
-			var state *string
-			var decided *time.Time
-			err := row.Scan(&r.RunID, &r.Started, &r.Finished, &r.Mode, &r.FullFetch, &r.Error, &r.RefusedReason,
-				&r.Devices, &r.Refused, &r.Created, &r.Updated, &r.Unchanged, &r.Merged, &r.Retracted,
-				&held, &of, &lim, &state, &decided)
-			if state != nil && held != nil && of != nil && lim != nil {
-				r.Held = &Held{Devices: *held, Of: *of, Limit: *lim, State: *state}
-				if decided != nil {
-					r.Held.Decided = *decided
-				}
-			}
-			return r, err //nolint:wrapcheck // wrapped below
-		})
+		out, err = pgx.CollectRows(rows, scanRun)
 		if err != nil {
 			return fmt.Errorf("reading runs: %w", err)
 		}

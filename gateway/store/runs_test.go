@@ -32,6 +32,14 @@ func (inv inventory) devices() []store.Device {
 // sendRun applies devs as one run of segments of per devices.
 func sendRun(t *testing.T, s *store.Store, devs []store.Device, per int, full bool, limit *int) string {
 	t.Helper()
+	run, _ := sendRunAs(t, s, devs, per, full, limit, false)
+	return run
+}
+
+// sendRunAs is sendRun, as a dry run when dry; it returns the final
+// segment's outcome too.
+func sendRunAs(t *testing.T, s *store.Store, devs []store.Device, per int, full bool, limit *int, dry bool) (string, store.Applied) {
+	t.Helper()
 	runID := uuid.NewString()
 	for seg, start := 0, 0; ; seg, start = seg+1, start+per {
 		end := min(len(devs), start+per)
@@ -40,13 +48,14 @@ func sendRun(t *testing.T, s *store.Store, devs []store.Device, per int, full bo
 		if full {
 			mode = "full"
 		}
-		if _, err := s.ApplySegment(context.Background(), store.Segment{TenantID: acmeID, TenantSlug: "acme", Partition: "default",
+		applied, err := s.ApplySegment(context.Background(), store.Segment{TenantID: acmeID, TenantSlug: "acme", Partition: "default",
 			Integration: "faker", SourceUID: srcUID, SyncServiceID: "ss", AgentID: "w", RunID: runID, Segment: seg, RunComplete: last,
-			FullFetch: full && last, Mode: mode, MaxRetractPercent: limit, Devices: devs[start:end]}); err != nil {
+			FullFetch: full && last, Mode: mode, MaxRetractPercent: limit, DryRun: dry, Devices: devs[start:end]})
+		if err != nil {
 			t.Fatal(err)
 		}
 		if last {
-			return runID
+			return runID, applied
 		}
 	}
 }

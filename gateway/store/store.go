@@ -330,6 +330,9 @@ func (s *Store) diagnose(ctx context.Context, schema string, err error) error {
 	return missing
 }
 
+// now is the store's clock, in UTC.
+func (s *Store) now() time.Time { return time.Now().UTC() }
+
 // Close closes the pool.
 func (s *Store) Close() { s.pool.Close() }
 

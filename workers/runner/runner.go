@@ -400,11 +400,17 @@ func (r *Runner) once(parent context.Context, key string, l *loop, want Mode) {
 	runID := uuid.NewString()
 	begin := time.Now()
 	full, since := l.pass(begin, want)
+	dry := l.src.DryRun
+	if dry {
+		// A dry run predicts a full run, retractions included.
+		full, since = true, time.Time{}
+	}
 	mode := map[bool]string{true: "full", false: "changed"}[full]
-	log := r.o.Log.WithValues("source", key, "run", runID, "mode", mode, "requested", want != ModeScheduled)
+	log := r.o.Log.WithValues("source", key, "run", runID, "mode", mode, "requested", want != ModeScheduled, "dryRun", dry)
 	blacklist := prefixes(l.src.NetworkBlacklist, log)
 	s := r.sender(l.src, runID)
 	s.Meta.Mode = map[bool]string{true: results.ModeFull, false: results.ModeIncremental}[full]
+	s.Meta.DryRun = dry
 	sendErr := error(nil)
 	emit := func(ctx context.Context, page []results.DeviceUpdate) error {
 		for _, d := range page {
@@ -459,7 +465,8 @@ func (r *Runner) once(parent context.Context, key string, l *loop, want Mode) {
 			result = "aborted"
 			log.Error(err, "finishing the run failed")
 			m.errors.WithLabelValues(key, l.src.Type, "send").Inc()
-		} else if fetchErr == nil {
+		} else if fetchErr == nil && !dry {
+			// A dry run stored nothing: the changes it saw are still to send.
 			l.lastGood = begin
 			if full {
 				l.lastFull = begin
