@@ -49,7 +49,7 @@ generate: $(CONTROLLER_GEN) ## Generate deepcopy code for the API types.
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## Generate the CRDs into config/crd/bases and the RBAC of the manager (config/rbac) and gateway (config/rbac/gateway).
+manifests: $(CONTROLLER_GEN) ## Generate the CRDs into config/crd/bases, the RBAC of the manager (config/rbac) and gateway (config/rbac/gateway), and the Argo CD health checks.
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
 	$(CONTROLLER_GEN) rbac:roleName=sync-operator-manager paths=./controllers/... output:rbac:artifacts:config=config/rbac
 	$(CONTROLLER_GEN) rbac:roleName=sync-operator-gateway paths=./gateway/... output:rbac:artifacts:config=config/rbac/gateway
@@ -59,6 +59,8 @@ manifests: $(CONTROLLER_GEN) ## Generate the CRDs into config/crd/bases and the 
 	cp config/rbac/role.yaml charts/sync-operator/files/rbac/role.yaml
 	cp config/rbac/gateway/role.yaml config/gateway/role.yaml
 	cp config/rbac/gateway/role.yaml charts/sync-operator/files/rbac/gateway/role.yaml
+	@# The Argo CD health checks, from the shared part and each kind's blocks.
+	go run ./hack/healthgen/cmd/healthgen -out charts/sync-operator/argocd
 
 .PHONY: proto
 proto: $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRPC) ## Generate Go code from proto/monitoring.proto.
@@ -114,7 +116,7 @@ $(GOLANGCI_LINT):
 .PHONY: bench
 bench: envtest-assets ## Print benchmark figures (control-plane start time, results decode per 5,000-device segment).
 	go test -run='^$$' -bench=. -benchtime=3x ./test/kubetest/
-	go test -run='^$$' -bench=. -benchmem ./gateway/results/
+	go test -run='^$$' -bench=. -benchmem ./wire/results/
 
 .PHONY: bench-identity
 bench-identity: ## Print classification ns/op and mTLS handshakes per second (RESULT line).
@@ -154,6 +156,11 @@ bench-worker: envtest-assets ## Worker syncing a 1,000,000-device Armis emulator
 bench-gateway: envtest-assets ## 1000 tenants x 3 sources, gateway binary over mTLS: GetConfig rps/p99, push p99, RSS (RESULT line).
 	go build -o $(BIN)/gateway ./cmd/gateway
 	go run ./hack/bench-gateway --gateway $(BIN)/gateway $(BENCH_GATEWAY_FLAGS)
+
+.PHONY: bench-scale
+bench-scale: envtest-assets ## Scale curves, gateway binary over mTLS: 1-300 tenants streaming at once, 10k-1M-device inventories with churn, 10-1000 tenant schemas (RESULT lines, SVG plots in $(BIN)/bench-scale).
+	go build -o $(BIN)/gateway ./cmd/gateway
+	go run ./hack/bench-scale --gateway $(BIN)/gateway --out $(BIN)/bench-scale $(BENCH_SCALE_FLAGS)
 
 .PHONY: cluster
 cluster: ## As root: a real single-node cluster (kubelet, containerd, kube-proxy) in its own network namespace; proves it with pods of `make image`.

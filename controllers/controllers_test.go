@@ -102,7 +102,7 @@ func TestPlatformBootstrapAndTenants(t *testing.T) {
 	t.Run("a second platform tenant is refused", func(t *testing.T) {
 		second := &v1alpha1.Tenant{ObjectMeta: metav1.ObjectMeta{Name: "platform-2"}, Spec: v1alpha1.TenantSpec{Slug: "platform", Platform: true}}
 		mustCreate(t, second)
-		tenantReady(t, second, metav1.ConditionFalse, controllers.ReasonDuplicatePlatformTenant)
+		tenantReady(t, second, metav1.ConditionFalse, v1alpha1.ReasonDuplicatePlatformTenant)
 		if second.Status.TenantID != "" {
 			t.Fatalf("duplicate platform tenant got tenant ID %s", second.Status.TenantID)
 		}
@@ -112,7 +112,7 @@ func TestPlatformBootstrapAndTenants(t *testing.T) {
 	t.Run("a platform tenant with another slug is refused", func(t *testing.T) {
 		other := &v1alpha1.Tenant{ObjectMeta: metav1.ObjectMeta{Name: "ops"}, Spec: v1alpha1.TenantSpec{Slug: "ops", Platform: true}}
 		mustCreate(t, other)
-		tenantReady(t, other, metav1.ConditionFalse, controllers.ReasonReservedSlug)
+		tenantReady(t, other, metav1.ConditionFalse, v1alpha1.ReasonReservedSlug)
 	})
 
 	t.Run("a namespace joining a tenant shows in its status", func(t *testing.T) {

@@ -15,8 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
-	"github.com/serviceradar/sync-operator/controllers"
-	"github.com/serviceradar/sync-operator/workload"
+	"github.com/serviceradar/sync-operator/wire/bootstrap"
 )
 
 // An OnPrem SyncService's bundle carries the address an edge site can dial:
@@ -41,7 +40,7 @@ func TestOnPremEdgeGatewayAddress(t *testing.T) {
 	// bundle waits for ss's bundle to carry address, and returns its server name.
 	bundle := func(t *testing.T, ss *v1alpha1.SyncService, address string) string {
 		t.Helper()
-		var boot workload.Bootstrap
+		var boot bootstrap.Config
 		waitFor(t, ss.Name+" bundle for "+address, func() error {
 			sec := &corev1.Secret{}
 			if err := env.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: ss.Name + "-onboarding"}, sec); err != nil {
@@ -73,7 +72,7 @@ func TestOnPremEdgeGatewayAddress(t *testing.T) {
 		ss := &v1alpha1.SyncService{ObjectMeta: metav1.ObjectMeta{Name: "site-a", Namespace: ns},
 			Spec: v1alpha1.SyncServiceSpec{ServiceType: v1alpha1.ServiceTypeOnPrem, Partition: "hq"}}
 		mustCreate(t, ss)
-		waitFor(t, "site-a refused", ready(ss, metav1.ConditionFalse, controllers.ReasonEdgeGatewayAddressUnknown))
+		waitFor(t, "site-a refused", ready(ss, metav1.ConditionFalse, v1alpha1.ReasonEdgeGatewayAddressUnknown))
 		noBundle(t, ss)
 
 		setAddress(t, ss, "edge-gw.edgy.example:8443")
@@ -98,7 +97,7 @@ func TestOnPremEdgeGatewayAddress(t *testing.T) {
 		own := &v1alpha1.SyncService{ObjectMeta: metav1.ObjectMeta{Name: "site-c", Namespace: ns},
 			Spec: v1alpha1.SyncServiceSpec{ServiceType: v1alpha1.ServiceTypeOnPrem, Partition: "hq", GatewayAddress: "login.bank.example:443"}}
 		mustCreate(t, byDefault, own)
-		waitFor(t, "site-c refused", ready(own, metav1.ConditionFalse, controllers.ReasonEdgeGatewayAddressNotOnCertificate))
+		waitFor(t, "site-c refused", ready(own, metav1.ConditionFalse, v1alpha1.ReasonEdgeGatewayAddressNotOnCertificate))
 		noBundle(t, own)
 
 		gw := &corev1.Secret{}

@@ -18,11 +18,6 @@ import (
 	"github.com/serviceradar/sync-operator/identity/renewal"
 )
 
-// ConditionCertificateRenewal is the SyncService condition that reports the
-// answer to the last certificate request of its edge worker: True (reason
-// Issued) or False (reason: the rule that refused it, see identity/renewal).
-const ConditionCertificateRenewal = "CertificateRenewal"
-
 // maxAnsweredRequests bounds status.certificateRenewal.answeredRequests (its
 // CRD MaxItems). An older request sent again is refused all the same: its
 // presented certificate has expired by then, or been renewed past.
@@ -160,9 +155,4 @@ func (r *SyncServiceReconciler) signRenewal(ctx context.Context, ss *v1alpha1.Sy
 		return nil, fmt.Errorf("signing the edge certificate request of SyncService %s/%s: %w", ss.Namespace, ss.Name, err)
 	}
 	return issued, nil
-}
-
-// renewalCondition is the CertificateRenewal condition of an answer.
-func renewalCondition(existing []metav1.Condition, ans *v1alpha1.EdgeCertificateRenewal, gen int64) metav1.Condition {
-	return condition(existing, ConditionCertificateRenewal, ans.Issued, ans.Reason, ans.Message, gen)
 }

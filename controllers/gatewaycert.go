@@ -11,17 +11,13 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	applycorev1 "k8s.io/client-go/applyconfigurations/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	"github.com/serviceradar/sync-operator/identity"
 	"github.com/serviceradar/sync-operator/identity/ca"
 	"github.com/serviceradar/sync-operator/platform"
-	"github.com/serviceradar/sync-operator/workload"
 )
 
 // DefaultGatewayCertLifetime is the lifetime of the gateway certificate the
@@ -99,32 +95,26 @@ func (g *GatewayCertificate) now() time.Time {
 // next renewal.
 func (g *GatewayCertificate) Ensure(ctx context.Context) (time.Duration, error) {
 	names := slices.Compact(slices.Sorted(slices.Values(slices.DeleteFunc(slices.Clone(g.DNSNames), func(s string) bool { return s == "" }))))
-	key := types.NamespacedName{Namespace: g.Store.Namespace, Name: g.Name}
-	m := &metav1.PartialObjectMetadata{}
-	m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	s := certSecret{Key: types.NamespacedName{Namespace: g.Store.Namespace, Name: g.Name}, Identity: g.ID.String(),
+		Want: map[string]string{dnsNamesAnnotation: strings.Join(names, ",")}}
 	var reader client.Reader = g.Client
 	if g.Reader != nil {
 		reader = g.Reader
 	}
-	err := reader.Get(ctx, key, m)
-	switch {
-	case apierrors.IsNotFound(err):
-	case err != nil:
-		return 0, fmt.Errorf("reading Secret %s: %w", key, err)
-	case m.GetLabels()["app.kubernetes.io/managed-by"] != "sync-operator":
-		g.Log.V(1).Info("the gateway certificate Secret is the user's; leaving it", "secret", key)
-		return time.Hour, nil
-	default:
-		ann := m.GetAnnotations()
-		renewAt, ok := parseTime(ann[workload.RenewAtAnnotation])
-		rootFP, err := g.Store.RootFingerprint(ctx)
-		if err != nil {
+	m, err := s.read(ctx, reader)
+	if err != nil {
+		return 0, err
+	}
+	if m != nil {
+		if m.GetLabels()[platform.ManagedByLabel] != platform.ManagedBy {
+			g.Log.V(1).Info("the gateway certificate Secret is the user's; leaving it", "secret", s.Key)
+			return time.Hour, nil
+		}
+		if s.Issuer, err = g.Store.RootFingerprint(ctx); err != nil {
 			return 0, fmt.Errorf("reading the platform root CA: %w", err)
 		}
-		if ok && ann[identityAnnotation] == g.ID.String() && ann[dnsNamesAnnotation] == strings.Join(names, ",") && ann[issuerAnnotation] == rootFP {
-			if left := renewAt.Sub(g.now()); left > 0 {
-				return left, nil
-			}
+		if left, ok := s.renewIn(m, g.now()); ok {
+			return left, nil
 		}
 	}
 	root, err := g.Store.RootCA(ctx)
@@ -147,21 +137,13 @@ func (g *GatewayCertificate) Ensure(ctx context.Context) (time.Duration, error) 
 	if err != nil {
 		return 0, fmt.Errorf("issuing the gateway certificate: %w", err)
 	}
-	keyPEM, err := issued.Key.MarshalPEM()
+	s.Issuer = identity.KeyFingerprint(root.Cert)
+	renewAt, err := s.write(ctx, g.Client, issuedSecret{Issued: issued, CA: root, Type: corev1.SecretTypeTLS,
+		Labels: map[string]string{platform.ManagedByLabel: platform.ManagedBy, platform.ComponentLabel: "gateway"}})
 	if err != nil {
-		return 0, fmt.Errorf("encoding the gateway key: %w", err)
+		return 0, err
 	}
-	renewAt := ca.RenewAt(issued.Cert)
-	sec := applycorev1.Secret(g.Name, g.Store.Namespace).
-		WithLabels(map[string]string{"app.kubernetes.io/managed-by": "sync-operator", "app.kubernetes.io/component": "gateway"}).
-		WithAnnotations(map[string]string{workload.RenewAtAnnotation: renewAt.UTC().Format(time.RFC3339),
-			identityAnnotation: g.ID.String(), dnsNamesAnnotation: strings.Join(names, ","), issuerAnnotation: identity.KeyFingerprint(root.Cert)}).
-		WithType(corev1.SecretTypeTLS).
-		WithData(map[string][]byte{corev1.TLSCertKey: issued.CertPEM(), corev1.TLSPrivateKeyKey: keyPEM, "ca.crt": root.CertPEM()})
-	if err := g.Client.Apply(ctx, sec, client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
-		return 0, fmt.Errorf("applying Secret %s: %w", key, err)
-	}
-	g.Log.Info("issued the gateway certificate", "secret", key, "spiffeID", g.ID.String(), "dnsNames", names,
+	g.Log.Info("issued the gateway certificate", "secret", s.Key, "spiffeID", g.ID.String(), "dnsNames", names,
 		"renewAt", renewAt.UTC().Format(time.RFC3339))
 	return renewAt.Sub(g.now()), nil
 }

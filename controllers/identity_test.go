@@ -104,7 +104,7 @@ func (w *identityWorld) platformRefuses(t *testing.T, want string) {
 				return err
 			}
 			c := meta.FindStatusCondition(tn.Status.Conditions, v1alpha1.ConditionReady)
-			if c == nil || c.Status != metav1.ConditionFalse || c.Reason != controllers.ReasonPlatformIdentity || !strings.Contains(c.Message, want) {
+			if c == nil || c.Status != metav1.ConditionFalse || c.Reason != v1alpha1.ReasonPlatformIdentity || !strings.Contains(c.Message, want) {
 				return fmt.Errorf("Ready condition %+v", c)
 			}
 			return nil

@@ -16,18 +16,11 @@ const (
 	IndexTenantSlug = "spec.slug"
 	// IndexSourceSecret indexes IntegrationSources by their credentials Secret name.
 	IndexSourceSecret = "spec.credentialsSecretRef.name"
-	// IndexSourceSyncService indexes IntegrationSources by "<namespace>/<name>" of their SyncService.
+	// IndexSourceSyncService indexes IntegrationSources by the SyncService
+	// they name (IntegrationSource.SyncServiceKey), as "<namespace>/<name>"
+	// (types.NamespacedName.String).
 	IndexSourceSyncService = "spec.syncServiceRef"
 )
-
-// SyncServiceKey is the "<namespace>/<name>" of the SyncService a source references.
-func SyncServiceKey(src *v1alpha1.IntegrationSource) string {
-	ns := src.Spec.SyncServiceRef.Namespace
-	if ns == "" {
-		ns = src.Namespace
-	}
-	return ns + "/" + src.Spec.SyncServiceRef.Name
-}
 
 func setupIndexes(ctx context.Context, mgr manager.Manager) error {
 	idx := mgr.GetFieldIndexer()
@@ -45,7 +38,7 @@ func setupIndexes(ctx context.Context, mgr manager.Manager) error {
 		return fmt.Errorf("indexing sources by Secret: %w", err)
 	}
 	if err := idx.IndexField(ctx, &v1alpha1.IntegrationSource{}, IndexSourceSyncService, func(o client.Object) []string {
-		return []string{SyncServiceKey(o.(*v1alpha1.IntegrationSource))}
+		return []string{o.(*v1alpha1.IntegrationSource).SyncServiceKey().String()}
 	}); err != nil {
 		return fmt.Errorf("indexing sources by SyncService: %w", err)
 	}

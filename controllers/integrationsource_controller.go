@@ -3,8 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"slices"
-	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -19,7 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
-	"github.com/serviceradar/sync-operator/workload"
+	"github.com/serviceradar/sync-operator/statusapply"
 )
 
 // IntegrationSourceReconciler checks that a source's tenant, credentials and
@@ -50,20 +49,15 @@ func (r *IntegrationSourceReconciler) Reconcile(ctx context.Context, req ctrl.Re
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	ready := condition(src.Status.Conditions, v1alpha1.ConditionReady, ok, reason, msg, src.Generation)
-	if src.Status.ObservedGeneration == src.Generation && src.Status.AssignedWorker == worker &&
-		sameConditions(src.Status.Conditions, []metav1.Condition{ready}) {
+	conds, changed := setConditions(src.Status.Conditions, time.Now(), newCondition(v1alpha1.ConditionReady, ok, reason, msg, src.Generation))
+	if !changed && src.Status.ObservedGeneration == src.Generation && src.Status.AssignedWorker == worker {
 		return ctrl.Result{}, nil
 	}
-	status := map[string]any{
-		"observedGeneration": src.Generation,
-		"conditions":         []metav1.Condition{ready},
-	}
-	if worker != "" {
-		status["assignedWorker"] = worker
-	}
-	if err := applyStatus(ctx, r.Client, "IntegrationSource", src, status); err != nil {
-		return ctrl.Result{}, err
+	if err := statusapply.Apply(ctx, r.Client, FieldOwner, &v1alpha1.IntegrationSource{
+		ObjectMeta: metav1.ObjectMeta{Namespace: src.Namespace, Name: src.Name},
+		Status:     v1alpha1.IntegrationSourceStatus{ObservedGeneration: src.Generation, Conditions: conds, AssignedWorker: worker},
+	}); err != nil {
+		return ctrl.Result{}, err //nolint:wrapcheck // it names the object
 	}
 	if r.Events != nil {
 		typ := corev1.EventTypeNormal
@@ -80,7 +74,7 @@ func (r *IntegrationSourceReconciler) Reconcile(ctx context.Context, req ctrl.Re
 func (r *IntegrationSourceReconciler) evaluate(ctx context.Context, src *v1alpha1.IntegrationSource) (worker string, ok bool, reason, msg string, err error) {
 	tenant, found, err := tenantOfNamespace(ctx, r.Client, src.Namespace)
 	if err != nil || !found {
-		return "", false, v1alpha1.ReasonTenantNotFound, tenantMissing(src.Namespace), err
+		return "", false, v1alpha1.ReasonTenantNotFound, v1alpha1.TenantMissing(src.Namespace), err
 	}
 	if key, ok := v1alpha1.CredentialKey(src.Spec.Type); ok {
 		sec := &corev1.Secret{}
@@ -103,38 +97,27 @@ func (r *IntegrationSourceReconciler) evaluate(ctx context.Context, src *v1alpha
 			return "", false, v1alpha1.ReasonSecretInvalid, fmt.Sprintf("Secret %q has no key %q, which %s sources need", name, key, src.Spec.Type), nil
 		}
 	}
-	ssKey := SyncServiceKey(src)
-	ns, name, _ := strings.Cut(ssKey, "/")
-	// A SyncService that does not exist and one this tenant may not use get
-	// the same answer, so that a source cannot probe other tenants'
-	// namespaces for SyncServices or learn who owns them.
-	unusable := fmt.Sprintf("SyncService %s not found, or not usable by tenant %q (use one in a namespace of this tenant, or a platform SyncService)", ssKey, tenant.Spec.Slug)
+	ssKey := src.SyncServiceKey()
 	ss := &v1alpha1.SyncService{}
-	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, ss); err != nil {
+	if err := r.Client.Get(ctx, ssKey, ss); err != nil {
 		if apierrors.IsNotFound(err) {
-			return "", false, v1alpha1.ReasonSyncServiceNotFound, unusable, nil
+			refusal := v1alpha1.SyncServiceUnusable(ssKey, tenant.Spec.Slug)
+			return "", false, refusal.Reason, refusal.Message, nil
 		}
 		return "", false, "", "", fmt.Errorf("reading SyncService %s: %w", ssKey, err)
 	}
-	ssTenant, ssFound, err := tenantOfNamespace(ctx, r.Client, ns)
+	ssTenant, _, err := tenantOfNamespace(ctx, r.Client, ssKey.Namespace)
 	if err != nil {
 		return "", false, "", "", err
 	}
-	switch {
-	case !ssFound, ss.Spec.Platform && !ssTenant.Spec.Platform, !ss.Spec.Platform && ssTenant.Spec.Slug != tenant.Spec.Slug:
-		return "", false, v1alpha1.ReasonSyncServiceNotFound, unusable, nil
-	case len(ss.Spec.Capabilities) > 0 && !slices.Contains(ss.Spec.Capabilities, string(src.Spec.Type)):
-		return "", false, v1alpha1.ReasonSyncServiceNotAllowed, fmt.Sprintf("SyncService %s does not have capability %q", ssKey, src.Spec.Type), nil
+	if refusal := v1alpha1.MayServe(ss, src, v1alpha1.NamespaceTenantOf(ssTenant), v1alpha1.NamespaceTenantOf(tenant)); refusal != nil {
+		return "", false, refusal.Reason, refusal.Message, nil
 	}
-	worker = workload.ComponentID(ss, tenant.Spec.Slug)
+	worker = v1alpha1.ComponentID(ss, tenant.Spec.Slug)
 	if src.Spec.Paused {
 		return worker, true, v1alpha1.ReasonPaused, "source is paused; its worker keeps its devices and skips its runs", nil
 	}
 	return worker, true, v1alpha1.ReasonReconciled, fmt.Sprintf("served by SyncService %s (worker %s)", ssKey, worker), nil
-}
-
-func tenantMissing(ns string) string {
-	return fmt.Sprintf("namespace %q has no %s label naming an existing Tenant", ns, v1alpha1.TenantLabel)
 }
 
 // tenantOfNamespace resolves a namespace's tenant through its label.
@@ -196,7 +179,7 @@ func (r *IntegrationSourceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			return []client.ListOption{client.InNamespace(o.GetNamespace()), client.MatchingFields{IndexSourceSecret: o.GetName()}}
 		}), builder.OnlyMetadata).
 		Watches(&v1alpha1.SyncService{}, sourcesBy(r.Client, func(o client.Object) []client.ListOption {
-			return []client.ListOption{client.MatchingFields{IndexSourceSyncService: o.GetNamespace() + "/" + o.GetName()}}
+			return []client.ListOption{client.MatchingFields{IndexSourceSyncService: client.ObjectKeyFromObject(o).String()}}
 		})).
 		Watches(&corev1.Namespace{}, sourcesInNamespaces(r.Client, func(_ context.Context, o client.Object) []string {
 			return []string{o.GetName()}

@@ -6,77 +6,46 @@
 package controllers
 
 import (
-	"context"
-	"encoding/json"
-	"fmt"
+	"slices"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-
-	"github.com/serviceradar/sync-operator/api/v1alpha1"
 )
 
-// FieldOwner is the server-side apply field manager of the manager.
+// FieldOwner is the server-side apply field manager of the manager. Status
+// is written with statusapply.Apply under it: typed objects holding only
+// the fields the manager owns.
 const FieldOwner = "sync-operator-manager"
 
-// condition builds a condition, keeping the last transition time of an
-// existing one with the same status.
-func condition(existing []metav1.Condition, typ string, ok bool, reason, msg string, gen int64) metav1.Condition {
+// newCondition is a condition of type typ, True when ok, for generation gen.
+func newCondition(typ string, ok bool, reason, msg string, gen int64) metav1.Condition {
 	status := metav1.ConditionFalse
 	if ok {
 		status = metav1.ConditionTrue
 	}
-	c := metav1.Condition{Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: gen, LastTransitionTime: metav1.Now()}
-	if old := meta.FindStatusCondition(existing, typ); old != nil && old.Status == status {
-		c.LastTransitionTime = old.LastTransitionTime
-	}
-	return c
+	return metav1.Condition{Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: gen}
 }
 
-// sameConditions reports whether every wanted condition is already present unchanged.
-func sameConditions(existing, want []metav1.Condition) bool {
-	for _, w := range want {
-		old := meta.FindStatusCondition(existing, w.Type)
-		if old == nil || old.Status != w.Status || old.Reason != w.Reason || old.Message != w.Message ||
-			old.ObservedGeneration != w.ObservedGeneration {
-			return false
+// setConditions sets want on a copy of existing with meta.SetStatusCondition
+// (a condition whose status holds keeps its last transition time; one that
+// changes status, or is new, gets now) and returns the wanted conditions as
+// set, only them: the writer applies its own conditions, never another
+// writer's. changed says whether any differs from existing in status,
+// reason, message or observed generation.
+func setConditions(existing []metav1.Condition, now time.Time, want ...metav1.Condition) (own []metav1.Condition, changed bool) {
+	all := slices.Clone(existing)
+	for _, c := range want {
+		if c.LastTransitionTime.IsZero() {
+			c.LastTransitionTime = metav1.NewTime(now)
+		}
+		if meta.SetStatusCondition(&all, c) {
+			changed = true
 		}
 	}
-	return true
-}
-
-// applyStatus server-side applies the given status fields (only those) of an
-// object of this API under FieldOwner.
-func applyStatus(ctx context.Context, c client.Client, kind string, obj client.Object, status any) error {
-	return applyStatusAt(ctx, c, kind, obj, status, "")
-}
-
-// applyStatusIfCurrent is applyStatus with obj's resourceVersion as a
-// precondition: a status computed from a stale read is refused (a Conflict)
-// instead of overwriting what was written since.
-func applyStatusIfCurrent(ctx context.Context, c client.Client, kind string, obj client.Object, status any) error {
-	return applyStatusAt(ctx, c, kind, obj, status, obj.GetResourceVersion())
-}
-
-func applyStatusAt(ctx context.Context, c client.Client, kind string, obj client.Object, status any, resourceVersion string) error {
-	raw, err := json.Marshal(status)
-	if err != nil {
-		return fmt.Errorf("encoding %s status: %w", kind, err)
+	own = make([]metav1.Condition, 0, len(want))
+	for _, c := range want {
+		own = append(own, *meta.FindStatusCondition(all, c.Type))
 	}
-	var fields map[string]any
-	if err := json.Unmarshal(raw, &fields); err != nil {
-		return fmt.Errorf("encoding %s status: %w", kind, err)
-	}
-	u := &unstructured.Unstructured{Object: map[string]any{"status": fields}}
-	u.SetAPIVersion(v1alpha1.GroupVersion.String())
-	u.SetKind(kind)
-	u.SetName(obj.GetName())
-	u.SetNamespace(obj.GetNamespace())
-	u.SetResourceVersion(resourceVersion)
-	if err := c.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
-		return fmt.Errorf("applying %s %s status: %w", kind, client.ObjectKeyFromObject(obj), err)
-	}
-	return nil
+	return own, changed
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/serviceradar/sync-operator/platform"
 	"github.com/serviceradar/sync-operator/test"
 	"github.com/serviceradar/sync-operator/test/kubetest"
+	"github.com/serviceradar/sync-operator/wire/bootstrap"
 	"github.com/serviceradar/sync-operator/workload"
 )
 
@@ -102,13 +103,13 @@ func TestSaaSWorkersPerTenant(t *testing.T) {
 		}
 		cm := &corev1.ConfigMap{}
 		waitFor(t, "ConfigMap "+name, getObj(env.Client, cm, operatorNS, name))
-		var boot workload.Bootstrap
-		if err := json.Unmarshal([]byte(cm.Data[workload.BootstrapFile]), &boot); err != nil {
+		var boot bootstrap.Config
+		if err := json.Unmarshal([]byte(cm.Data[bootstrap.FileName]), &boot); err != nil {
 			t.Fatal(err)
 		}
 		wantID := "spiffe://serviceradar.local/sync/" + slug + "/default/platform-sync-" + slug
 		if boot.GatewayAddress != ssOpts.GatewayAddress || boot.ComponentID != "platform-sync-"+slug || boot.Identity.SPIFFEID != wantID ||
-			boot.Identity.Source != workload.IdentityFiles {
+			boot.Identity.Source != bootstrap.IdentityFiles {
 			t.Errorf("bootstrap %+v", boot)
 		}
 		sa := &corev1.ServiceAccount{}
@@ -177,6 +178,35 @@ func TestSaaSWorkersPerTenant(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitFor(t, "worker after unpausing", getObj(env.Client, &appsv1.Deployment{}, acmeNS, workload.Name("sync", "frozen", "hooli")))
+	})
+
+	// v1alpha1.MayServe decides here as for the sources' Ready and the
+	// gateway's bundles: a SyncService whose capabilities exclude every
+	// source of a tenant runs no worker for it.
+	t.Run("no worker for sources the capabilities exclude", func(t *testing.T) {
+		only := &v1alpha1.SyncService{ObjectMeta: metav1.ObjectMeta{Name: "netbox-only", Namespace: acmeNS}, Spec: v1alpha1.SyncServiceSpec{Capabilities: []string{"netbox"}}}
+		mustCreate(t, only)
+		src := faker("faker-excluded", acmeNS, v1alpha1.SyncServiceReference{Name: only.Name})
+		mustCreate(t, src)
+		sourceReady(t, src, metav1.ConditionFalse, v1alpha1.ReasonSyncServiceNotAllowed)
+		waitFor(t, "netbox-only reconciled with its source", readyIs(only, func() []metav1.Condition { return only.Status.Conditions },
+			func() int64 { return only.Generation }, metav1.ConditionTrue, v1alpha1.ReasonReconciled))
+		time.Sleep(2 * time.Second) // the source's event reaches the SyncService's queue too
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(only), only); err != nil {
+			t.Fatal(err)
+		}
+		if ready := meta.FindStatusCondition(only.Status.Conditions, v1alpha1.ConditionReady); !strings.HasPrefix(ready.Message, "0 worker(s)") {
+			t.Fatalf("Ready message %q, want no workers", ready.Message)
+		}
+		name := workload.Name("sync", only.Name, "hooli")
+		if err := env.Client.Get(ctx, types.NamespacedName{Namespace: acmeNS, Name: name}, &appsv1.Deployment{}); !apierrors.IsNotFound(err) {
+			t.Fatalf("a worker runs for a source its SyncService may not serve: %v", err)
+		}
+		if err := env.Client.Patch(ctx, only, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"capabilities":["netbox","faker"]}}`))); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "worker once faker is a capability", getObj(env.Client, &appsv1.Deployment{}, acmeNS, name))
+		sourceReady(t, src, metav1.ConditionTrue, v1alpha1.ReasonReconciled)
 	})
 
 	t.Run("heartbeats drive the phase", func(t *testing.T) {
@@ -257,7 +287,7 @@ func TestOnPremOnboardingBundle(t *testing.T) {
 	if _, err := certs[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 		t.Fatalf("edge certificate does not chain to the bundled CA: %v", err)
 	}
-	var boot workload.Bootstrap
+	var boot bootstrap.Config
 	if err := json.Unmarshal(sec.Data["config.json"], &boot); err != nil {
 		t.Fatal(err)
 	}
@@ -447,7 +477,7 @@ func TestSPIREIdentityWithClusterSPIFFEID(t *testing.T) {
 	id.SetKind("ClusterSPIFFEID")
 	waitFor(t, "ClusterSPIFFEID "+name, getObj(e.Client, id, "", name))
 	tmpl, _, _ := unstructured.NestedString(id.Object, "spec", "spiffeIDTemplate")
-	if want := "spiffe://serviceradar.local/sync/acme/default/" + workload.ComponentID(ss, "acme"); tmpl != want || strings.HasSuffix(tmpl, "/cluster-acme") {
+	if want := "spiffe://serviceradar.local/sync/acme/default/" + v1alpha1.ComponentID(ss, "acme"); tmpl != want || strings.HasSuffix(tmpl, "/cluster-acme") {
 		t.Fatalf("spiffeIDTemplate %q, want %q", tmpl, want)
 	}
 	if class, found, _ := unstructured.NestedFieldNoCopy(id.Object, "spec", "className"); found {

@@ -122,7 +122,7 @@ func TestGatewayTrustRefusesMixedIdentities(t *testing.T) {
 	t.Run("SPIRE gateway without the ClusterSPIFFEID CRD", func(t *testing.T) {
 		m := startManagerOn(t, e, cfg, opts(controllers.GatewayTrustSPIRE, controllers.DefaultSPIREClassName))
 		defer m.stop()
-		ready(t, metav1.ConditionFalse, controllers.ReasonSPIRECRDMissing, "ClusterSPIFFEID CRD", "--gateway-trust=spire", "spire.enabled=true")
+		ready(t, metav1.ConditionFalse, v1alpha1.ReasonSPIRECRDMissing, "ClusterSPIFFEID CRD", "--gateway-trust=spire", "spire.enabled=true")
 		noWorker(t)
 	})
 
@@ -146,7 +146,7 @@ func TestGatewayTrustRefusesMixedIdentities(t *testing.T) {
 	t.Run("operator-root gateway refuses SPIRE workers and removes them", func(t *testing.T) {
 		m := startManagerOn(t, e, cfg, opts(controllers.GatewayTrustOperator, controllers.DefaultSPIREClassName))
 		defer m.stop()
-		ready(t, metav1.ConditionFalse, controllers.ReasonGatewayTrustMismatch,
+		ready(t, metav1.ConditionFalse, v1alpha1.ReasonGatewayTrustMismatch,
 			`spec.identity.provider "spire"`, "--gateway-trust=operator", "spire.enabled=false")
 		noWorker(t)
 	})
@@ -155,7 +155,7 @@ func TestGatewayTrustRefusesMixedIdentities(t *testing.T) {
 		setProvider(t, v1alpha1.IdentityProviderCertificate)
 		m := startManagerOn(t, e, cfg, opts(controllers.GatewayTrustSPIRE, controllers.DefaultSPIREClassName))
 		defer m.stop()
-		ready(t, metav1.ConditionFalse, controllers.ReasonGatewayTrustMismatch,
+		ready(t, metav1.ConditionFalse, v1alpha1.ReasonGatewayTrustMismatch,
 			`spec.identity.provider "certificate"`, "--gateway-trust=spire", "spire.enabled=true")
 		noWorker(t)
 	})

@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"sort"
@@ -23,23 +22,8 @@ import (
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
 	"github.com/serviceradar/sync-operator/identity"
 	"github.com/serviceradar/sync-operator/platform"
+	"github.com/serviceradar/sync-operator/statusapply"
 	"github.com/serviceradar/sync-operator/tenancy"
-)
-
-// Tenant condition reasons.
-const (
-	// ReasonReservedSlug means the tenant breaks the reserved platform slug rule.
-	ReasonReservedSlug = "ReservedSlug"
-	// ReasonDuplicatePlatformTenant means an older platform tenant exists.
-	ReasonDuplicatePlatformTenant = "DuplicatePlatformTenant"
-	// ReasonPlatformIdentity means the platform UUID or CA could not be read or created.
-	ReasonPlatformIdentity = "PlatformIdentityUnavailable"
-	// ReasonDuplicateSlug means another Tenant claims the same slug: neither
-	// is served until one of them is deleted.
-	ReasonDuplicateSlug = "DuplicateSlug"
-	// ReasonInvalidSlug means the slug is longer than v1alpha1.MaxSlugLength
-	// (a Tenant stored before the limit): names derived from it would not fit.
-	ReasonInvalidSlug = "InvalidSlug"
 )
 
 // tenantFinalizer revokes a deleted Tenant's certificate authority, so that
@@ -105,20 +89,21 @@ func (r *TenantReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		// bootstrap refuses to mint anew, an API error): the Tenant keeps
 		// the ID and CA it had. They are what a recovery is made from, and
 		// the gateway keeps serving by them.
-		ok, reason, msg = false, ReasonPlatformIdentity, err.Error()
+		ok, reason, msg = false, v1alpha1.ReasonPlatformIdentity, err.Error()
 		want.TenantID, want.CAFingerprint, want.Namespaces = t.Status.TenantID, t.Status.CAFingerprint, t.Status.Namespaces
 	}
-	want.Conditions = []metav1.Condition{condition(t.Status.Conditions, v1alpha1.ConditionReady, ok, reason, msg, t.Generation)}
+	var changed bool
+	want.Conditions, changed = setConditions(t.Status.Conditions, time.Now(), newCondition(v1alpha1.ConditionReady, ok, reason, msg, t.Generation))
 
-	if t.Status.ObservedGeneration == want.ObservedGeneration && t.Status.TenantID == want.TenantID &&
-		t.Status.CAFingerprint == want.CAFingerprint && slices.Equal(t.Status.Namespaces, want.Namespaces) && sameConditions(t.Status.Conditions, want.Conditions) {
+	if !changed && t.Status.ObservedGeneration == want.ObservedGeneration && t.Status.TenantID == want.TenantID &&
+		t.Status.CAFingerprint == want.CAFingerprint && slices.Equal(t.Status.Namespaces, want.Namespaces) {
 		return ctrl.Result{}, err
 	}
 	if err := r.clearIdentity(ctx, t, want); err != nil {
 		return ctrl.Result{}, err
 	}
-	if aerr := applyStatus(ctx, r.Client, "Tenant", t, want); aerr != nil {
-		return ctrl.Result{}, aerr
+	if aerr := statusapply.Apply(ctx, r.Client, FieldOwner, &v1alpha1.Tenant{ObjectMeta: metav1.ObjectMeta{Name: t.Name}, Status: want}); aerr != nil {
+		return ctrl.Result{}, aerr //nolint:wrapcheck // it names the object
 	}
 	r.event(t, ok, reason, msg)
 	return ctrl.Result{}, err
@@ -129,21 +114,18 @@ func (r *TenantReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 // removes them only where this field owner set them, not where an older
 // manager or another writer did, and the gateway serves by them.
 func (r *TenantReconciler) clearIdentity(ctx context.Context, t *v1alpha1.Tenant, want v1alpha1.TenantStatus) error {
-	drop := map[string]any{}
-	if t.Status.TenantID != "" && want.TenantID == "" {
-		drop["tenantID"] = nil
+	cleared := t.DeepCopy()
+	if want.TenantID == "" {
+		cleared.Status.TenantID = ""
 	}
-	if t.Status.CAFingerprint != "" && want.CAFingerprint == "" {
-		drop["caFingerprint"] = nil
+	if want.CAFingerprint == "" {
+		cleared.Status.CAFingerprint = ""
 	}
-	if len(drop) == 0 {
+	if cleared.Status.TenantID == t.Status.TenantID && cleared.Status.CAFingerprint == t.Status.CAFingerprint {
 		return nil
 	}
-	raw, err := json.Marshal(map[string]any{"status": drop})
-	if err != nil {
-		return fmt.Errorf("encoding the status of tenant %s: %w", t.Name, err)
-	}
-	if err := r.Client.Status().Patch(ctx, t, client.RawPatch(types.MergePatchType, raw)); err != nil {
+	// A merge patch from t to cleared: exactly the two fields, set to null.
+	if err := r.Client.Status().Patch(ctx, cleared, client.MergeFrom(t)); err != nil {
 		return fmt.Errorf("clearing the tenant id and CA of tenant %s: %w", t.Name, err)
 	}
 	return nil
@@ -213,13 +195,13 @@ func resolveTenant(ctx context.Context, c client.Client, slug string) (*v1alpha1
 func (r *TenantReconciler) evaluate(ctx context.Context, t *v1alpha1.Tenant, st *v1alpha1.TenantStatus) (bool, string, string, error) {
 	if err := v1alpha1.ValidSlug(t.Spec.Slug); err != nil {
 		// st keeps no tenant id nor CA fingerprint: nothing is served to it.
-		return false, ReasonInvalidSlug, fmt.Sprintf("%v: delete this Tenant and create it with a valid slug", err), nil
+		return false, v1alpha1.ReasonInvalidSlug, fmt.Sprintf("%v: delete this Tenant and create it with a valid slug", err), nil
 	}
 	switch {
 	case t.Spec.Platform && t.Spec.Slug != r.PlatformSlug:
-		return false, ReasonReservedSlug, fmt.Sprintf("the platform tenant must use the platform slug %q", r.PlatformSlug), nil
+		return false, v1alpha1.ReasonReservedSlug, fmt.Sprintf("the platform tenant must use the platform slug %q", r.PlatformSlug), nil
 	case !t.Spec.Platform && t.Spec.Slug == r.PlatformSlug:
-		return false, ReasonReservedSlug, fmt.Sprintf("slug %q is reserved for the platform tenant", r.PlatformSlug), nil
+		return false, v1alpha1.ReasonReservedSlug, fmt.Sprintf("slug %q is reserved for the platform tenant", r.PlatformSlug), nil
 	case t.Spec.Platform:
 		var all v1alpha1.TenantList
 		if err := r.Client.List(ctx, &all); err != nil {
@@ -233,7 +215,7 @@ func (r *TenantReconciler) evaluate(ctx context.Context, t *v1alpha1.Tenant, st 
 		}
 		slices.SortFunc(platforms, tenancy.OldestFirst)
 		if len(platforms) > 0 && platforms[0].Name != t.Name {
-			return false, ReasonDuplicatePlatformTenant, fmt.Sprintf("tenant %q is already the platform tenant; only one may exist", platforms[0].Name), nil
+			return false, v1alpha1.ReasonDuplicatePlatformTenant, fmt.Sprintf("tenant %q is already the platform tenant; only one may exist", platforms[0].Name), nil
 		}
 	default:
 		same, err := tenantsWithSlug(ctx, r.Client, t.Spec.Slug)
@@ -247,7 +229,7 @@ func (r *TenantReconciler) evaluate(ctx context.Context, t *v1alpha1.Tenant, st 
 			}
 		}
 		if len(others) > 0 {
-			return false, ReasonDuplicateSlug, fmt.Sprintf("Tenant(s) %v claim the same slug %q: none of them is served (no workers, schema or certificates) until only one is left",
+			return false, v1alpha1.ReasonDuplicateSlug, fmt.Sprintf("Tenant(s) %v claim the same slug %q: none of them is served (no workers, schema or certificates) until only one is left",
 				others, t.Spec.Slug), nil
 		}
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/serviceradar/sync-operator/identity"
 	"github.com/serviceradar/sync-operator/identity/ca"
 	"github.com/serviceradar/sync-operator/platform"
+	"github.com/serviceradar/sync-operator/wire/bootstrap"
 	"github.com/serviceradar/sync-operator/workload"
 )
 
@@ -56,8 +57,8 @@ func TestDuplicateSlugIsServedToNeither(t *testing.T) {
 
 	second := &v1alpha1.Tenant{ObjectMeta: metav1.ObjectMeta{Name: "dupe-second"}, Spec: v1alpha1.TenantSpec{Slug: "dupe"}}
 	mustCreate(t, second)
-	tenantReady(t, second, metav1.ConditionFalse, controllers.ReasonDuplicateSlug)
-	tenantReady(t, first, metav1.ConditionFalse, controllers.ReasonDuplicateSlug)
+	tenantReady(t, second, metav1.ConditionFalse, v1alpha1.ReasonDuplicateSlug)
+	tenantReady(t, first, metav1.ConditionFalse, v1alpha1.ReasonDuplicateSlug)
 	for _, tn := range []*v1alpha1.Tenant{first, second} {
 		if tn.Status.TenantID != "" || tn.Status.CAFingerprint != "" {
 			t.Fatalf("%s keeps tenant ID %q and CA %q while its slug is ambiguous", tn.Name, tn.Status.TenantID, tn.Status.CAFingerprint)
@@ -157,8 +158,8 @@ func TestTenantSyncServiceNamedLikeThePlatformOne(t *testing.T) {
 	spiffeID := func(ns string) string {
 		cm := &corev1.ConfigMap{}
 		waitFor(t, "the worker bootstrap in "+ns, getObj(env.Client, cm, ns, workload.Name("sync", controllers.PlatformSyncName, "mallory")))
-		var boot workload.Bootstrap
-		if err := json.Unmarshal([]byte(cm.Data[workload.BootstrapFile]), &boot); err != nil {
+		var boot bootstrap.Config
+		if err := json.Unmarshal([]byte(cm.Data[bootstrap.FileName]), &boot); err != nil {
 			t.Fatal(err)
 		}
 		return boot.Identity.SPIFFEID
@@ -196,7 +197,7 @@ func TestDuplicateEdgeIdentityIsRefused(t *testing.T) {
 	mustCreate(t, a, b)
 	for _, ss := range []*v1alpha1.SyncService{a, b} {
 		waitFor(t, ss.Namespace+"/edge refused", readyIs(ss, func() []metav1.Condition { return ss.Status.Conditions },
-			func() int64 { return ss.Generation }, metav1.ConditionFalse, controllers.ReasonDuplicateIdentity))
+			func() int64 { return ss.Generation }, metav1.ConditionFalse, v1alpha1.ReasonDuplicateIdentity))
 	}
 	if err := env.Client.Get(ctx, types.NamespacedName{Namespace: nsB, Name: "edge-onboarding"}, &corev1.Secret{}); !apierrors.IsNotFound(err) {
 		t.Fatalf("a bundle was issued for an ambiguous edge identity: %v", err)
@@ -298,7 +299,7 @@ func TestLegacyLongSlugTenantIsRefused(t *testing.T) {
 	mustCreate(t, src)
 	startManager(t, ssOpts)
 
-	tenantReady(t, legacy, metav1.ConditionFalse, controllers.ReasonInvalidSlug)
+	tenantReady(t, legacy, metav1.ConditionFalse, v1alpha1.ReasonInvalidSlug)
 	if legacy.Status.TenantID != "" || legacy.Status.CAFingerprint != "" {
 		t.Fatalf("an invalid slug keeps tenant id %q and CA %q", legacy.Status.TenantID, legacy.Status.CAFingerprint)
 	}
@@ -335,7 +336,7 @@ func TestDuplicatePlatformSyncServiceIsRefused(t *testing.T) {
 	mustCreate(t, twin, faker("lab-twin", tenantNS, v1alpha1.SyncServiceReference{Namespace: twin.Namespace, Name: twin.Name}))
 	for _, ss := range []*v1alpha1.SyncService{first, twin} {
 		waitFor(t, ss.Namespace+"/"+ss.Name+" refused", readyIs(ss, func() []metav1.Condition { return ss.Status.Conditions },
-			func() int64 { return ss.Generation }, metav1.ConditionFalse, controllers.ReasonDuplicateIdentity))
+			func() int64 { return ss.Generation }, metav1.ConditionFalse, v1alpha1.ReasonDuplicateIdentity))
 	}
 	waitFor(t, "the worker of an ambiguous identity removed", gone(worker))
 	twinWorker := &appsv1.Deployment{}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fails when `make generate manifests proto` changes any file: the committed
-# generated code (deepcopy, CRDs, protobuf) must match its sources.
+# generated code (deepcopy, CRDs, protobuf, the Argo CD health checks of
+# charts/sync-operator/argocd) must match its sources.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"

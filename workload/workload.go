@@ -8,7 +8,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -21,6 +20,8 @@ import (
 	applymetav1 "k8s.io/client-go/applyconfigurations/meta/v1"
 
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
+	"github.com/serviceradar/sync-operator/platform"
+	"github.com/serviceradar/sync-operator/wire/bootstrap"
 )
 
 // Labels and annotations on rendered objects.
@@ -39,110 +40,16 @@ const (
 	RenewAtAnnotation = "integrations.serviceradar.io/renew-at"
 )
 
-// Paths inside worker pods.
+// Paths inside worker pods (the bootstrap file's are bootstrap.Dir and
+// bootstrap.FileName).
 const (
-	BootstrapDir    = "/etc/serviceradar"
-	BootstrapFile   = "bootstrap.json"
 	IdentityDir     = "/var/run/serviceradar/identity"
 	WorkloadAPIDir  = "/spiffe-workload-api"
 	WorkloadAPISock = "unix://" + WorkloadAPIDir + "/spire-agent.sock"
 	DefaultImage    = "ghcr.io/serviceradar/sync-operator:latest"
 	workerUID       = 65532
 	spiffeCSIDriver = "csi.spiffe.io"
-	maxNameLength   = 63
 )
-
-// IdentitySource says where a worker loads its certificate from.
-type IdentitySource string
-
-const (
-	// IdentityWorkloadAPI loads an SVID from the SPIFFE Workload API.
-	IdentityWorkloadAPI IdentitySource = "workload-api"
-	// IdentityFiles loads PEM files (operator-issued SVID or edge certificate).
-	IdentityFiles IdentitySource = "files"
-)
-
-// Bootstrap is the minimal worker configuration: everything else comes from
-// the gateway.
-type Bootstrap struct {
-	// GatewayAddress is host:port of the agent-gateway.
-	GatewayAddress string `json:"gateway_address"`
-	// ComponentID is the worker's component id, as in its certificate.
-	ComponentID string `json:"component_id"`
-	// Partition is the worker's partition.
-	Partition string `json:"partition"`
-	// TenantSlug is the tenant the worker serves (informational: the gateway
-	// trusts only the certificate).
-	TenantSlug string `json:"tenant_slug"`
-	// Identity says where the certificate comes from.
-	Identity BootstrapIdentity `json:"identity"`
-	// MetricsAddress is where the worker serves Prometheus metrics (empty: the worker's flag).
-	MetricsAddress string `json:"metrics_address,omitempty"`
-}
-
-// BootstrapIdentity is the identity part of a Bootstrap.
-type BootstrapIdentity struct {
-	Source            IdentitySource `json:"source"`
-	WorkloadAPISocket string         `json:"workload_api_socket,omitempty"`
-	SPIFFEID          string         `json:"spiffe_id,omitempty"`
-	CertFile          string         `json:"cert_file,omitempty"`
-	KeyFile           string         `json:"key_file,omitempty"`
-	CAFile            string         `json:"ca_file,omitempty"`
-	// ExpectedGatewayID is the SPIFFE ID the gateway must present (empty: any gateway of the trust domain).
-	ExpectedGatewayID string `json:"expected_gateway_id,omitempty"`
-	// ServerName is checked against a gateway certificate without SPIFFE ID.
-	ServerName string `json:"server_name,omitempty"`
-}
-
-// JSON encodes the bootstrap with sorted keys and a trailing newline.
-func (b Bootstrap) JSON() ([]byte, error) {
-	out, err := json.MarshalIndent(b, "", "  ")
-	if err != nil {
-		return nil, fmt.Errorf("encoding worker bootstrap: %w", err)
-	}
-	return append(out, '\n'), nil
-}
-
-// FileIdentity is the bootstrap identity of a worker with mounted PEM files.
-func FileIdentity(dir string) BootstrapIdentity {
-	return BootstrapIdentity{Source: IdentityFiles, CertFile: dir + "/tls.crt", KeyFile: dir + "/tls.key", CAFile: dir + "/ca.crt"}
-}
-
-// hashLength is the number of hex digits of the hash that names carry: 64
-// bits, so that no two tuples share a name unless someone finds a SHA-256
-// collision of that length (about 2^64 tries even for a chosen target).
-const hashLength = 16
-
-// tupleHash is the hash of parts as a tuple: the parts are joined with a NUL
-// byte, which no Kubernetes name contains, so ("a-b", "c") and ("a", "b-c")
-// hash differently.
-func tupleHash(parts ...string) string {
-	h := sha256.New()
-	for i, p := range parts {
-		if i > 0 {
-			h.Write([]byte{0})
-		}
-		h.Write([]byte(p))
-	}
-	return hex.EncodeToString(h.Sum(nil))[:hashLength]
-}
-
-// label is a DNS label of at most limit characters: as much of prefix as
-// fits, then "-" and hash (the hash alone when no prefix fits).
-func label(prefix, hash string, limit int) string {
-	room := limit - len(hash) - 1
-	if room > len(prefix) {
-		room = len(prefix)
-	}
-	if room <= 0 {
-		return hash
-	}
-	p := strings.TrimRight(prefix[:room], "-")
-	if p == "" {
-		return hash
-	}
-	return p + "-" + hash
-}
 
 // Name is a DNS-label object name made of parts: their readable join,
 // shortened to fit, followed by a hash of the parts as a tuple. The hash
@@ -150,41 +57,7 @@ func label(prefix, hash string, limit int) string {
 // ("sync", "a-b", "c") and ("sync", "a", "b-c"), and shortening alone would
 // give one name to every tuple that shares its first characters.
 func Name(parts ...string) string {
-	return label(strings.Join(parts, "-"), tupleHash(parts...), maxNameLength)
-}
-
-// ComponentID is the component id of the worker a SyncService runs for a
-// tenant, as it appears in the worker's certificate. The manager and the
-// gateway both derive it here, so they always agree. One identity names one
-// worker (DESIGN.md section 5):
-//
-//   - a platform SyncService's worker for a tenant is "<name>-<tenant>"
-//     (shortened with a hash when longer than a DNS label): the name and the
-//     tenant slug, which the SPIFFE ID also carries, tell it apart from the
-//     platform's other SyncServices, and only SyncServices in platform
-//     namespaces are ever served as platform ones;
-//   - any other SaaS SyncService's worker is "<name>-<hash>", the hash taken
-//     over the service type, namespace, name and tenant, so that a tenant's
-//     SyncService named like a platform one, or like one of another
-//     namespace, never gets its identity;
-//   - an OnPrem worker is the SyncService's name, readable in its edge CN,
-//     which RFC 5280 limits to 64 characters, too few for a hash: its
-//     uniqueness within the tenant and partition is checked instead (the
-//     manager issues no certificate and the gateway serves neither while two
-//     OnPrem SyncServices of a tenant share a name and partition).
-func ComponentID(ss *v1alpha1.SyncService, tenantSlug string) string {
-	switch {
-	case ss.Spec.ServiceType == v1alpha1.ServiceTypeOnPrem:
-		return ss.Name
-	case ss.Spec.Platform:
-		joined := ss.Name + "-" + tenantSlug
-		if len(joined) <= maxNameLength {
-			return joined
-		}
-		return label(joined, tupleHash(ss.Name, tenantSlug), maxNameLength)
-	default:
-		return label(ss.Name, tupleHash(string(v1alpha1.ServiceTypeSaaS), ss.Namespace, ss.Name, tenantSlug), maxNameLength)
-	}
+	return v1alpha1.HashedName(strings.Join(parts, "-"), parts...)
 }
 
 // Worker is everything one SaaS worker Deployment needs.
@@ -202,7 +75,7 @@ type Worker struct {
 	// field is left out, for a controller manager that watches classless
 	// objects).
 	SPIREClassName string
-	Bootstrap      Bootstrap
+	Bootstrap      bootstrap.Config
 }
 
 // ObjectName is the name of the worker's Deployment, ServiceAccount and ConfigMap.
@@ -216,10 +89,10 @@ func (w Worker) IdentitySecretName() string {
 // Labels select the worker's objects and pods.
 func (w Worker) Labels() map[string]string {
 	return map[string]string{
-		"app.kubernetes.io/name":       "sync-worker",
-		"app.kubernetes.io/managed-by": "sync-operator",
-		SyncServiceLabel:               w.SyncService.Name,
-		WorkerTenantLabel:              w.TenantSlug,
+		"app.kubernetes.io/name": "sync-worker",
+		platform.ManagedByLabel:  platform.ManagedBy,
+		SyncServiceLabel:         w.SyncService.Name,
+		WorkerTenantLabel:        w.TenantSlug,
 	}
 }
 
@@ -246,7 +119,7 @@ func (w Worker) ConfigMap() (*applycorev1.ConfigMapApplyConfiguration, error) {
 	}
 	return applycorev1.ConfigMap(w.ObjectName(), w.SyncService.Namespace).
 		WithLabels(w.Labels()).WithOwnerReferences(OwnerReference(w.SyncService)).
-		WithData(map[string]string{BootstrapFile: string(data)}), nil
+		WithData(map[string]string{bootstrap.FileName: string(data)}), nil
 }
 
 func defaultResources() corev1.ResourceRequirements {
@@ -275,13 +148,13 @@ func (w Worker) Deployment(configHash string) *applyappsv1.DeploymentApplyConfig
 	container := applycorev1.Container().
 		WithName("worker").WithImage(w.Image).
 		// The image carries /manager, /gateway and /worker; this pod runs the worker.
-		WithCommand("/worker").WithArgs("--config="+BootstrapDir+"/"+BootstrapFile).
+		WithCommand("/worker").WithArgs("--config="+bootstrap.Path).
 		// The Go runtime collects harder as the heap nears the container's memory limit.
 		WithEnv(applycorev1.EnvVar().WithName("GOMEMLIMIT").WithValueFrom(applycorev1.EnvVarSource().
 			WithResourceFieldRef(applycorev1.ResourceFieldSelector().WithContainerName("worker").WithResource("limits.memory")))).
 		WithResources(applycorev1.ResourceRequirements().WithRequests(res.Requests).WithLimits(res.Limits)).
 		WithVolumeMounts(
-			applycorev1.VolumeMount().WithName("bootstrap").WithMountPath(BootstrapDir).WithReadOnly(true),
+			applycorev1.VolumeMount().WithName("bootstrap").WithMountPath(bootstrap.Dir).WithReadOnly(true),
 			identityMount,
 			applycorev1.VolumeMount().WithName("tmp").WithMountPath("/tmp"),
 		).

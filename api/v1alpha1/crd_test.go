@@ -293,7 +293,7 @@ func TestDefaultsAreApplied(t *testing.T) {
 		{"source spec.partition", src.Spec.Partition, "default"},
 		{"source spec.pollInterval", durationString(src.Spec.PollInterval), "5m0s"},
 		{"source spec.discoveryInterval", durationString(src.Spec.DiscoveryInterval), "1h0m0s"},
-		{"source spec.pageSize", src.Spec.PageSize, int32(100)},
+		{"source spec.pageSize (unset: the type's default of wire/pagesize)", src.Spec.PageSize, int32(0)},
 		{"source spec.deletionPolicy", src.Spec.DeletionPolicy, v1alpha1.DeletionPolicyRetain},
 		{"source spec.faker.devices", src.Spec.Faker.Devices, int32(1000)},
 		{"source spec.faker.churnPercent", src.Spec.Faker.ChurnPercent, int32(5)},

@@ -576,11 +576,12 @@ type IntegrationSourceSpec struct {
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('168h')",message="must be a duration between 1m and 168h"
 	DiscoveryInterval *metav1.Duration `json:"discoveryInterval,omitempty"`
 
-	// PageSize is how many rows one API page holds: at most 5000 for armis and
-	// 1000 for netbox. Workers use smaller pages after repeated failures.
+	// PageSize is how many rows one API page holds. Unset, it is the type's
+	// default: 100 for armis, netbox and faker. At most 5000 for armis and
+	// faker, 1000 for netbox. Workers use smaller pages after repeated
+	// failures.
 	//
 	// +optional
-	// +kubebuilder:default=100
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=5000
 	PageSize int32 `json:"pageSize,omitempty"`

@@ -93,9 +93,6 @@ func main() {
 	showVersion := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
 	diag.SetGCPercent(*gcPercent)
-	if c.DeviceCacheEntries == 0 {
-		c.DeviceCacheEntries = -1 // 0 on the command line disables it; in Config, 0 takes the default
-	}
 	if *showVersion {
 		fmt.Println(version.String("gateway"))
 		return

@@ -21,7 +21,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"github.com/spiffe/go-spiffe/v2/workloadapi"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
@@ -76,8 +75,10 @@ type Config struct {
 	PostgresMaxConns         int
 	PostgresStatementTimeout time.Duration
 	// DeviceCacheEntries bounds the in-memory device cache (identifiers and
-	// device states): 0 takes store.DefaultCacheEntries, a negative number
-	// disables it.
+	// device states), as store.WithCacheEntries: 0 (or a negative number)
+	// disables it, as --device-cache-entries=0 and the chart's
+	// gateway.deviceCacheEntries: 0 do. cmd/gateway's default is
+	// store.DefaultCacheEntries.
 	DeviceCacheEntries int
 	// MaxConnectionAge ends a client connection after it (with a GOAWAY, then
 	// MaxConnectionAgeGrace for the calls in flight), so that no connection
@@ -116,26 +117,26 @@ func (c Config) source(ctx context.Context, td spiffeid.TrustDomain) (mtls.Sourc
 		src, err := mtls.NewFileSource(c.CertFile, c.KeyFile, c.CAFile, td)
 		return src, func() {}, err
 	}
-	opts := []workloadapi.X509SourceOption{workloadapi.WithClientOptions(workloadapi.WithAddr(c.WorkloadAPIAddr))}
+	var id spiffeid.ID
 	if c.SPIFFEID != "" {
-		id, err := spiffeid.FromString(c.SPIFFEID)
+		parsed, err := spiffeid.FromString(c.SPIFFEID)
 		if err != nil {
 			return nil, nil, fmt.Errorf("--spiffe-id: %w", err)
 		}
-		opts = append(opts, mtls.PickSVID(id))
-	}
-	x, err := workloadapi.NewX509Source(ctx, opts...)
-	if err != nil {
-		return nil, nil, fmt.Errorf("connecting to the Workload API at %s: %w", c.WorkloadAPIAddr, err)
+		id = parsed
 	}
 	var edge *mtls.FileRoots
 	if c.EdgeCAFile != "" {
+		var err error
 		if edge, err = mtls.NewFileRoots(c.EdgeCAFile); err != nil {
-			_ = x.Close()
 			return nil, nil, err
 		}
 	}
-	return mtls.NewWorkloadSource(x, edge), func() { _ = x.Close() }, nil
+	src, err := mtls.DialWorkloadAPI(ctx, c.WorkloadAPIAddr, id, edge)
+	if err != nil {
+		return nil, nil, err
+	}
+	return src, func() { _ = src.Close() }, nil
 }
 
 // upstream sets the classifier's mapping of upstream-format identities and
@@ -275,14 +276,7 @@ func Run(ctx context.Context, c Config) error {
 	}
 	var devices *store.Store
 	if c.PostgresDSN != "" {
-		entries := c.DeviceCacheEntries
-		switch {
-		case entries == 0:
-			entries = store.DefaultCacheEntries
-		case entries < 0:
-			entries = 0
-		}
-		if devices, err = store.Open(ctx, c.PostgresDSN, store.WithCacheEntries(entries),
+		if devices, err = store.Open(ctx, c.PostgresDSN, store.WithCacheEntries(c.DeviceCacheEntries),
 			store.WithMaxConns(c.PostgresMaxConns), store.WithStatementTimeout(c.PostgresStatementTimeout)); err != nil {
 			return err
 		}
@@ -485,5 +479,8 @@ func deviceCacheMetrics(s *store.Store) []prometheus.Collector {
 			func(c store.CacheStats) int64 { return c.Unchanged }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sync_gateway_device_cache_entries",
 			Help: "Identifiers and device states in the device cache."}, func() float64 { return float64(s.CacheStats().Entries) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sync_gateway_device_cache_capacity",
+			Help: "Identifiers and device states the device cache may hold (--device-cache-entries; 0: disabled)."},
+			func() float64 { return float64(s.CacheStats().Budget) }),
 	}
 }

@@ -123,6 +123,9 @@ func TestGatewayProcessServesHealthReflectionAndMetrics(t *testing.T) {
 		`grpc_server_handling_seconds_bucket{grpc_method="Hello"`,
 		"sync_gateway_device_cache_hits_total 0",
 		"sync_gateway_device_cache_entries 0",
+		// Config.DeviceCacheEntries is not set: 0 disables the cache, as
+		// --device-cache-entries=0 and store.WithCacheEntries(0) do.
+		"sync_gateway_device_cache_capacity 0",
 		"sync_gateway_control_streams 0",
 		"sync_gateway_config_pushes_total 0",
 		`sync_gateway_config_acks_total{result="current"} 0`,

@@ -29,7 +29,6 @@ import (
 	"github.com/serviceradar/sync-operator/test"
 	"github.com/serviceradar/sync-operator/test/kubetest"
 	"github.com/serviceradar/sync-operator/test/pkitest"
-	"github.com/serviceradar/sync-operator/workload"
 )
 
 // TestShippedRBACServesAndPushesCredentials runs the gateway process as its
@@ -103,7 +102,7 @@ func TestShippedRBACServesAndPushesCredentials(t *testing.T) {
 		tn := &v1alpha1.Tenant{}
 		return env.Client.Get(ctx, client.ObjectKey{Name: "acme"}, tn) == nil && tn.Status.TenantID != ""
 	})
-	worker := workload.ComponentID(ss, "acme")
+	worker := v1alpha1.ComponentID(ss, "acme")
 
 	root, err := ca.NewRoot("root", 0, nil)
 	if err != nil {

@@ -86,7 +86,7 @@ func TestDeletingARetractSourceRetractsItsDevicesOnce(t *testing.T) {
 	for _, name := range []string{"a", "b"} {
 		go func() {
 			done <- app.Run(rctx, app.Config{Kube: rest.CopyConfig(kube), Listen: "127.0.0.1:0", CertFile: files.Cert, KeyFile: files.Key, CAFile: files.CA,
-				GatewayID: name, PostgresDSN: dsn, Log: testr.New(t), Ready: func(addr string) { ready <- addr }})
+				GatewayID: name, PostgresDSN: dsn, DeviceCacheEntries: store.DefaultCacheEntries, Log: testr.New(t), Ready: func(addr string) { ready <- addr }})
 		}()
 	}
 	for range 2 {

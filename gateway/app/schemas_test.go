@@ -84,7 +84,7 @@ func TestTenantDeletionPolicy(t *testing.T) {
 	for _, name := range []string{"a", "b"} {
 		go func() {
 			done <- app.Run(rctx, app.Config{Kube: rest.CopyConfig(kube), Listen: "127.0.0.1:0", CertFile: files.Cert, KeyFile: files.Key, CAFile: files.CA,
-				GatewayID: name, PostgresDSN: dsn, Log: testr.New(t), Ready: func(addr string) { ready <- addr }})
+				GatewayID: name, PostgresDSN: dsn, DeviceCacheEntries: store.DefaultCacheEntries, Log: testr.New(t), Ready: func(addr string) { ready <- addr }})
 		}()
 	}
 	for range 2 {

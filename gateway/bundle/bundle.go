@@ -1,18 +1,13 @@
 // Package bundle builds the configuration the gateway serves to a sync worker
 // (DESIGN.md section 6): the sources of the worker's own tenant that are
-// assigned to its SyncService, with their credentials, in canonical
-// (key-sorted) JSON whose hash is the config_version. It is pure: callers
-// pass the objects they read, so selection and encoding are tested alone.
+// assigned to its SyncService, with their credentials, as the types of
+// wire/bundle (whose canonical JSON hash is the config_version). It is pure:
+// callers pass the objects they read, so selection is tested alone.
 package bundle
 
 import (
-	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
 	"time"
 
@@ -20,220 +15,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
-	"github.com/serviceradar/sync-operator/workload"
+	wire "github.com/serviceradar/sync-operator/wire/bundle"
 )
-
-// ScopeTenant is the scope of a bundle that serves one tenant.
-const ScopeTenant = "tenant"
-
-// Query is one search of a source.
-type Query struct {
-	Label      string   `json:"label"`
-	Query      string   `json:"query"`
-	SweepModes []string `json:"sweep_modes,omitempty"`
-}
-
-// Faker configures the synthetic inventory.
-type Faker struct {
-	Devices      int32 `json:"devices"`
-	ChurnPercent int32 `json:"churn_percent"`
-	Seed         int64 `json:"seed"`
-	// OverlapSeed and OverlapPercent select the devices shared with other
-	// generators (spec.faker.overlap); a zero percent shares none.
-	OverlapSeed    int64 `json:"overlap_seed,omitempty"`
-	OverlapPercent int32 `json:"overlap_percent,omitempty"`
-}
-
-// Sweep says how agents sweep a source's devices.
-type Sweep struct {
-	Enabled     bool     `json:"enabled"`
-	Modes       []string `json:"modes,omitempty"`
-	Ports       []int32  `json:"ports,omitempty"`
-	Networks    []string `json:"networks,omitempty"`
-	IntervalSec int64    `json:"interval_sec,omitempty"`
-}
-
-// Source is one IntegrationSource as a worker runs it.
-type Source struct {
-	Type                 string            `json:"type"`
-	Endpoint             string            `json:"endpoint,omitempty"`
-	Credentials          map[string]string `json:"credentials,omitempty"`
-	Queries              []Query           `json:"queries,omitempty"`
-	Partition            string            `json:"partition"`
-	PollIntervalSec      int64             `json:"poll_interval_sec"`
-	DiscoveryIntervalSec int64             `json:"discovery_interval_sec"`
-	PageSize             int32             `json:"page_size"`
-	NetworkBlacklist     []string          `json:"network_blacklist,omitempty"`
-	Faker                *Faker            `json:"faker,omitempty"`
-	Sweep                *Sweep            `json:"sweep,omitempty"`
-	Paused               bool              `json:"paused,omitempty"`
-	// DryRun is spec.dryRun: every run is a full fetch that the gateway
-	// evaluates and rolls back, and it does not move the worker's schedule
-	// of incremental runs.
-	DryRun               bool   `json:"dry_run,omitempty"`
-	IntegrationSourceUID string `json:"integration_source_uid"`
-	SyncServiceID        string `json:"sync_service_id"`
-	// StaleAfterSec is, for armis, how many seconds after its lastSeen a
-	// device is still reported available (spec.armis.staleAfter with its
-	// default filled in); zero means staleness is off.
-	StaleAfterSec int64 `json:"stale_after_sec,omitempty"`
-	// NetBox holds a netbox source's settings (spec.netbox), absent when
-	// it has none.
-	NetBox *NetBox `json:"netbox,omitempty"`
-
-	// The same settings in the names and forms ServiceRadar's agent sync
-	// runtime reads (../shared/UPSTREAM.md): it skips a source without
-	// poll_interval/discovery_interval strings. Additive: our worker reads
-	// the fields above.
-
-	// PollInterval is PollIntervalSec as a Go duration string ("10m0s").
-	PollInterval string `json:"poll_interval"`
-	// DiscoveryInterval is DiscoveryIntervalSec as a Go duration string.
-	DiscoveryInterval string `json:"discovery_interval"`
-	// SweepInterval is the sweep interval as a duration string, when sweeping.
-	SweepInterval string `json:"sweep_interval,omitempty"`
-	// AgentID is the component the source is assigned to (the bundle's agent_id).
-	AgentID string `json:"agent_id"`
-	// InsecureSkipVerify is always false: the integration's certificate is verified.
-	InsecureSkipVerify bool `json:"insecure_skip_verify"`
-}
-
-// NetBox is a netbox source's settings.
-type NetBox struct {
-	// ExcludeVirtualMachines leaves virtual machines out.
-	ExcludeVirtualMachines bool `json:"exclude_virtual_machines,omitempty"`
-	// StatusAvailability overrides what a status means for availability:
-	// Available, Unavailable, Unknown or Retract, by status value.
-	StatusAvailability map[string]string `json:"status_availability,omitempty"`
-}
-
-// Sync is the bundle of a sync worker; sources are keyed "<namespace>/<name>".
-type Sync struct {
-	AgentID    string            `json:"agent_id"`
-	Scope      string            `json:"scope"`
-	TenantID   string            `json:"tenant_id"`
-	TenantSlug string            `json:"tenant_slug"`
-	Sources    map[string]Source `json:"sources"`
-}
-
-// ScopeAgent is the scope of an agent's configuration.
-const ScopeAgent = "agent"
-
-// Agent is the config_json of an agent. Its sweep travels twice: typed in
-// the response's sweep field (10), and here in the group form that
-// ServiceRadar's own agents read.
-type Agent struct {
-	AgentID    string `json:"agent_id"`
-	Scope      string `json:"scope"`
-	TenantID   string `json:"tenant_id"`
-	TenantSlug string `json:"tenant_slug"`
-	Partition  string `json:"partition"`
-	// Sweep is always present: upstream agents apply nothing without a
-	// "sweep" key, and clear their targets on an empty groups list.
-	Sweep AgentSweep `json:"sweep"`
-}
-
-// AgentSweep is config_json.sweep in upstream's group form.
-type AgentSweep struct {
-	// ConfigHash changes exactly when Groups change (a hash of their
-	// canonical JSON); agents skip re-applying an unchanged hash.
-	ConfigHash string `json:"config_hash"`
-	// Groups has one group per sweep-enabled source; never null.
-	Groups []SweepGroup `json:"groups"`
-}
-
-// SweepGroup is one source's sweep: what, how and how often.
-type SweepGroup struct {
-	// ID and SweepGroupID are the source's uid; agents tag their sweep
-	// results with SweepGroupID.
-	ID           string `json:"id"`
-	SweepGroupID string `json:"sweep_group_id"`
-	// Targets are CIDRs: the source's explicit networks and one host
-	// network (/32, or /128 for IPv6) per device.
-	Targets []string `json:"targets"`
-	// Ports are the TCP ports probed in tcp mode.
-	Ports []int32 `json:"ports"`
-	// Modes are the probe modes ("icmp", "tcp").
-	Modes    []string      `json:"modes"`
-	Schedule SweepSchedule `json:"schedule"`
-	Settings SweepSettings `json:"settings"`
-	// DeviceTargets are the source's devices, one host network each.
-	DeviceTargets []SweepDeviceTarget `json:"device_targets"`
-}
-
-// SweepSchedule says when a group runs.
-type SweepSchedule struct {
-	// Type is "interval" (the only one this gateway sends) or "cron".
-	Type string `json:"type"`
-	// Interval is a Go duration string such as "5m"; empty leaves the
-	// agent's default.
-	Interval string `json:"interval"`
-	// Cron is a cron expression, for Type "cron".
-	Cron string `json:"cron"`
-}
-
-// SweepSettings tune a group's probes; zero values leave the agent's defaults.
-type SweepSettings struct {
-	Concurrency int    `json:"concurrency"`
-	Timeout     string `json:"timeout"`
-}
-
-// SweepDeviceTarget is one device to sweep.
-type SweepDeviceTarget struct {
-	// Network is the device's host network ("10.1.2.3/32").
-	Network string `json:"network"`
-	// SweepModes are the modes for this device.
-	SweepModes []string `json:"sweep_modes,omitempty"`
-	// QueryLabel is the label of the query that found the device, if known.
-	QueryLabel string `json:"query_label,omitempty"`
-	// Source is the integration type that reported it ("armis", "netbox").
-	Source string `json:"source,omitempty"`
-	// Metadata carries the device's hostname and integration_source_uid.
-	Metadata map[string]string `json:"metadata,omitempty"`
-}
-
-// Encode returns the canonical JSON of v (object keys sorted at every level,
-// no insignificant space) and its version: a hash of exactly those bytes.
-func Encode(v any) ([]byte, string, error) {
-	raw, err := json.Marshal(v)
-	if err != nil {
-		return nil, "", fmt.Errorf("encoding bundle: %w", err)
-	}
-	// Numbers stay json.Number (their exact text): through float64 an int64
-	// above 2^53, a Faker seed say, would change.
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var generic any
-	if err := dec.Decode(&generic); err != nil {
-		return nil, "", fmt.Errorf("encoding bundle: %w", err)
-	}
-	// encoding/json writes map keys in sorted order, so a round trip through
-	// generic maps sorts the keys of every object, struct fields included.
-	canonical, err := json.Marshal(generic)
-	if err != nil {
-		return nil, "", fmt.Errorf("encoding bundle: %w", err)
-	}
-	sum := sha256.Sum256(canonical)
-	return canonical, hex.EncodeToString(sum[:16]), nil
-}
-
-// Redacted is a copy of the bundle whose credentials are replaced by their
-// key names, for logs and debugging output.
-func (s Sync) Redacted() Sync {
-	out := s
-	out.Sources = make(map[string]Source, len(s.Sources))
-	for k, src := range s.Sources {
-		if len(src.Credentials) > 0 {
-			red := make(map[string]string, len(src.Credentials))
-			for key := range src.Credentials {
-				red[key] = "[redacted]"
-			}
-			src.Credentials = red
-		}
-		out.Sources[k] = src
-	}
-	return out
-}
 
 // Inputs are the objects a sync bundle is built from.
 type Inputs struct {
@@ -256,17 +39,11 @@ type Inputs struct {
 	Secret func(namespace, name string) *corev1.Secret
 }
 
-// MaySyncServe reports whether a SyncService may serve a tenant: one of the
-// tenant's own, or a platform SyncService in a platform-tenant namespace.
-func MaySyncServe(ss *v1alpha1.SyncService, tenantSlug string, nsTenant map[string]string, platformSlug string) bool {
-	owner, ok := nsTenant[ss.Namespace]
-	if !ok {
-		return false
-	}
-	if ss.Spec.Platform {
-		return owner == platformSlug
-	}
-	return owner == tenantSlug
+// tenantOf is the tenant of namespace ns as the inputs have it (the
+// caller's tenant or the platform's; none for other namespaces).
+func (in Inputs) tenantOf(ns, platformSlug string) v1alpha1.NamespaceTenant {
+	slug := in.NamespaceTenant[ns]
+	return v1alpha1.NamespaceTenant{Slug: slug, Platform: slug != "" && slug == platformSlug}
 }
 
 // ErrAmbiguous is returned when an identity matches more than one
@@ -276,7 +53,8 @@ var ErrAmbiguous = errors.New("the identity matches more than one SyncService")
 // SyncServiceFor finds the SyncService whose worker for the tenant has the
 // caller's identity: its component id, in its partition, of its class (an
 // edge certificate only an OnPrem SyncService, an SVID only an in-cluster
-// one), among those that may serve the tenant. That is how a certificate
+// one), among those that may serve the tenant (v1alpha1.MayServeTenant,
+// the rule the manager follows too). That is how a certificate
 // maps to a SyncService: nil when none matches, ErrAmbiguous when several
 // do (never one of them by chance).
 func SyncServiceFor(in Inputs, platformSlug string) (*v1alpha1.SyncService, error) {
@@ -284,8 +62,8 @@ func SyncServiceFor(in Inputs, platformSlug string) (*v1alpha1.SyncService, erro
 	for i := range in.SyncServices {
 		ss := &in.SyncServices[i]
 		if !ss.DeletionTimestamp.IsZero() || (ss.Spec.ServiceType == v1alpha1.ServiceTypeOnPrem) != in.Edge ||
-			ss.Spec.Partition != in.Partition || workload.ComponentID(ss, in.TenantSlug) != in.ComponentID ||
-			!MaySyncServe(ss, in.TenantSlug, in.NamespaceTenant, platformSlug) {
+			ss.Spec.Partition != in.Partition || v1alpha1.ComponentID(ss, in.TenantSlug) != in.ComponentID ||
+			v1alpha1.MayServeTenant(ss, in.tenantOf(ss.Namespace, platformSlug), in.TenantSlug) != nil {
 			continue
 		}
 		if found != nil {
@@ -297,25 +75,18 @@ func SyncServiceFor(in Inputs, platformSlug string) (*v1alpha1.SyncService, erro
 }
 
 // BuildSync builds the bundle of the worker of ss for the caller's tenant:
-// only sources in the tenant's own namespaces that reference ss, whose
-// credentials resolve. A source of another tenant is never included, whatever
-// it references.
-func BuildSync(in Inputs, ss *v1alpha1.SyncService) Sync {
-	out := Sync{AgentID: in.ComponentID, Scope: ScopeTenant, TenantID: in.TenantID, TenantSlug: in.TenantSlug, Sources: map[string]Source{}}
+// only sources in the tenant's own namespaces that ss may serve
+// (v1alpha1.MayServe: they reference ss, and its capabilities include
+// their type), whose credentials resolve. A source of another tenant is
+// never included, whatever it references.
+func BuildSync(in Inputs, ss *v1alpha1.SyncService, platformSlug string) wire.Sync {
+	out := wire.Sync{AgentID: in.ComponentID, Scope: wire.ScopeTenant, TenantID: in.TenantID, TenantSlug: in.TenantSlug, Sources: map[string]wire.Source{}}
 	for i := range in.Sources {
 		src := &in.Sources[i]
 		if !src.DeletionTimestamp.IsZero() || in.NamespaceTenant[src.Namespace] != in.TenantSlug {
 			continue
 		}
-		ref := src.Spec.SyncServiceRef
-		refNS := ref.Namespace
-		if refNS == "" {
-			refNS = src.Namespace
-		}
-		if refNS != ss.Namespace || ref.Name != ss.Name {
-			continue
-		}
-		if len(ss.Spec.Capabilities) > 0 && !slices.Contains(ss.Spec.Capabilities, string(src.Spec.Type)) {
+		if v1alpha1.MayServe(ss, src, in.tenantOf(ss.Namespace, platformSlug), in.tenantOf(src.Namespace, platformSlug)) != nil {
 			continue
 		}
 		s, ok := sourceOf(src, ss, in.Secret)
@@ -345,33 +116,33 @@ func modes(ms []v1alpha1.SweepMode) []string {
 }
 
 // sourceOf converts a source; false when its credentials do not resolve.
-func sourceOf(src *v1alpha1.IntegrationSource, ss *v1alpha1.SyncService, secret func(string, string) *corev1.Secret) (Source, bool) {
-	s := Source{
+func sourceOf(src *v1alpha1.IntegrationSource, ss *v1alpha1.SyncService, secret func(string, string) *corev1.Secret) (wire.Source, bool) {
+	s := wire.Source{
 		Type: string(src.Spec.Type), Endpoint: src.Spec.Endpoint, Partition: src.Spec.Partition,
 		PollIntervalSec: seconds(src.Spec.PollInterval), DiscoveryIntervalSec: seconds(src.Spec.DiscoveryInterval),
-		PageSize: src.Spec.PageSize, Paused: src.Spec.Paused || ss.Spec.Paused, DryRun: src.Spec.DryRun,
+		PageSize: src.Spec.EffectivePageSize(), Paused: src.Spec.Paused || ss.Spec.Paused, DryRun: src.Spec.DryRun,
 		IntegrationSourceUID: string(src.UID), SyncServiceID: string(ss.UID),
 	}
 	if key, ok := v1alpha1.CredentialKey(src.Spec.Type); ok {
 		if src.Spec.CredentialsSecretRef == nil {
-			return Source{}, false
+			return wire.Source{}, false
 		}
 		sec := secret(src.Namespace, src.Spec.CredentialsSecretRef.Name)
 		if sec == nil || len(sec.Data[key]) == 0 {
-			return Source{}, false
+			return wire.Source{}, false
 		}
 		// Only the key the integration needs travels, never the rest of the Secret.
 		s.Credentials = map[string]string{key: string(sec.Data[key])}
 	}
 	for _, q := range src.Spec.Queries {
-		s.Queries = append(s.Queries, Query{Label: q.Label, Query: q.Query, SweepModes: modes(q.SweepModes)})
+		s.Queries = append(s.Queries, wire.Query{Label: q.Label, Query: q.Query, SweepModes: modes(q.SweepModes)})
 	}
 	if len(src.Spec.NetworkBlacklist) > 0 {
 		s.NetworkBlacklist = append([]string(nil), src.Spec.NetworkBlacklist...)
 		sort.Strings(s.NetworkBlacklist)
 	}
 	if f := src.Spec.Faker; f != nil {
-		s.Faker = &Faker{Devices: f.Devices, ChurnPercent: f.ChurnPercent, Seed: f.Seed}
+		s.Faker = &wire.Faker{Devices: f.Devices, ChurnPercent: f.ChurnPercent, Seed: f.Seed}
 		if o := f.Overlap; o != nil {
 			s.Faker.OverlapSeed, s.Faker.OverlapPercent = o.Seed, o.Percent
 		}
@@ -380,7 +151,7 @@ func sourceOf(src *v1alpha1.IntegrationSource, ss *v1alpha1.SyncService, secret 
 		s.StaleAfterSec = int64(src.Spec.ArmisStaleAfter().Seconds())
 	}
 	if nb := src.Spec.NetBox; nb != nil && src.Spec.Type == v1alpha1.IntegrationNetBox {
-		s.NetBox = &NetBox{ExcludeVirtualMachines: nb.ExcludeVirtualMachines}
+		s.NetBox = &wire.NetBox{ExcludeVirtualMachines: nb.ExcludeVirtualMachines}
 		for status, a := range nb.StatusAvailability {
 			if s.NetBox.StatusAvailability == nil {
 				s.NetBox.StatusAvailability = map[string]string{}
@@ -398,10 +169,10 @@ func sourceOf(src *v1alpha1.IntegrationSource, ss *v1alpha1.SyncService, secret 
 }
 
 // SweepOf converts a source's sweep settings; nil stays nil.
-func SweepOf(sw *v1alpha1.SweepSpec) *Sweep {
+func SweepOf(sw *v1alpha1.SweepSpec) *wire.Sweep {
 	if sw == nil {
 		return nil
 	}
-	return &Sweep{Enabled: sw.Enabled, Modes: modes(sw.Modes), Ports: append([]int32(nil), sw.Ports...),
+	return &wire.Sweep{Enabled: sw.Enabled, Modes: modes(sw.Modes), Ports: append([]int32(nil), sw.Ports...),
 		Networks: append([]string(nil), sw.Networks...), IntervalSec: seconds(sw.Interval)}
 }

@@ -15,7 +15,7 @@ import (
 
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
 	"github.com/serviceradar/sync-operator/gateway/bundle"
-	"github.com/serviceradar/sync-operator/workload"
+	wire "github.com/serviceradar/sync-operator/wire/bundle"
 )
 
 func ss(ns, name string, typ v1alpha1.ServiceType, platform bool, caps ...string) v1alpha1.SyncService {
@@ -73,7 +73,7 @@ func componentOf(t *testing.T, ns, name, tenant string) string {
 	t.Helper()
 	for _, s := range world().SyncServices {
 		if s.Namespace == ns && s.Name == name {
-			return workload.ComponentID(&s, tenant)
+			return v1alpha1.ComponentID(&s, tenant)
 		}
 	}
 	t.Fatalf("no SyncService %s/%s", ns, name)
@@ -122,7 +122,7 @@ func TestSelection(t *testing.T) {
 			if got == nil || got.Namespace+"/"+got.Name != tc.wantSS {
 				t.Fatalf("SyncService %v, want %s", got, tc.wantSS)
 			}
-			b := bundle.BuildSync(in, got)
+			b := bundle.BuildSync(in, got, "platform")
 			keys := make([]string, 0, len(b.Sources))
 			for k := range b.Sources {
 				keys = append(keys, k)
@@ -131,10 +131,10 @@ func TestSelection(t *testing.T) {
 			if !slices.Equal(keys, tc.want) && (len(keys) != 0 || len(tc.want) != 0) {
 				t.Fatalf("sources %v, want %v", keys, tc.want)
 			}
-			if b.TenantSlug != tc.tenant || b.AgentID != tc.component || b.Scope != bundle.ScopeTenant {
+			if b.TenantSlug != tc.tenant || b.AgentID != tc.component || b.Scope != wire.ScopeTenant {
 				t.Fatalf("bundle header %+v", b)
 			}
-			raw, _, err := bundle.Encode(b)
+			raw, _, err := wire.Encode(b)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -155,12 +155,12 @@ func TestCredentialsCarryOnlyTheNeededKey(t *testing.T) {
 	if err != nil || platformSync == nil {
 		t.Fatalf("SyncServiceFor = %v, %v", platformSync, err)
 	}
-	b := bundle.BuildSync(in, platformSync)
+	b := bundle.BuildSync(in, platformSync, "platform")
 	creds := b.Sources["acme/armis"].Credentials
 	if len(creds) != 1 || creds["secret_key"] != "acme-armis-secret" {
 		t.Fatalf("credentials %v", creds)
 	}
-	raw, _, _ := bundle.Encode(b.Redacted())
+	raw, _, _ := wire.Encode(b.Redacted())
 	if bytes.Contains(raw, []byte("acme-armis-secret")) || !bytes.Contains(raw, []byte("[redacted]")) {
 		t.Fatalf("redacted bundle: %s", raw)
 	}
@@ -176,15 +176,15 @@ func TestEncodeIsCanonicalAndVersioned(t *testing.T) {
 	if err != nil || ssPtr == nil {
 		t.Fatalf("SyncServiceFor = %v, %v", ssPtr, err)
 	}
-	a := bundle.BuildSync(in, ssPtr)
+	a := bundle.BuildSync(in, ssPtr, "platform")
 	// The same content built from objects listed in another order.
 	slices.Reverse(in.Sources)
-	b := bundle.BuildSync(in, ssPtr)
-	rawA, verA, err := bundle.Encode(a)
+	b := bundle.BuildSync(in, ssPtr, "platform")
+	rawA, verA, err := wire.Encode(a)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rawB, verB, _ := bundle.Encode(b)
+	rawB, verB, _ := wire.Encode(b)
 	if !bytes.Equal(rawA, rawB) || verA != verB {
 		t.Fatalf("same content, different encodings:\n%s\n%s", rawA, rawB)
 	}
@@ -198,37 +198,12 @@ func TestEncodeIsCanonicalAndVersioned(t *testing.T) {
 		t.Fatalf("not canonical: %s", rawA)
 	}
 	// Any change, a credential included, changes the version.
-	a.Sources["acme/armis"] = func(s bundle.Source) bundle.Source {
+	a.Sources["acme/armis"] = func(s wire.Source) wire.Source {
 		s.Credentials = map[string]string{"secret_key": "rotated"}
 		return s
 	}(a.Sources["acme/armis"])
-	if _, verC, _ := bundle.Encode(a); verC == verA {
+	if _, verC, _ := wire.Encode(a); verC == verA {
 		t.Fatal("a rotated credential kept the version")
-	}
-}
-
-func TestEncodeKeepsIntegersExact(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		seed int64
-		want string
-	}{
-		{"seed above 2^53", 1<<53 + 1, `"seed":9007199254740993`},
-		{"largest int64", 1<<63 - 1, `"seed":9223372036854775807`},
-		{"negative", -(1<<53 + 1), `"seed":-9007199254740993`},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			b := bundle.Sync{AgentID: "w", Scope: bundle.ScopeTenant, Sources: map[string]bundle.Source{
-				"acme/lab": {Type: "faker", Faker: &bundle.Faker{Devices: 10, Seed: tc.seed}},
-			}}
-			raw, _, err := bundle.Encode(b)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !strings.Contains(string(raw), tc.want) {
-				t.Fatalf("bundle lacks %s: %s", tc.want, raw)
-			}
-		})
 	}
 }
 

@@ -21,7 +21,7 @@ func TestNetBoxSettingsReachTheWorker(t *testing.T) {
 	if err != nil || edge == nil {
 		t.Fatalf("SyncServiceFor = %v, %v", edge, err)
 	}
-	got := bundle.BuildSync(in, edge).Sources["acme/netbox"].NetBox
+	got := bundle.BuildSync(in, edge, "platform").Sources["acme/netbox"].NetBox
 	if got == nil || !got.ExcludeVirtualMachines || len(got.StatusAvailability) != 1 || got.StatusAvailability["staged"] != "Available" {
 		t.Fatalf("netbox settings %+v", got)
 	}
@@ -30,7 +30,7 @@ func TestNetBoxSettingsReachTheWorker(t *testing.T) {
 	if err != nil || platform == nil {
 		t.Fatalf("SyncServiceFor = %v, %v", platform, err)
 	}
-	if s := bundle.BuildSync(in, platform).Sources["acme/armis"]; s.NetBox != nil {
+	if s := bundle.BuildSync(in, platform, "platform").Sources["acme/armis"]; s.NetBox != nil {
 		t.Fatalf("an armis source carries netbox settings: %+v", s.NetBox)
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/serviceradar/sync-operator/gateway/sweep"
 	"github.com/serviceradar/sync-operator/identity"
 	"github.com/serviceradar/sync-operator/tenancy"
+	wire "github.com/serviceradar/sync-operator/wire/bundle"
 )
 
 // ErrNotEnrolled is returned for a caller that is not an enrolled sync worker.
@@ -59,7 +60,7 @@ type Entry struct {
 	// SyncService is the SyncService the caller is enrolled as.
 	SyncService *v1alpha1.SyncService
 	// Bundle is the caller's sync bundle; Raw its canonical JSON and Version its hash.
-	Bundle  bundle.Sync
+	Bundle  wire.Sync
 	Raw     []byte
 	Version string
 
@@ -245,13 +246,13 @@ func (c *Catalog) build(ctx context.Context, id identity.Identity) (*Entry, erro
 		}
 		return sec
 	}
-	b := bundle.BuildSync(in, ss)
+	b := bundle.BuildSync(in, ss, c.platformSlug)
 	if readErr != nil {
 		// Serving the bundle without that source would tell the worker it was removed.
 		c.release(refs)
 		return nil, readErr
 	}
-	raw, version, err := bundle.Encode(b)
+	raw, version, err := wire.Encode(b)
 	if err != nil {
 		c.release(refs)
 		return nil, err

@@ -18,7 +18,6 @@ import (
 	"github.com/serviceradar/sync-operator/identity"
 	"github.com/serviceradar/sync-operator/identity/ca"
 	"github.com/serviceradar/sync-operator/test"
-	"github.com/serviceradar/sync-operator/workload"
 )
 
 // The attacks of issue 14 on the gateway's lookup of a caller, on a real API
@@ -69,7 +68,7 @@ func TestIdentitiesAreNeverAmbiguousOrStale(t *testing.T) {
 	}
 
 	t.Run("a tenant's SaaS SyncService named like the platform one gets its own identity", func(t *testing.T) {
-		ownID := workload.ComponentID(own, "acme")
+		ownID := v1alpha1.ComponentID(own, "acme")
 		if ownID == e.id.ComponentID {
 			t.Fatalf("acme's SyncService has the platform worker's component id %q", ownID)
 		}

@@ -11,12 +11,13 @@ package dire
 
 import (
 	"cmp"
-	"encoding/hex"
 	"net/netip"
 	"slices"
 	"strings"
 
 	"github.com/google/uuid"
+
+	"github.com/serviceradar/sync-operator/wire/results"
 )
 
 // Ranks of identifiers: higher is stronger.
@@ -56,85 +57,6 @@ func (i Identifier) Confidence() string {
 
 // integration reports whether the identifier is an integration id.
 func (i Identifier) integration() bool { return i.Rank >= RankIntegration }
-
-// NormalizeMAC returns a MAC in upper case without separators, or "" when s
-// is not usable as a device's MAC: wrong length, not hex, all zeros,
-// broadcast, multicast, or a well-known virtual MAC (VirtualMAC) that
-// first-hop redundancy routers share. So a virtual MAC is never an
-// identifier of any source's device, nor a device's MAC.
-func NormalizeMAC(s string) string {
-	// Called for every MAC of every update: one pass, one allocation.
-	var m [12]byte
-	n := 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == ':' || c == '-' || c == '.' || c == ' ':
-			continue
-		case c >= '0' && c <= '9', c >= 'A' && c <= 'F':
-		case c >= 'a' && c <= 'f':
-			c -= 'a' - 'A'
-		default:
-			return "" // not hex (any non-ASCII byte lands here too)
-		}
-		if n == len(m) {
-			return ""
-		}
-		m[n] = c
-		n++
-	}
-	if n != len(m) {
-		return ""
-	}
-	out := string(m[:])
-	if out == "000000000000" || out == "FFFFFFFFFFFF" || hexValue(m[1])&0x01 != 0 || VirtualMAC(out) {
-		return ""
-	}
-	return out
-}
-
-// virtualPrefixes are the well-known virtual MAC ranges, as normalized
-// prefixes: every router of a first-hop redundancy group answers with the
-// group's MAC, so it tells no device from another (an HSRP pair would
-// merge into one device by it).
-var virtualPrefixes = []string{
-	"00000C07AC",   // HSRP version 1, 00:00:0C:07:AC:<group> (Cisco)
-	"00000C9FF",    // HSRP version 2, 00:00:0C:9F:F<group> (Cisco)
-	"000573A00",    // HSRP for IPv6, 00:05:73:A0:0<group> (Cisco)
-	"00005E0001",   // VRRP for IPv4 (RFC 5798), also CARP and Juniper, Arista, Nokia VRRP
-	"00005E0002",   // VRRP for IPv6 (RFC 5798)
-	"0007B40",      // GLBP, 00:07:B4:0<group>:<forwarder> (Cisco)
-	"002304EEBE",   // vPC peer-gateway virtual MAC, 00:23:04:EE:BE:<domain> (Cisco Nexus)
-	"001C73000099", // the VARP virtual router MAC of Arista's documentation
-}
-
-// VirtualMAC reports whether a normalized MAC is a well-known virtual MAC
-// of first-hop redundancy: HSRP v1, v2 and IPv6, VRRP (IPv4 and IPv6, also
-// CARP's), GLBP, Cisco vPC's peer-gateway MAC and the VARP MAC
-// 00:1C:73:00:00:99 that Arista's documentation configures. Such a MAC identifies no device.
-func VirtualMAC(mac string) bool {
-	for _, p := range virtualPrefixes {
-		if strings.HasPrefix(mac, p) {
-			return true
-		}
-	}
-	return false
-}
-
-// hexValue is the value of an upper-case hex digit.
-func hexValue(c byte) byte {
-	if c <= '9' {
-		return c - '0'
-	}
-	return c - 'A' + 10
-}
-
-// LocallyAdministered reports whether a normalized MAC has the locally
-// administered bit (the second-least-significant bit of the first octet).
-func LocallyAdministered(mac string) bool {
-	raw, err := hex.DecodeString(mac)
-	return err == nil && len(raw) == 6 && raw[0]&0x02 != 0
-}
 
 // integrationRank is the rank of an integration type's device id.
 func integrationRank(integration string) int {
@@ -194,7 +116,7 @@ func Identifiers(u Update) []Identifier {
 	}
 	var seen map[string]bool // only for long MAC lists; short ones are scanned
 	for _, m := range u.MACs {
-		n := NormalizeMAC(m)
+		n := results.NormalizeMAC(m)
 		if n == "" {
 			continue
 		}
@@ -209,7 +131,7 @@ func Identifiers(u Update) []Identifier {
 		} else if slices.ContainsFunc(out, func(id Identifier) bool { return id.Value == n && id.Rank <= RankMAC }) {
 			continue
 		}
-		if LocallyAdministered(n) {
+		if results.LocallyAdministered(n) {
 			out = append(out, Identifier{Type: TypeLocalMAC, Value: n, Rank: RankWeak})
 		} else {
 			out = append(out, Identifier{Type: TypeMAC, Value: n, Rank: RankMAC})
@@ -324,7 +246,8 @@ type Claim struct {
 	UID string
 }
 
-// node of the union-find: an update (index) or an existing device (uid).
+// group is a node of the union-find: an update (index), with the existing
+// devices attached to it.
 type group struct {
 	parent int
 	// ints holds the integration ids of the group, by type.
@@ -335,117 +258,140 @@ type group struct {
 	strongest *Identifier
 }
 
-// Resolve plans a segment. ids[i] are the identifiers of update i
-// (Identifiers), ips[i] its addresses, primary IP first (IPs); only an
-// update without identifiers is placed by its addresses, so ips[i] of the
-// others may be nil.
-func Resolve(tenantID, partition string, ids [][]Identifier, ips [][]string, known Known) Plan {
-	n := len(ids)
-	groups := make([]group, n)
-	for i := range groups {
-		groups[i] = group{parent: i, ints: map[string]string{}}
-	}
-	find := func(i int) int {
-		for groups[i].parent != i {
-			groups[i].parent = groups[groups[i].parent].parent
-			i = groups[i].parent
-		}
-		return i
-	}
-	// conflicts reports whether two sets of integration ids disagree.
-	conflicts := func(a, b map[string]string) bool {
-		for t, v := range a {
-			if w, ok := b[t]; ok && w != v {
-				return true
-			}
-		}
-		return false
-	}
-	addInts := func(dst map[string]string, ids []Identifier) {
-		for _, id := range ids {
-			if id.integration() {
-				dst[id.Type] = id.Value
-			}
-		}
-	}
-	// An existing device's integration ids, as a map.
-	deviceInts := func(uid string) map[string]string {
-		m := map[string]string{}
-		addInts(m, known.Integrations[uid])
-		return m
-	}
-	stronger := func(a *Identifier, b Identifier) bool {
-		return a == nil || b.Rank > a.Rank || (b.Rank == a.Rank && (b.Type < a.Type || (b.Type == a.Type && b.Value < a.Value)))
-	}
-	for i := range ids {
-		addInts(groups[i].ints, ids[i])
-		for _, id := range ids[i] {
-			if id.Rank > RankWeak && stronger(groups[i].strongest, id) {
-				idc := id
-				groups[i].strongest = &idc
-			}
-		}
-	}
-	var union func(i, j int) bool
+// resolver is the union-find of one segment: a group per update, joined
+// by the identifiers updates share and by the existing devices (known)
+// that hold them, never across integration ids that tell devices apart.
+type resolver struct {
+	groups []group
+	known  Known
 	// owner is the update whose group holds an existing device.
-	owner := map[string]int{}
-	// attach puts an existing device into update i's group unless their
-	// integration ids tell them apart. A device another group of the
-	// segment holds joins the two groups, or stays with the other one when
-	// their integration ids differ (one device never takes two ids of one
-	// integration).
-	attach := func(i int, uid string) bool {
-		r := find(i)
-		if o, ok := owner[uid]; ok {
-			return find(o) == r || union(o, i)
+	owner map[string]int
+}
+
+// newResolver starts with each update its own group, holding its
+// integration ids and its strongest identifier.
+func newResolver(ids [][]Identifier, known Known) *resolver {
+	r := &resolver{groups: make([]group, len(ids)), known: known, owner: map[string]int{}}
+	for i := range r.groups {
+		r.groups[i] = group{parent: i, ints: map[string]string{}}
+		addInts(r.groups[i].ints, ids[i])
+		for _, id := range ids[i] {
+			if id.Rank > RankWeak && stronger(r.groups[i].strongest, id) {
+				idc := id
+				r.groups[i].strongest = &idc
+			}
 		}
-		if slices.Contains(groups[r].devices, uid) {
+	}
+	return r
+}
+
+// find is the root of update i's group, halving the path on the way.
+func (r *resolver) find(i int) int {
+	g := r.groups
+	for g[i].parent != i {
+		g[i].parent = g[g[i].parent].parent
+		i = g[i].parent
+	}
+	return i
+}
+
+// conflicts reports whether two sets of integration ids disagree.
+func conflicts(a, b map[string]string) bool {
+	for t, v := range a {
+		if w, ok := b[t]; ok && w != v {
 			return true
 		}
-		di := deviceInts(uid)
-		if conflicts(groups[r].ints, di) {
+	}
+	return false
+}
+
+// addInts adds the integration ids among ids to dst, by type.
+func addInts(dst map[string]string, ids []Identifier) {
+	for _, id := range ids {
+		if id.integration() {
+			dst[id.Type] = id.Value
+		}
+	}
+}
+
+// deviceInts are an existing device's integration ids, as a map.
+func (r *resolver) deviceInts(uid string) map[string]string {
+	m := map[string]string{}
+	addInts(m, r.known.Integrations[uid])
+	return m
+}
+
+// stronger reports whether b is a stronger identifier than a (nil): higher
+// rank, then smaller type and value, so the pick is the same in every replay.
+func stronger(a *Identifier, b Identifier) bool {
+	return a == nil || b.Rank > a.Rank || (b.Rank == a.Rank && (b.Type < a.Type || (b.Type == a.Type && b.Value < a.Value)))
+}
+
+// attach puts an existing device into update i's group unless their
+// integration ids tell them apart. A device another group of the segment
+// holds joins the two groups, or stays with the other one when their
+// integration ids differ (one device never takes two ids of one
+// integration).
+func (r *resolver) attach(i int, uid string) bool {
+	root := r.find(i)
+	if o, ok := r.owner[uid]; ok {
+		return r.find(o) == root || r.union(o, i)
+	}
+	g := &r.groups[root]
+	if slices.Contains(g.devices, uid) {
+		return true
+	}
+	di := r.deviceInts(uid)
+	if conflicts(g.ints, di) {
+		return false
+	}
+	for _, d := range g.devices {
+		if conflicts(di, r.deviceInts(d)) {
 			return false
 		}
-		for _, d := range groups[r].devices {
-			if conflicts(di, deviceInts(d)) {
+	}
+	g.devices = append(g.devices, uid)
+	r.owner[uid] = root
+	for t, v := range di {
+		g.ints[t] = v
+	}
+	return true
+}
+
+// union joins the groups of updates i and j unless their integration ids,
+// or those of their existing devices, tell them apart.
+func (r *resolver) union(i, j int) bool {
+	a, b := r.find(i), r.find(j)
+	if a == b {
+		return true
+	}
+	ga, gb := &r.groups[a], &r.groups[b]
+	if conflicts(ga.ints, gb.ints) {
+		return false
+	}
+	for _, d := range gb.devices {
+		for _, e := range ga.devices {
+			if conflicts(r.deviceInts(d), r.deviceInts(e)) {
 				return false
 			}
 		}
-		groups[r].devices = append(groups[r].devices, uid)
-		owner[uid] = r
-		for t, v := range di {
-			groups[r].ints[t] = v
-		}
-		return true
 	}
-	union = func(i, j int) bool {
-		a, b := find(i), find(j)
-		if a == b {
-			return true
-		}
-		if conflicts(groups[a].ints, groups[b].ints) {
-			return false
-		}
-		for _, d := range groups[b].devices {
-			for _, e := range groups[a].devices {
-				if conflicts(deviceInts(d), deviceInts(e)) {
-					return false
-				}
-			}
-		}
-		groups[b].parent = a
-		for t, v := range groups[b].ints {
-			groups[a].ints[t] = v
-		}
-		groups[a].devices = append(groups[a].devices, groups[b].devices...)
-		if groups[b].strongest != nil && stronger(groups[a].strongest, *groups[b].strongest) {
-			groups[a].strongest = groups[b].strongest
-		}
-		return true
+	gb.parent = a
+	for t, v := range gb.ints {
+		ga.ints[t] = v
 	}
+	ga.devices = append(ga.devices, gb.devices...)
+	if gb.strongest != nil && stronger(ga.strongest, *gb.strongest) {
+		ga.strongest = gb.strongest
+	}
+	return true
+}
 
-	// Strongest identifiers first, across the whole segment: updates that
-	// share one are one device, and so is the device that already holds it.
+// join takes the segment's identifiers strongest first, across the whole
+// segment: updates that share one are one device, and so is the device that
+// already holds it. It returns, for each existing device attached, the
+// identifier that attached it first.
+func (r *resolver) join(ids [][]Identifier) map[string]Identifier {
 	type occurrence struct {
 		i  int
 		id Identifier
@@ -464,33 +410,40 @@ func Resolve(tenantID, partition string, ids [][]Identifier, ips [][]string, kno
 	for _, o := range occ {
 		k := Key{o.id.Type, o.id.Value}
 		if j, ok := first[k]; ok {
-			union(j, o.i)
+			r.union(j, o.i)
 		} else {
 			first[k] = o.i
 		}
-		if uid, ok := known.Device[k]; ok {
-			if attach(o.i, uid) {
+		if uid, ok := r.known.Device[k]; ok {
+			if r.attach(o.i, uid) {
 				if _, seen := mergedBy[uid]; !seen {
 					mergedBy[uid] = o.id
 				}
 			}
 		}
 	}
+	return mergedBy
+}
 
-	plan := Plan{UIDs: make([]string, n)}
+// plan names each group's device: the existing device holding the
+// strongest identifier (the group's other devices merge into it), else a
+// new uid from the group's strongest identifier, else one from its weak
+// evidence (weakUID); every identifier is claimed for its update's device.
+func (r *resolver) plan(tenantID, partition string, ids [][]Identifier, ips [][]string, mergedBy map[string]Identifier) Plan {
+	plan := Plan{UIDs: make([]string, len(ids))}
 	canonical := map[int]string{}
 	for i := range ids {
-		r := find(i)
-		if uid, ok := canonical[r]; ok {
+		root := r.find(i)
+		if uid, ok := canonical[root]; ok {
 			plan.UIDs[i] = uid
 			continue
 		}
-		g := &groups[r]
+		g := &r.groups[root]
 		var uid string
 		switch {
 		case len(g.devices) > 0:
 			// The device holding the strongest identifier stays; the others merge into it.
-			uid = pickCanonical(g.devices, known)
+			uid = pickCanonical(g.devices, r.known)
 			for _, d := range g.devices {
 				if d != uid {
 					plan.Merges = append(plan.Merges, Merge{From: d, Into: uid, By: mergedBy[d]})
@@ -499,9 +452,9 @@ func Resolve(tenantID, partition string, ids [][]Identifier, ips [][]string, kno
 		case g.strongest != nil:
 			uid = UID(tenantID, partition, *g.strongest)
 		default:
-			uid = weakUID(tenantID, partition, ids[i], ips[i], known)
+			uid = weakUID(tenantID, partition, ids[i], ips[i], r.known)
 		}
-		canonical[r] = uid
+		canonical[root] = uid
 		plan.UIDs[i] = uid
 	}
 	for i := range ids {
@@ -510,6 +463,16 @@ func Resolve(tenantID, partition string, ids [][]Identifier, ips [][]string, kno
 		}
 	}
 	return plan
+}
+
+// Resolve plans a segment. ids[i] are the identifiers of update i
+// (Identifiers), ips[i] its addresses, primary IP first (IPs); only an
+// update without identifiers is placed by its addresses, so ips[i] of the
+// others may be nil.
+func Resolve(tenantID, partition string, ids [][]Identifier, ips [][]string, known Known) Plan {
+	r := newResolver(ids, known)
+	mergedBy := r.join(ids)
+	return r.plan(tenantID, partition, ids, ips, mergedBy)
 }
 
 // pickCanonical is the device of a group holding the strongest integration

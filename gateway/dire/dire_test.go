@@ -7,26 +7,8 @@ import (
 	"testing"
 
 	"github.com/serviceradar/sync-operator/gateway/dire"
+	"github.com/serviceradar/sync-operator/wire/results"
 )
-
-func TestNormalizeMAC(t *testing.T) {
-	for in, want := range map[string]string{
-		"00:1b:44:11:3a:b7": "001B44113AB7",
-		"00-1B-44-11-3A-B7": "001B44113AB7",
-		"001b.4411.3ab7":    "001B44113AB7",
-		"001B44113AB7":      "001B44113AB7",
-		"00:00:00:00:00:00": "",
-		"ff:ff:ff:ff:ff:ff": "",
-		"01:00:5e:00:00:01": "", // multicast
-		"00:1b:44:11:3a":    "",
-		"zz:1b:44:11:3a:b7": "",
-		"":                  "",
-	} {
-		if got := dire.NormalizeMAC(in); got != want {
-			t.Errorf("NormalizeMAC(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
 
 func TestIdentifiersStrongestFirstAndQualified(t *testing.T) {
 	ids := dire.Identifiers(dire.Update{Integration: "armis", DeviceID: "42", MACs: []string{"02:00:5e:10:00:01", "00:1b:44:11:3a:b7", "00-1B-44-11-3A-B7"}})
@@ -121,10 +103,10 @@ func TestVirtualMACsAreNoIdentifiers(t *testing.T) {
 		{"00:1c:73:00:00:98", false}, // an Arista interface
 	} {
 		raw := strings.ToUpper(strings.NewReplacer(":", "", "-", "", ".", "").Replace(tc.mac))
-		if got := dire.VirtualMAC(raw); got != tc.virtual {
+		if got := results.VirtualMAC(raw); got != tc.virtual {
 			t.Errorf("VirtualMAC(%s) = %v, want %v", tc.mac, got, tc.virtual)
 		}
-		if got := dire.NormalizeMAC(tc.mac); (got == "") != tc.virtual {
+		if got := results.NormalizeMAC(tc.mac); (got == "") != tc.virtual {
 			t.Errorf("NormalizeMAC(%s) = %q: a virtual MAC is no device's MAC", tc.mac, got)
 		}
 	}

@@ -15,9 +15,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/serviceradar/sync-operator/gateway/results"
 	"github.com/serviceradar/sync-operator/gateway/store"
 	pb "github.com/serviceradar/sync-operator/proto"
+	"github.com/serviceradar/sync-operator/wire/results"
 )
 
 // Limits bound one call.

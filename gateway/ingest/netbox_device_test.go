@@ -3,7 +3,7 @@ package ingest
 import (
 	"testing"
 
-	"github.com/serviceradar/sync-operator/gateway/results"
+	"github.com/serviceradar/sync-operator/wire/results"
 )
 
 // TestDeviceIdentityFromMetadata: a NetBox virtual machine is identified

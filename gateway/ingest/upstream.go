@@ -9,8 +9,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/serviceradar/sync-operator/gateway/results"
 	"github.com/serviceradar/sync-operator/gateway/store"
+	"github.com/serviceradar/sync-operator/wire/results"
 )
 
 // upstreamRunNamespace names the runs the gateway derives from upstream

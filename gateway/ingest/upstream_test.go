@@ -9,7 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/serviceradar/sync-operator/gateway/ingest"
-	"github.com/serviceradar/sync-operator/gateway/results"
+	"github.com/serviceradar/sync-operator/wire/results"
 )
 
 var sources = map[string]ingest.Source{

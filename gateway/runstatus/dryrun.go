@@ -5,13 +5,11 @@ import (
 	"fmt"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
 	"github.com/serviceradar/sync-operator/gateway/store"
+	"github.com/serviceradar/sync-operator/statusapply"
 )
 
 // DryRunStore reads a source's last evaluated dry run.
@@ -41,17 +39,9 @@ func (w *Writer) RecordDryRun(ctx context.Context, key types.NamespacedName, ten
 			generation = cur.Generation
 		}
 	}
-	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(DryRunStatus(rec, generation))
-	if err != nil {
-		return fmt.Errorf("recording the dry run of IntegrationSource %s: %w", key, err)
-	}
-	u := &unstructured.Unstructured{Object: map[string]any{"status": map[string]any{"dryRun": m}}}
-	u.SetAPIVersion(v1alpha1.GroupVersion.String())
-	u.SetKind("IntegrationSource")
-	u.SetName(key.Name)
-	u.SetNamespace(key.Namespace)
-	if err := w.Status.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(w.FieldOwner+DryRunFieldOwner),
-		client.ForceOwnership); err != nil {
+	src := &v1alpha1.IntegrationSource{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name},
+		Status: v1alpha1.IntegrationSourceStatus{DryRun: DryRunStatus(rec, generation)}}
+	if err := statusapply.Apply(ctx, w.Status, w.FieldOwner+DryRunFieldOwner, src); err != nil {
 		return fmt.Errorf("recording dry run %s on IntegrationSource %s: %w", rec.RunID, key, err)
 	}
 	return nil

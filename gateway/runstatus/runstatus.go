@@ -10,17 +10,17 @@ package runstatus
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
-	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
 	"github.com/serviceradar/sync-operator/gateway/store"
+	"github.com/serviceradar/sync-operator/statusapply"
 )
 
 // Store reads a source's finished runs, newest first.
@@ -63,29 +63,35 @@ func (w *Writer) Record(ctx context.Context, key types.NamespacedName, tenantSlu
 	if len(runs) == 0 {
 		return nil
 	}
-	history := make([]any, 0, len(runs))
+	history := make([]v1alpha1.SyncRun, 0, len(runs))
 	for _, r := range runs {
 		history = append(history, RunStatus(r))
 	}
 	last := runs[0]
 	result, errText := Result(last)
-	st := map[string]any{
-		"lastSyncTime":      metav1.NewTime(last.Finished).Rfc3339Copy(),
-		"lastSyncResult":    string(result),
-		"devicesDiscovered": int64(available),
-		"lastRunID":         last.RunID,
-		"lastError":         errText,
-		"lastRun":           history[0],
-		"history":           history,
-		"conditions":        []any{syncedCondition(src, last, result, errText, available)},
+	finished := metav1.NewTime(last.Finished).Rfc3339Copy()
+	var existing []metav1.Condition
+	var generation int64
+	if src != nil {
+		existing, generation = src.Status.Conditions, src.Generation
 	}
-	u := &unstructured.Unstructured{Object: map[string]any{"status": st}}
-	u.SetAPIVersion(v1alpha1.GroupVersion.String())
-	u.SetKind("IntegrationSource")
-	u.SetName(key.Name)
-	u.SetNamespace(key.Namespace)
-	if err := w.Status.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(w.FieldOwner), client.ForceOwnership); err != nil {
-		return fmt.Errorf("recording run %s on IntegrationSource %s: %w", last.RunID, key, err)
+	obj := &v1alpha1.IntegrationSource{
+		ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name},
+		Status: v1alpha1.IntegrationSourceStatus{
+			LastSyncTime:      &finished,
+			LastSyncResult:    result,
+			DevicesDiscovered: int64(available),
+			LastRunID:         last.RunID,
+			LastError:         errText,
+			LastRun:           &history[0],
+			History:           history,
+			Conditions:        []metav1.Condition{syncedCondition(existing, generation, last, result, errText, available)},
+		},
+	}
+	// Zero devices and no error are recorded too: the gateway keeps owning
+	// both fields, and the Devices column shows 0.
+	if err := statusapply.Apply(ctx, w.Status, w.FieldOwner, obj, statusapply.WithZero("devicesDiscovered", "lastError")); err != nil {
+		return fmt.Errorf("recording run %s: %w", last.RunID, err)
 	}
 	return nil
 }
@@ -133,36 +139,32 @@ func clip(s string) string {
 	return strings.ToValidUTF8(s[:MaxError-3], "") + "..."
 }
 
-// RunStatus is a run as status.lastRun and status.history show it
-// (v1alpha1.SyncRun, as server-side apply takes it).
-func RunStatus(r store.RunRecord) map[string]any {
+// RunStatus is a run as status.lastRun and status.history show it.
+func RunStatus(r store.RunRecord) v1alpha1.SyncRun {
 	result, errText := Result(r)
-	mode := r.Mode
-	if mode == "" && r.FullFetch {
-		mode = string(v1alpha1.SyncModeFull)
-	}
-	out := map[string]any{
-		"id":        r.RunID,
-		"startTime": rfc3339(r.Started),
-		"endTime":   rfc3339(r.Finished),
-		"result":    string(result),
-		"counts": map[string]any{
-			"fetched": int64(r.Devices + r.Refused), "created": int64(r.Created), "updated": int64(r.Updated),
-			"unchanged": int64(r.Unchanged), "merged": int64(r.Merged), "retracted": int64(r.Retracted), "refused": int64(r.Refused),
+	out := v1alpha1.SyncRun{
+		ID:        r.RunID,
+		StartTime: metav1.NewTime(r.Started).Rfc3339Copy(),
+		EndTime:   metav1.NewTime(r.Finished).Rfc3339Copy(),
+		Result:    result,
+		Error:     errText,
+		Counts: v1alpha1.RunCounts{
+			Fetched: int64(r.Devices + r.Refused), Created: int64(r.Created), Updated: int64(r.Updated),
+			Unchanged: int64(r.Unchanged), Merged: int64(r.Merged), Retracted: int64(r.Retracted), Refused: int64(r.Refused),
 		},
 	}
-	if mode == string(v1alpha1.SyncModeFull) || mode == string(v1alpha1.SyncModeIncremental) {
-		out["mode"] = mode
-	}
-	if errText != "" {
-		out["error"] = errText
+	switch mode := v1alpha1.SyncMode(r.Mode); {
+	case mode == v1alpha1.SyncModeFull || mode == v1alpha1.SyncModeIncremental:
+		out.Mode = mode
+	case mode == "" && r.FullFetch:
+		out.Mode = v1alpha1.SyncModeFull
 	}
 	if h := r.Held; h != nil {
-		held := map[string]any{"devices": int64(h.Devices), "of": int64(h.Of), "maxPercent": int64(h.Limit), "state": string(state(h.State))}
+		out.Retraction = &v1alpha1.HeldRetraction{Devices: int64(h.Devices), Of: int64(h.Of), MaxPercent: int32(h.Limit), State: state(h.State)} //nolint:gosec // a percentage
 		if !h.Decided.IsZero() {
-			held["decidedAt"] = rfc3339(h.Decided)
+			decided := metav1.NewTime(h.Decided).Rfc3339Copy()
+			out.Retraction.DecidedAt = &decided
 		}
-		out["retraction"] = held
 	}
 	return out
 }
@@ -177,26 +179,21 @@ func state(s string) v1alpha1.RetractionState {
 	return v1alpha1.RetractionHeld
 }
 
-func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }
-
 // syncedCondition is the IntegrationSource's Synced condition after a run
 // (the gateway owns it; the manager owns Ready): True when the run
-// succeeded, its transition time kept while its status holds.
-func syncedCondition(src *v1alpha1.IntegrationSource, run store.RunRecord, result v1alpha1.SyncResult, errText string, available int) map[string]any {
-	c := metav1.Condition{Type: v1alpha1.ConditionSynced, Status: metav1.ConditionTrue, Reason: "Run" + string(result),
-		LastTransitionTime: metav1.NewTime(run.Finished).Rfc3339Copy(),
+// succeeded, for the source's generation, set on the existing conditions
+// with meta.SetStatusCondition, so that its transition time (the end of
+// the run that changed its status) holds while its status does.
+func syncedCondition(existing []metav1.Condition, generation int64, run store.RunRecord, result v1alpha1.SyncResult, errText string, available int) metav1.Condition {
+	c := metav1.Condition{Type: v1alpha1.ConditionSynced, Status: metav1.ConditionTrue, Reason: v1alpha1.SyncedReason(result),
+		ObservedGeneration: generation, LastTransitionTime: metav1.NewTime(run.Finished).Rfc3339Copy(),
 		Message: fmt.Sprintf("run %s: %d devices reported (created %d, updated %d, unchanged %d, merged %d), %d retracted, %d available",
 			run.RunID, run.Devices, run.Created, run.Updated, run.Unchanged, run.Merged, run.Retracted, available)}
 	if result != v1alpha1.SyncResultSuccess {
 		c.Status = metav1.ConditionFalse
 		c.Message = fmt.Sprintf("run %s: %d devices reported: %s", run.RunID, run.Devices, errText)
 	}
-	if src != nil {
-		c.ObservedGeneration = src.Generation
-		if old := meta.FindStatusCondition(src.Status.Conditions, v1alpha1.ConditionSynced); old != nil && old.Status == c.Status {
-			c.LastTransitionTime = old.LastTransitionTime
-		}
-	}
-	return map[string]any{"type": c.Type, "status": string(c.Status), "reason": c.Reason, "message": c.Message,
-		"observedGeneration": c.ObservedGeneration, "lastTransitionTime": c.LastTransitionTime.UTC().Format(time.RFC3339)}
+	all := slices.Clone(existing)
+	meta.SetStatusCondition(&all, c)
+	return *meta.FindStatusCondition(all, c.Type)
 }

@@ -56,6 +56,14 @@ type Controller struct {
 // starts, then Run.
 func (c *Controller) Watch(ctx context.Context, informers ctrlcache.Cache) error {
 	c.queue = workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())
+	if err := informers.IndexField(ctx, &v1alpha1.Tenant{}, indexSlug, func(o client.Object) []string {
+		if t, ok := o.(*v1alpha1.Tenant); ok {
+			return []string{t.Spec.Slug}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("indexing tenants by slug: %w", err)
+	}
 	inf, err := informers.GetInformer(ctx, &v1alpha1.Tenant{})
 	if err != nil {
 		return fmt.Errorf("watching tenants: %w", err)
@@ -76,16 +84,27 @@ func (c *Controller) Watch(ctx context.Context, informers ctrlcache.Cache) error
 	return nil
 }
 
-// Run works until ctx ends. One worker handles the slugs in turn.
+// Workers is how many slugs are worked on at once: preparing a new
+// schema is a few DDL transactions, and schemas are locked one by one (see
+// store.EnsureTenant), so a gateway starting on a thousand new tenants
+// migrates several schemas at a time.
+const Workers = 4
+
+// indexSlug indexes Tenants by spec.slug in the informer cache, so a
+// reconcile reads its slug's Tenants, not every Tenant.
+const indexSlug = "spec.slug"
+
+// Run works until ctx ends, Workers slugs at a time (never one slug twice at
+// once).
 func (c *Controller) Run(ctx context.Context) {
-	gqueue.Run(ctx, c.queue, c.Log, "tenant schema work", func(ctx context.Context, slug string) (time.Duration, error) {
+	gqueue.RunWorkers(ctx, c.queue, c.Log, "tenant schema work", Workers, func(ctx context.Context, slug string) (time.Duration, error) {
 		return 0, c.reconcile(ctx, slug)
 	})
 }
 
 func (c *Controller) reconcile(ctx context.Context, slug string) error {
 	var all v1alpha1.TenantList
-	if err := c.Reader.List(ctx, &all); err != nil {
+	if err := c.Reader.List(ctx, &all, client.MatchingFields{indexSlug: slug}); err != nil {
 		return fmt.Errorf("listing tenants: %w", err)
 	}
 	// The oldest Tenant of a slug is the one that had it alone before the

@@ -14,11 +14,12 @@ import (
 	"github.com/serviceradar/sync-operator/gateway/bundle"
 	"github.com/serviceradar/sync-operator/gateway/catalog"
 	"github.com/serviceradar/sync-operator/gateway/ingest"
-	"github.com/serviceradar/sync-operator/gateway/results"
 	"github.com/serviceradar/sync-operator/gateway/store"
 	"github.com/serviceradar/sync-operator/gateway/sweep"
 	"github.com/serviceradar/sync-operator/identity"
 	pb "github.com/serviceradar/sync-operator/proto"
+	wire "github.com/serviceradar/sync-operator/wire/bundle"
+	"github.com/serviceradar/sync-operator/wire/results"
 )
 
 // isAgent reports whether a verified caller is a ServiceRadar agent.
@@ -53,7 +54,7 @@ func (s *Server) agentConfig(ctx context.Context, id identity.Identity, agentID 
 		}
 	}
 	sw := sweep.Build(sources, targets)
-	raw, _, err := bundle.Encode(bundle.Agent{AgentID: id.ComponentID, Scope: bundle.ScopeAgent, TenantID: tenantID, TenantSlug: id.TenantSlug, Partition: id.Partition,
+	raw, _, err := wire.Encode(wire.Agent{AgentID: id.ComponentID, Scope: wire.ScopeAgent, TenantID: tenantID, TenantSlug: id.TenantSlug, Partition: id.Partition,
 		Sweep: sweep.Groups(sources, targets)})
 	if err != nil {
 		return nil, "", status.Error(codes.Internal, "encoding configuration failed")

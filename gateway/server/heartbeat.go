@@ -10,11 +10,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
+	"github.com/serviceradar/sync-operator/statusapply"
 )
 
 // FieldOwner is the server-side apply field manager of the gateway. It owns
@@ -131,29 +131,14 @@ func (h *heartbeats) record(ctx context.Context, ss *v1alpha1.SyncService, caps 
 	// Noted before the write, so that concurrent heartbeats of the same
 	// SyncService skip it; undone when the write fails.
 	h.remember(ss.UID, beat{written: now, caps: caps, version: version})
-	st := map[string]any{"lastHeartbeatAt": metav1.NewTime(now).Rfc3339Copy()}
-	if len(caps) > 0 {
-		st["capabilities"] = caps
-	}
-	if version != "" {
-		st["version"] = version
-	}
-	if err := applyStatus(ctx, h.c, "SyncService", key, st); err != nil {
+	at := metav1.NewTime(now).Rfc3339Copy()
+	if err := statusapply.Apply(ctx, h.c, FieldOwner, &v1alpha1.SyncService{
+		ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name},
+		Status:     v1alpha1.SyncServiceStatus{LastHeartbeatAt: &at, Capabilities: caps, Version: version},
+	}); err != nil {
 		h.remember(ss.UID, prev)
-		return fmt.Errorf("recording heartbeat of SyncService %s: %w", key, err)
+		return fmt.Errorf("recording heartbeat: %w", err)
 	}
 	h.writes.Inc()
 	return nil
-}
-
-// applyStatus writes runtime status fields of one of the project's kinds by
-// server-side apply under the gateway's field manager, leaving the
-// manager's fields alone.
-func applyStatus(ctx context.Context, c client.Client, kind string, key types.NamespacedName, status map[string]any) error {
-	u := &unstructured.Unstructured{Object: map[string]any{"status": status}}
-	u.SetAPIVersion(v1alpha1.GroupVersion.String())
-	u.SetKind(kind)
-	u.SetName(key.Name)
-	u.SetNamespace(key.Namespace)
-	return c.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldOwner), client.ForceOwnership) //nolint:wrapcheck // callers add which object
 }

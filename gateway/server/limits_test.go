@@ -21,11 +21,11 @@ import (
 
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
 	"github.com/serviceradar/sync-operator/gateway/ingest"
-	"github.com/serviceradar/sync-operator/gateway/results"
 	"github.com/serviceradar/sync-operator/gateway/server"
 	"github.com/serviceradar/sync-operator/identity/ca"
 	pb "github.com/serviceradar/sync-operator/proto"
 	"github.com/serviceradar/sync-operator/test"
+	"github.com/serviceradar/sync-operator/wire/results"
 	workerchunk "github.com/serviceradar/sync-operator/workers/chunk"
 )
 

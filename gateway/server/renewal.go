@@ -12,7 +12,6 @@ import (
 	"google.golang.org/grpc/credentials"
 	grpcpeer "google.golang.org/grpc/peer"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 	ctrlcache "sigs.k8s.io/controller-runtime/pkg/cache"
@@ -24,6 +23,7 @@ import (
 	"github.com/serviceradar/sync-operator/identity/mtls"
 	"github.com/serviceradar/sync-operator/identity/renewal"
 	pb "github.com/serviceradar/sync-operator/proto"
+	"github.com/serviceradar/sync-operator/statusapply"
 )
 
 // RenewalFieldOwner is the server-side apply field manager of
@@ -187,12 +187,15 @@ func (s *Server) recordRenewal(ctx context.Context, req *pb.CertificateSigningRe
 		}
 	}
 	at := metav1.NewMicroTime(s.o.Clock.Now())
-	rec := map[string]any{"certificateRequest": map[string]any{
-		"id": reqID, "csr": string(req.GetCsrPem()), "proof": base64.StdEncoding.EncodeToString(req.GetProof()),
-		"presentedCertificate": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Raw})),
-		"requestedAt":          at,
-	}}
-	if err := applyStatusAs(ctx, s.o.Status, RenewalFieldOwner, "SyncService", key, rec); err != nil {
+	rec := &v1alpha1.EdgeCertificateRequest{
+		ID: reqID, CSR: string(req.GetCsrPem()), Proof: base64.StdEncoding.EncodeToString(req.GetProof()),
+		PresentedCertificate: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Raw})),
+		RequestedAt:          at,
+	}
+	if err := statusapply.Apply(ctx, s.o.Status, RenewalFieldOwner, &v1alpha1.SyncService{
+		ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name},
+		Status:     v1alpha1.SyncServiceStatus{CertificateRequest: rec},
+	}); err != nil {
 		s.o.Log.Error(err, "recording a certificate request", "caller", id.String())
 		return nil, renewalRefused(reqID, "Unavailable", "recording the request failed; send it again")
 	}
@@ -203,19 +206,6 @@ func (s *Server) recordRenewal(ctx context.Context, req *pb.CertificateSigningRe
 // sameMicro compares times at the microsecond resolution the API server stores.
 func sameMicro(a, b metav1.MicroTime) bool {
 	return a.UnixMicro() == b.UnixMicro()
-}
-
-// applyStatusAs is applyStatus under another field manager.
-func applyStatusAs(ctx context.Context, c client.Client, owner, kind string, key types.NamespacedName, status map[string]any) error {
-	u := &unstructured.Unstructured{Object: map[string]any{"status": status}}
-	u.SetAPIVersion(v1alpha1.GroupVersion.String())
-	u.SetKind(kind)
-	u.SetName(key.Name)
-	u.SetNamespace(key.Namespace)
-	if err := c.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(owner), client.ForceOwnership); err != nil {
-		return fmt.Errorf("applying %s %s status: %w", kind, key, err)
-	}
-	return nil
 }
 
 // answers reports whether ans is the answer to req.

@@ -16,10 +16,10 @@ import (
 	testingclock "k8s.io/utils/clock/testing"
 
 	"github.com/serviceradar/sync-operator/gateway/ingest"
-	"github.com/serviceradar/sync-operator/gateway/results"
 	"github.com/serviceradar/sync-operator/gateway/server"
 	"github.com/serviceradar/sync-operator/gateway/store"
 	"github.com/serviceradar/sync-operator/test"
+	"github.com/serviceradar/sync-operator/wire/results"
 	workerchunk "github.com/serviceradar/sync-operator/workers/chunk"
 )
 

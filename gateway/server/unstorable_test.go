@@ -13,7 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
-	"github.com/serviceradar/sync-operator/gateway/results"
+	"github.com/serviceradar/sync-operator/wire/results"
 )
 
 // checkUnstorable runs inside TestConfigPlane, after checkStreamStatus: a

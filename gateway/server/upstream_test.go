@@ -16,10 +16,10 @@ import (
 
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
 	"github.com/serviceradar/sync-operator/gateway/ingest"
-	"github.com/serviceradar/sync-operator/gateway/results"
 	"github.com/serviceradar/sync-operator/gateway/server"
 	pb "github.com/serviceradar/sync-operator/proto"
 	"github.com/serviceradar/sync-operator/test"
+	"github.com/serviceradar/sync-operator/wire/results"
 )
 
 // upstreamDevice is a device as upstream's agent sync runtime sends it: no

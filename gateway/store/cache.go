@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"k8s.io/utils/clock"
+
 	"github.com/serviceradar/sync-operator/gateway/dire"
 )
 
@@ -33,6 +35,8 @@ const DefaultCacheEntries = 500_000
 type cache struct {
 	seed   maphash.Seed
 	budget int
+	// clock orders the partitions by use (partCache.lastUsed).
+	clock clock.PassiveClock
 
 	// stats count updates resolved from memory, updates looked up in the
 	// store, and rows found unchanged by their hash.
@@ -71,11 +75,11 @@ type devState struct {
 	claims []string
 }
 
-func newCache(budget int) *cache {
+func newCache(budget int, clk clock.PassiveClock) *cache {
 	if budget <= 0 {
 		return nil
 	}
-	return &cache{seed: maphash.MakeSeed(), budget: budget, parts: map[partKey]*partCache{}}
+	return &cache{seed: maphash.MakeSeed(), budget: budget, clock: clk, parts: map[partKey]*partCache{}}
 }
 
 // acquire returns the partition's cache, held by the caller until release.
@@ -91,7 +95,7 @@ func (c *cache) acquire(schema, partition string) *partCache {
 		p = &partCache{c: c, key: k}
 		c.parts[k] = p
 	}
-	p.lastUsed = time.Now()
+	p.lastUsed = c.clock.Now()
 	c.mu.Unlock()
 	p.seg.Lock()
 	return p

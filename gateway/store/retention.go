@@ -359,7 +359,7 @@ WHERE n.nspname LIKE 'tenant\_%' AND c.relname = 'schema_migrations' AND c.relki
 // schema it left alone: one being migrated or dropped, or not yet migrated
 // to retentionVersion.
 func (r *Retainer) prune(ctx context.Context, conn *pgxpool.Conn, schema string, pruned map[string]int64) (bool, error) {
-	now := time.Now().UTC()
+	now := r.s.now()
 	var auditBound int64
 	runs := fmt.Sprintf(pruneRuns, "")
 	dry := false

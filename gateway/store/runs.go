@@ -230,7 +230,7 @@ func (s *Store) ReleaseRetraction(ctx context.Context, tenantSlug, partition, so
 		if _, _, err := bumpGeneration(ctx, tx, partition); err != nil {
 			return err
 		}
-		now := time.Now().UTC()
+		now := s.now()
 		rows, err := tx.Query(ctx, `
 UPDATE source_devices x SET available = false, changed_at = $3
 WHERE x.integration_source_uid = $1 AND x.available

@@ -24,6 +24,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"k8s.io/utils/clock"
 
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
 )
@@ -98,6 +99,8 @@ type Store struct {
 	migrations []migration
 	lastSeen   time.Duration
 	cache      *cache
+	// clock stamps what the store writes (see now).
+	clock clock.PassiveClock
 
 	mu    sync.Mutex
 	ready map[string]bool
@@ -118,12 +121,20 @@ type options struct {
 	cacheEntries     int
 	maxConns         int
 	statementTimeout time.Duration
+	clock            clock.PassiveClock
 }
 
 // WithCacheEntries bounds the in-memory device cache (see cache) to n
-// identifiers and device states across all tenants; 0 disables it. The
+// identifiers and device states across all tenants; 0 (or a negative n)
+// disables it, as --device-cache-entries=0 does. The
 // default is DefaultCacheEntries.
 func WithCacheEntries(n int) Option { return func(o *options) { o.cacheEntries = n } }
+
+// WithClock sets the clock that stamps what the store writes (runs,
+// claims, identifiers, devices seen without a time of their own, dry runs),
+// that retention measures ages by, and that orders the device cache's
+// partitions by use; nil (the default) is the real clock.
+func WithClock(c clock.PassiveClock) Option { return func(o *options) { o.clock = c } }
 
 // DefaultMaxConns is the size of the connection pool when neither
 // WithMaxConns nor the DSN's pool_max_conns sets it: a fixed number, not
@@ -151,6 +162,9 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 	o := options{cacheEntries: DefaultCacheEntries}
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if o.clock == nil {
+		o.clock = clock.RealClock{}
 	}
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
@@ -195,7 +209,8 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	return &Store{pool: pool, migrations: ms, lastSeen: DefaultLastSeenResolution, cache: newCache(o.cacheEntries), ready: map[string]bool{}, gone: map[string]bool{}}, nil
+	return &Store{pool: pool, migrations: ms, lastSeen: DefaultLastSeenResolution, cache: newCache(o.cacheEntries, o.clock), clock: o.clock,
+		ready: map[string]bool{}, gone: map[string]bool{}}, nil
 }
 
 // apply sets the pool size and statement timeout on a parsed DSN, where the
@@ -330,8 +345,8 @@ func (s *Store) diagnose(ctx context.Context, schema string, err error) error {
 	return missing
 }
 
-// now is the store's clock, in UTC.
-func (s *Store) now() time.Time { return time.Now().UTC() }
+// now is the time on the store's clock (WithClock), in UTC.
+func (s *Store) now() time.Time { return s.clock.Now().UTC() }
 
 // Close closes the pool.
 func (s *Store) Close() { s.pool.Close() }

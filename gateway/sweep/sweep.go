@@ -25,9 +25,9 @@ import (
 	"net/netip"
 	"slices"
 
-	"github.com/serviceradar/sync-operator/gateway/bundle"
 	"github.com/serviceradar/sync-operator/gateway/store"
 	pb "github.com/serviceradar/sync-operator/proto"
+	"github.com/serviceradar/sync-operator/wire/bundle"
 )
 
 // Source is a source with sweep enabled.

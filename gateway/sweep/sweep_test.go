@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/serviceradar/sync-operator/gateway/bundle"
 	"github.com/serviceradar/sync-operator/gateway/store"
 	"github.com/serviceradar/sync-operator/gateway/sweep"
+	"github.com/serviceradar/sync-operator/wire/bundle"
 )
 
 func TestBuildMergesSourcesPerDevice(t *testing.T) {

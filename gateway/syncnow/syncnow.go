@@ -44,8 +44,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
@@ -53,11 +51,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
-	"github.com/serviceradar/sync-operator/gateway/commands"
 	"github.com/serviceradar/sync-operator/gateway/server"
 	gqueue "github.com/serviceradar/sync-operator/gateway/workqueue"
 	"github.com/serviceradar/sync-operator/identity"
-	"github.com/serviceradar/sync-operator/workload"
+	"github.com/serviceradar/sync-operator/statusapply"
+	"github.com/serviceradar/sync-operator/wire/commands"
 )
 
 // FieldOwner is the server-side apply field manager of status.syncRequest.
@@ -375,19 +373,16 @@ func (c *Controller) worker(ctx context.Context, src *v1alpha1.IntegrationSource
 	if slug == "" {
 		return worker, fmt.Sprintf("the namespace %s belongs to no tenant (label %s)", src.Namespace, v1alpha1.TenantLabel), nil
 	}
-	ref := src.Spec.SyncServiceRef
-	if ref.Namespace == "" {
-		ref.Namespace = src.Namespace
-	}
+	ref := src.SyncServiceKey()
 	ss := &v1alpha1.SyncService{}
-	if err := c.Reader.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, ss); err != nil {
+	if err := c.Reader.Get(ctx, ref, ss); err != nil {
 		if apierrors.IsNotFound(err) {
 			return worker, fmt.Sprintf("the SyncService %s/%s is not found", ref.Namespace, ref.Name), nil
 		}
 		return worker, "", fmt.Errorf("reading SyncService %s/%s: %w", ref.Namespace, ref.Name, err)
 	}
 	worker = identity.Identity{Class: identity.ClassPlatform, ComponentType: identity.ComponentSync, TenantSlug: slug,
-		Partition: ss.Spec.Partition, ComponentID: workload.ComponentID(ss, slug)}
+		Partition: ss.Spec.Partition, ComponentID: v1alpha1.ComponentID(ss, slug)}
 	if ss.Spec.ServiceType == v1alpha1.ServiceTypeOnPrem {
 		worker.Class, worker.ComponentType = identity.ClassEdge, identity.ComponentUnspecified
 		return worker, "", nil
@@ -403,22 +398,15 @@ func (c *Controller) worker(ctx context.Context, src *v1alpha1.IntegrationSource
 // record applies rec as status.syncRequest. lock makes the write
 // conditional on the resourceVersion the decision was made on.
 func (c *Controller) record(ctx context.Context, cur *v1alpha1.IntegrationSource, rec v1alpha1.SyncRequestStatus, lock bool) error {
-	st, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&rec)
-	if err != nil {
-		return fmt.Errorf("encoding status.syncRequest: %w", err)
+	obj := &v1alpha1.IntegrationSource{
+		ObjectMeta: metav1.ObjectMeta{Namespace: cur.Namespace, Name: cur.Name, UID: cur.UID},
+		Status:     v1alpha1.IntegrationSourceStatus{SyncRequest: &rec},
 	}
-	u := &unstructured.Unstructured{Object: map[string]any{"status": map[string]any{"syncRequest": st}}}
-	u.SetAPIVersion(v1alpha1.GroupVersion.String())
-	u.SetKind("IntegrationSource")
-	u.SetName(cur.Name)
-	u.SetNamespace(cur.Namespace)
-	u.SetUID(cur.UID)
 	if lock {
-		u.SetResourceVersion(cur.ResourceVersion)
+		obj.ResourceVersion = cur.ResourceVersion
 	}
-	err = c.Live.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldOwner), client.ForceOwnership)
-	if err != nil {
-		return fmt.Errorf("recording sync request %s on IntegrationSource %s/%s: %w", rec.Result, cur.Namespace, cur.Name, err)
+	if err := statusapply.Apply(ctx, c.Live, FieldOwner, obj); err != nil {
+		return fmt.Errorf("recording sync request %s: %w", rec.Result, err)
 	}
 	return nil
 }

@@ -13,7 +13,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -25,23 +24,19 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
-	"github.com/serviceradar/sync-operator/gateway/bundle"
-	"github.com/serviceradar/sync-operator/identity"
+	"github.com/serviceradar/sync-operator/hack/benchkit"
 	"github.com/serviceradar/sync-operator/identity/ca"
-	"github.com/serviceradar/sync-operator/identity/mtls"
 	pb "github.com/serviceradar/sync-operator/proto"
 	"github.com/serviceradar/sync-operator/test/gatewayproc"
 	"github.com/serviceradar/sync-operator/test/kubetest"
-	"github.com/serviceradar/sync-operator/test/pkitest"
+	"github.com/serviceradar/sync-operator/wire/bundle"
 )
 
 type options struct {
@@ -72,9 +67,9 @@ func main() {
 
 // worker is one tenant's sync worker connection.
 type worker struct {
-	slug, agentID, ns string
-	client            pb.AgentGatewayServiceClient
-	conn              *grpc.ClientConn
+	benchkit.Caller
+	slug, ns string
+	conn     *grpc.ClientConn
 }
 
 func run(o options) error {
@@ -124,8 +119,8 @@ func run(o options) error {
 	// Every worker fetches its config once, as workers do on start.
 	begin = time.Now()
 	versions := make([]string, len(workers))
-	if err := parallel(len(workers), 32, func(i int) error {
-		resp, err := workers[i].client.GetConfig(ctx, &pb.AgentConfigRequest{AgentId: workers[i].agentID})
+	if err := benchkit.Parallel(len(workers), 32, func(i int) error {
+		resp, err := workers[i].Client.GetConfig(ctx, &pb.AgentConfigRequest{AgentId: workers[i].AgentID})
 		if err != nil {
 			return fmt.Errorf("first GetConfig of %s: %w", workers[i].slug, err)
 		}
@@ -178,7 +173,7 @@ func populate(ctx context.Context, env *kubetest.Env, n int) ([]string, error) {
 		return nil, fmt.Errorf("creating the platform SyncService: %w", err)
 	}
 	nss := make([]string, n)
-	err = parallel(n, 16, func(i int) error {
+	err = benchkit.Parallel(n, 16, func(i int) error {
 		slug := fmt.Sprintf("t%04d", i)
 		ns, _, err := env.OnboardTenant(ctx, slug, false)
 		if err != nil {
@@ -208,32 +203,15 @@ func populate(ctx context.Context, env *kubetest.Env, n int) ([]string, error) {
 
 // dial opens one mTLS connection per tenant worker, each with its own SVID.
 func dial(dir string, root *ca.Authority, addr string, nss []string) ([]*worker, error) {
-	classifier, err := identity.NewClassifier("", "")
-	if err != nil {
-		return nil, fmt.Errorf("classifier: %w", err)
-	}
 	workers := make([]*worker, len(nss))
-	err = parallel(len(nss), 8, func(i int) error {
+	err := benchkit.Parallel(len(nss), 8, func(i int) error {
 		slug := fmt.Sprintf("t%04d", i)
-		agentID := "platform-sync-" + slug
-		svid, err := root.IssueSVID(spiffeid.RequireFromString("spiffe://serviceradar.local/sync/"+slug+"/default/"+agentID), time.Hour)
+		agentID := benchkit.AgentID(slug)
+		conn, err := benchkit.WorkerConn(root, filepath.Join(dir, slug), slug, agentID, addr)
 		if err != nil {
-			return fmt.Errorf("issuing SVID of %s: %w", slug, err)
+			return err //nolint:wrapcheck // benchkit names the tenant
 		}
-		f, err := pkitest.WriteFiles(filepath.Join(dir, slug), svid, root.Cert)
-		if err != nil {
-			return err
-		}
-		src, err := mtls.NewFileSource(f.Cert, f.Key, f.CA, classifier.TrustDomain)
-		if err != nil {
-			return fmt.Errorf("identity of %s: %w", slug, err)
-		}
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(
-			mtls.ClientConfig(mtls.Verifier{Classifier: classifier, Source: src}, mtls.ServerExpectation{}))))
-		if err != nil {
-			return fmt.Errorf("connecting %s: %w", slug, err)
-		}
-		workers[i] = &worker{slug: slug, agentID: agentID, ns: nss[i], conn: conn, client: pb.NewAgentGatewayServiceClient(conn)}
+		workers[i] = &worker{Caller: benchkit.Caller{AgentID: agentID, Client: pb.NewAgentGatewayServiceClient(conn)}, slug: slug, ns: nss[i], conn: conn}
 		return nil
 	})
 	return workers, err
@@ -243,50 +221,12 @@ func dial(dir string, root *ca.Authority, addr string, nss []string) ([]*worker,
 // in flight each, for o.duration: with each worker's current version
 // (not_modified) when versions is set, else asking for the full bundle.
 func throughput(ctx context.Context, o options, workers []*worker, versions []string) (rps, p99, p50 float64, err error) {
-	conns := min(o.conns, len(workers))
-	lat := make([][]time.Duration, conns*o.concurrency)
-	var failed atomic.Int64
-	var firstErr atomic.Value
-	stop := time.Now().Add(o.duration)
-	var wg sync.WaitGroup
-	begin := time.Now()
-	for g := range lat {
-		w := workers[g%conns]
-		version := ""
-		if versions != nil {
-			version = versions[g%conns]
-		}
-		wg.Go(func() {
-			req := &pb.AgentConfigRequest{AgentId: w.agentID, ConfigVersion: version}
-			for time.Now().Before(stop) {
-				t0 := time.Now()
-				resp, err := w.client.GetConfig(ctx, req)
-				lat[g] = append(lat[g], time.Since(t0))
-				if err != nil || resp.NotModified != (version != "") {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, fmt.Sprintf("%v not_modified=%v", err, resp.GetNotModified()))
-				}
-			}
-		})
+	callers := make([]benchkit.Caller, len(workers))
+	for i, w := range workers {
+		callers[i] = w.Caller
 	}
-	wg.Wait()
-	elapsed := time.Since(begin)
-	if n := failed.Load(); n > 0 {
-		return 0, 0, 0, fmt.Errorf("%d GetConfig calls failed or answered wrongly, first: %v", n, firstErr.Load())
-	}
-	all := slices.Concat(lat...)
-	slices.Sort(all)
-	return float64(len(all)) / elapsed.Seconds(), ms(percentile(all, 0.99)), ms(percentile(all, 0.50)), nil
+	return benchkit.Throughput(ctx, benchkit.Load{Conns: o.conns, Concurrency: o.concurrency, Duration: o.duration}, callers, versions) //nolint:wrapcheck // names what failed
 }
-
-func percentile(sorted []time.Duration, p float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	return sorted[min(len(sorted)-1, int(float64(len(sorted))*p))]
-}
-
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // pushes opens every worker's ControlStream, then edits one random tenant's
 // Armis source at a time and measures until that tenant's stream delivers a
@@ -306,9 +246,9 @@ func pushes(ctx context.Context, env *kubetest.Env, o options, workers []*worker
 		arrivals[i] = make(chan arrival, 16)
 		opened.Add(1)
 		go func() {
-			st, err := w.client.ControlStream(sctx)
+			st, err := w.Client.ControlStream(sctx)
 			if err == nil {
-				err = st.Send(&pb.ControlStreamRequest{Payload: &pb.ControlStreamRequest_Hello{Hello: &pb.ControlStreamHello{AgentId: w.agentID}}})
+				err = st.Send(&pb.ControlStreamRequest{Payload: &pb.ControlStreamRequest_Hello{Hello: &pb.ControlStreamHello{AgentId: w.AgentID}}})
 			}
 			first := true
 			for err == nil {
@@ -379,31 +319,5 @@ func pushes(ctx context.Context, env *kubetest.Env, o options, workers []*worker
 		stray += int64(len(arrivals[i]))
 	}
 	slices.Sort(lat)
-	return ms(percentile(lat, 0.50)), ms(percentile(lat, 0.99)), stray, nil
-}
-
-// parallel runs f(0..n-1) on at most width goroutines and returns the first error.
-func parallel(n, width int, f func(int) error) error {
-	var mu sync.Mutex
-	var errs []error
-	next := atomic.Int64{}
-	var wg sync.WaitGroup
-	for range width {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n {
-					return
-				}
-				if err := f(i); err != nil {
-					mu.Lock()
-					errs = append(errs, err)
-					mu.Unlock()
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return benchkit.Ms(benchkit.Percentile(lat, 0.50)), benchkit.Ms(benchkit.Percentile(lat, 0.99)), stray, nil
 }

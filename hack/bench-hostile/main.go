@@ -37,8 +37,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
-	"github.com/serviceradar/sync-operator/gateway/bundle"
-	"github.com/serviceradar/sync-operator/gateway/results"
+	"github.com/serviceradar/sync-operator/hack/benchkit"
 	"github.com/serviceradar/sync-operator/identity"
 	"github.com/serviceradar/sync-operator/identity/ca"
 	"github.com/serviceradar/sync-operator/identity/mtls"
@@ -47,6 +46,8 @@ import (
 	"github.com/serviceradar/sync-operator/test/kubetest"
 	"github.com/serviceradar/sync-operator/test/pgtest"
 	"github.com/serviceradar/sync-operator/test/pkitest"
+	"github.com/serviceradar/sync-operator/wire/bundle"
+	"github.com/serviceradar/sync-operator/wire/results"
 	"github.com/serviceradar/sync-operator/workers/chunk"
 )
 
@@ -131,7 +132,7 @@ func run(b benchmark) error {
 	// Only the gateway runs with gatewayEnv (the bench, the API server and
 	// etcd were started without it): the process takes its environment at
 	// its start.
-	restore := setenv(gatewayEnv)
+	restore := benchkit.Setenv(gatewayEnv)
 	gw, err := gatewayproc.Start(ctx, gatewayproc.Options{Binary: gatewayBin, Dir: dir, Env: env, Root: root, PostgresDSN: dsn, Args: args})
 	restore()
 	if err != nil {
@@ -290,29 +291,6 @@ func run(b benchmark) error {
 	fmt.Printf("RESULT hostile_callers=%d good_run_completed=%v good_run_s=%.1f peak_rss_mib=%d throttled=%.0f hostile_calls=%d\n",
 		unknown+enrolled, goodErr == nil, took.Seconds(), peak, throttled, calls.Load())
 	return nil
-}
-
-// setenv sets the variables of env in the process environment and returns
-// what puts the previous values back.
-func setenv(env map[string]string) (restore func()) {
-	old := map[string]*string{}
-	for k, v := range env {
-		if prev, ok := os.LookupEnv(k); ok {
-			old[k] = &prev
-		} else {
-			old[k] = nil
-		}
-		_ = os.Setenv(k, v)
-	}
-	return func() {
-		for k, prev := range old {
-			if prev == nil {
-				_ = os.Unsetenv(k)
-			} else {
-				_ = os.Setenv(k, *prev)
-			}
-		}
-	}
 }
 
 // watchPeak samples the gateway's resident memory until ctx ends and, when

@@ -14,31 +14,22 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
-	"github.com/serviceradar/sync-operator/gateway/bundle"
-	"github.com/serviceradar/sync-operator/gateway/results"
-	"github.com/serviceradar/sync-operator/identity"
+	"github.com/serviceradar/sync-operator/hack/benchkit"
 	"github.com/serviceradar/sync-operator/identity/ca"
-	"github.com/serviceradar/sync-operator/identity/mtls"
 	pb "github.com/serviceradar/sync-operator/proto"
 	"github.com/serviceradar/sync-operator/test/gatewayproc"
 	"github.com/serviceradar/sync-operator/test/kubetest"
 	"github.com/serviceradar/sync-operator/test/pgtest"
-	"github.com/serviceradar/sync-operator/test/pkitest"
 	"github.com/serviceradar/sync-operator/workers/chunk"
 )
 
@@ -55,24 +46,8 @@ func main() {
 	}
 }
 
-// inventory is the synthetic fleet: device i has a Faker id, one to three
-// MACs and a primary IP that churn swaps.
-type inventory struct{ ips []string }
-
-func (inv *inventory) device(i int, sourceUID string) results.DeviceUpdate {
-	yes := true
-	macs := ""
-	for k := range 1 + i%3 {
-		if k > 0 {
-			macs += ","
-		}
-		macs += fmt.Sprintf("00:1b:%02x:%02x:%02x:%02x", k, i>>16&255, i>>8&255, i&255)
-	}
-	return results.DeviceUpdate{IP: inv.ips[i], MAC: macs[:17], Hostname: fmt.Sprintf("dev-%06d", i), Source: "faker", IsAvailable: &yes,
-		Timestamp: time.Now().UTC().Format(time.RFC3339),
-		Metadata: map[string]string{"faker_device_id": fmt.Sprintf("fk-%d", i), "integration_type": "faker",
-			"integration_source_uid": sourceUID, "all_macs": macs, "vendor": "Acme Networks"}}
-}
+// agentID is the worker of tenant acme.
+var agentID = benchkit.AgentID("acme")
 
 func run(n, churnPct, segment int, gatewayBin, profile string) error {
 	ctx := context.Background()
@@ -113,78 +88,50 @@ func run(n, churnPct, segment int, gatewayBin, profile string) error {
 		return err
 	}
 	defer gw.Stop()
-	conn, err := workerConn(root, dir, gw.Addr)
+	conn, err := benchkit.WorkerConn(root, filepath.Join(dir, "worker"), "acme", agentID, gw.Addr)
 	if err != nil {
-		return err
+		return err //nolint:wrapcheck // benchkit names what failed
 	}
 	defer func() { _ = conn.Close() }()
 	c := pb.NewAgentGatewayServiceClient(conn)
-	cfg, err := c.GetConfig(ctx, &pb.AgentConfigRequest{AgentId: "platform-sync-acme"})
+	src, err := benchkit.OnlySource(ctx, c, agentID)
 	if err != nil {
-		return fmt.Errorf("GetConfig: %w", err)
-	}
-	var b bundle.Sync
-	if err := json.Unmarshal(cfg.ConfigJson, &b); err != nil || len(b.Sources) != 1 {
-		return fmt.Errorf("the worker's bundle has %d sources: %w", len(b.Sources), err)
-	}
-	var src bundle.Source
-	for _, s := range b.Sources {
-		src = s
+		return err //nolint:wrapcheck // benchkit names what failed
 	}
 
-	inv := &inventory{ips: make([]string, n)}
-	for i := range inv.ips {
-		inv.ips[i] = fmt.Sprintf("172.%d.%d.%d", 16+i>>16&15, i>>8&255, i&255)
-	}
-	stream := func() (time.Duration, error) {
-		s := &chunk.Sender{Client: c, AgentID: "platform-sync-acme", SegmentDevices: segment,
-			Meta: results.Meta{SyncServiceID: src.SyncServiceID, IntegrationSourceUID: src.IntegrationSourceUID, SyncRunID: uuid.NewString()}}
-		begin := time.Now()
-		for i := range n {
-			if err := s.Add(ctx, inv.device(i, src.IntegrationSourceUID)); err != nil {
-				return 0, err
-			}
-		}
-		if err := s.Finish(ctx, true, ""); err != nil {
-			return 0, err
-		}
-		return time.Since(begin), nil
-	}
-	cpuIn, err := cpuSplit(gw)
+	inv := benchkit.NewInventory(n)
+	stream := func() (time.Duration, error) { return inv.Stream(ctx, c, agentID, src, segment) }
+	cpuIn, err := benchkit.ReadCPU(gw)
 	if err != nil {
-		return err
+		return err //nolint:wrapcheck // benchkit names what it read
 	}
 	took, err := stream()
 	if err != nil {
 		return fmt.Errorf("streaming the inventory: %w", err)
 	}
-	cpuOut, err := cpuSplit(gw)
+	cpuOut, err := benchkit.ReadCPU(gw)
 	if err != nil {
-		return err
+		return err //nolint:wrapcheck // benchkit names what it read
 	}
 	rate := float64(n) / took.Seconds()
-	fmt.Printf("ingest: %d devices in %s over mTLS gRPC into PostgreSQL: %.0f devices/s (CPU: this client %s, gateway %s, PostgreSQL %s)\n",
-		n, took.Round(time.Millisecond), rate, cpuOut[0]-cpuIn[0], cpuOut[1]-cpuIn[1], cpuOut[2]-cpuIn[2])
+	fmt.Printf("ingest: %d devices in %s over mTLS gRPC into PostgreSQL: %.0f devices/s (CPU: %s)\n",
+		n, took.Round(time.Millisecond), rate, cpuOut.Since(cpuIn))
 
-	rng := rand.New(rand.NewPCG(42, 42))
-	for range n * churnPct / 100 / 2 {
-		a, b := rng.IntN(n), rng.IntN(n)
-		inv.ips[a], inv.ips[b] = inv.ips[b], inv.ips[a]
-	}
+	inv.Churn(churnPct)
 	profiled := make(chan error, 1)
 	if profile != "" {
 		go func() { profiled <- cpuProfile(pprofAddr, profile, 3*time.Second) }()
 	} else {
 		profiled <- nil
 	}
-	cpu0, err := cpuSplit(gw)
+	cpu0, err := benchkit.ReadCPU(gw)
 	if err != nil {
-		return err
+		return err //nolint:wrapcheck // benchkit names what it read
 	}
 	churnTook, err := stream()
-	cpu1, cerr := cpuSplit(gw)
+	cpu1, cerr := benchkit.ReadCPU(gw)
 	if cerr != nil {
-		return cerr
+		return cerr //nolint:wrapcheck // benchkit names what it read
 	}
 	if perr := <-profiled; perr != nil {
 		return perr
@@ -192,8 +139,8 @@ func run(n, churnPct, segment int, gatewayBin, profile string) error {
 	if err != nil {
 		return fmt.Errorf("streaming the churn run: %w", err)
 	}
-	fmt.Printf("churn: a full run with %d%% of primary IPs swapped in %s (CPU: this client %s, gateway %s, PostgreSQL %s)\n",
-		churnPct, churnTook.Round(time.Millisecond), cpu1[0]-cpu0[0], cpu1[1]-cpu0[1], cpu1[2]-cpu0[2])
+	fmt.Printf("churn: a full run with %d%% of primary IPs swapped in %s (CPU: %s)\n",
+		churnPct, churnTook.Round(time.Millisecond), cpu1.Since(cpu0))
 
 	count, available, err := counts(ctx, dsn)
 	if err != nil {
@@ -214,23 +161,6 @@ func run(n, churnPct, segment int, gatewayBin, profile string) error {
 	fmt.Printf("gateway resident memory: peak %d MiB, now %d MiB\n", peak, current)
 	fmt.Printf("RESULT ingest_devices_per_s=%.0f copy_ratio=%.3f churn_cycle_ms=%d peak_rss_mib=%d\n", rate, rate/copyRate, churnTook.Milliseconds(), peak)
 	return nil
-}
-
-// cpuSplit reads the CPU time used so far by this process (the worker's
-// side), the gateway and PostgreSQL.
-func cpuSplit(gw *gatewayproc.Process) ([3]time.Duration, error) {
-	var out [3]time.Duration
-	var err error
-	if out[0], err = gatewayproc.CPU(os.Getpid()); err != nil {
-		return out, err //nolint:wrapcheck // names what it read
-	}
-	if out[1], err = gw.CPU(); err != nil {
-		return out, err //nolint:wrapcheck // names what it read
-	}
-	if out[2], err = gatewayproc.CPUOf("postgres"); err != nil {
-		return out, err //nolint:wrapcheck // names what it read
-	}
-	return out, nil
 }
 
 // cpuProfile saves the gateway's CPU profile over the next d.
@@ -275,31 +205,6 @@ func populate(ctx context.Context, env *kubetest.Env, n int) error {
 	return nil
 }
 
-func workerConn(root *ca.Authority, dir, addr string) (*grpc.ClientConn, error) {
-	svid, err := root.IssueSVID(spiffeid.RequireFromString("spiffe://serviceradar.local/sync/acme/default/platform-sync-acme"), time.Hour)
-	if err != nil {
-		return nil, fmt.Errorf("issuing the worker's SVID: %w", err)
-	}
-	f, err := pkitest.WriteFiles(filepath.Join(dir, "worker"), svid, root.Cert)
-	if err != nil {
-		return nil, err
-	}
-	classifier, err := identity.NewClassifier("", "")
-	if err != nil {
-		return nil, fmt.Errorf("classifier: %w", err)
-	}
-	src, err := mtls.NewFileSource(f.Cert, f.Key, f.CA, classifier.TrustDomain)
-	if err != nil {
-		return nil, fmt.Errorf("worker identity: %w", err)
-	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(
-		mtls.ClientConfig(mtls.Verifier{Classifier: classifier, Source: src}, mtls.ServerExpectation{}))))
-	if err != nil {
-		return nil, fmt.Errorf("connecting to the gateway: %w", err)
-	}
-	return conn, nil
-}
-
 func counts(ctx context.Context, dsn string) (total, available int, err error) {
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
@@ -314,7 +219,7 @@ func counts(ctx context.Context, dsn string) (total, available int, err error) {
 }
 
 // rawCopy is the floor: the same rows COPYed into a table without indexes.
-func rawCopy(ctx context.Context, dsn string, inv *inventory, n int, sourceUID string) (float64, error) {
+func rawCopy(ctx context.Context, dsn string, inv *benchkit.Inventory, n int, sourceUID string) (float64, error) {
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		return 0, fmt.Errorf("connecting: %w", err)
@@ -326,7 +231,7 @@ func rawCopy(ctx context.Context, dsn string, inv *inventory, n int, sourceUID s
 	begin := time.Now()
 	rows := make([][]any, 0, n)
 	for i := range n {
-		d := inv.device(i, sourceUID)
+		d := inv.Device(i, sourceUID)
 		meta, _ := json.Marshal(d.Metadata)
 		rows = append(rows, []any{fmt.Sprintf("sr:%d", i), d.IP, d.MAC, d.Hostname, string(meta), time.Now()})
 	}

@@ -21,24 +21,19 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/jackc/pgx/v5"
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
-	"github.com/serviceradar/sync-operator/gateway/bundle"
-	"github.com/serviceradar/sync-operator/gateway/results"
-	"github.com/serviceradar/sync-operator/identity"
+	"github.com/serviceradar/sync-operator/hack/benchkit"
 	"github.com/serviceradar/sync-operator/identity/ca"
-	"github.com/serviceradar/sync-operator/identity/mtls"
 	pb "github.com/serviceradar/sync-operator/proto"
 	"github.com/serviceradar/sync-operator/test/gatewayproc"
 	"github.com/serviceradar/sync-operator/test/kubetest"
 	"github.com/serviceradar/sync-operator/test/pgtest"
-	"github.com/serviceradar/sync-operator/test/pkitest"
+	"github.com/serviceradar/sync-operator/wire/results"
 )
 
 func main() {
@@ -97,23 +92,15 @@ func run(n, chunkBytes int, gatewayBin string) error {
 		return err //nolint:wrapcheck // gatewayproc says what failed
 	}
 	defer gw.Stop()
-	conn, err := workerConn(root, dir, gw.Addr)
+	conn, err := benchkit.WorkerConn(root, filepath.Join(dir, "worker"), "acme", agentID, gw.Addr, grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(8<<20)))
 	if err != nil {
-		return err
+		return err //nolint:wrapcheck // benchkit names what failed
 	}
 	defer func() { _ = conn.Close() }()
 	c := pb.NewAgentGatewayServiceClient(conn)
-	cfg, err := c.GetConfig(ctx, &pb.AgentConfigRequest{AgentId: agentID})
+	src, err := benchkit.OnlySource(ctx, c, agentID)
 	if err != nil {
-		return fmt.Errorf("GetConfig: %w", err)
-	}
-	var b bundle.Sync
-	if err := json.Unmarshal(cfg.ConfigJson, &b); err != nil || len(b.Sources) != 1 {
-		return fmt.Errorf("the worker's bundle has %d sources: %w", len(b.Sources), err)
-	}
-	var src bundle.Source
-	for _, s := range b.Sources {
-		src = s
+		return err //nolint:wrapcheck // benchkit names what failed
 	}
 	// The chunks' boundaries, from the encoded size of each device: the
 	// call's total_chunks is fixed before its first chunk is sent.
@@ -200,32 +187,6 @@ func populate(ctx context.Context, env *kubetest.Env, n int) error {
 		}
 	}
 	return nil
-}
-
-func workerConn(root *ca.Authority, dir, addr string) (*grpc.ClientConn, error) {
-	svid, err := root.IssueSVID(spiffeid.RequireFromString("spiffe://serviceradar.local/sync/acme/default/"+agentID), 4*time.Hour)
-	if err != nil {
-		return nil, fmt.Errorf("issuing the worker's SVID: %w", err)
-	}
-	f, err := pkitest.WriteFiles(filepath.Join(dir, "worker"), svid, root.Cert)
-	if err != nil {
-		return nil, err //nolint:wrapcheck // pkitest names the files
-	}
-	classifier, err := identity.NewClassifier("", "")
-	if err != nil {
-		return nil, fmt.Errorf("classifier: %w", err)
-	}
-	src, err := mtls.NewFileSource(f.Cert, f.Key, f.CA, classifier.TrustDomain)
-	if err != nil {
-		return nil, fmt.Errorf("worker identity: %w", err)
-	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(
-		mtls.ClientConfig(mtls.Verifier{Classifier: classifier, Source: src}, mtls.ServerExpectation{}))),
-		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(8<<20)))
-	if err != nil {
-		return nil, fmt.Errorf("connecting to the gateway: %w", err)
-	}
-	return conn, nil
 }
 
 func counts(ctx context.Context, dsn string) (total, available int, err error) {

@@ -30,7 +30,7 @@ import (
 	"github.com/serviceradar/sync-operator/test/kubetest"
 	"github.com/serviceradar/sync-operator/test/pgtest"
 	"github.com/serviceradar/sync-operator/test/pkitest"
-	"github.com/serviceradar/sync-operator/workload"
+	"github.com/serviceradar/sync-operator/wire/bootstrap"
 )
 
 func main() {
@@ -107,8 +107,8 @@ func run(devices, fakerDevices int, gatewayBin, workerBin, workerPprof string) e
 	if err != nil {
 		return err
 	}
-	boot, err := workload.Bootstrap{GatewayAddress: gw.Addr, ComponentID: "platform-sync-acme", Partition: "default", TenantSlug: "acme",
-		Identity: workload.BootstrapIdentity{Source: workload.IdentityFiles, CertFile: files.Cert, KeyFile: files.Key, CAFile: files.CA}}.JSON()
+	boot, err := bootstrap.Config{GatewayAddress: gw.Addr, ComponentID: "platform-sync-acme", Partition: "default", TenantSlug: "acme",
+		Identity: bootstrap.Identity{Source: bootstrap.IdentityFiles, CertFile: files.Cert, KeyFile: files.Key, CAFile: files.CA}}.JSON()
 	if err != nil {
 		return err
 	}

@@ -29,6 +29,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/serviceradar/sync-operator/wire/bootstrap"
 	"github.com/serviceradar/sync-operator/workload"
 )
 
@@ -121,8 +122,8 @@ func worker(ctx context.Context, c client.Client, ns, ss, tenant, gateway, out s
 		}
 		time.Sleep(time.Second)
 	}
-	var b workload.Bootstrap
-	if err := json.Unmarshal([]byte(cm.Data[workload.BootstrapFile]), &b); err != nil {
+	var b bootstrap.Config
+	if err := json.Unmarshal([]byte(cm.Data[bootstrap.FileName]), &b); err != nil {
 		return fmt.Errorf("rendered bootstrap: %w", err)
 	}
 	if err := os.MkdirAll(out, 0o700); err != nil {
@@ -133,7 +134,7 @@ func worker(ctx context.Context, c client.Client, ns, ss, tenant, gateway, out s
 			return fmt.Errorf("writing %s: %w", file, err)
 		}
 	}
-	b.Identity = workload.FileIdentity(out)
+	b.Identity = bootstrap.FileIdentity(out)
 	if gateway != "" {
 		b.GatewayAddress = gateway
 	}
@@ -141,7 +142,7 @@ func worker(ctx context.Context, c client.Client, ns, ss, tenant, gateway, out s
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(out, workload.BootstrapFile)
+	path := filepath.Join(out, bootstrap.FileName)
 	if err := os.WriteFile(path, raw, 0o600); err != nil {
 		return fmt.Errorf("writing bootstrap: %w", err)
 	}

@@ -7,6 +7,7 @@ package mtls
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -168,6 +169,32 @@ type WorkloadSource struct {
 // NewWorkloadSource wraps an X509Source. edgeRoots may be nil.
 func NewWorkloadSource(src *workloadapi.X509Source, edgeRoots *FileRoots) *WorkloadSource {
 	return &WorkloadSource{src: src, edge: edgeRoots}
+}
+
+// DialWorkloadAPI connects to the SPIFFE Workload API at addr (unix:// or
+// tcp://) and returns its source once the first SVID and trust bundles have
+// arrived; it follows their rotation until Close. A non-zero id selects that
+// SVID when several registration entries match the workload (PickSVID).
+// edgeRoots may be nil. The gateway and the worker both get their Workload
+// API identity here.
+func DialWorkloadAPI(ctx context.Context, addr string, id spiffeid.ID, edgeRoots *FileRoots) (*WorkloadSource, error) {
+	opts := []workloadapi.X509SourceOption{workloadapi.WithClientOptions(workloadapi.WithAddr(addr))}
+	if !id.IsZero() {
+		opts = append(opts, PickSVID(id))
+	}
+	x, err := workloadapi.NewX509Source(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to the Workload API at %s: %w", addr, err)
+	}
+	return NewWorkloadSource(x, edgeRoots), nil
+}
+
+// Close ends the Workload API source.
+func (w *WorkloadSource) Close() error {
+	if err := w.src.Close(); err != nil {
+		return fmt.Errorf("closing the Workload API source: %w", err)
+	}
+	return nil
 }
 
 // PickSVID returns an X509Source option that selects the SVID with the given

@@ -2,6 +2,7 @@ package mtls_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -91,6 +92,34 @@ func TestSPIREWorkloadAPI(t *testing.T) {
 		t.Logf("%d calls over %s saw %d distinct SVIDs", calls, rotatingTTL+rotatingTTL/2, len(distinct))
 		if len(distinct) < 2 {
 			t.Fatalf("the SVID never rotated in %d calls", calls)
+		}
+	})
+
+	// The gateway and the worker open their Workload API source with
+	// DialWorkloadAPI: each gets the SVID it names among the several this
+	// process is entitled to, and a clear error when no agent answers.
+	t.Run("DialWorkloadAPI picks the named SVID", func(t *testing.T) {
+		for _, id := range []spiffeid.ID{gwID, syncID, robotID} {
+			src, err := mtls.DialWorkloadAPI(ctx, spire.WorkloadAPIAddr, id, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cert, err := src.Certificate()
+			if cerr := src.Close(); cerr != nil {
+				t.Error(cerr)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if uris := cert.Leaf.URIs; len(uris) != 1 || uris[0].String() != id.String() {
+				t.Fatalf("asked for %s, got an SVID for %v", id, uris)
+			}
+		}
+		short, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		missing := "unix://" + t.TempDir() + "/none.sock"
+		if _, err := mtls.DialWorkloadAPI(short, missing, syncID, nil); err == nil || !strings.Contains(err.Error(), missing) {
+			t.Fatalf("no agent at %s: error %v, want one naming the address", missing, err)
 		}
 	})
 }

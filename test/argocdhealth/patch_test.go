@@ -2,15 +2,15 @@ package argocdhealth
 
 import (
 	"bytes"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-var update = flag.Bool("update", false, "rewrite "+PatchFile+" from the .lua files")
+	"github.com/serviceradar/sync-operator/api/v1alpha1"
+	"github.com/serviceradar/sync-operator/hack/healthgen"
+)
 
 func readScripts(t *testing.T) map[string]string {
 	t.Helper()
@@ -25,22 +25,37 @@ func readScripts(t *testing.T) map[string]string {
 	return scripts
 }
 
-// TestPatchMatchesScripts fails when the scripts embedded in the argocd-cm
-// patch differ from the .lua files, which are the source of truth.
-func TestPatchMatchesScripts(t *testing.T) {
-	scripts := readScripts(t)
-	path := filepath.Join(Dir(), PatchFile)
-	rendered, err := RenderPatch(scripts)
+// TestGeneratedFilesAreCurrent fails when a health script or the argocd-cm
+// patch differs from what hack/healthgen generates from its parts, the
+// source of truth (make manifests regenerates them).
+func TestGeneratedFilesAreCurrent(t *testing.T) {
+	files, err := healthgen.Files()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if *update {
-		if err := os.WriteFile(path, rendered, 0o644); err != nil {
+	for name, want := range files {
+		got, err := os.ReadFile(filepath.Join(Dir(), name))
+		if err != nil {
 			t.Fatal(err)
 		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s is not as hack/healthgen generates it; run make manifests\n%s", name, firstDifference(string(got), string(want)))
+		}
 	}
+	if v1alpha1.GroupVersion.Group != healthgen.Group {
+		t.Errorf("healthgen.Group %q is not the API group %q", healthgen.Group, v1alpha1.GroupVersion.Group)
+	}
+}
 
-	// The renderer's output must parse back to exactly the scripts.
+// TestPatchMatchesScripts checks that the argocd-cm patch carries exactly
+// the .lua files beside it, and that a rendered patch parses back to the
+// scripts it was rendered from.
+func TestPatchMatchesScripts(t *testing.T) {
+	scripts := readScripts(t)
+	rendered, err := healthgen.RenderPatch(scripts)
+	if err != nil {
+		t.Fatal(err)
+	}
 	back, err := ParsePatch(rendered)
 	if err != nil {
 		t.Fatalf("parsing the rendered patch: %v", err)
@@ -51,6 +66,7 @@ func TestPatchMatchesScripts(t *testing.T) {
 		}
 	}
 
+	path := filepath.Join(Dir(), PatchFile)
 	onDisk, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -61,12 +77,9 @@ func TestPatchMatchesScripts(t *testing.T) {
 	}
 	for _, kind := range Kinds {
 		if embedded[kind] != scripts[kind] {
-			t.Errorf("%s: the %s script differs from %s; run go test ./test/argocdhealth/ -run TestPatchMatchesScripts -update\n%s",
+			t.Errorf("%s: the %s script differs from %s; run make manifests\n%s",
 				PatchFile, kind, filepath.Base(ScriptPath(kind)), firstDifference(embedded[kind], scripts[kind]))
 		}
-	}
-	if !t.Failed() && !bytes.Equal(onDisk, rendered) {
-		t.Errorf("%s carries the right scripts but is not as generated; run go test ./test/argocdhealth/ -run TestPatchMatchesScripts -update", PatchFile)
 	}
 }
 
@@ -82,7 +95,7 @@ func firstDifference(got, want string) string {
 			wl = w[i]
 		}
 		if gl != wl {
-			return fmt.Sprintf("line %d:\n  patch: %s\n  .lua:  %s", i+1, gl, wl)
+			return fmt.Sprintf("line %d:\n  got:  %s\n  want: %s", i+1, gl, wl)
 		}
 	}
 	return "(they differ only in their line count)"
@@ -92,7 +105,7 @@ func firstDifference(got, want string) string {
 // key missing or extra, is refused rather than half compared.
 func TestParsePatchRejects(t *testing.T) {
 	scripts := readScripts(t)
-	good, err := RenderPatch(scripts)
+	good, err := healthgen.RenderPatch(scripts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +135,7 @@ func TestParsePatchRejects(t *testing.T) {
 		edited[k] = v
 	}
 	edited["SyncService"] = strings.Replace(edited["SyncService"], `"Degraded"`, `"Healthy"`, 1)
-	other, err := RenderPatch(edited)
+	other, err := healthgen.RenderPatch(edited)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/serviceradar/sync-operator/test"
 	"github.com/serviceradar/sync-operator/test/armisemu"
 	"github.com/serviceradar/sync-operator/test/netboxemu"
+	"github.com/serviceradar/sync-operator/wire/results"
 	"github.com/serviceradar/sync-operator/workers/integration/faker/population"
 )
 
@@ -109,7 +110,7 @@ func TestOneTenantThreeSources(t *testing.T) {
 			continue
 		}
 		shared++
-		mac := dire.NormalizeMAC(overlap.Device(i).MAC.String())
+		mac := results.NormalizeMAC(overlap.Device(i).MAC.String())
 		uid, ids := idsOf(dire.TypeMAC, mac)
 		want := map[string]string{"armis_device_id": strconv.Itoa(i + 1), "faker_device_id": strconv.Itoa(i + 1)}
 		for typ, v := range want {

@@ -39,6 +39,7 @@ import (
 	"github.com/serviceradar/sync-operator/test/netboxemu"
 	"github.com/serviceradar/sync-operator/test/pgtest"
 	"github.com/serviceradar/sync-operator/test/pkitest"
+	"github.com/serviceradar/sync-operator/wire/bootstrap"
 	"github.com/serviceradar/sync-operator/workers/app"
 	"github.com/serviceradar/sync-operator/workers/runner"
 	"github.com/serviceradar/sync-operator/workload"
@@ -175,7 +176,7 @@ func startSystem(t *testing.T, objs []client.Object, slugs ...string) *system {
 		return true
 	})
 	gw := &gateway{t: t, cfg: gwapp.Config{Kube: gatewayUser.Config(), Listen: gwAddr, CertFile: gwFiles.Cert, KeyFile: gwFiles.Key,
-		CAFile: gwFiles.CA, GatewayID: "gw", PostgresDSN: dsn, Log: testr.New(t).WithName("gateway")}}
+		CAFile: gwFiles.CA, GatewayID: "gw", PostgresDSN: dsn, DeviceCacheEntries: store.DefaultCacheEntries, Log: testr.New(t).WithName("gateway")}}
 	gw.start()
 	t.Cleanup(func() { gw.stop() })
 
@@ -189,7 +190,7 @@ func startSystem(t *testing.T, objs []client.Object, slugs ...string) *system {
 			return c.Get(ctx, client.ObjectKey{Namespace: operatorNS, Name: name}, cm) == nil &&
 				c.Get(ctx, client.ObjectKey{Namespace: operatorNS, Name: workload.Name("sync", controllers.PlatformSyncName, slug, "svid")}, sec) == nil
 		})
-		boot, err := app.LoadBootstrapJSON([]byte(cm.Data[workload.BootstrapFile]))
+		boot, err := bootstrap.Parse([]byte(cm.Data[bootstrap.FileName]))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -202,7 +203,7 @@ func startSystem(t *testing.T, objs []client.Object, slugs ...string) *system {
 				t.Fatal(err)
 			}
 		}
-		boot.Identity = workload.FileIdentity(wdir)
+		boot.Identity = bootstrap.FileIdentity(wdir)
 		raw, _ := boot.JSON()
 		bootFile := filepath.Join(wdir, "bootstrap.json")
 		if err := os.WriteFile(bootFile, raw, 0o600); err != nil {

@@ -19,9 +19,9 @@ import (
 	"github.com/serviceradar/sync-operator/controllers"
 	"github.com/serviceradar/sync-operator/test"
 	"github.com/serviceradar/sync-operator/test/netboxemu"
+	"github.com/serviceradar/sync-operator/wire/bootstrap"
 	"github.com/serviceradar/sync-operator/workers/app"
 	"github.com/serviceradar/sync-operator/workers/runner"
-	"github.com/serviceradar/sync-operator/workload"
 )
 
 // TestSyncNow asks for runs with the sync-requested-at annotation on the
@@ -195,7 +195,7 @@ func runEdgeWorker(t *testing.T, c client.Client, ns, name string) {
 	test.Eventually(t, name+"'s onboarding bundle", time.Minute, func() bool {
 		return c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name + "-onboarding"}, sec) == nil
 	})
-	boot, err := app.LoadBootstrapJSON(sec.Data["config.json"])
+	boot, err := bootstrap.Parse(sec.Data["config.json"])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +209,7 @@ func runEdgeWorker(t *testing.T, c client.Client, ns, name string) {
 		}
 	}
 	serverName := boot.Identity.ServerName
-	boot.Identity = workload.FileIdentity(dir)
+	boot.Identity = bootstrap.FileIdentity(dir)
 	boot.Identity.ServerName = serverName
 	raw, _ := boot.JSON()
 	bootFile := filepath.Join(dir, "config.json")

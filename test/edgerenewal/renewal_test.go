@@ -50,6 +50,7 @@ import (
 	"github.com/serviceradar/sync-operator/controllers"
 	gwapp "github.com/serviceradar/sync-operator/gateway/app"
 	"github.com/serviceradar/sync-operator/gateway/server"
+	"github.com/serviceradar/sync-operator/gateway/store"
 	"github.com/serviceradar/sync-operator/identity"
 	"github.com/serviceradar/sync-operator/identity/ca"
 	"github.com/serviceradar/sync-operator/identity/mtls"
@@ -60,8 +61,8 @@ import (
 	"github.com/serviceradar/sync-operator/test/kubetest"
 	"github.com/serviceradar/sync-operator/test/pgtest"
 	"github.com/serviceradar/sync-operator/test/pkitest"
+	"github.com/serviceradar/sync-operator/wire/bootstrap"
 	"github.com/serviceradar/sync-operator/workers/app"
-	"github.com/serviceradar/sync-operator/workload"
 )
 
 const (
@@ -165,7 +166,7 @@ func startStack(t *testing.T) *stack {
 	ready, gdone := make(chan string, 1), make(chan error, 1)
 	go func() {
 		gdone <- gwapp.Run(gctx, gwapp.Config{Kube: gatewayUser.Config(), Listen: gwAddr, CertFile: gwFiles.Cert, KeyFile: gwFiles.Key,
-			CAFile: gwFiles.CA, GatewayID: "gw", PostgresDSN: dsn, Log: testr.New(t).WithName("gateway"), Ready: func(a string) { ready <- a }})
+			CAFile: gwFiles.CA, GatewayID: "gw", PostgresDSN: dsn, DeviceCacheEntries: store.DefaultCacheEntries, Log: testr.New(t).WithName("gateway"), Ready: func(a string) { ready <- a }})
 	}()
 	select {
 	case <-ready:
@@ -432,12 +433,12 @@ func TestEdgeCertificateSelfRenewal(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	boot, err := app.LoadBootstrapJSON(sec.Data["config.json"])
+	boot, err := bootstrap.Parse(sec.Data["config.json"])
 	if err != nil {
 		t.Fatal(err)
 	}
 	serverName := boot.Identity.ServerName
-	boot.Identity = workload.FileIdentity(wdir)
+	boot.Identity = bootstrap.FileIdentity(wdir)
 	boot.Identity.ServerName = serverName
 	raw, _ := boot.JSON()
 	bootFile := filepath.Join(wdir, "config.json")
@@ -519,7 +520,7 @@ func TestEdgeCertificateSelfRenewal(t *testing.T) {
 		if got := serials(ss); !slices.Contains(got, serial) {
 			t.Errorf("status.edgeCertificates %v, want %s among them", got, serial)
 		}
-		cond := findCondition(ss, controllers.ConditionCertificateRenewal)
+		cond := findCondition(ss, v1alpha1.ConditionCertificateRenewal)
 		if cond == nil || cond.Status != metav1.ConditionTrue || cond.Reason != renewal.ReasonIssued {
 			t.Errorf("condition %+v", cond)
 		}
@@ -721,7 +722,7 @@ func checkRefused(t *testing.T, s *stack, id, reason string, before []string) {
 		t.Fatalf("answer %+v, want refused %s", ans, reason)
 	}
 	ss := s.syncService(t)
-	cond := findCondition(ss, controllers.ConditionCertificateRenewal)
+	cond := findCondition(ss, v1alpha1.ConditionCertificateRenewal)
 	if cond == nil || cond.Status != metav1.ConditionFalse || cond.Reason != reason {
 		t.Errorf("condition %+v, want False %s", cond, reason)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -50,13 +51,21 @@ type Options struct {
 	PostgresDSN string
 	// Args are added to the command line.
 	Args []string
+	// ProbeInterval spaces the health probes Start waits with, and the
+	// probe's reconnections (default: 200 ms between probes, gRPC's
+	// reconnection backoff): shorter measures Process.Ready closer.
+	ProbeInterval time.Duration
 }
 
 // Process is a running gateway.
 type Process struct {
 	// Addr is its gRPC address.
 	Addr string
-	cmd  *exec.Cmd
+	// Started is when the process was started; Ready how long after it
+	// the gateway first answered its health check SERVING.
+	Started time.Time
+	Ready   time.Duration
+	cmd     *exec.Cmd
 	// stopGrants stops the grant controller.
 	stopGrants func()
 }
@@ -130,20 +139,22 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 	cmd := exec.Command(o.Binary, args...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfigPath)
 	cmd.Stderr = os.Stderr
+	started := time.Now()
 	if err := cmd.Start(); err != nil {
 		stopGrants()
 		return nil, fmt.Errorf("starting %s: %w", o.Binary, err)
 	}
-	p := &Process{Addr: addr, cmd: cmd, stopGrants: stopGrants}
-	if err := p.waitServing(ctx, o.Root, o.Dir); err != nil {
+	p := &Process{Addr: addr, Started: started, cmd: cmd, stopGrants: stopGrants}
+	if err := p.waitServing(ctx, o.Root, o.Dir, o.ProbeInterval); err != nil {
 		p.Stop()
 		return nil, err
 	}
 	return p, nil
 }
 
-// waitServing probes the health service with a throwaway client identity.
-func (p *Process) waitServing(ctx context.Context, root *ca.Authority, dir string) error {
+// waitServing probes the health service with a throwaway client identity,
+// every interval when set.
+func (p *Process) waitServing(ctx context.Context, root *ca.Authority, dir string, interval time.Duration) error {
 	probe, err := root.IssueSVID(spiffeid.RequireFromString("spiffe://serviceradar.local/sync/probe/default/probe"), time.Hour)
 	if err != nil {
 		return fmt.Errorf("issuing the probe's SVID: %w", err)
@@ -160,8 +171,14 @@ func (p *Process) waitServing(ctx context.Context, root *ca.Authority, dir strin
 	if err != nil {
 		return fmt.Errorf("probe identity: %w", err)
 	}
-	conn, err := grpc.NewClient(p.Addr, grpc.WithTransportCredentials(credentials.NewTLS(
-		mtls.ClientConfig(mtls.Verifier{Classifier: classifier, Source: src}, mtls.ServerExpectation{}))))
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(
+		mtls.ClientConfig(mtls.Verifier{Classifier: classifier, Source: src}, mtls.ServerExpectation{})))}
+	if interval > 0 {
+		opts = append(opts, grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: interval, Multiplier: 1, MaxDelay: interval}}))
+	} else {
+		interval = 200 * time.Millisecond
+	}
+	conn, err := grpc.NewClient(p.Addr, opts...)
 	if err != nil {
 		return fmt.Errorf("connecting to the gateway: %w", err)
 	}
@@ -172,12 +189,13 @@ func (p *Process) waitServing(ctx context.Context, root *ca.Authority, dir strin
 		h, err := healthpb.NewHealthClient(conn).Check(cctx, &healthpb.HealthCheckRequest{Service: pb.AgentGatewayService_ServiceDesc.ServiceName})
 		cancel()
 		if err == nil && h.Status == healthpb.HealthCheckResponse_SERVING {
+			p.Ready = time.Since(p.Started)
 			return nil
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("the gateway is not serving: %w", err)
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(interval)
 	}
 }
 

@@ -176,7 +176,7 @@ func TestClusterSPIFFEIDsMatchSPIRESchema(t *testing.T) {
 	t.Run("worker ClusterSPIFFEID of the manager", func(t *testing.T) {
 		for ns, class := range map[string]string{"tenant-a": controllers.DefaultSPIREClassName, "tenant-b": ""} {
 			ss := &v1alpha1.SyncService{ObjectMeta: metav1.ObjectMeta{Name: "cluster", Namespace: ns}}
-			w := workload.Worker{SyncService: ss, TenantSlug: "acme", ComponentID: workload.ComponentID(ss, "acme"),
+			w := workload.Worker{SyncService: ss, TenantSlug: "acme", ComponentID: v1alpha1.ComponentID(ss, "acme"),
 				SPIRE: true, SPIREClassName: class}
 			id, err := identity.FormatSPIFFEID(spiffeid.RequireTrustDomainFromString(identity.DefaultTrustDomain), identity.ComponentSync, "acme", "default", w.ComponentID)
 			if err != nil {

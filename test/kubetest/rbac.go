@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -21,6 +22,8 @@ import (
 // to a new user and returns that user's config: tests then run a component
 // with exactly the permissions it ships with (Config() for a client,
 // KubeConfig() for a process). Namespaced roles need their namespace to exist.
+// Called again for the same user and file (a component started again), it
+// keeps the roles and bindings it created before.
 func (e *Env) UserWithRoles(ctx context.Context, user, file string) (*envtest.AuthenticatedUser, error) {
 	data, err := os.ReadFile(filepath.Join(test.RepoRoot(), file))
 	if err != nil {
@@ -37,7 +40,7 @@ func (e *Env) UserWithRoles(ctx context.Context, user, file string) (*envtest.Au
 		if len(u.Object) == 0 {
 			continue
 		}
-		if err := e.Client.Create(ctx, u); err != nil {
+		if err := e.Client.Create(ctx, u); err != nil && !apierrors.IsAlreadyExists(err) {
 			return nil, fmt.Errorf("creating %s %s: %w", u.GetKind(), u.GetName(), err)
 		}
 		binding := &unstructured.Unstructured{Object: map[string]any{
@@ -48,7 +51,7 @@ func (e *Env) UserWithRoles(ctx context.Context, user, file string) (*envtest.Au
 		binding.SetKind(u.GetKind() + "Binding")
 		binding.SetName(u.GetName())
 		binding.SetNamespace(u.GetNamespace())
-		if err := e.Client.Create(ctx, binding); err != nil {
+		if err := e.Client.Create(ctx, binding); err != nil && !apierrors.IsAlreadyExists(err) {
 			return nil, fmt.Errorf("binding %s %s: %w", u.GetKind(), u.GetName(), err)
 		}
 	}

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/serviceradar/sync-operator/gateway/dire"
+	"github.com/serviceradar/sync-operator/wire/results"
 )
 
 func TestInterfacesAndMACs(t *testing.T) {
@@ -50,7 +50,7 @@ func TestInterfacesAndMACs(t *testing.T) {
 				if it.PrimaryMACAddress == nil || it.PrimaryMACAddress.MACAddress != *it.MACAddress {
 					t.Fatalf("interface %d: mac_address %s, primary %+v", it.ID, *it.MACAddress, it.PrimaryMACAddress)
 				}
-				if primaries[*it.MACAddress] || dire.NormalizeMAC(*it.MACAddress) == "" {
+				if primaries[*it.MACAddress] || results.NormalizeMAC(*it.MACAddress) == "" {
 					t.Fatalf("interface %d: primary MAC %s twice, or not a device's", it.ID, *it.MACAddress)
 				}
 				primaries[*it.MACAddress] = true
@@ -59,7 +59,7 @@ func TestInterfacesAndMACs(t *testing.T) {
 				}
 				for _, m := range it.MACAddresses {
 					ifaceMACs[it.ID] = append(ifaceMACs[it.ID], m.MACAddress)
-					if m.MACAddress != *it.MACAddress && !dire.VirtualMAC(strings.ReplaceAll(m.MACAddress, ":", "")) {
+					if m.MACAddress != *it.MACAddress && !results.VirtualMAC(strings.ReplaceAll(m.MACAddress, ":", "")) {
 						t.Fatalf("interface %d: second MAC %s is not a first-hop redundancy MAC", it.ID, m.MACAddress)
 					}
 				}

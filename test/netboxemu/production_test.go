@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/serviceradar/sync-operator/gateway/dire"
+	"github.com/serviceradar/sync-operator/wire/results"
 	"github.com/serviceradar/sync-operator/workers/integration/faker/population"
 )
 
@@ -27,14 +27,14 @@ func TestRealMACsAndRouterPairs(t *testing.T) {
 		byMAC[m.MACAddress] = append(byMAC[m.MACAddress], m.AssignedObject.Device.ID)
 		raw := strings.ReplaceAll(m.MACAddress, ":", "")
 		switch {
-		case dire.VirtualMAC(raw):
-		case !slices.Contains(ouis, [3]byte{hexByte(raw[0:2]), hexByte(raw[2:4]), hexByte(raw[4:6])}) || dire.LocallyAdministered(raw):
+		case results.VirtualMAC(raw):
+		case !slices.Contains(ouis, [3]byte{hexByte(raw[0:2]), hexByte(raw[2:4]), hexByte(raw[4:6])}) || results.LocallyAdministered(raw):
 			t.Fatalf("MAC %s is not under a manufacturer's OUI", m.MACAddress)
 		}
 	}
 	pairs := 0
 	for mac, devs := range byMAC {
-		if !dire.VirtualMAC(strings.ReplaceAll(mac, ":", "")) {
+		if !results.VirtualMAC(strings.ReplaceAll(mac, ":", "")) {
 			if len(devs) != 1 {
 				t.Fatalf("physical MAC %s on devices %v", mac, devs)
 			}

@@ -18,8 +18,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/serviceradar/sync-operator/gateway/ingest"
-	"github.com/serviceradar/sync-operator/gateway/results"
 	pb "github.com/serviceradar/sync-operator/proto"
+	"github.com/serviceradar/sync-operator/wire/results"
 )
 
 // Segment is one applied segment.

@@ -6,13 +6,9 @@ package app
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"runtime"
 
 	"github.com/go-logr/logr"
@@ -20,17 +16,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"github.com/spiffe/go-spiffe/v2/workloadapi"
 	"google.golang.org/grpc/credentials"
 
 	"github.com/serviceradar/sync-operator/diag"
-	"github.com/serviceradar/sync-operator/gateway/commands"
 	"github.com/serviceradar/sync-operator/identity"
 	"github.com/serviceradar/sync-operator/identity/mtls"
 	pb "github.com/serviceradar/sync-operator/proto"
+	"github.com/serviceradar/sync-operator/wire/bootstrap"
+	"github.com/serviceradar/sync-operator/wire/commands"
 	"github.com/serviceradar/sync-operator/workers/runner"
 	"github.com/serviceradar/sync-operator/workers/uplink"
-	"github.com/serviceradar/sync-operator/workload"
 )
 
 // Config is what the worker process needs besides its bootstrap file.
@@ -57,56 +52,8 @@ type Config struct {
 	RenewCertificate <-chan struct{}
 }
 
-// LoadBootstrap reads and checks a bootstrap file. Relative identity file
-// paths are taken from the bootstrap's own directory, not the working
-// directory: an onboarding bundle (config.json naming ./tls.crt, ./tls.key
-// and ./ca.crt) runs as `worker --config <dir>/config.json` from anywhere.
-func LoadBootstrap(path string) (workload.Bootstrap, error) {
-	data, err := os.ReadFile(path) //nolint:gosec // the operator-given bootstrap path
-	if err != nil {
-		return workload.Bootstrap{}, fmt.Errorf("reading bootstrap: %w", err)
-	}
-	b, err := LoadBootstrapJSON(data)
-	if err != nil {
-		return b, fmt.Errorf("bootstrap %s: %w", path, err)
-	}
-	dir := filepath.Dir(path)
-	for _, f := range []*string{&b.Identity.CertFile, &b.Identity.KeyFile, &b.Identity.CAFile} {
-		if *f != "" && !filepath.IsAbs(*f) {
-			*f = filepath.Join(dir, *f)
-		}
-	}
-	return b, nil
-}
-
-// LoadBootstrapJSON parses and checks a bootstrap; errors name the field.
-func LoadBootstrapJSON(data []byte) (workload.Bootstrap, error) {
-	var b workload.Bootstrap
-	if err := json.Unmarshal(data, &b); err != nil {
-		return b, fmt.Errorf("decoding: %w", err)
-	}
-	id := b.Identity
-	switch {
-	case b.GatewayAddress == "":
-		return b, errors.New("gateway_address is required")
-	case b.ComponentID == "":
-		return b, errors.New("component_id is required")
-	case id.Source != workload.IdentityFiles && id.Source != workload.IdentityWorkloadAPI:
-		return b, fmt.Errorf("identity.source must be %q or %q", workload.IdentityFiles, workload.IdentityWorkloadAPI)
-	case id.Source == workload.IdentityFiles && (id.CertFile == "" || id.KeyFile == "" || id.CAFile == ""):
-		return b, fmt.Errorf("identity.cert_file, identity.key_file and identity.ca_file are required with identity.source %q", workload.IdentityFiles)
-	}
-	if _, _, err := net.SplitHostPort(b.GatewayAddress); err != nil {
-		return b, fmt.Errorf("gateway_address %q must be host:port: %w", b.GatewayAddress, err)
-	}
-	if b.Partition == "" {
-		b.Partition = "default"
-	}
-	return b, nil
-}
-
 // credentialsFor builds the worker's mTLS client credentials.
-func credentialsFor(ctx context.Context, b workload.Bootstrap, classifier identity.Classifier) (credentials.TransportCredentials, func(), error) {
+func credentialsFor(ctx context.Context, b bootstrap.Config, classifier identity.Classifier) (credentials.TransportCredentials, func(), error) {
 	want := mtls.ServerExpectation{ServerName: b.Identity.ServerName}
 	if b.Identity.ExpectedGatewayID != "" {
 		id, err := spiffeid.FromString(b.Identity.ExpectedGatewayID)
@@ -118,26 +65,26 @@ func credentialsFor(ctx context.Context, b workload.Bootstrap, classifier identi
 	var src mtls.Source
 	closeSrc := func() {}
 	switch b.Identity.Source {
-	case workload.IdentityFiles:
+	case bootstrap.IdentityFiles:
 		fs, err := mtls.NewFileSource(b.Identity.CertFile, b.Identity.KeyFile, b.Identity.CAFile, classifier.TrustDomain)
 		if err != nil {
 			return nil, nil, fmt.Errorf("loading the worker's certificate: %w", err)
 		}
 		src = fs
 	default:
-		opts := []workloadapi.X509SourceOption{workloadapi.WithClientOptions(workloadapi.WithAddr(b.Identity.WorkloadAPISocket))}
+		var id spiffeid.ID
 		if b.Identity.SPIFFEID != "" {
-			id, err := spiffeid.FromString(b.Identity.SPIFFEID)
+			parsed, err := spiffeid.FromString(b.Identity.SPIFFEID)
 			if err != nil {
 				return nil, nil, fmt.Errorf("bootstrap identity.spiffe_id: %w", err)
 			}
-			opts = append(opts, mtls.PickSVID(id))
+			id = parsed
 		}
-		x, err := workloadapi.NewX509Source(ctx, opts...)
+		ws, err := mtls.DialWorkloadAPI(ctx, b.Identity.WorkloadAPISocket, id, nil)
 		if err != nil {
-			return nil, nil, fmt.Errorf("connecting to the Workload API at %s: %w", b.Identity.WorkloadAPISocket, err)
+			return nil, nil, err
 		}
-		src, closeSrc = mtls.NewWorkloadSource(x, nil), func() { _ = x.Close() }
+		src, closeSrc = ws, func() { _ = ws.Close() }
 	}
 	return credentials.NewTLS(mtls.ClientConfig(mtls.Verifier{Classifier: classifier, Source: src}, want)), closeSrc, nil
 }
@@ -163,7 +110,7 @@ func RunNow(r *runner.Runner, req *pb.CommandRequest) uplink.CommandOutcome {
 
 // Run runs the worker until ctx ends.
 func Run(ctx context.Context, c Config) error {
-	b, err := LoadBootstrap(c.BootstrapFile)
+	b, err := bootstrap.Load(c.BootstrapFile)
 	if err != nil {
 		return err
 	}

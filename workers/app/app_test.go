@@ -25,9 +25,9 @@ import (
 	"github.com/serviceradar/sync-operator/test/kubetest"
 	"github.com/serviceradar/sync-operator/test/pgtest"
 	"github.com/serviceradar/sync-operator/test/pkitest"
+	"github.com/serviceradar/sync-operator/wire/bootstrap"
 	"github.com/serviceradar/sync-operator/workers/app"
 	"github.com/serviceradar/sync-operator/workers/runner"
-	"github.com/serviceradar/sync-operator/workload"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
@@ -71,7 +71,7 @@ func TestWorkerSyncsItsTenantsFakerSourceThroughTheGateway(t *testing.T) {
 	gready, gdone := make(chan string, 1), make(chan error, 1)
 	go func() {
 		gdone <- gwapp.Run(gctx, gwapp.Config{Kube: user.Config(), Listen: "127.0.0.1:0", CertFile: gwFiles.Cert, KeyFile: gwFiles.Key, CAFile: gwFiles.CA,
-			GatewayID: "gw", PostgresDSN: dsn, Log: testr.New(t).WithName("gateway"), Ready: func(a string) { gready <- a }})
+			GatewayID: "gw", PostgresDSN: dsn, DeviceCacheEntries: store.DefaultCacheEntries, Log: testr.New(t).WithName("gateway"), Ready: func(a string) { gready <- a }})
 	}()
 	defer func() {
 		gcancel()
@@ -89,8 +89,8 @@ func TestWorkerSyncsItsTenantsFakerSourceThroughTheGateway(t *testing.T) {
 	// The worker, from a bootstrap file as the manager renders it.
 	svid, _ := root.IssueSVID(spiffeid.RequireFromString("spiffe://serviceradar.local/sync/acme/default/platform-sync-acme"), time.Hour)
 	files := pkitest.Write(t, filepath.Join(dir, "worker"), svid, root.Cert)
-	boot := workload.Bootstrap{GatewayAddress: addr, ComponentID: "platform-sync-acme", Partition: "default", TenantSlug: "acme",
-		Identity: workload.BootstrapIdentity{Source: workload.IdentityFiles, CertFile: files.Cert, KeyFile: files.Key, CAFile: files.CA}}
+	boot := bootstrap.Config{GatewayAddress: addr, ComponentID: "platform-sync-acme", Partition: "default", TenantSlug: "acme",
+		Identity: bootstrap.Identity{Source: bootstrap.IdentityFiles, CertFile: files.Cert, KeyFile: files.Key, CAFile: files.CA}}
 	raw, _ := boot.JSON()
 	bootFile := filepath.Join(dir, "bootstrap.json")
 	if err := os.WriteFile(bootFile, raw, 0o600); err != nil {

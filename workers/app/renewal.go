@@ -7,8 +7,8 @@ import (
 	"fmt"
 
 	"github.com/serviceradar/sync-operator/identity/renewal"
+	"github.com/serviceradar/sync-operator/wire/bootstrap"
 	"github.com/serviceradar/sync-operator/workers/uplink"
-	"github.com/serviceradar/sync-operator/workload"
 )
 
 // edgeRenewer is the renewer of a worker whose identity is an edge
@@ -16,8 +16,8 @@ import (
 // over the ControlStream and rewrites the files. Other workers (SVIDs from
 // the Workload API or from files the manager renews in a Secret) get nil.
 // trigger, when not nil, asks for a renewal at each receive (tests, demos).
-func edgeRenewer(ctx context.Context, b workload.Bootstrap, trigger <-chan struct{}) (uplink.Renewer, error) {
-	if b.Identity.Source != workload.IdentityFiles {
+func edgeRenewer(ctx context.Context, b bootstrap.Config, trigger <-chan struct{}) (uplink.Renewer, error) {
+	if b.Identity.Source != bootstrap.IdentityFiles {
 		return nil, nil
 	}
 	pair, err := tls.LoadX509KeyPair(b.Identity.CertFile, b.Identity.KeyFile)

@@ -22,10 +22,10 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"k8s.io/apimachinery/pkg/util/wait"
 
-	"github.com/serviceradar/sync-operator/gateway/results"
 	pb "github.com/serviceradar/sync-operator/proto"
+	"github.com/serviceradar/sync-operator/wire/results"
+	"github.com/serviceradar/sync-operator/workers/backoff"
 )
 
 // Defaults of a Sender.
@@ -350,7 +350,7 @@ func (s *Sender) deliver(ctx context.Context, segment int, chunks []*pb.GatewayS
 	if maxB <= 0 {
 		maxB = 30 * time.Second
 	}
-	b := wait.Backoff{Duration: minB, Factor: 2, Jitter: 0.3, Steps: attempts, Cap: maxB}
+	b := backoff.New(minB, maxB)
 	for attempt := 1; ; attempt++ {
 		err := s.send(ctx, chunks)
 		if err == nil {
@@ -359,7 +359,7 @@ func (s *Sender) deliver(ctx context.Context, segment int, chunks []*pb.GatewayS
 		if permanent(err) || ctx.Err() != nil || attempt >= attempts {
 			return fmt.Errorf("segment %d (attempt %d): %w", segment, attempt, err)
 		}
-		delay := b.Step()
+		delay := b.Next()
 		if hint, ok := retryDelay(err); ok && hint > delay {
 			delay = min(hint, maxB)
 		}

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/serviceradar/sync-operator/gateway/ingest"
-	"github.com/serviceradar/sync-operator/gateway/results"
+	"github.com/serviceradar/sync-operator/wire/results"
 )
 
 func TestChunksStayWithinTheirBudgetAndCarryTheSegment(t *testing.T) {

@@ -10,8 +10,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/serviceradar/sync-operator/gateway/results"
 	"github.com/serviceradar/sync-operator/test/segmentsink"
+	"github.com/serviceradar/sync-operator/wire/results"
 )
 
 func device(i int) results.DeviceUpdate {

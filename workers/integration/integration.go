@@ -8,7 +8,8 @@
 // credentials within the endpoint's origin (CheckRedirect, HTTPClient),
 // page decoding that streams items and refuses pages far longer than asked
 // for (DecodeObject, DecodeList, PageItemLimit), and the short, clean
-// excerpt an error may take from an answer's body (ErrorText).
+// excerpt an error may take from an answer's body (ErrorText). How their
+// failed requests are classified and retried is in the httpretry package.
 package integration
 
 import (
@@ -16,8 +17,8 @@ import (
 	"errors"
 	"time"
 
-	"github.com/serviceradar/sync-operator/gateway/bundle"
-	"github.com/serviceradar/sync-operator/gateway/results"
+	"github.com/serviceradar/sync-operator/wire/bundle"
+	"github.com/serviceradar/sync-operator/wire/results"
 )
 
 // Metadata keys every client sets on its device updates (DESIGN.md section 6).
@@ -57,7 +58,8 @@ type Incremental interface {
 type Observer interface {
 	// Page is called for every page fetched, with its device count and duration.
 	Page(devices int, took time.Duration)
-	// Failure is called for every failed request (kind: auth, rate_limited, server, network, decode).
+	// Failure is called for every failed request (kind: auth, rate_limited,
+	// server, network, decode; httpretry.KindAuth and the like).
 	Failure(kind string)
 }
 

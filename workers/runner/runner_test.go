@@ -14,9 +14,9 @@ import (
 	"github.com/go-logr/logr/testr"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/serviceradar/sync-operator/gateway/bundle"
 	"github.com/serviceradar/sync-operator/test/armisemu"
 	"github.com/serviceradar/sync-operator/test/segmentsink"
+	"github.com/serviceradar/sync-operator/wire/bundle"
 	"github.com/serviceradar/sync-operator/workers/integration"
 	"github.com/serviceradar/sync-operator/workers/integration/armis"
 	"github.com/serviceradar/sync-operator/workers/runner"

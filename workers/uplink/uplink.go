@@ -19,11 +19,11 @@ import (
 	"github.com/go-logr/logr"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	"k8s.io/apimachinery/pkg/util/wait"
 
-	"github.com/serviceradar/sync-operator/gateway/bundle"
 	"github.com/serviceradar/sync-operator/identity/renewal"
 	pb "github.com/serviceradar/sync-operator/proto"
+	"github.com/serviceradar/sync-operator/wire/bundle"
+	"github.com/serviceradar/sync-operator/workers/backoff"
 )
 
 // callTimeout bounds each unary call; streams live until they break.
@@ -160,8 +160,8 @@ func (u *Uplink) Tenant() (id, slug string) {
 	return u.tenantID, u.slug
 }
 
-func (u *Uplink) backoff() *wait.Backoff {
-	return &wait.Backoff{Duration: u.cfg.MinBackoff, Factor: 2, Jitter: 0.3, Steps: 64, Cap: u.cfg.MaxBackoff}
+func (u *Uplink) backoff() *backoff.Exponential {
+	return backoff.New(u.cfg.MinBackoff, u.cfg.MaxBackoff)
 }
 
 // sleep waits d or until ctx ends; false when ctx ended.
@@ -245,7 +245,7 @@ func (u *Uplink) hello(ctx context.Context) bool {
 		if ctx.Err() != nil {
 			return false
 		}
-		d := b.Step()
+		d := b.Next()
 		u.cfg.Log.Info("hello failed; retrying", "error", err.Error(), "in", d.String())
 		if !sleep(ctx, d) {
 			return false
@@ -264,7 +264,7 @@ func (u *Uplink) stream(ctx context.Context, deliver func(*pb.AgentConfigRespons
 		if received {
 			b = u.backoff() // it worked for a while: start over from the shortest delay
 		}
-		d := b.Step()
+		d := b.Next()
 		u.cfg.Log.Info("control stream ended; reconnecting", "error", fmt.Sprint(err), "in", d.String())
 		if !sleep(ctx, d) {
 			return

@@ -39,21 +39,19 @@ import (
 	"sync"
 	"time"
 
-	"github.com/serviceradar/sync-operator/gateway/results"
+	"github.com/serviceradar/sync-operator/wire/pagesize"
+	"github.com/serviceradar/sync-operator/wire/results"
 	"github.com/serviceradar/sync-operator/workers/integration"
+	"github.com/serviceradar/sync-operator/workers/integration/httpretry"
 )
 
-// Paging limits of the search endpoint.
-const (
-	// DefaultPageSize is the page length used when the source's page size
-	// is zero.
-	DefaultPageSize = 100
-	// MaxPageSize is the largest page length the API accepts; larger page
-	// sizes are capped to it.
-	MaxPageSize = 5000
-	// MinPageSize is the length below which a failing page is never shrunk.
-	MinPageSize = 10
-)
+// pageLimits are the search endpoint's page lengths (wire/pagesize): the
+// default when the source's page size is zero, and the largest the API
+// accepts, to which larger page sizes are capped.
+var pageLimits = pagesize.MustFor(IntegrationType)
+
+// MinPageSize is the length below which a failing page is never shrunk.
+const MinPageSize = 10
 
 // Names the client writes into device updates.
 const (
@@ -70,27 +68,18 @@ const (
 // Defaults of Backoff and Client fields left zero.
 const (
 	// DefaultMinBackoff is the wait before the first retry of a page.
-	DefaultMinBackoff = 500 * time.Millisecond
+	DefaultMinBackoff = httpretry.DefaultMinBackoff
 	// DefaultMaxBackoff caps the exponential waits (a longer Retry-After is
 	// honoured).
-	DefaultMaxBackoff = 30 * time.Second
+	DefaultMaxBackoff = httpretry.DefaultMaxBackoff
 	// DefaultAttempts is how many failed requests one page may take before
 	// the pass fails.
-	DefaultAttempts = 6
+	DefaultAttempts = httpretry.DefaultAttempts
 	// DefaultShrinkAfter is how many failures of one page (429s aside)
 	// halve the page length.
 	DefaultShrinkAfter = 3
 	// DefaultRequestTimeout bounds one HTTP request, body included.
 	DefaultRequestTimeout = 2 * time.Minute
-)
-
-// Failure kinds reported to the Observer.
-const (
-	kindAuth        = "auth"
-	kindRateLimited = "rate_limited"
-	kindServer      = "server"
-	kindNetwork     = "network"
-	kindDecode      = "decode"
 )
 
 // Backoff says how failed requests are retried. Zero fields take the
@@ -102,7 +91,7 @@ type Backoff struct {
 	// and all of it.
 	MinBackoff time.Duration
 	// MaxBackoff caps the exponential wait; a longer Retry-After is honoured
-	// (up to integration.MaxRetryAfter; the wait ends with the run).
+	// (up to httpretry.MaxRetryAfter; the wait ends with the run).
 	MaxBackoff time.Duration
 	// Attempts is how many failed requests one page may take (429, 5xx,
 	// network, malformed answer) before Fetch gives up on it.
@@ -112,36 +101,26 @@ type Backoff struct {
 	ShrinkAfter int
 }
 
+// retry is the shared backoff of b (httpretry.Backoff).
+func (b Backoff) retry() httpretry.Backoff {
+	return httpretry.Backoff{Min: b.MinBackoff, Max: b.MaxBackoff, Attempts: b.Attempts}
+}
+
 func (b Backoff) withDefaults() Backoff {
-	if b.MinBackoff <= 0 {
-		b.MinBackoff = DefaultMinBackoff
-	}
-	if b.MaxBackoff <= 0 {
-		b.MaxBackoff = DefaultMaxBackoff
-	}
-	b.MaxBackoff = max(b.MaxBackoff, b.MinBackoff)
-	if b.Attempts <= 0 {
-		b.Attempts = DefaultAttempts
-	}
+	r := b.retry().WithDefaults()
+	b.MinBackoff, b.MaxBackoff, b.Attempts = r.Min, r.Max, r.Attempts
 	if b.ShrinkAfter <= 0 {
 		b.ShrinkAfter = DefaultShrinkAfter
 	}
 	return b
 }
 
-// delay is the wait after the failures-th failure of a page (1-based): an
-// exponential step jittered to between half and all of it, at least
-// retryAfter: the exponential part never exceeds MaxBackoff, a longer
-// Retry-After is honoured. jitter(n) draws from [0, n).
+// delay is the wait after the failures-th failure of a page (1-based), as
+// httpretry.Backoff.Delay: an exponential step jittered to between half and
+// all of it, at least retryAfter: the exponential part never exceeds
+// MaxBackoff, a longer Retry-After is honoured. jitter(n) draws from [0, n).
 func (b Backoff) delay(failures int, retryAfter time.Duration, jitter func(int64) int64) time.Duration {
-	b = b.withDefaults()
-	step := b.MinBackoff
-	for i := 1; i < failures && step < b.MaxBackoff; i++ {
-		step *= 2
-	}
-	step = min(step, b.MaxBackoff)
-	d := step/2 + time.Duration(jitter(int64(step-step/2)+1))
-	return max(d, retryAfter)
+	return b.retry().Delay(failures, retryAfter, jitter)
 }
 
 // query is one validated search of the source.
@@ -227,11 +206,7 @@ func New(cfg integration.Config, hc *http.Client) (*Client, error) {
 	if src.StaleAfterSec < 0 {
 		return nil, fmt.Errorf("armis: stale_after_sec %d is negative", src.StaleAfterSec)
 	}
-	pageSize := int(src.PageSize)
-	if pageSize == 0 {
-		pageSize = DefaultPageSize
-	}
-	pageSize = min(pageSize, MaxPageSize)
+	pageSize := int(pageLimits.Resolve(src.PageSize))
 	// Whatever client is given, redirects stay within the endpoint's origin.
 	hc = integration.HTTPClient(hc)
 	obs := cfg.Observer
@@ -253,7 +228,7 @@ func New(cfg integration.Config, hc *http.Client) (*Client, error) {
 		sourceUID:   src.IntegrationSourceUID,
 		observer:    obs,
 		now:         now,
-		sleep:       integration.Sleep,
+		sleep:       httpretry.Sleep,
 		jitter:      rand.Int64N,
 		searchField: strings.Join(searchFields, ","),
 		staleAfter:  time.Duration(src.StaleAfterSec) * time.Second,
@@ -372,7 +347,8 @@ func (c *Client) mapPage(devs []device, q query, seen *idSet) []results.DeviceUp
 // stays so for the rest of the query.
 func (c *Client) fetchPage(ctx context.Context, q query, from int, length *int) (*page, error) {
 	b := c.Backoff.withDefaults()
-	failures, shrinkable, reauthed := 0, 0, false
+	retrier := httpretry.Retrier{Backoff: b.retry(), Sleep: c.sleep, Jitter: c.jitter}
+	shrinkable, reauthed := 0, false
 	for {
 		start := time.Now()
 		p, tok, err := c.attempt(ctx, q, from, *length)
@@ -388,7 +364,7 @@ func (c *Client) fetchPage(ctx context.Context, q query, from int, length *int) 
 		switch {
 		case err.credentials:
 			return nil, fmt.Errorf("%s: %w: %w", where, integration.ErrCredentials, err)
-		case err.kind == kindAuth:
+		case err.kind == httpretry.KindAuth:
 			if reauthed {
 				return nil, fmt.Errorf("%s: access token refused again after re-authentication: %w: %w",
 					where, integration.ErrCredentials, err)
@@ -399,17 +375,16 @@ func (c *Client) fetchPage(ctx context.Context, q query, from int, length *int) 
 		case !err.retryable:
 			return nil, &pageError{fmt.Errorf("%s: %w", where, err)}
 		}
-		failures++
-		if failures >= b.Attempts {
-			return nil, &pageError{fmt.Errorf("%s: giving up after %d failed attempts: %w", where, failures, err)}
+		if !retrier.Failed() {
+			return nil, &pageError{fmt.Errorf("%s: giving up after %d failed attempts: %w", where, retrier.Failures(), err)}
 		}
-		if err.kind != kindRateLimited {
+		if err.kind != httpretry.KindRateLimited {
 			shrinkable++
 			if shrinkable%b.ShrinkAfter == 0 && *length > MinPageSize {
 				*length = max(*length/2, MinPageSize)
 			}
 		}
-		if serr := c.sleep(ctx, b.delay(failures, err.retryAfter, c.jitter)); serr != nil {
+		if serr := retrier.Wait(ctx, err.retryAfter); serr != nil {
 			return nil, fmt.Errorf("%s: %w", where, serr)
 		}
 	}

@@ -12,7 +12,7 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/serviceradar/sync-operator/gateway/results"
+	"github.com/serviceradar/sync-operator/wire/results"
 	"github.com/serviceradar/sync-operator/workers/integration"
 )
 

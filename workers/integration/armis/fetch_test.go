@@ -12,10 +12,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/serviceradar/sync-operator/gateway/bundle"
-	"github.com/serviceradar/sync-operator/gateway/results"
 	"github.com/serviceradar/sync-operator/test/armisemu"
+	"github.com/serviceradar/sync-operator/wire/bundle"
+	"github.com/serviceradar/sync-operator/wire/pagesize"
+	"github.com/serviceradar/sync-operator/wire/results"
 	"github.com/serviceradar/sync-operator/workers/integration"
+	"github.com/serviceradar/sync-operator/workers/integration/httpretry"
 )
 
 func TestFetchFullPass(t *testing.T) {
@@ -29,8 +31,8 @@ func TestFetchFullPass(t *testing.T) {
 		{devices: 57, pageSize: 1, wantLen: 1},
 		{devices: 250, pageSize: 100, wantLen: 100},
 		{devices: 300, pageSize: 100, wantLen: 100},
-		{devices: 1234, pageSize: 0, wantLen: DefaultPageSize},
-		{devices: 5500, pageSize: 9000, wantLen: MaxPageSize},
+		{devices: 1234, pageSize: 0, wantLen: int(pagesize.MustFor(pagesize.Armis).Default)},
+		{devices: 5500, pageSize: 9000, wantLen: int(pagesize.MustFor(pagesize.Armis).Max)},
 	}
 	for _, tc := range cases {
 		t.Run(fmt.Sprintf("%d devices page %d", tc.devices, tc.pageSize), func(t *testing.T) {
@@ -122,9 +124,9 @@ func TestFetchTokenExpiryMidRunReauthenticatesOnce(t *testing.T) {
 	}
 	checkExactlyOnce(t, col.ids(t), seq(1000))
 	st := srv.Stats()
-	if st.TokensIssued != 2 || st.Unauthorized != 1 || obs.failed(kindAuth) != 1 {
+	if st.TokensIssued != 2 || st.Unauthorized != 1 || obs.failed(httpretry.KindAuth) != 1 {
 		t.Errorf("tokens %d, 401s %d, auth failures %d: want one re-authentication after one 401",
-			st.TokensIssued, st.Unauthorized, obs.failed(kindAuth))
+			st.TokensIssued, st.Unauthorized, obs.failed(httpretry.KindAuth))
 	}
 }
 
@@ -177,8 +179,8 @@ func TestFetchCredentialsRefused(t *testing.T) {
 			if st := srv.Stats(); st.TokensRefused != 1 || st.SearchPages != 0 || len(col.pages) != 0 {
 				t.Errorf("refused %d, pages %d, emitted %d: want one refusal and nothing fetched", st.TokensRefused, st.SearchPages, len(col.pages))
 			}
-			if obs.failed(kindAuth) != 1 {
-				t.Errorf("auth failures %d, want 1", obs.failed(kindAuth))
+			if obs.failed(httpretry.KindAuth) != 1 {
+				t.Errorf("auth failures %d, want 1", obs.failed(httpretry.KindAuth))
 			}
 		})
 	}
@@ -223,8 +225,8 @@ func TestFetchRateLimitedHonoursRetryAfter(t *testing.T) {
 		t.Fatalf("Fetch: %v", err)
 	}
 	checkExactlyOnce(t, col.ids(t), seq(450))
-	if st := srv.Stats(); st.RateLimited != 3 || obs.failed(kindRateLimited) != 3 {
-		t.Errorf("429s served %d, observed %d: want 3", st.RateLimited, obs.failed(kindRateLimited))
+	if st := srv.Stats(); st.RateLimited != 3 || obs.failed(httpretry.KindRateLimited) != 3 {
+		t.Errorf("429s served %d, observed %d: want 3", st.RateLimited, obs.failed(httpretry.KindRateLimited))
 	}
 	if len(waits) != 3 {
 		t.Fatalf("waited %d times, want 3", len(waits))
@@ -266,8 +268,8 @@ func TestFetchRecoversFromServerErrorBursts(t *testing.T) {
 				t.Fatalf("Fetch: %v", err)
 			}
 			checkExactlyOnce(t, col.ids(t), seq(640))
-			if st := srv.Stats(); st.ServerErrors != int64(tc.burst) || obs.failed(kindServer) != tc.burst {
-				t.Errorf("5xx served %d, observed %d: want %d", st.ServerErrors, obs.failed(kindServer), tc.burst)
+			if st := srv.Stats(); st.ServerErrors != int64(tc.burst) || obs.failed(httpretry.KindServer) != tc.burst {
+				t.Errorf("5xx served %d, observed %d: want %d", st.ServerErrors, obs.failed(httpretry.KindServer), tc.burst)
 			}
 		})
 	}
@@ -279,8 +281,8 @@ func TestFetchFailingPage(t *testing.T) {
 		fault armisemu.PageFault
 		kind  string
 	}{
-		{"server error", armisemu.PageServerError, kindServer},
-		{"malformed", armisemu.PageMalformed, kindDecode},
+		{"server error", armisemu.PageServerError, httpretry.KindServer},
+		{"malformed", armisemu.PageMalformed, httpretry.KindDecode},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -13,9 +13,10 @@ import (
 	"time"
 
 	"github.com/serviceradar/sync-operator/workers/integration"
+	"github.com/serviceradar/sync-operator/workers/integration/httpretry"
 )
 
-// Body limits: a page of MaxPageSize devices with every field stays far below
+// Body limits: a page of the largest length (wire/pagesize) of devices with every field stays far below
 // maxBody (and holds at most integration.PageItemLimit of the page length
 // asked for); a token answer is a few hundred bytes; an error answer is
 // only read for its message (integration.ErrorText).
@@ -123,7 +124,7 @@ func (c *Client) attempt(ctx context.Context, q query, from, length int) (*page,
 	}
 	p, err := checkPage(&ans, from)
 	if err != nil {
-		return nil, tok, &attemptError{kind: kindDecode, retryable: true, err: err}
+		return nil, tok, &attemptError{kind: httpretry.KindDecode, retryable: true, err: err}
 	}
 	return p, tok, nil
 }
@@ -192,13 +193,13 @@ func (c *Client) token(ctx context.Context) (string, *attemptError) {
 		// come from proxies and older deployments): no retry or other query
 		// cures it, so the pass stops as a credentials error.
 		if aerr.status == http.StatusBadRequest || aerr.status == http.StatusUnauthorized || aerr.status == http.StatusForbidden {
-			aerr.kind, aerr.credentials = kindAuth, true
+			aerr.kind, aerr.credentials = httpretry.KindAuth, true
 		}
 		aerr.op = "token exchange"
 		return "", aerr
 	}
 	if ans.Data == nil || ans.Data.AccessToken == "" || (ans.Success != nil && !*ans.Success) {
-		return "", &attemptError{op: "token exchange", kind: kindDecode, retryable: true, err: errors.New("answer carries no access token")}
+		return "", &attemptError{op: "token exchange", kind: httpretry.KindDecode, retryable: true, err: errors.New("answer carries no access token")}
 	}
 	now := c.now()
 	t = accessToken{value: ans.Data.AccessToken, refreshAt: refreshAt(now, ans.Data.ExpirationUTC)}
@@ -243,7 +244,7 @@ func (c *Client) do(ctx context.Context, method, target string, body io.Reader, 
 	defer cancel()
 	req, err := http.NewRequestWithContext(reqCtx, method, target, body)
 	if err != nil {
-		return &attemptError{kind: kindNetwork, err: fmt.Errorf("building request: %w", err)}
+		return &attemptError{kind: httpretry.KindNetwork, err: fmt.Errorf("building request: %w", err)}
 	}
 	req.Header.Set("Accept", "application/json")
 	if body != nil {
@@ -255,12 +256,13 @@ func (c *Client) do(ctx context.Context, method, target string, body io.Reader, 
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
+		class := httpretry.ForTransport(err)
 		if rerr := integration.RedirectRefusal(err); rerr != nil {
-			// Asking again is redirected again; the error is ours, not the
-			// http.Client's, which repeats the Location header.
-			return &attemptError{kind: kindServer, err: rerr}
+			// The error is ours, not the http.Client's, which repeats the
+			// Location header.
+			return &attemptError{kind: class.Kind, retryable: class.Retry, err: rerr}
 		}
-		return &attemptError{kind: kindNetwork, retryable: true, err: redactURLError(err)}
+		return &attemptError{kind: class.Kind, retryable: class.Retry, err: redactURLError(err)}
 	}
 	defer func() {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainLimit))
@@ -268,34 +270,22 @@ func (c *Client) do(ctx context.Context, method, target string, body io.Reader, 
 	}()
 	if resp.StatusCode == http.StatusOK {
 		if err := decode(io.LimitReader(resp.Body, maxBody)); err != nil {
-			switch {
-			case reqCtx.Err() != nil:
-				return &attemptError{kind: kindNetwork, retryable: true, err: fmt.Errorf("reading answer: %w", err)}
-			case errors.Is(err, integration.ErrPageTooLarge):
-				return &attemptError{kind: kindDecode, err: fmt.Errorf("decoding answer: %w", err)}
+			// The request's own timeout ends a body read as a network failure.
+			class := httpretry.ForDecode(err, reqCtx.Err() != nil)
+			what := "decoding answer"
+			if class.Kind == httpretry.KindNetwork {
+				what = "reading answer"
 			}
-			return &attemptError{kind: kindDecode, retryable: true, err: fmt.Errorf("decoding answer: %w", err)}
+			return &attemptError{kind: class.Kind, retryable: class.Retry, err: fmt.Errorf("%s: %w", what, err)}
 		}
 		return nil
 	}
-	aerr := &attemptError{status: resp.StatusCode, message: c.errorMessage(resp)}
-	switch code := resp.StatusCode; {
-	case code == http.StatusUnauthorized:
-		aerr.kind = kindAuth
-	case code == http.StatusForbidden:
-		aerr.kind, aerr.credentials = kindAuth, true
-	case code == http.StatusTooManyRequests:
-		aerr.kind, aerr.retryable = kindRateLimited, true
-		aerr.retryAfter = integration.RetryAfter(resp.Header.Get("Retry-After"), c.now())
-	case code >= 500 || code == http.StatusRequestTimeout:
-		aerr.kind, aerr.retryable = kindServer, true
-		aerr.retryAfter = integration.RetryAfter(resp.Header.Get("Retry-After"), c.now())
-	default:
-		// Other refusals (a 400 for bad AQL, a 404 for a wrong endpoint)
-		// repeat identically: the page fails at once.
-		aerr.kind = kindServer
-	}
-	return aerr
+	// A 401 is retried once with a new token (fetchPage); a 403 refuses the
+	// credentials, which no retry cures. Other refusals (a 400 for bad AQL, a
+	// 404 for a wrong endpoint) repeat identically: the page fails at once.
+	class := httpretry.ForStatus(resp, c.now())
+	return &attemptError{status: resp.StatusCode, message: c.errorMessage(resp), kind: class.Kind, retryable: class.Retry,
+		retryAfter: class.RetryAfter, credentials: resp.StatusCode == http.StatusForbidden}
 }
 
 // errorMessage is what an error answer's body may say in an error: its

@@ -7,8 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/serviceradar/sync-operator/gateway/bundle"
 	"github.com/serviceradar/sync-operator/test/armisemu"
+	"github.com/serviceradar/sync-operator/wire/bundle"
+	"github.com/serviceradar/sync-operator/wire/pagesize"
 	"github.com/serviceradar/sync-operator/workers/integration"
 )
 
@@ -67,7 +68,11 @@ func TestNewPageSize(t *testing.T) {
 	cases := []struct {
 		in   int32
 		want int
-	}{{0, DefaultPageSize}, {1, 1}, {250, 250}, {MaxPageSize, MaxPageSize}, {MaxPageSize + 1, MaxPageSize}}
+	}{
+		{0, int(pagesize.MustFor(pagesize.Armis).Default)}, {1, 1}, {250, 250},
+		{pagesize.MustFor(pagesize.Armis).Max, int(pagesize.MustFor(pagesize.Armis).Max)},
+		{pagesize.MustFor(pagesize.Armis).Max + 1, int(pagesize.MustFor(pagesize.Armis).Max)},
+	}
 	for _, tc := range cases {
 		src := bundle.Source{Endpoint: "http://127.0.0.1:1", Credentials: map[string]string{CredentialSecretKey: "k"},
 			Queries: []bundle.Query{{Query: "in:devices"}}, PageSize: tc.in}

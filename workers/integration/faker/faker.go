@@ -27,7 +27,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/serviceradar/sync-operator/gateway/results"
+	"github.com/serviceradar/sync-operator/wire/pagesize"
+	"github.com/serviceradar/sync-operator/wire/results"
 	"github.com/serviceradar/sync-operator/workers/integration"
 	"github.com/serviceradar/sync-operator/workers/integration/faker/population"
 )
@@ -38,8 +39,9 @@ const IntegrationType = "faker"
 // MetaDeviceID is the metadata key of the Faker's device id.
 const MetaDeviceID = "faker_device_id"
 
-// PageSize is the number of devices per emitted page unless the source sets one.
-const PageSize = 1000
+// pageLimits are the Faker's page sizes (wire/pagesize): how many devices
+// each emitted page holds unless the source sets it, and the most it may set.
+var pageLimits = pagesize.MustFor(IntegrationType)
 
 // maxDevices is the size of 172.16.0.0/12 minus network and broadcast.
 const maxDevices = 1<<20 - 2
@@ -82,10 +84,7 @@ func New(cfg integration.Config) (*Client, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	page := int(cfg.Source.PageSize)
-	if page <= 0 {
-		page = PageSize
-	}
+	page := int(pageLimits.Resolve(cfg.Source.PageSize))
 	return &Client{cfg: cfg, n: int(f.Devices), seed: uint64(f.Seed), churn: int(f.ChurnPercent), page: page, //nolint:gosec // a seed
 		overlap: population.Overlap{Seed: uint64(f.OverlapSeed), Percent: int(f.OverlapPercent)}}, nil //nolint:gosec // a seed
 }
@@ -189,7 +188,8 @@ func (c *Client) device(i int, ipOff uint32, now string) results.DeviceUpdate {
 	}
 }
 
-// Fetch emits the whole inventory, PageSize devices per page, and advances
+// Fetch emits the whole inventory, one page of the source's page size at a
+// time (wire/pagesize's default for faker when unset), and advances
 // the churn for the next pass. A pass is always a full fetch.
 func (c *Client) Fetch(ctx context.Context, emit integration.Emit) error {
 	c.mu.Lock()

@@ -4,13 +4,14 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
-	"github.com/serviceradar/sync-operator/gateway/bundle"
-	"github.com/serviceradar/sync-operator/gateway/dire"
-	"github.com/serviceradar/sync-operator/gateway/results"
 	"github.com/serviceradar/sync-operator/test/armisemu"
+	"github.com/serviceradar/sync-operator/wire/bundle"
+	"github.com/serviceradar/sync-operator/wire/pagesize"
+	"github.com/serviceradar/sync-operator/wire/results"
 	"github.com/serviceradar/sync-operator/workers/integration"
 	"github.com/serviceradar/sync-operator/workers/integration/faker"
 	"github.com/serviceradar/sync-operator/workers/integration/faker/population"
@@ -64,8 +65,8 @@ func TestFakerIsDeterministicAndChurnsOnlyIPs(t *testing.T) {
 			many++
 		}
 		for _, m := range all {
-			n := dire.NormalizeMAC(m)
-			if n == "" || dire.LocallyAdministered(n) || macs[n] {
+			n := results.NormalizeMAC(m)
+			if n == "" || results.LocallyAdministered(n) || macs[n] {
 				t.Fatalf("device %d: MAC %s unusable or repeated", i, m)
 			}
 			macs[n] = true
@@ -128,7 +129,7 @@ func TestFakerLooksLikeProductionAndOverlapsArmis(t *testing.T) {
 			t.Fatalf("device %d: MAC %s is not under an OUI of its vendor %q", i, u.MAC, u.Metadata["vendor"])
 		}
 		d, _ := emu.Device(i + 1)
-		same := d.MacAddress != nil && dire.NormalizeMAC(*d.MacAddress) == dire.NormalizeMAC(u.MAC) &&
+		same := d.MacAddress != nil && results.NormalizeMAC(*d.MacAddress) == results.NormalizeMAC(u.MAC) &&
 			d.IPAddress != nil && *d.IPAddress == u.IP && d.Name == u.Hostname
 		if same != o.Shared(i) {
 			t.Fatalf("device %d: shared %v, but Armis reports it alike: %v (%+v / %+v)", i, o.Shared(i), same, u, d)
@@ -139,5 +140,41 @@ func TestFakerLooksLikeProductionAndOverlapsArmis(t *testing.T) {
 	}
 	if shared != 100 {
 		t.Fatalf("%d devices shared at 10%% of 1000", shared)
+	}
+}
+
+// TestPagesFollowThePageSizeTable checks that the Faker pages by the table of
+// wire/pagesize: its default when the source sets no page size, the source's
+// page size otherwise, capped at the table's maximum.
+func TestPagesFollowThePageSizeTable(t *testing.T) {
+	limits := pagesize.MustFor(faker.IntegrationType)
+	cases := []struct {
+		name     string
+		pageSize int32
+		want     int
+	}{
+		{"unset takes the default", 0, int(limits.Default)},
+		{"set", 7, 7},
+		{"above the maximum is capped", limits.Max + 1, int(limits.Max)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			devices := 2*tc.want + 1
+			c, err := faker.New(integration.Config{Source: bundle.Source{Type: faker.IntegrationType, Partition: "default",
+				IntegrationSourceUID: "u", PageSize: tc.pageSize, Faker: &bundle.Faker{Devices: int32(devices), Seed: 1}}}) //nolint:gosec // small
+			if err != nil {
+				t.Fatal(err)
+			}
+			var sizes []int
+			if err := c.Fetch(context.Background(), func(_ context.Context, page []results.DeviceUpdate) error {
+				sizes = append(sizes, len(page))
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if want := []int{tc.want, tc.want, 1}; !slices.Equal(sizes, want) {
+				t.Errorf("page sizes %v, want %v", sizes, want)
+			}
+		})
 	}
 }

@@ -12,8 +12,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/serviceradar/sync-operator/gateway/dire"
-	"github.com/serviceradar/sync-operator/gateway/results"
+	"github.com/serviceradar/sync-operator/wire/results"
 	"github.com/serviceradar/sync-operator/workers/integration"
 )
 
@@ -168,7 +167,7 @@ func ownerQuery(k *kind, ids []int64, fields string) url.Values {
 	for _, id := range ids {
 		q.Add(k.ownerParam, strconv.FormatInt(id, 10))
 	}
-	q.Set("limit", strconv.Itoa(MaxPageSize))
+	q.Set("limit", strconv.Itoa(int(pageLimits.Max)))
 	q.Set("fields", fields)
 	return q
 }
@@ -230,7 +229,7 @@ func (r *run) addresses(ctx context.Context, k *kind, ids []int64, out map[int64
 func collect[T any, P item[T]](ctx context.Context, c *Client, path string, q url.Values, add func(P)) error {
 	target := c.base.String() + path + "?" + q.Encode()
 	for page := 1; target != ""; page++ {
-		p, err := getPage[T, P](ctx, c, target, MaxPageSize)
+		p, err := getPage[T, P](ctx, c, target, int(pageLimits.Max))
 		if err != nil {
 			return fmt.Errorf("page %d: %w", page, err)
 		}
@@ -399,7 +398,7 @@ func boolInt(b bool) int {
 func deviceMAC(found *owned) string {
 	for _, list := range [][]string{found.primaryMACs, found.otherMACs} {
 		for _, m := range list {
-			if n := dire.NormalizeMAC(m); n != "" {
+			if n := results.NormalizeMAC(m); n != "" {
 				return m
 			}
 		}

@@ -10,10 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/serviceradar/sync-operator/gateway/bundle"
-	"github.com/serviceradar/sync-operator/gateway/results"
 	"github.com/serviceradar/sync-operator/test/netboxemu"
+	"github.com/serviceradar/sync-operator/wire/bundle"
+	"github.com/serviceradar/sync-operator/wire/results"
 	"github.com/serviceradar/sync-operator/workers/integration"
+	"github.com/serviceradar/sync-operator/workers/integration/httpretry"
 )
 
 // waits records the delays a client asked for instead of sleeping.
@@ -61,7 +62,7 @@ func TestRateLimitHonoursRetryAfter(t *testing.T) {
 			if n := len(got.devices()); n != 130 {
 				t.Fatalf("emitted %d devices, want 130", n)
 			}
-			if f := rec.failureCounts(); f[kindRateLimited] != 3 || len(f) != 1 {
+			if f := rec.failureCounts(); f[httpretry.KindRateLimited] != 3 || len(f) != 1 {
 				t.Errorf("failures %v, want 3 rate_limited", f)
 			}
 			if st := s.Stats(); st.RateLimited != 3 {
@@ -133,7 +134,7 @@ func TestServerErrorBursts(t *testing.T) {
 					t.Fatalf("emitted %d devices, want 260", n)
 				}
 			}
-			if f := rec.failureCounts(); f[kindServer] != wantFailures || len(f) != 1 {
+			if f := rec.failureCounts(); f[httpretry.KindServer] != wantFailures || len(f) != 1 {
 				t.Errorf("failures %v, want %d server", f, wantFailures)
 			}
 		})
@@ -152,15 +153,15 @@ func TestBrokenPageFailsTheRun(t *testing.T) {
 		errSubstr string
 	}{
 		{name: "device page answers 500", kind: netboxemu.KindDevices, row: 2 * pageSize, fault: netboxemu.PageServerError,
-			failure: kindServer, emitted: 2 * pageSize, errSubstr: "device page 3"},
+			failure: httpretry.KindServer, emitted: 2 * pageSize, errSubstr: "device page 3"},
 		{name: "device page cut in half", kind: netboxemu.KindDevices, row: 3 * pageSize, fault: netboxemu.PageMalformed,
-			failure: kindDecode, emitted: 3 * pageSize, errSubstr: "device page 4"},
+			failure: httpretry.KindDecode, emitted: 3 * pageSize, errSubstr: "device page 4"},
 		{name: "first device page cut in half", kind: netboxemu.KindDevices, row: 0, fault: netboxemu.PageMalformed,
-			failure: kindDecode, emitted: 0, errSubstr: "device page 1"},
+			failure: httpretry.KindDecode, emitted: 0, errSubstr: "device page 1"},
 		{name: "interface lookup answers 500", kind: netboxemu.KindInterfaces, row: 0, fault: netboxemu.PageServerError,
-			failure: kindServer, emitted: 0, errSubstr: "interfaces and addresses of device page 1"},
+			failure: httpretry.KindServer, emitted: 0, errSubstr: "interfaces and addresses of device page 1"},
 		{name: "IP address lookup cut in half", kind: netboxemu.KindIPAddresses, row: 0, fault: netboxemu.PageMalformed,
-			failure: kindDecode, emitted: 0, errSubstr: "interfaces and addresses of device page 1"},
+			failure: httpretry.KindDecode, emitted: 0, errSubstr: "interfaces and addresses of device page 1"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -198,7 +199,7 @@ func TestRefusedFilterIsNotRetried(t *testing.T) {
 	if st := s.Stats(); st.BadRequests != 1 {
 		t.Errorf("asked %d times, want once", st.BadRequests)
 	}
-	if f := rec.failureCounts(); f[kindServer] != 1 || len(f) != 1 {
+	if f := rec.failureCounts(); f[httpretry.KindServer] != 1 || len(f) != 1 {
 		t.Errorf("failures %v", f)
 	}
 }
@@ -212,7 +213,7 @@ func TestNetworkErrors(t *testing.T) {
 		if err := c.Fetch(t.Context(), got.emit); err == nil {
 			t.Fatal("Fetch succeeded without a server")
 		}
-		if f := rec.failureCounts(); f[kindNetwork] != DefaultMaxAttempts || len(f) != 1 {
+		if f := rec.failureCounts(); f[httpretry.KindNetwork] != DefaultMaxAttempts || len(f) != 1 {
 			t.Errorf("failures %v, want %d network", f, DefaultMaxAttempts)
 		}
 	})
@@ -232,7 +233,7 @@ func TestNetworkErrors(t *testing.T) {
 		if n := len(got.devices()); n != 100 {
 			t.Errorf("emitted %d devices, want the first page's 100", n)
 		}
-		if f := rec.failureCounts(); f[kindNetwork] != DefaultMaxAttempts {
+		if f := rec.failureCounts(); f[httpretry.KindNetwork] != DefaultMaxAttempts {
 			t.Errorf("failures %v, want %d network", f, DefaultMaxAttempts)
 		}
 	})

@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/serviceradar/sync-operator/gateway/bundle"
-	"github.com/serviceradar/sync-operator/gateway/results"
 	"github.com/serviceradar/sync-operator/test/netboxemu"
+	"github.com/serviceradar/sync-operator/wire/bundle"
+	"github.com/serviceradar/sync-operator/wire/results"
 	"github.com/serviceradar/sync-operator/workers/integration"
 )
 

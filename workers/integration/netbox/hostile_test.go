@@ -11,9 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/serviceradar/sync-operator/gateway/bundle"
 	"github.com/serviceradar/sync-operator/test/hostile"
 	"github.com/serviceradar/sync-operator/test/netboxemu"
+	"github.com/serviceradar/sync-operator/wire/bundle"
+	"github.com/serviceradar/sync-operator/wire/pagesize"
 	"github.com/serviceradar/sync-operator/workers/integration"
 )
 
@@ -164,7 +165,7 @@ func TestHostilePageIsRefusedInBoundedMemory(t *testing.T) {
 		{name: "device page of devices", path: netboxemu.DevicesPath, item: hostile.IDObject,
 			wantErr: "more than 100 items", tooLarge: true},
 		{name: "interface lookup of interfaces", path: netboxemu.InterfacesPath, item: hostile.IDObject,
-			wantErr: fmt.Sprintf("more than %d items", 2*MaxPageSize), tooLarge: true},
+			wantErr: fmt.Sprintf("more than %d items", 2*pagesize.MustFor(pagesize.NetBox).Max), tooLarge: true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -7,20 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"time"
 
 	"github.com/serviceradar/sync-operator/workers/integration"
-)
-
-// Failure kinds reported to the Observer.
-const (
-	kindAuth        = "auth"
-	kindRateLimited = "rate_limited"
-	kindServer      = "server"
-	kindNetwork     = "network"
-	kindDecode      = "decode"
+	"github.com/serviceradar/sync-operator/workers/integration/httpretry"
 )
 
 // maxPageBytes bounds one answer; a full page of 1000 devices is a few MiB.
@@ -108,11 +99,8 @@ func getPage[T any, P item[T]](ctx context.Context, c *Client, target string, pa
 // get requests target until it succeeds, a failure is not worth retrying,
 // or the attempts run out. Every failed attempt is reported to the Observer.
 func (c *Client) get(ctx context.Context, target string, decode func(io.Reader) error) error {
-	attempts := c.MaxAttempts
-	if attempts <= 0 {
-		attempts = DefaultMaxAttempts
-	}
-	for attempt := 1; ; attempt++ {
+	retrier := httpretry.Retrier{Backoff: c.backoff(), Sleep: c.sleep}
+	for {
 		err := c.attempt(ctx, target, decode)
 		if err == nil {
 			return nil
@@ -125,11 +113,11 @@ func (c *Client) get(ctx context.Context, target string, decode func(io.Reader) 
 		if !re.retry {
 			return err
 		}
-		if attempt >= attempts {
-			return fmt.Errorf("giving up after %d attempts: %w", attempt, err)
+		if !retrier.Failed() {
+			return fmt.Errorf("giving up after %d attempts: %w", retrier.Failures(), err)
 		}
-		if err := c.sleep(ctx, c.delay(attempt, re.retryAfter)); err != nil {
-			return fmt.Errorf("after %d attempts (last: %s): %w", attempt, re.Error(), err)
+		if err := retrier.Wait(ctx, re.retryAfter); err != nil {
+			return fmt.Errorf("after %d attempts (last: %s): %w", retrier.Failures(), re.Error(), err)
 		}
 	}
 }
@@ -150,44 +138,51 @@ func (c *Client) attempt(ctx context.Context, target string, decode func(io.Read
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return fmt.Errorf("request abandoned: %w", ctxErr)
 		}
+		class := httpretry.ForTransport(err)
 		if rerr := integration.RedirectRefusal(err); rerr != nil {
-			// Asking again is redirected again; the error is ours, not the
-			// http.Client's, which repeats the Location header.
-			return &requestError{kind: kindServer, status: rerr.Status, err: rerr}
+			// The error is ours, not the http.Client's, which repeats the
+			// Location header.
+			return &requestError{kind: class.Kind, status: rerr.Status, retry: class.Retry, err: rerr}
 		}
-		return &requestError{kind: kindNetwork, retry: true, err: fmt.Errorf("request failed: %w", err)}
+		return &requestError{kind: class.Kind, retry: class.Retry, err: fmt.Errorf("request failed: %w", err)}
 	}
 	defer func() {
 		// Drain a little so the connection can be reused.
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		_ = resp.Body.Close()
 	}()
-	switch code := resp.StatusCode; {
-	case code == http.StatusOK:
+	if resp.StatusCode == http.StatusOK {
 		body := &readErrors{r: io.LimitReader(resp.Body, maxPageBytes)}
 		err := decode(body)
-		switch {
-		case err == nil:
+		if err == nil {
 			return nil
-		case ctx.Err() != nil:
-			return fmt.Errorf("reading the answer abandoned: %w", ctx.Err())
-		case body.err != nil:
-			return &requestError{kind: kindNetwork, retry: true, err: fmt.Errorf("reading the answer: %w", body.err)}
-		case errors.Is(err, integration.ErrPageTooLarge):
-			// The same request gets the same page.
-			return &requestError{kind: kindDecode, err: fmt.Errorf("answer refused: %w", err)}
-		default:
-			return &requestError{kind: kindDecode, retry: true, err: fmt.Errorf("malformed answer: %w", err)}
 		}
-	case code == http.StatusUnauthorized || code == http.StatusForbidden:
-		return &requestError{kind: kindAuth, status: code, err: fmt.Errorf("%w: NetBox answered %d%s",
-			integration.ErrCredentials, code, c.detail(resp))}
-	case code == http.StatusTooManyRequests:
-		return &requestError{kind: kindRateLimited, status: code, retry: true, retryAfter: c.retryAfter(resp.Header),
-			err: fmt.Errorf("rate limited (%d)", code)}
-	case code >= 500:
-		return &requestError{kind: kindServer, status: code, retry: true, retryAfter: c.retryAfter(resp.Header),
-			err: fmt.Errorf("server error %d%s", code, c.detail(resp))}
+		if ctx.Err() != nil {
+			return fmt.Errorf("reading the answer abandoned: %w", ctx.Err())
+		}
+		class := httpretry.ForDecode(err, body.err != nil)
+		switch {
+		case class.Kind == httpretry.KindNetwork:
+			err = fmt.Errorf("reading the answer: %w", body.err)
+		case !class.Retry: // a page refused for its length: the same request gets the same page
+			err = fmt.Errorf("answer refused: %w", err)
+		default:
+			err = fmt.Errorf("malformed answer: %w", err)
+		}
+		return &requestError{kind: class.Kind, retry: class.Retry, err: err}
+	}
+	class := httpretry.ForStatus(resp, c.now())
+	re := &requestError{kind: class.Kind, status: resp.StatusCode, retry: class.Retry, retryAfter: class.RetryAfter}
+	switch code := resp.StatusCode; {
+	case class.Kind == httpretry.KindAuth:
+		re.err = fmt.Errorf("%w: NetBox answered %d%s", integration.ErrCredentials, code, c.detail(resp))
+		return re
+	case class.Kind == httpretry.KindRateLimited:
+		re.err = fmt.Errorf("rate limited (%d)", code)
+		return re
+	case class.Retry:
+		re.err = fmt.Errorf("server error %d%s", code, c.detail(resp))
+		return re
 	default:
 		// 400 (a filter NetBox refuses), 404 (no such endpoint) and the like:
 		// asking again gets the same answer. A 400's body names the values
@@ -197,8 +192,8 @@ func (c *Client) attempt(ctx context.Context, target string, decode func(io.Read
 		if text := integration.ErrorText(bytes.NewReader(raw), resp.Header.Get("Content-Type"), c.token); text != "" {
 			detail = ": " + text
 		}
-		return &requestError{kind: kindServer, status: code, body: string(raw),
-			err: fmt.Errorf("NetBox refused the request with %d%s", code, detail)}
+		re.body, re.err = string(raw), fmt.Errorf("NetBox refused the request with %d%s", code, detail)
+		return re
 	}
 }
 
@@ -232,26 +227,19 @@ func (c *Client) detail(resp *http.Response) string {
 
 // retryAfter reads the Retry-After header against the client's clock.
 func (c *Client) retryAfter(h http.Header) time.Duration {
-	return integration.RetryAfter(h.Get("Retry-After"), c.now())
+	return httpretry.RetryAfter(h.Get("Retry-After"), c.now())
 }
 
-// delay is the wait before attempt+1: exponential from MinBackoff with
-// jitter in [d/2, d] and at most MaxBackoff, or what Retry-After asked when
-// that is longer (the header is capped at integration.MaxRetryAfter and the
-// wait ends with the run).
+// backoff is the client's retry policy (MinBackoff, MaxBackoff,
+// MaxAttempts; zero fields take httpretry's defaults).
+func (c *Client) backoff() httpretry.Backoff {
+	return httpretry.Backoff{Min: c.MinBackoff, Max: c.MaxBackoff, Attempts: c.MaxAttempts}
+}
+
+// delay is the wait before attempt+1 (httpretry.Backoff.Delay): exponential
+// from MinBackoff with jitter in [d/2, d] and at most MaxBackoff, or what
+// Retry-After asked when that is longer (the header is capped at
+// httpretry.MaxRetryAfter and the wait ends with the run).
 func (c *Client) delay(attempt int, retryAfter time.Duration) time.Duration {
-	lo, hi := c.MinBackoff, c.MaxBackoff
-	if lo <= 0 {
-		lo = DefaultMinBackoff
-	}
-	if hi <= 0 {
-		hi = DefaultMaxBackoff
-	}
-	d := lo
-	for i := 1; i < attempt && d < hi; i++ {
-		d *= 2
-	}
-	d = min(d, hi)
-	d = d/2 + rand.N(d/2+1) //nolint:gosec // jitter spreads retries; it needs no secure randomness
-	return max(d, retryAfter)
+	return c.backoff().Delay(attempt, retryAfter, nil)
 }

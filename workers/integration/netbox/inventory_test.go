@@ -13,10 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/serviceradar/sync-operator/gateway/bundle"
-	"github.com/serviceradar/sync-operator/gateway/dire"
-	"github.com/serviceradar/sync-operator/gateway/results"
 	"github.com/serviceradar/sync-operator/test/netboxemu"
+	"github.com/serviceradar/sync-operator/wire/bundle"
+	"github.com/serviceradar/sync-operator/wire/results"
 	"github.com/serviceradar/sync-operator/workers/integration"
 )
 
@@ -168,7 +167,7 @@ func TestVirtualMachinesAreDevices(t *testing.T) {
 				switch {
 				case d.Hostname != vm.Name:
 					t.Errorf("VM %d: hostname %q, want %q", vm.ID, d.Hostname, vm.Name)
-				case !strings.HasPrefix(d.MAC, "00:50:56:") || dire.NormalizeMAC(d.MAC) == "":
+				case !strings.HasPrefix(d.MAC, "00:50:56:") || results.NormalizeMAC(d.MAC) == "":
 					t.Errorf("VM %d: mac %q, want its VMware MAC", vm.ID, d.MAC)
 				case d.Metadata[integration.MetaAllIPs] != strings.Join(want, ","):
 					t.Errorf("VM %d: all_ips %q, want %q", vm.ID, d.Metadata[integration.MetaAllIPs], strings.Join(want, ","))

@@ -43,9 +43,11 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/serviceradar/sync-operator/gateway/bundle"
-	"github.com/serviceradar/sync-operator/gateway/results"
+	"github.com/serviceradar/sync-operator/wire/bundle"
+	"github.com/serviceradar/sync-operator/wire/pagesize"
+	"github.com/serviceradar/sync-operator/wire/results"
 	"github.com/serviceradar/sync-operator/workers/integration"
+	"github.com/serviceradar/sync-operator/workers/integration/httpretry"
 )
 
 // IntegrationType is the source type this client serves; device updates
@@ -96,23 +98,21 @@ var DefaultStatusAvailability = map[string]Availability{
 	"decommissioning": AvailabilityRetract,
 }
 
-// Page sizes (NetBox's PAGINATE_COUNT and MAX_PAGE_SIZE defaults).
-const (
-	// DefaultPageSize is used when the source's page size is zero.
-	DefaultPageSize = 50
-	// MaxPageSize caps the source's page size.
-	MaxPageSize = 1000
-)
+// pageLimits are the list page sizes (wire/pagesize): the default when the
+// source's page size is zero, and NetBox's MAX_PAGE_SIZE default, which caps
+// the source's page size and is the page size of the interface and IP
+// address lookups.
+var pageLimits = pagesize.MustFor(IntegrationType)
 
 // Retry defaults for the Client's exported fields.
 const (
 	// DefaultMinBackoff is the first retry delay.
-	DefaultMinBackoff = 500 * time.Millisecond
+	DefaultMinBackoff = httpretry.DefaultMinBackoff
 	// DefaultMaxBackoff caps the exponential retry delays (a longer
 	// Retry-After is honoured).
-	DefaultMaxBackoff = 30 * time.Second
+	DefaultMaxBackoff = httpretry.DefaultMaxBackoff
 	// DefaultMaxAttempts bounds the attempts of one request.
-	DefaultMaxAttempts = 6
+	DefaultMaxAttempts = httpretry.DefaultAttempts
 )
 
 // API paths, relative to the endpoint.
@@ -178,7 +178,7 @@ type Client struct {
 	// further retry doubles it, with jitter. Zero means DefaultMinBackoff.
 	MinBackoff time.Duration
 	// MaxBackoff caps the exponential retry delay; a longer Retry-After is
-	// honoured (up to integration.MaxRetryAfter). Zero means DefaultMaxBackoff.
+	// honoured (up to httpretry.MaxRetryAfter). Zero means DefaultMaxBackoff.
 	MaxBackoff time.Duration
 	// MaxAttempts is how many times one request (a page) is tried before
 	// the run fails. Zero means DefaultMaxAttempts.
@@ -229,13 +229,7 @@ func New(cfg integration.Config, hc *http.Client) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	pageSize := int(src.PageSize)
-	switch {
-	case pageSize <= 0:
-		pageSize = DefaultPageSize
-	case pageSize > MaxPageSize:
-		pageSize = MaxPageSize
-	}
+	pageSize := int(pageLimits.Resolve(src.PageSize))
 	queries, err := parseQueries(src.Queries, pageSize)
 	if err != nil {
 		return nil, err
@@ -265,7 +259,7 @@ func New(cfg integration.Config, hc *http.Client) (*Client, error) {
 		sourceUID:   src.IntegrationSourceUID,
 		obs:         cfg.Observer,
 		now:         cfg.Now,
-		sleep:       integration.Sleep,
+		sleep:       httpretry.Sleep,
 	}
 	if c.obs == nil {
 		c.obs = integration.NopObserver{}

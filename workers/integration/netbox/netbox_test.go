@@ -9,9 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/serviceradar/sync-operator/gateway/bundle"
 	"github.com/serviceradar/sync-operator/test/netboxemu"
+	"github.com/serviceradar/sync-operator/wire/bundle"
+	"github.com/serviceradar/sync-operator/wire/pagesize"
 	"github.com/serviceradar/sync-operator/workers/integration"
+	"github.com/serviceradar/sync-operator/workers/integration/httpretry"
 )
 
 func TestNewValidates(t *testing.T) {
@@ -78,10 +80,11 @@ func TestPaginationReachesTheLastPage(t *testing.T) {
 	cases := []struct {
 		devices, pageSize, effective int
 	}{
-		{devices: 0, pageSize: 0, effective: 50},
-		{devices: 1, pageSize: 0, effective: 50},
-		{devices: 50, pageSize: 0, effective: 50},
-		{devices: 51, pageSize: 0, effective: 50},
+		// Unset, the page size is the table's netbox default (wire/pagesize).
+		{devices: 0, pageSize: 0, effective: int(pagesize.MustFor(pagesize.NetBox).Default)},
+		{devices: 1, pageSize: 0, effective: int(pagesize.MustFor(pagesize.NetBox).Default)},
+		{devices: 100, pageSize: 0, effective: int(pagesize.MustFor(pagesize.NetBox).Default)},
+		{devices: 101, pageSize: 0, effective: int(pagesize.MustFor(pagesize.NetBox).Default)},
 		{devices: 120, pageSize: 7, effective: 7},
 		{devices: 40, pageSize: 1, effective: 1},
 		{devices: 2100, pageSize: 1000, effective: 1000},
@@ -241,7 +244,7 @@ func TestTokenSchemes(t *testing.T) {
 			if n := len(got.devices()); n != want {
 				t.Errorf("emitted %d devices, want the %d reported of the first %d", n, want, tc.emitted)
 			}
-			if f := rec.failureCounts(); f[kindAuth] != 1 || len(f) != 1 {
+			if f := rec.failureCounts(); f[httpretry.KindAuth] != 1 || len(f) != 1 {
 				t.Errorf("failures %v, want one auth failure", f)
 			}
 			if st := s.Stats(); st.Forbidden != 1 {

@@ -9,18 +9,20 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/serviceradar/sync-operator/wire/results"
 )
 
 // RunNowType is the command type asking a worker for an immediate run of
 // one of its sources ("sync now").
 const RunNowType = "sync.run_now"
 
-// Modes of a RunNow (the values of results.ModeFull and ModeIncremental).
+// Modes of a RunNow: those of a run (results.Meta.Mode).
 const (
 	// ModeFull fetches the whole inventory (and may retract).
-	ModeFull = "full"
+	ModeFull = results.ModeFull
 	// ModeIncremental fetches only what changed since the last good run.
-	ModeIncremental = "incremental"
+	ModeIncremental = results.ModeIncremental
 )
 
 // RunNow is the payload of a RunNowType command.

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/serviceradar/sync-operator/gateway/results"
+	"github.com/serviceradar/sync-operator/wire/results"
 )
 
 func TestParseAcceptsBothFormsAndNamesWhatIsWrong(t *testing.T) {

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/serviceradar/sync-operator/gateway/results"
+	"github.com/serviceradar/sync-operator/wire/results"
 )
 
 // BenchmarkParse decodes a 5,000-device segment message (the gateway's

@@ -1,4 +1,4 @@
-package app_test
+package bootstrap_test
 
 import (
 	"fmt"
@@ -7,10 +7,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/serviceradar/sync-operator/workers/app"
+	"github.com/serviceradar/sync-operator/wire/bootstrap"
 )
 
-func TestLoadBootstrapNamesTheField(t *testing.T) {
+func TestParseNamesTheField(t *testing.T) {
 	const files = `"identity":{"source":"files","cert_file":"c","key_file":"k","ca_file":"a"}`
 	cases := []struct {
 		name, json, wantErr string
@@ -26,7 +26,7 @@ func TestLoadBootstrapNamesTheField(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			b, err := app.LoadBootstrapJSON([]byte(tc.json))
+			b, err := bootstrap.Parse([]byte(tc.json))
 			switch {
 			case tc.wantErr == "" && err != nil:
 				t.Fatalf("refused: %v", err)
@@ -42,7 +42,7 @@ func TestLoadBootstrapNamesTheField(t *testing.T) {
 // An onboarding bundle names its files relative to config.json (./tls.crt):
 // they are found next to it whatever the working directory is, and absolute
 // paths stay as they are.
-func TestLoadBootstrapTakesRelativeIdentityFilesFromItsDirectory(t *testing.T) {
+func TestLoadTakesRelativeIdentityFilesFromItsDirectory(t *testing.T) {
 	dir := t.TempDir()
 	cases := []struct {
 		name, cert, wantCert string
@@ -60,7 +60,7 @@ func TestLoadBootstrapTakesRelativeIdentityFilesFromItsDirectory(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Chdir(t.TempDir()) // anywhere but the bundle's directory
-			b, err := app.LoadBootstrap(path)
+			b, err := bootstrap.Load(path)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -68,5 +68,21 @@ func TestLoadBootstrapTakesRelativeIdentityFilesFromItsDirectory(t *testing.T) {
 				t.Fatalf("identity files %q, %q, %q; want %q and tls.key, ca.crt in %s", b.Identity.CertFile, b.Identity.KeyFile, b.Identity.CAFile, tc.wantCert, dir)
 			}
 		})
+	}
+}
+
+func TestConfigJSONIsStable(t *testing.T) {
+	b := bootstrap.Config{GatewayAddress: "gw:50052", ComponentID: "c", Partition: "default", TenantSlug: "acme", Identity: bootstrap.FileIdentity("/id")}
+	one, err := b.JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	two, _ := b.JSON()
+	if string(one) != string(two) || !strings.Contains(string(one), `"cert_file": "/id/tls.crt"`) {
+		t.Fatalf("bootstrap JSON: %s", one)
+	}
+	back, err := bootstrap.Parse(one)
+	if err != nil || back != b {
+		t.Fatalf("parsed back %+v, %v; want %+v", back, err, b)
 	}
 }
