@@ -3,12 +3,15 @@ package controllers_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
@@ -245,10 +248,47 @@ func TestIntegrationSourceReadiness(t *testing.T) {
 		}
 	})
 
-	t.Run("a Secret created later makes the source Ready", func(t *testing.T) {
+	// events are the reasons of the events about a source of acme, oldest first.
+	events := func(name string) []string {
+		var list eventsv1.EventList
+		if err := env.Client.List(ctx, &list, client.InNamespace(acmeNS)); err != nil {
+			t.Fatal(err)
+		}
+		slices.SortFunc(list.Items, func(a, b eventsv1.Event) int { return a.EventTime.Compare(b.EventTime.Time) })
+		var out []string
+		for _, ev := range list.Items {
+			if ev.Regarding.Kind == "IntegrationSource" && ev.Regarding.Name == name {
+				out = append(out, ev.Type+" "+ev.Reason)
+			}
+		}
+		return out
+	}
+
+	t.Run("a Secret created later makes the source Ready, with an event; one Ready at once has none", func(t *testing.T) {
+		waitFor(t, "the Warning event of source no-secret", func() error {
+			if got := events("no-secret"); !slices.Equal(got, []string{"Warning " + v1alpha1.ReasonSecretNotFound}) {
+				return fmt.Errorf("events %q", got)
+			}
+			return nil
+		})
 		src := &v1alpha1.IntegrationSource{ObjectMeta: metav1.ObjectMeta{Name: "no-secret", Namespace: acmeNS}}
 		mustCreate(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "missing", Namespace: acmeNS}, Data: map[string][]byte{"secret_key": []byte("x")}})
 		sourceReady(t, src, metav1.ConditionTrue, v1alpha1.ReasonReconciled)
+		waitFor(t, "the Normal event of source no-secret", func() error {
+			want := []string{"Warning " + v1alpha1.ReasonSecretNotFound, "Normal " + v1alpha1.ReasonReconciled}
+			if got := events("no-secret"); !slices.Equal(got, want) {
+				return fmt.Errorf("events %q, want %q", got, want)
+			}
+			return nil
+		})
+		// Recorded before no-secret's second event: had it been sent, it is
+		// here. (Had the source first found no SyncService, a Warning would
+		// come first.)
+		for _, name := range []string{"ok", "own", "faker"} {
+			if got := events(name); len(got) > 0 && !strings.HasPrefix(got[0], "Warning ") {
+				t.Errorf("source %s, Ready from its first reconcile, has events %q", name, got)
+			}
+		}
 	})
 
 	t.Run("labeling the namespace resolves the tenant", func(t *testing.T) {

@@ -25,6 +25,17 @@ import (
 // +kubebuilder:rbac:groups=integrations.serviceradar.io,resources=tenants,verbs=create
 // +kubebuilder:rbac:groups=integrations.serviceradar.io,resources=syncservices,verbs=create
 
+// DefaultKubeAPIQPS and DefaultKubeAPIBurst are the manager's client rate
+// limit to the Kubernetes API (flags --kube-api-qps and --kube-api-burst,
+// chart manager.kubeAPI.qps and .burst). They bound how fast a mass
+// onboarding is written (about 11 writes per tenant of four sources);
+// once converged the manager writes nothing, and the API server's
+// priority and fairness still queues it behind the cluster's own traffic.
+const (
+	DefaultKubeAPIQPS   = 100
+	DefaultKubeAPIBurst = 200
+)
+
 // Options configure the controllers.
 type Options struct {
 	// Namespace is the operator namespace, holding the platform Secrets and the platform SyncService.

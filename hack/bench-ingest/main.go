@@ -39,8 +39,9 @@ func main() {
 	segment := flag.Int("segment", chunk.DefaultSegmentDevices, "devices per StreamStatus segment")
 	gateway := flag.String("gateway", "bin/gateway", "the gateway binary")
 	profile := flag.String("cpuprofile", "", "write the gateway's CPU profile of the churn run to this file")
+	ingestProfile := flag.String("ingest-cpuprofile", "", "write the gateway's CPU profile of the first (full import) run to this file")
 	flag.Parse()
-	if err := run(*devices, *churn, *segment, *gateway, *profile); err != nil {
+	if err := run(*devices, *churn, *segment, *gateway, *profile, *ingestProfile); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-ingest:", err)
 		os.Exit(1)
 	}
@@ -49,7 +50,7 @@ func main() {
 // agentID is the worker of tenant acme.
 var agentID = benchkit.AgentID("acme")
 
-func run(n, churnPct, segment int, gatewayBin, profile string) error {
+func run(n, churnPct, segment int, gatewayBin, profile, ingestProfile string) error {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "bench-ingest-")
 	if err != nil {
@@ -77,7 +78,7 @@ func run(n, churnPct, segment int, gatewayBin, profile string) error {
 	}
 	var pprofAddr string
 	var args []string
-	if profile != "" {
+	if profile != "" || ingestProfile != "" {
 		if pprofAddr, err = gatewayproc.FreeAddr(); err != nil {
 			return err
 		}
@@ -105,9 +106,18 @@ func run(n, churnPct, segment int, gatewayBin, profile string) error {
 	if err != nil {
 		return err //nolint:wrapcheck // benchkit names what it read
 	}
+	ingestProfiled := make(chan error, 1)
+	if ingestProfile != "" {
+		go func() { ingestProfiled <- cpuProfile(pprofAddr, ingestProfile, 3*time.Second) }()
+	} else {
+		ingestProfiled <- nil
+	}
 	took, err := stream()
 	if err != nil {
 		return fmt.Errorf("streaming the inventory: %w", err)
+	}
+	if err := <-ingestProfiled; err != nil {
+		return err
 	}
 	cpuOut, err := benchkit.ReadCPU(gw)
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,24 +42,77 @@ func main() {
 	tenants := flag.Int("tenants", 500, "number of tenants")
 	sources := flag.Int("sources", 4, "IntegrationSources per tenant")
 	steady := flag.Duration("steady", 2*time.Minute, "how long to count writes once converged")
+	qps := flag.Float64("qps", controllers.DefaultKubeAPIQPS, "the manager's client rate limit (the manager's --kube-api-qps default)")
+	burst := flag.Int("burst", controllers.DefaultKubeAPIBurst, "the manager's client burst (the manager's --kube-api-burst default)")
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.WriteTo(io.Discard)))
-	if err := run(*tenants, *sources, *steady); err != nil {
+	if err := run(*tenants, *sources, *steady, float32(*qps), *burst); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-operator:", err)
 		os.Exit(1)
 	}
 }
 
+// writeCounter counts the manager's writes, in all and by verb and
+// resource (the path's resource and subresource; namespaces and names left
+// out).
 type writeCounter struct {
 	n  atomic.Int64
 	rt http.RoundTripper
+
+	mu     sync.Mutex
+	byKind map[string]int
 }
 
 func (w *writeCounter) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Method != http.MethodGet && req.Method != http.MethodHead {
 		w.n.Add(1)
+		w.mu.Lock()
+		if w.byKind == nil {
+			w.byKind = map[string]int{}
+		}
+		w.byKind[req.Method+" "+resourceOf(req.URL.Path)]++
+		w.mu.Unlock()
 	}
 	return w.rt.RoundTrip(req) //nolint:wrapcheck // a transport passes errors through
+}
+
+// resourceOf is the resource (and subresource) a request path names:
+// /apis/<group>/<version>/namespaces/<ns>/<resource>/<name>/<sub> reads
+// "<resource>/<sub>".
+func resourceOf(path string) string {
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	switch {
+	case len(parts) >= 2 && parts[0] == "api":
+		parts = parts[2:]
+	case len(parts) >= 3:
+		parts = parts[3:]
+	}
+	if len(parts) > 2 && parts[0] == "namespaces" {
+		parts = parts[2:]
+	}
+	switch len(parts) {
+	case 0:
+		return "?"
+	case 1, 2:
+		return parts[0]
+	}
+	return parts[0] + "/" + parts[2]
+}
+
+// breakdown lists the writes by verb and resource, most first.
+func (w *writeCounter) breakdown() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	keys := make([]string, 0, len(w.byKind))
+	for k := range w.byKind {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return w.byKind[keys[i]] > w.byKind[keys[j]] || w.byKind[keys[i]] == w.byKind[keys[j]] && keys[i] < keys[j] })
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "  %6d %s\n", w.byKind[k], k)
+	}
+	return b.String()
 }
 
 // parallel runs fn for 0..n-1 on a few workers and returns the first error.
@@ -89,7 +143,7 @@ func parallel(n int, fn func(i int) error) error {
 	return nil
 }
 
-func run(nTenants, nSources int, steady time.Duration) error {
+func run(nTenants, nSources int, steady time.Duration, qps float32, burst int) error {
 	ctx := context.Background()
 	env, err := kubetest.Start()
 	if err != nil {
@@ -137,7 +191,7 @@ func run(nTenants, nSources int, steady time.Duration) error {
 
 	counter := &writeCounter{}
 	cfg := rest.CopyConfig(env.Config)
-	cfg.QPS, cfg.Burst = 50, 100
+	cfg.QPS, cfg.Burst = qps, burst
 	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { counter.rt = rt; return counter }
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
 	if err != nil {
@@ -171,7 +225,9 @@ func run(nTenants, nSources int, steady time.Duration) error {
 	}
 	time.Sleep(5 * time.Second) // let the last watch events of the convergence arrive
 	before := counter.n.Load()
-	fmt.Printf("converged in %.1fs with %d writes; counting writes for %s of steady state\n", convergeS, before, steady)
+	fmt.Printf("converged in %.1fs with %d writes (%.2f per Tenant and IntegrationSource); by verb and resource:\n%s",
+		convergeS, before, float64(before)/float64(nTenants*(1+nSources)), counter.breakdown())
+	fmt.Printf("counting writes for %s of steady state\n", steady)
 	time.Sleep(steady)
 	steadyWrites := counter.n.Load() - before
 	stop()

@@ -177,7 +177,7 @@ func TestTemplate(t *testing.T) {
 			}
 			containsAll(t, "manager args", args(t, objs, manager), "--disable-platform-sync", "--gateway-trust=spire",
 				"--trust-domain=example.org", "--watch-namespaces=tenant-a,tenant-b",
-				"--gateway-server-name=gateway.example.org", "--kube-api-qps=20",
+				"--gateway-server-name=gateway.example.org", "--kube-api-qps=20", "--kube-api-burst=40", "--svid-lifetime=12h",
 				"--worker-image=registry.example.com/serviceradar/sync-operator:v1.2.3-worker")
 			img := containers(podSpec(mustFind(t, objs, "Deployment", manager)))[0]["image"]
 			if img != "registry.example.com/serviceradar/sync-operator:v1.2.3" {
