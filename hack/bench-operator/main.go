@@ -107,7 +107,9 @@ func (w *writeCounter) breakdown() string {
 	for k := range w.byKind {
 		keys = append(keys, k)
 	}
-	sort.Slice(keys, func(i, j int) bool { return w.byKind[keys[i]] > w.byKind[keys[j]] || w.byKind[keys[i]] == w.byKind[keys[j]] && keys[i] < keys[j] })
+	sort.Slice(keys, func(i, j int) bool {
+		return w.byKind[keys[i]] > w.byKind[keys[j]] || w.byKind[keys[i]] == w.byKind[keys[j]] && keys[i] < keys[j]
+	})
 	var b strings.Builder
 	for _, k := range keys {
 		fmt.Fprintf(&b, "  %6d %s\n", w.byKind[k], k)
