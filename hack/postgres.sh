@@ -10,6 +10,8 @@
 # installed when they are missing. initdb refuses to run as root, so as root
 # the server runs as the unprivileged "postgres" user in a folder it owns.
 # Only loopback TCP is opened, with a random password (scram-sha-256), unless
+# PG_EXTRA_OPTS adds server settings to the command line, for example
+# "-c shared_buffers=2GB" for benchmarks of large inventories.
 # PG_EXTRA_LISTEN names more addresses to listen on (comma-separated) and
 # PG_EXTRA_HBA the client networks (CIDRs, comma-separated) allowed there, as
 # the cluster test does for pods inside the node's network namespace.
@@ -92,7 +94,7 @@ start() {
   while :; do
     port=$(( 20000 + RANDOM % 30000 ))
     if port_free "$port" && as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-        -o "-p $port -c listen_addresses=$listen -k $dir -c max_connections=200 -c fsync=off -c synchronous_commit=off -c full_page_writes=off$ssl_opts" \
+        -o "-p $port -c listen_addresses=$listen -k $dir -c max_connections=200 -c fsync=off -c synchronous_commit=off -c full_page_writes=off$ssl_opts${PG_EXTRA_OPTS:+ $PG_EXTRA_OPTS}" \
         start >/dev/null; then
       break
     fi

@@ -12,10 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/serviceradar/sync-operator/gateway/ingest"
 	pb "github.com/serviceradar/sync-operator/proto"
@@ -60,6 +62,11 @@ func (r *Run) Devices() int {
 type Sink struct {
 	pb.UnimplementedAgentGatewayServiceServer
 	Fail func(m results.Meta, attempt int) codes.Code
+	// Busy, when set and true for a call, answers it as a gateway at its
+	// admission limits does: ResourceExhausted with a RetryInfo of
+	// BusyRetry (default 1 ms).
+	Busy      func(m results.Meta, attempt int) bool
+	BusyRetry time.Duration
 	// Delay holds every call this long before it is applied, so a sender's
 	// calls overlap.
 	Delay time.Duration
@@ -134,6 +141,17 @@ func (s *Sink) StreamStatus(stream grpc.ClientStreamingServer[pb.GatewayStatusCh
 		s.open[run.Source] = meta.SyncRunID
 	}
 	run.Attempts[meta.Segment]++
+	if s.Busy != nil && s.Busy(meta, run.Attempts[meta.Segment]) {
+		retry := s.BusyRetry
+		if retry <= 0 {
+			retry = time.Millisecond
+		}
+		st, err := status.New(codes.ResourceExhausted, "busy (the test)").WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(retry)})
+		if err != nil {
+			return status.Error(codes.Internal, err.Error())
+		}
+		return st.Err() //nolint:wrapcheck // a gRPC status
+	}
 	if s.Fail != nil {
 		if code := s.Fail(meta, run.Attempts[meta.Segment]); code != codes.OK {
 			return status.Error(code, "refused by the test")

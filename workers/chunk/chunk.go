@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
@@ -73,8 +74,11 @@ type Sender struct {
 	Meta results.Meta
 	// ChunkBytes and SegmentDevices size the chunks and segments.
 	ChunkBytes, SegmentDevices int
-	// Attempts bounds the sends of one segment (default 8); MinBackoff and
-	// MaxBackoff space them (defaults 200 ms and 30 s).
+	// Attempts bounds the failed sends of one segment (default 8); MinBackoff
+	// and MaxBackoff space them (defaults 200 ms and 30 s). A gateway at its
+	// admission limits (ResourceExhausted with a retry delay) is no failure:
+	// the segment waits its turn, sent again after the hinted delay with up
+	// to half of it again as jitter, until ctx ends.
 	Attempts               int
 	MinBackoff, MaxBackoff time.Duration
 	// InFlight is how many segments may be on their way at once (default 2):
@@ -351,17 +355,23 @@ func (s *Sender) deliver(ctx context.Context, segment int, chunks []*pb.GatewayS
 		maxB = 30 * time.Second
 	}
 	b := backoff.New(minB, maxB)
-	for attempt := 1; ; attempt++ {
+	for attempt, busy := 1, 0; ; attempt++ {
 		err := s.send(ctx, chunks)
 		if err == nil {
 			return nil
 		}
-		if permanent(err) || ctx.Err() != nil || attempt >= attempts {
+		hint, admission := retryDelay(err)
+		if permanent(err) || ctx.Err() != nil || !admission && attempt-busy >= attempts {
 			return fmt.Errorf("segment %d (attempt %d): %w", segment, attempt, err)
 		}
-		delay := b.Next()
-		if hint, ok := retryDelay(err); ok && hint > delay {
-			delay = min(hint, maxB)
+		var delay time.Duration
+		if admission {
+			// Backpressure, not a failure: wait the gateway's turn. The
+			// jitter spreads the callers it turned away at once.
+			busy++
+			delay = min(hint+rand.N(hint/2+1), maxB) //nolint:gosec // jitter
+		} else {
+			delay = b.Next()
 		}
 		t := time.NewTimer(delay)
 		select {

@@ -155,3 +155,46 @@ func TestFailEndsTheRunWithItsError(t *testing.T) {
 		t.Errorf("error of %d bytes, want at most %d, cut on a rune and ending in ...", len(e), MaxErrorBytes)
 	}
 }
+
+// A gateway at its admission limits turns a segment away more often than
+// Attempts allows failures: the segment waits its turn and lands, the run
+// completes; a run whose context ends while it waits stops with that.
+func TestSenderWaitsOutAGatewayAtItsLimits(t *testing.T) {
+	const busyFor = 30
+	sink, client := segmentsink.Start(t, &segmentsink.Sink{Busy: func(m results.Meta, attempt int) bool {
+		return m.Segment == 1 && attempt <= busyFor
+	}})
+	s := &Sender{Client: client, AgentID: "w", SegmentDevices: 10, Attempts: 3, MinBackoff: time.Millisecond,
+		Meta: results.Meta{SyncRunID: "run", IntegrationSourceUID: "src"}}
+	for i := range 30 {
+		if err := s.Add(t.Context(), device(i)); err != nil {
+			t.Fatalf("Add %d: %v", i, err)
+		}
+	}
+	if err := s.Finish(t.Context(), true, ""); err != nil {
+		t.Fatalf("Finish: %v", err)
+	}
+	run := onlyRun(t, sink)
+	if run.Attempts[1] != busyFor+1 {
+		t.Errorf("segment 1 sent %d times, want %d (turned away %d times, then applied)", run.Attempts[1], busyFor+1, busyFor)
+	}
+	if _, done := run.Complete(); !done {
+		t.Error("the run did not complete")
+	}
+
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	_, client = segmentsink.Start(t, &segmentsink.Sink{Busy: func(results.Meta, int) bool { return true }})
+	s = &Sender{Client: client, AgentID: "w", SegmentDevices: 10, Attempts: 3, Meta: results.Meta{SyncRunID: "run2", IntegrationSourceUID: "src"}}
+	var err error
+	for i := 0; i < 5 && err == nil; i++ {
+		err = s.Add(ctx, device(i))
+	}
+	if err == nil {
+		err = s.Finish(ctx, true, "")
+	}
+	if err == nil || ctx.Err() == nil {
+		t.Fatalf("a run the gateway never admits ended with %v before its context did", err)
+	}
+	s.Abandon()
+}
