@@ -109,25 +109,7 @@ func TestDryRunPredictsTheRealRun(t *testing.T) {
 			}
 			limit := 20
 			sendRun(t, first, inv.devices(), tc.per, true, &limit)
-			other := store.Device{MACs: []string{"00:1b:ee:00:00:01"}, IP: "10.9.9.9"}
-			if _, err := first.ApplySegment(ctx, store.Segment{TenantID: acmeID, TenantSlug: "acme", Partition: "default",
-				Integration: "netbox", SourceUID: "other", SyncServiceID: "ss", AgentID: "w", RunID: uuid.NewString(),
-				Devices: []store.Device{other}}); err != nil {
-				t.Fatal(err)
-			}
-			// The edit: k renamed, r gone, a new, device 0 merging with the
-			// device the other source knows by its MAC.
-			for i := 1; i <= k; i++ {
-				inv[i] = fmt.Sprintf("renamed-%d", i)
-			}
-			for i := n - r; i < n; i++ {
-				delete(inv, i)
-			}
-			for i := n; i < n+a; i++ {
-				inv[i] = fmt.Sprintf("host-%d", i)
-			}
-			devs := inv.devices()
-			devs[0].MACs = append(devs[0].MACs, other.MACs...)
+			devs := edit(t, first, inv, n, k, r, a)
 
 			before := snapshot(t, first)
 			dryID, applied := sendRunAs(t, first, devs, tc.per, true, &limit, true)

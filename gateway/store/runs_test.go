@@ -76,6 +76,32 @@ func lastRun(t *testing.T, s *store.Store, runID string) store.RunRecord {
 	return store.RunRecord{}
 }
 
+// edit changes inv, a source's n devices, as its second run reports them:
+// k renamed, r gone, a new, and device 0 reporting too the MAC by which
+// another source (which edit stores in s) alone knows a device, so that the
+// two merge. It returns the second run's devices.
+func edit(t *testing.T, s *store.Store, inv inventory, n, k, r, a int) []store.Device {
+	t.Helper()
+	other := store.Device{MACs: []string{"00:1b:ee:00:00:01"}, IP: "10.9.9.9"}
+	if _, err := s.ApplySegment(context.Background(), store.Segment{TenantID: acmeID, TenantSlug: "acme", Partition: "default",
+		Integration: "netbox", SourceUID: "other", SyncServiceID: "ss", AgentID: "w", RunID: uuid.NewString(),
+		Devices: []store.Device{other}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= k; i++ {
+		inv[i] = fmt.Sprintf("renamed-%d", i)
+	}
+	for i := n - r; i < n; i++ {
+		delete(inv, i)
+	}
+	for i := n; i < n+a; i++ {
+		inv[i] = fmt.Sprintf("host-%d", i)
+	}
+	devs := inv.devices()
+	devs[0].MACs = append(devs[0].MACs, other.MACs...)
+	return devs
+}
+
 type counts struct{ fetched, created, updated, unchanged, merged, retracted int }
 
 func countsOf(r store.RunRecord) counts {
@@ -124,25 +150,7 @@ func TestRunCountsWhatChanged(t *testing.T) {
 			if got, want := countsOf(lastRun(t, first, run1)), (counts{fetched: n, created: n}); got != want {
 				t.Fatalf("first run: %+v, want %+v", got, want)
 			}
-			// Another source knows a device by its MAC alone; device 0 will
-			// report that MAC too, and the two merge.
-			other := store.Device{MACs: []string{"00:1b:ee:00:00:01"}, IP: "10.9.9.9"}
-			if _, err := first.ApplySegment(context.Background(), store.Segment{TenantID: acmeID, TenantSlug: "acme", Partition: "default",
-				Integration: "netbox", SourceUID: "other", SyncServiceID: "ss", AgentID: "w", RunID: uuid.NewString(),
-				Devices: []store.Device{other}}); err != nil {
-				t.Fatal(err)
-			}
-			for i := 1; i <= k; i++ {
-				inv[i] = fmt.Sprintf("renamed-%d", i)
-			}
-			for i := n - r; i < n; i++ {
-				delete(inv, i)
-			}
-			for i := n; i < n+a; i++ {
-				inv[i] = fmt.Sprintf("host-%d", i)
-			}
-			devs := inv.devices()
-			devs[0].MACs = append(devs[0].MACs, other.MACs...)
+			devs := edit(t, first, inv, n, k, r, a)
 			run2 := sendRun(t, second, devs, tc.per, true, &off)
 			want := counts{fetched: n - r + a, created: a, updated: k, unchanged: n - r - k, merged: 1, retracted: r}
 			if got := countsOf(lastRun(t, second, run2)); got != want {

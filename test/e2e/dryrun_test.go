@@ -7,13 +7,10 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/serviceradar/sync-operator/api/v1alpha1"
-	"github.com/serviceradar/sync-operator/controllers"
 	"github.com/serviceradar/sync-operator/gateway/store"
 	"github.com/serviceradar/sync-operator/test"
 	"github.com/serviceradar/sync-operator/test/netboxemu"
@@ -34,31 +31,10 @@ func TestDryRunPredictsTheRealRun(t *testing.T) {
 	netbox := netboxemu.New(netboxemu.Options{Seed: 17, Devices: 400})
 	netboxURL := netbox.Start()
 	defer netbox.Close()
-	active, err := netbox.MatchingDeviceIDs("status=active")
-	if err != nil {
-		t.Fatal(err)
-	}
-	planned, err := netbox.MatchingDeviceIDs("status=planned")
-	if err != nil {
-		t.Fatal(err)
-	}
 	const k, r = 4, 3
-	if len(active) < 10*(k+r) || len(planned) == 0 {
-		t.Fatalf("the emulator's inventory has %d active and %d planned devices: too few for this test", len(active), len(planned))
-	}
-	hour := &metav1.Duration{Duration: time.Hour}
-	src := &v1alpha1.IntegrationSource{ObjectMeta: metav1.ObjectMeta{Namespace: slug, Name: "inventory"}, Spec: v1alpha1.IntegrationSourceSpec{
-		Type: v1alpha1.IntegrationNetBox, Endpoint: netboxURL, CredentialsSecretRef: &v1alpha1.SecretReference{Name: "netbox"},
-		SyncServiceRef: v1alpha1.SyncServiceReference{Namespace: operatorNS, Name: controllers.PlatformSyncName},
-		PollInterval:   hour, DiscoveryInterval: hour, PageSize: 100,
-		NetBox:  &v1alpha1.NetBoxSpec{ExcludeVirtualMachines: true},
-		Queries: []v1alpha1.Query{{Label: "active", Query: "status=active"}}}}
-	sys := startSystem(t, []client.Object{
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: slug, Labels: map[string]string{v1alpha1.TenantLabel: slug}}},
-		&v1alpha1.Tenant{ObjectMeta: metav1.ObjectMeta{Name: slug}, Spec: v1alpha1.TenantSpec{Slug: slug}},
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: slug, Name: "netbox"}, StringData: map[string]string{"api_token": netbox.V1Token()}},
-		src,
-	}, slug)
+	active, planned := activeAndPlanned(t, netbox, 10*(k+r))
+	src := hourlyNetBoxSource(slug, netboxURL)
+	sys := startSystem(t, netboxTenant(slug, netbox, src), slug)
 	patch := func(p string) {
 		t.Helper()
 		if err := sys.c.Patch(ctx, src, client.RawPatch(types.MergePatchType, []byte(p))); err != nil {
