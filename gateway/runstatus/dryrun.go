@@ -12,26 +12,14 @@ import (
 	"github.com/serviceradar/sync-operator/statusapply"
 )
 
-// DryRunStore reads a source's last evaluated dry run.
-type DryRunStore interface {
-	LatestDryRun(ctx context.Context, tenantSlug, sourceUID string) (*store.DryRunRecord, error)
-}
-
 // DryRunFieldOwner suffixes the gateway's field manager for status.dryRun,
 // which is applied apart from the run status Record writes (an apply by
 // one manager drops the fields it no longer sets).
 const DryRunFieldOwner = "-dry-run"
 
-// RecordDryRun writes the source's last dry run, as the store has it, to
-// status.dryRun. A source without a dry run is left alone.
-func (w *Writer) RecordDryRun(ctx context.Context, key types.NamespacedName, tenantSlug, sourceUID string, st DryRunStore) error {
-	rec, err := st.LatestDryRun(ctx, tenantSlug, sourceUID)
-	if err != nil {
-		return fmt.Errorf("recording the dry run of IntegrationSource %s: %w", key, err)
-	}
-	if rec == nil {
-		return nil
-	}
+// RecordDryRun writes a dry run the gateway just evaluated, rec, to the
+// source's status.dryRun.
+func (w *Writer) RecordDryRun(ctx context.Context, key types.NamespacedName, sourceUID string, rec *store.DryRunRecord) error {
 	var generation int64
 	if w.Reader != nil {
 		cur := &v1alpha1.IntegrationSource{}

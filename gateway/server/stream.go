@@ -274,7 +274,7 @@ func (s *Server) apply(ctx context.Context, id identity.Identity, keys map[strin
 		s.o.Log.Info("dry run evaluated", "caller", id.String(), "run", Clip(seg.RunID), "source", keys[seg.SourceUID],
 			"created", applied.DryRun.Created, "updated", applied.DryRun.Updated, "merged", applied.DryRun.Merged,
 			"retracted", applied.DryRun.Retracted)
-		if err := s.recordDryRun(actx, keys[seg.SourceUID], seg); err != nil {
+		if err := s.recordDryRun(actx, keys[seg.SourceUID], seg, applied.DryRun); err != nil {
 			s.o.Log.Error(err, "recording dry run status", "caller", id.String(), "run", Clip(seg.RunID))
 		}
 	}
@@ -535,13 +535,13 @@ func (s *Server) sourceSettings(key, uid string) (retractLimit int, dryRun bool)
 	return src.Spec.RetractLimit(), src.Spec.DryRun
 }
 
-// recordDryRun writes the dry run a segment just finished to its source's
-// status.dryRun.
-func (s *Server) recordDryRun(ctx context.Context, key string, seg store.Segment) error {
+// recordDryRun writes the dry run a segment just finished, rec, to its
+// source's status.dryRun.
+func (s *Server) recordDryRun(ctx context.Context, key string, seg store.Segment, rec *store.DryRunRecord) error {
 	ns, name, ok := strings.Cut(key, "/")
 	if !ok || s.o.Status == nil {
 		return nil
 	}
-	w := &runstatus.Writer{Status: s.o.Status, Reader: s.o.Reader, Store: s.o.Store, FieldOwner: FieldOwner}
-	return w.RecordDryRun(ctx, types.NamespacedName{Namespace: ns, Name: name}, seg.TenantSlug, seg.SourceUID, s.o.Store) //nolint:wrapcheck // names the source
+	w := &runstatus.Writer{Status: s.o.Status, Reader: s.o.Reader, FieldOwner: FieldOwner}
+	return w.RecordDryRun(ctx, types.NamespacedName{Namespace: ns, Name: name}, seg.SourceUID, rec) //nolint:wrapcheck // names the source
 }

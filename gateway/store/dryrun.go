@@ -240,28 +240,3 @@ func sample(ctx context.Context, tx pgx.Tx, uids []string) ([]string, error) {
 	}
 	return out, nil
 }
-
-// LatestDryRun returns the source's last evaluated dry run, or nil.
-func (s *Store) LatestDryRun(ctx context.Context, tenantSlug, sourceUID string) (*DryRunRecord, error) {
-	var out *DryRunRecord
-	err := s.inTenant(ctx, tenantSlug, func(tx pgx.Tx) error {
-		var b []byte
-		err := tx.QueryRow(ctx, `SELECT result FROM dry_runs WHERE integration_source_uid = $1 ORDER BY finished_at DESC, run_id LIMIT 1`,
-			sourceUID).Scan(&b)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("reading dry runs: %w", err)
-		}
-		out = &DryRunRecord{}
-		if err := json.Unmarshal(b, out); err != nil {
-			return fmt.Errorf("decoding a dry run: %w", err)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("reading the dry runs of source %s: %w", sourceUID, err)
-	}
-	return out, nil
-}

@@ -10,7 +10,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/serviceradar/sync-operator/gateway/store"
-	"github.com/serviceradar/sync-operator/test/pgtest"
 )
 
 // snapshot is a digest of every table a run writes in the acme schema:
@@ -90,19 +89,7 @@ func TestDryRunPredictsTheRealRun(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
-			dsn := pgtest.NewDatabase(t)
-			first, err := store.Open(ctx, dsn, store.WithCacheEntries(tc.cache))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(first.Close)
-			second := first
-			if tc.replicas {
-				if second, err = store.Open(ctx, dsn, store.WithCacheEntries(tc.cache)); err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(second.Close)
-			}
+			first, second := replicas(t, tc.cache, tc.replicas)
 			inv := inventory{}
 			for i := range n {
 				inv[i] = fmt.Sprintf("host-%d", i)
@@ -119,9 +106,13 @@ func TestDryRunPredictsTheRealRun(t *testing.T) {
 			if applied.DryRun == nil || applied.Run != nil {
 				t.Fatalf("the dry run's final segment: dry run %+v, run %+v; want a dry run's record and no run", applied.DryRun, applied.Run)
 			}
-			rec, err := second.LatestDryRun(ctx, "acme", srcUID)
-			if err != nil || rec == nil || rec.RunID != dryID {
-				t.Fatalf("latest dry run: %+v, %v; want run %s", rec, err, dryID)
+			rec := applied.DryRun
+			if rec.RunID != dryID {
+				t.Fatalf("the dry run's record names run %s, want %s", rec.RunID, dryID)
+			}
+			// Recorded, so that the final segment sent again is a duplicate.
+			if got := column(t, first, "SELECT run_id::text FROM tenant_acme.dry_runs"); !slices.Equal(got, []string{dryID}) {
+				t.Fatalf("dry runs recorded %v, want %s", got, dryID)
 			}
 			want := counts{fetched: n - r + a, created: a, updated: k, unchanged: n - r - k, merged: 1, retracted: r}
 			if got := countsOf(rec.RunRecord); got != want || rec.Available != n || rec.Held != nil {

@@ -102,6 +102,30 @@ func edit(t *testing.T, s *store.Store, inv inventory, n, k, r, a int) []store.D
 	return devs
 }
 
+// replicas opens a store on a fresh database with a device cache of cache
+// entries, and, when two, a second one on the same database as another
+// replica would (otherwise second is first).
+func replicas(t *testing.T, cache int, two bool) (first, second *store.Store) {
+	t.Helper()
+	dsn := pgtest.NewDatabase(t)
+	first = openCache(t, dsn, cache)
+	second = first
+	if two {
+		second = openCache(t, dsn, cache)
+	}
+	return first, second
+}
+
+func openCache(t *testing.T, dsn string, cache int) *store.Store {
+	t.Helper()
+	s, err := store.Open(context.Background(), dsn, store.WithCacheEntries(cache))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
 type counts struct{ fetched, created, updated, unchanged, merged, retracted int }
 
 func countsOf(r store.RunRecord) counts {
@@ -128,19 +152,7 @@ func TestRunCountsWhatChanged(t *testing.T) {
 		{"second replica", store.DefaultCacheEntries, 64, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dsn := pgtest.NewDatabase(t)
-			first, err := store.Open(context.Background(), dsn, store.WithCacheEntries(tc.cache))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(first.Close)
-			second := first
-			if tc.replicas {
-				if second, err = store.Open(context.Background(), dsn, store.WithCacheEntries(tc.cache)); err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(second.Close)
-			}
+			first, second := replicas(t, tc.cache, tc.replicas)
 			inv := inventory{}
 			for i := range n {
 				inv[i] = fmt.Sprintf("host-%d", i)

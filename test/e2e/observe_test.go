@@ -6,7 +6,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -35,6 +34,7 @@ import (
 	"github.com/serviceradar/sync-operator/identity/mtls"
 	pb "github.com/serviceradar/sync-operator/proto"
 	"github.com/serviceradar/sync-operator/test"
+	"github.com/serviceradar/sync-operator/test/gatewayproc"
 	"github.com/serviceradar/sync-operator/test/netboxemu"
 )
 
@@ -171,12 +171,10 @@ func TestEventsAndMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The gateway again, now serving metrics.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	metricsAddr, err := gatewayproc.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	metricsAddr := l.Addr().String()
-	_ = l.Close()
 	sys.gw.stop()
 	sys.gw.cfg.Metrics = metricsAddr
 	sys.gw.start()

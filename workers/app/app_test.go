@@ -3,7 +3,6 @@ package app_test
 import (
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -22,6 +21,7 @@ import (
 	"github.com/serviceradar/sync-operator/gateway/store"
 	"github.com/serviceradar/sync-operator/identity/ca"
 	"github.com/serviceradar/sync-operator/test"
+	"github.com/serviceradar/sync-operator/test/gatewayproc"
 	"github.com/serviceradar/sync-operator/test/kubetest"
 	"github.com/serviceradar/sync-operator/test/pgtest"
 	"github.com/serviceradar/sync-operator/test/pkitest"
@@ -96,12 +96,10 @@ func TestWorkerSyncsItsTenantsFakerSourceThroughTheGateway(t *testing.T) {
 	if err := os.WriteFile(bootFile, raw, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	metricsAddr, err := gatewayproc.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	metricsAddr := l.Addr().String()
-	_ = l.Close()
 	metric := func(name string) string {
 		res, err := http.Get("http://" + metricsAddr + "/metrics")
 		if err != nil {
