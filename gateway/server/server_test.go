@@ -512,6 +512,11 @@ func TestConfigPlane(t *testing.T) {
 			t.Fatalf("resume not pushed as the config before the pause: %+v", resumed)
 		}
 		assertNoLeak(t, w, string(rotated.ConfigJson))
+		// The counter moves just after the message is sent, so the last push may
+		// be read before it is counted: wait for five, then check it is not more.
+		test.Eventually(t, "five pushes counted", 10*time.Second, func() bool {
+			return testutil.ToFloat64(w.metrics.ConfigPushes) >= pushes+5
+		})
 		if got := testutil.ToFloat64(w.metrics.ConfigPushes); got != pushes+5 {
 			t.Fatalf("%v pushes counted, want %v", got, pushes+5)
 		}
