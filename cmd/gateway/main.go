@@ -37,7 +37,7 @@ func main() {
 	flag.DurationVar(&c.Heartbeat, "heartbeat-interval", server.DefaultHeartbeat, "heartbeat interval handed to workers")
 	flag.DurationVar(&c.Poll, "config-poll-interval", server.DefaultPoll, "config poll interval handed to workers")
 	flag.IntVar(&c.DeviceCacheEntries, "device-cache-entries", store.DefaultCacheEntries,
-		"bound of the in-memory device cache, in identifiers and device states (about 250 bytes each; 0 disables it)")
+		"bound of the in-memory device cache, in identifiers and device states (about 60 bytes each; 0 disables it)")
 	flag.StringVar(&c.PostgresDSN, "postgres-dsn", os.Getenv("SYNC_POSTGRES_DSN"), "PostgreSQL DSN of the device store (default $SYNC_POSTGRES_DSN; empty refuses device updates)")
 	flag.IntVar(&c.PostgresMaxConns, "postgres-max-conns", store.DefaultMaxConns,
 		"connections to PostgreSQL the gateway opens at most (a pool_max_conns in the DSN wins)")

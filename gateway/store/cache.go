@@ -3,19 +3,22 @@ package store
 import (
 	"hash/maphash"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"k8s.io/utils/clock"
 
 	"github.com/serviceradar/sync-operator/gateway/dire"
 )
 
 // DefaultCacheEntries bounds the device cache of a gateway: identifiers and
-// device states across every tenant partition, about 250 bytes each (a
-// device with three identifiers takes four entries), so about 120 MiB.
-const DefaultCacheEntries = 500_000
+// device states across every tenant partition, about 60 bytes each (a
+// device with three identifiers takes four entries), so about 230 MiB, a
+// partition of one million such devices.
+const DefaultCacheEntries = 4_000_000
 
 // cache keeps, per tenant partition, what this replica learned of the
 // stored devices while applying segments: the device of each identifier and,
@@ -32,9 +35,16 @@ const DefaultCacheEntries = 500_000
 // subset of the store: a miss reads PostgreSQL. It is "complete" only when
 // it has seen the partition from empty, and then a miss means the identifier
 // is new.
+//
+// Entries hold no pointers, so that millions of them cost the garbage
+// collector nothing: an identifier is kept as a 128-bit hash of its type
+// and value (keyID) and a device as the 16 bytes of its uid (devID); a
+// device whose uid is not of the form dire.UID makes is not cached.
 type cache struct {
-	seed   maphash.Seed
-	budget int
+	// seed hashes rows (rowHash); keySeeds identifiers (keyOf).
+	seed     maphash.Seed
+	keySeeds [2]maphash.Seed
+	budget   int
 	// clock orders the partitions by use (partCache.lastUsed).
 	clock clock.PassiveClock
 
@@ -59,27 +69,79 @@ type partCache struct {
 
 	gen      int64
 	complete bool
-	keys     map[dire.Key]string
-	devs     map[string]*devState
+	keys     map[keyID]devID
+	devs     map[devID]devEntry
+	// sources are the sources that claimed devices of the partition, in the
+	// order the cache met them: bit i of devEntry.claims is sources[i].
+	sources  []string
 	size     int
 	lastUsed time.Time // guarded by c.mu
 }
 
-// devState is what the cache knows of one device.
+// keyID is an identifier as the cache keeps it: two independent 64-bit
+// hashes of its type and value. Two of the few million identifiers a
+// replica holds share one with a probability below 10^-24.
+type keyID [2]uint64
+
+// devID is a device uid "sr:<uuid>" as the uuid's 16 bytes.
+type devID [16]byte
+
+// uidPrefix begins every uid dire.UID makes.
+const uidPrefix = "sr:"
+
+// parseDevID is uid's devID; false when uid is not exactly "sr:" and a
+// lower-case canonical uuid, which is all the cache can give back as it was.
+func parseDevID(uid string) (devID, bool) {
+	rest, ok := strings.CutPrefix(uid, uidPrefix)
+	if !ok || len(rest) != 36 {
+		return devID{}, false
+	}
+	u, err := uuid.Parse(rest)
+	if err != nil || u.String() != rest {
+		return devID{}, false
+	}
+	return devID(u), true
+}
+
+// String is the uid.
+func (d devID) String() string { return uidPrefix + uuid.UUID(d).String() }
+
+// maxClaimSources is how many sources of one partition the cache tells
+// apart: claims by more are not cached, and are checked in the store.
+const maxClaimSources = 64
+
+// devEntry is what the cache keeps of one device: the hash of a row that,
+// written again, changes nothing; the device's last_seen (Unix
+// microseconds, as stored); and the sources with an available claim on it
+// (bits of partCache.sources).
+type devEntry struct {
+	hash     uint64
+	lastSeen int64
+	claims   uint64
+}
+
+// devState is what the cache knows of one device, for a segment.
 type devState struct {
 	// hash of a row that, written again, changes nothing; lastSeen the
 	// device's last_seen.
 	hash     uint64
 	lastSeen time.Time
-	// claims are the sources with an available claim on the device.
-	claims []string
+	// claims are the sources with an available claim on the device (bits
+	// of partCache.sources).
+	claims uint64
 }
 
 func newCache(budget int, clk clock.PassiveClock) *cache {
 	if budget <= 0 {
 		return nil
 	}
-	return &cache{seed: maphash.MakeSeed(), budget: budget, clock: clk, parts: map[partKey]*partCache{}}
+	return &cache{seed: maphash.MakeSeed(), keySeeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
+		budget: budget, clock: clk, parts: map[partKey]*partCache{}}
+}
+
+// keyOf is k as the cache keeps it.
+func (c *cache) keyOf(k dire.Key) keyID {
+	return keyID{maphash.Comparable(c.keySeeds[0], k), maphash.Comparable(c.keySeeds[1], k)}
 }
 
 // acquire returns the partition's cache, held by the caller until release.
@@ -128,16 +190,16 @@ func (v view) hit(ids []dire.Identifier) string {
 	if v.p == nil || len(ids) == 0 {
 		return ""
 	}
-	uid, ok := v.p.keys[dire.Key{Type: ids[0].Type, Value: ids[0].Value}]
+	dev, ok := v.p.keys[v.c.keyOf(dire.Key{Type: ids[0].Type, Value: ids[0].Value})]
 	if !ok {
 		return ""
 	}
 	for _, id := range ids[1:] {
-		if v.p.keys[dire.Key{Type: id.Type, Value: id.Value}] != uid {
+		if other, ok := v.p.keys[v.c.keyOf(dire.Key{Type: id.Type, Value: id.Value})]; !ok || other != dev {
 			return ""
 		}
 	}
-	return uid
+	return dev.String()
 }
 
 // absent reports whether k is surely not in the store.
@@ -148,7 +210,7 @@ func (v view) absent(k dire.Key) bool {
 	if v.p == nil {
 		return true
 	}
-	_, ok := v.p.keys[k]
+	_, ok := v.p.keys[v.c.keyOf(k)]
 	return !ok
 }
 
@@ -157,7 +219,25 @@ func (v view) state(uid string) *devState {
 	if v.p == nil {
 		return nil
 	}
-	return v.p.devs[uid]
+	id, ok := parseDevID(uid)
+	if !ok {
+		return nil
+	}
+	e, ok := v.p.devs[id]
+	if !ok {
+		return nil
+	}
+	return &devState{hash: e.hash, lastSeen: time.UnixMicro(e.lastSeen), claims: e.claims}
+}
+
+// claimed reports whether source holds an available claim on the device
+// of st (false when st is nil).
+func (v view) claimed(st *devState, source string) bool {
+	if st == nil || v.p == nil {
+		return false
+	}
+	i := slices.Index(v.p.sources, source)
+	return i >= 0 && st.claims&(1<<i) != 0
 }
 
 // reset drops every entry.
@@ -170,7 +250,7 @@ func (p *partCache) reset() {
 // clear drops every entry; the caller holds p.c.mu and owns p.
 func (p *partCache) clear() {
 	p.c.used -= p.size
-	p.keys, p.devs, p.size, p.complete, p.gen = nil, nil, 0, false, 0
+	p.keys, p.devs, p.sources, p.size, p.complete, p.gen = nil, nil, nil, 0, false, 0
 }
 
 // reserve makes room for n more entries of p, evicting the partitions used
@@ -241,16 +321,34 @@ func (p *partCache) learn(out outcome) {
 	if !p.valid(out.gen - 1) {
 		// The segment did not follow these entries: start from what it knew.
 		p.reset()
-		p.keys, p.devs, p.complete = map[dire.Key]string{}, map[string]*devState{}, out.complete
+		p.keys, p.devs, p.complete = map[keyID]devID{}, map[devID]devEntry{}, out.complete
+	}
+	keys := make(map[keyID]devID, len(out.keys))
+	for k, uid := range out.keys {
+		dev, ok := parseDevID(uid)
+		if !ok {
+			// Not a uid the cache can keep: the key is forgotten, and a miss
+			// no longer proves a key new.
+			p.forgetKey(p.c.keyOf(k))
+			p.complete = false
+			continue
+		}
+		keys[p.c.keyOf(k)] = dev
+	}
+	devs := make(map[devID]devUpdate, len(out.devs))
+	for uid, u := range out.devs {
+		if dev, ok := parseDevID(uid); ok {
+			devs[dev] = u
+		}
 	}
 	var grow int
-	for k := range out.keys {
+	for k := range keys {
 		if _, ok := p.keys[k]; !ok {
 			grow++
 		}
 	}
-	for uid := range out.devs {
-		if _, ok := p.devs[uid]; !ok {
+	for dev := range devs {
+		if _, ok := p.devs[dev]; !ok {
 			grow++
 		}
 	}
@@ -262,55 +360,64 @@ func (p *partCache) learn(out outcome) {
 	} else {
 		p.complete = false
 	}
-	for k, uid := range out.keys {
+	for k, dev := range keys {
 		if _, ok := p.keys[k]; ok || add {
-			p.keys[k] = uid
+			p.keys[k] = dev
 		}
 	}
-	for uid, u := range out.devs {
-		st, ok := p.devs[uid]
-		if !ok {
-			if !add {
-				continue
-			}
-			st = &devState{}
-			p.devs[uid] = st
+	var claim uint64
+	if i := p.sourceBit(out.source); i >= 0 {
+		claim = 1 << i
+	}
+	for dev, u := range devs {
+		e, ok := p.devs[dev]
+		if !ok && !add {
+			continue
 		}
-		st.hash, st.lastSeen = u.hash, u.lastSeen
-		st.claims = addClaim(st.claims, out.source)
+		e.hash, e.lastSeen = u.hash, u.lastSeen.UnixMicro()
+		e.claims |= claim
+		p.devs[dev] = e
 	}
 	for _, uid := range out.forget {
-		if _, ok := p.devs[uid]; ok {
-			delete(p.devs, uid)
-			p.size--
-			p.c.mu.Lock()
-			p.c.used--
-			p.c.mu.Unlock()
+		dev, ok := parseDevID(uid)
+		if !ok {
+			continue
+		}
+		if _, ok := p.devs[dev]; ok {
+			delete(p.devs, dev)
+			p.shrink(1)
 		}
 	}
 	p.gen = out.gen
 }
 
-func addClaim(claims []string, source string) []string {
-	for _, s := range claims {
-		if s == source {
-			return claims
-		}
+// forgetKey drops the entry of k, if any.
+func (p *partCache) forgetKey(k keyID) {
+	if _, ok := p.keys[k]; ok {
+		delete(p.keys, k)
+		p.shrink(1)
 	}
-	return append(claims, source)
 }
 
-// claimed reports whether source holds an available claim on the device.
-func (st *devState) claimed(source string) bool {
-	if st == nil {
-		return false
+// shrink gives n entries back to the budget.
+func (p *partCache) shrink(n int) {
+	p.size -= n
+	p.c.mu.Lock()
+	p.c.used -= n
+	p.c.mu.Unlock()
+}
+
+// sourceBit is the bit of source in devEntry.claims, learning it when new;
+// -1 when the partition's sources are more than the cache tells apart.
+func (p *partCache) sourceBit(source string) int {
+	if i := slices.Index(p.sources, source); i >= 0 {
+		return i
 	}
-	for _, s := range st.claims {
-		if s == source {
-			return true
-		}
+	if source == "" || len(p.sources) >= maxClaimSources {
+		return -1
 	}
-	return false
+	p.sources = append(p.sources, source)
+	return len(p.sources) - 1
 }
 
 // rowHash hashes what writing a device row would set, so that a row equal

@@ -62,6 +62,13 @@ FROM pg_temp.stage_devices AS s
 WHERE NOT EXISTS (SELECT 1 FROM ocsf_devices d WHERE d.uid = s.uid)
 RETURNING uid`
 
+// Devices seen again with nothing else to change get only their last_seen
+// moved: one column no index holds, so PostgreSQL updates them in place.
+const touchDevices = `
+UPDATE ocsf_devices AS d SET last_seen = t.seen
+FROM unnest($1::text[], $2::timestamptz[]) AS t(uid, seen)
+WHERE d.uid = t.uid AND d.last_seen < t.seen`
+
 const upsertIdentifiers = `
 INSERT INTO device_identifiers AS i (identifier_type, identifier_value, partition, device_uid, confidence, source, first_seen, last_seen)
 SELECT identifier_type, identifier_value, $1, device_uid, confidence, $2, $3, $3 FROM pg_temp.stage_identifiers
@@ -90,6 +97,10 @@ type writes struct {
 	// staged are rows of the other devices that change, staged and written
 	// field by field (updateDevices, then insertDevices).
 	staged [][]any
+	// touch are devices that change nothing but their last_seen, to
+	// touchSeen (touchDevices).
+	touch     []string
+	touchSeen []time.Time
 	// claim are devices whose claim by the source is not known to be stored
 	// (insertSourceDevices also takes back a retracted one), reclaim devices
 	// whose claim is known to be retracted.
@@ -195,7 +206,7 @@ func (a *applier) addFresh(w *writes, uid string, d *Device, mac string, seen ti
 func (a *applier) addKnown(w *writes, uid string, d *Device, mac string, seen time.Time, c *current, st *devState) error {
 	seg := a.seg
 	switch {
-	case st.claimed(seg.SourceUID):
+	case a.v.claimed(st, seg.SourceUID):
 	case c == nil || !c.claimed:
 		w.claim = append(w.claim, uid) // also takes back a retracted claim
 	case !c.claimAvailable:
@@ -207,16 +218,12 @@ func (a *applier) addKnown(w *writes, uid string, d *Device, mac string, seen ti
 	}
 	var prev time.Time // the stored last_seen, when known
 	switch {
-	case st != nil && st.hash == hash && seen.Sub(st.lastSeen) <= a.s.lastSeen:
+	case st != nil && st.hash == hash:
 		a.s.cache.unchanged.Add(1)
-		if a.learned.devs != nil {
-			a.learned.devs[uid] = devUpdate{hash: hash, lastSeen: st.lastSeen}
-		}
+		a.keep(w, uid, hash, st.lastSeen, seen)
 		return nil
-	case c != nil && !changes(d, mac, c, seg.Integration, seen, a.s.lastSeen):
-		if a.learned.devs != nil {
-			a.learned.devs[uid] = devUpdate{hash: hash, lastSeen: c.lastSeen}
-		}
+	case c != nil && !changes(d, mac, c, seg.Integration):
+		a.keep(w, uid, hash, c.lastSeen, seen)
 		return nil
 	case st != nil:
 		prev = st.lastSeen
@@ -237,6 +244,21 @@ func (a *applier) addKnown(w *writes, uid string, d *Device, mac string, seen ti
 	w.staged = append(w.staged, []any{uid, nullable(d.IP), nullable(mac), nullable(d.Hostname), nullable(d.Name), nullable(d.Vendor),
 		nullable(d.Model), nullable(d.OS), avail, seen, meta})
 	return nil
+}
+
+// keep records a device whose stored fields the segment leaves as they
+// are: only its last_seen moves, when the segment saw it more than the
+// resolution after stored (see touchDevices).
+func (a *applier) keep(w *writes, uid string, hash uint64, stored, seen time.Time) {
+	last := stored
+	if seen.Sub(stored) > a.s.lastSeen {
+		w.touch = append(w.touch, uid)
+		w.touchSeen = append(w.touchSeen, seen)
+		last = seen
+	}
+	if a.learned.devs != nil {
+		a.learned.devs[uid] = devUpdate{hash: hash, lastSeen: last}
+	}
 }
 
 // createStaging creates the transaction's staging tables, empty.
@@ -266,6 +288,11 @@ func (a *applier) writeDevices(ctx context.Context, w writes) error {
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"source_devices"},
 			[]string{"integration_source_uid", "device_uid", "available", "first_seen", "changed_at"}, pgx.CopyFromRows(w.freshClaims)); err != nil {
 			return fmt.Errorf("writing source devices: %w", err)
+		}
+	}
+	if len(w.touch) > 0 {
+		if _, err := tx.Exec(ctx, touchDevices, w.touch, w.touchSeen); err != nil {
+			return fmt.Errorf("moving last_seen: %w", err)
 		}
 	}
 	if len(w.staged) > 0 {
@@ -380,8 +407,9 @@ func (a *applier) tally() tally {
 	return t
 }
 
-// changes reports whether writing d would change the stored device c.
-func changes(d *Device, mac string, c *current, integration string, seen time.Time, resolution time.Duration) bool {
+// changes reports whether writing d would change a field of the stored
+// device c (last_seen aside, see keep).
+func changes(d *Device, mac string, c *current, integration string) bool {
 	differs := func(sent, stored string) bool { return sent != "" && sent != stored }
 	if differs(d.IP, c.ip) || differs(mac, c.mac) || differs(d.Hostname, c.hostname) || differs(d.Name, c.name) ||
 		differs(d.Vendor, c.vendor) || differs(d.Model, c.model) || differs(d.OS, c.os) {
@@ -395,7 +423,7 @@ func changes(d *Device, mac string, c *current, integration string, seen time.Ti
 			return true
 		}
 	}
-	return seen.Sub(c.lastSeen) > resolution
+	return false
 }
 
 // metadataJSON is a device's metadata as jsonb text, never JSON null (null

@@ -89,7 +89,18 @@ func OnlySource(ctx context.Context, c pb.AgentGatewayServiceClient, agentID str
 
 // Inventory is the synthetic fleet of bench-ingest: device i has a Faker
 // id, one to three MACs and a primary IP that Churn swaps.
-type Inventory struct{ ips []string }
+type Inventory struct {
+	ips []string
+	// cycle is the sync cycle the fleet is in (see Churn): its devices are
+	// seen cycle CycleInterval after now.
+	cycle int
+}
+
+// CycleInterval is how far apart a source's runs are in the fleet's time:
+// the next cycle (Churn) reports every device an hour later, as an hourly
+// source does, so that its run moves every device's last_seen at every
+// inventory size, as production runs do.
+const CycleInterval = time.Hour
 
 // NewInventory is a fleet of n devices with distinct primary IPs.
 func NewInventory(n int) *Inventory {
@@ -114,14 +125,16 @@ func (inv *Inventory) Device(i int, sourceUID string) results.DeviceUpdate {
 		macs += fmt.Sprintf("00:1b:%02x:%02x:%02x:%02x", k, i>>16&255, i>>8&255, i&255)
 	}
 	return results.DeviceUpdate{IP: inv.ips[i], MAC: macs[:17], Hostname: fmt.Sprintf("dev-%06d", i), Source: "faker", IsAvailable: &yes,
-		Timestamp: time.Now().UTC().Format(time.RFC3339),
+		Timestamp: time.Now().Add(time.Duration(inv.cycle) * CycleInterval).UTC().Format(time.RFC3339),
 		Metadata: map[string]string{"faker_device_id": fmt.Sprintf("fk-%d", i), "integration_type": "faker",
 			"integration_source_uid": sourceUID, "all_macs": macs, "vendor": "Acme Networks"}}
 }
 
-// Churn swaps the primary IPs of pct percent of the devices in pairs (DHCP
-// churn), the same ones every time for a fleet of the same size.
+// Churn moves the fleet to its next sync cycle and swaps the primary IPs
+// of pct percent of the devices in pairs (DHCP churn), the same ones every
+// time for a fleet of the same size.
 func (inv *Inventory) Churn(pct int) {
+	inv.cycle++
 	n := len(inv.ips)
 	rng := rand.New(rand.NewPCG(42, 42)) //nolint:gosec // a reproducible synthetic fleet
 	for range n * pct / 100 / 2 {
