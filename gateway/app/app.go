@@ -309,7 +309,8 @@ func Run(ctx context.Context, c Config) error {
 	}
 	// Sync now: the replica holding a worker's ControlStream delivers the
 	// sync-requested-at annotations of its sources.
-	sn := &syncnow.Controller{Reader: informers, Live: direct, Sender: srv, TrustDomain: classifier.TrustDomain, Log: c.Log.WithName("syncnow")}
+	sn := &syncnow.Controller{Reader: informers, Live: direct, Sender: srv, TrustDomain: classifier.TrustDomain,
+		PlatformSlug: classifier.PlatformSlug, Log: c.Log.WithName("syncnow")}
 	if err := sn.Watch(ctx, informers); err != nil {
 		return err
 	}

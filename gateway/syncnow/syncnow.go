@@ -93,6 +93,9 @@ type Controller struct {
 	Sender Sender
 	// TrustDomain is the SPIFFE trust domain of in-cluster workers.
 	TrustDomain spiffeid.TrustDomain
+	// PlatformSlug is the reserved slug of the platform tenant: a platform
+	// SyncService serves every tenant only from its namespaces.
+	PlatformSlug string
 	// Interval is the per-source rate limit (zero: v1alpha1.SyncRequestInterval).
 	Interval time.Duration
 	// NotConnectedAfter and AnswerTimeout: zero takes their defaults.
@@ -360,7 +363,10 @@ func (c *Controller) answerTimeout() time.Duration {
 // gateway classifies it: the SyncService's component id for the source's
 // tenant, in the SyncService's partition, an edge CN for an OnPrem
 // SyncService and an SVID otherwise (bundle.SyncServiceFor is the same
-// mapping the other way). whose says why there is none, for status.
+// mapping the other way). whose says why there is none, for status: also
+// when the SyncService may not serve src (v1alpha1.MayServe, the rule the
+// manager and the bundles follow), so that no request reaches a worker that
+// does not run the source.
 func (c *Controller) worker(ctx context.Context, src *v1alpha1.IntegrationSource) (worker identity.Identity, whose string, err error) {
 	ns := &corev1.Namespace{}
 	if err := c.Reader.Get(ctx, client.ObjectKey{Name: src.Namespace}, ns); err != nil {
@@ -380,6 +386,22 @@ func (c *Controller) worker(ctx context.Context, src *v1alpha1.IntegrationSource
 			return worker, fmt.Sprintf("the SyncService %s/%s is not found", ref.Namespace, ref.Name), nil
 		}
 		return worker, "", fmt.Errorf("reading SyncService %s/%s: %w", ref.Namespace, ref.Name, err)
+	}
+	ssSlug := ""
+	if ref.Namespace == src.Namespace {
+		ssSlug = slug
+	} else {
+		ssNS := &corev1.Namespace{}
+		if err := c.Reader.Get(ctx, client.ObjectKey{Name: ref.Namespace}, ssNS); client.IgnoreNotFound(err) != nil {
+			return worker, "", fmt.Errorf("reading namespace %s: %w", ref.Namespace, err)
+		}
+		ssSlug = ssNS.Labels[v1alpha1.TenantLabel]
+	}
+	tenantOf := func(slug string) v1alpha1.NamespaceTenant {
+		return v1alpha1.NamespaceTenant{Slug: slug, Platform: slug != "" && slug == c.PlatformSlug}
+	}
+	if r := v1alpha1.MayServe(ss, src, tenantOf(ssSlug), tenantOf(slug)); r != nil {
+		return worker, r.Message, nil
 	}
 	worker = identity.Identity{Class: identity.ClassPlatform, ComponentType: identity.ComponentSync, TenantSlug: slug,
 		Partition: ss.Spec.Partition, ComponentID: v1alpha1.ComponentID(ss, slug)}

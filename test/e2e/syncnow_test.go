@@ -35,8 +35,11 @@ import (
 //     message, and runs incrementally once the limit has passed;
 //   - an edge (OnPrem) worker, holding its stream with a CN identity, runs
 //     its source on request too;
-//   - a source whose worker is not connected ends NotConnected, and a
-//     malformed time is Invalid with a message naming the annotation.
+//   - a source whose worker is not connected ends NotConnected, and so does
+//     a source naming a connected worker's SyncService that may not serve
+//     it (its capabilities exclude the source's type): nothing reaches that
+//     worker; a malformed time is Invalid with a message naming the
+//     annotation.
 func TestSyncNow(t *testing.T) {
 	ctx := context.Background()
 	const slug = "initech"
@@ -58,19 +61,23 @@ func TestSyncNow(t *testing.T) {
 	c := sys.c
 
 	// Two edge SyncServices: edge-1 runs a worker from its onboarding
-	// bundle, edge-2 never connects. Each has a Faker source.
+	// bundle and serves Faker sources only, edge-2 never connects. Each has
+	// a Faker source; a NetBox source names edge-1 too, which may not serve it.
 	faker := func(name, ss string) *v1alpha1.IntegrationSource {
 		return &v1alpha1.IntegrationSource{ObjectMeta: metav1.ObjectMeta{Namespace: slug, Name: name}, Spec: v1alpha1.IntegrationSourceSpec{
 			Type: v1alpha1.IntegrationFaker, SyncServiceRef: v1alpha1.SyncServiceReference{Name: ss}, PollInterval: hour,
 			Faker: &v1alpha1.FakerSpec{Devices: 50, Seed: 3}}}
 	}
 	edgeSrc, absentSrc := faker("edge-lab", "edge-1"), faker("absent-lab", "edge-2")
+	refusedSrc := &v1alpha1.IntegrationSource{ObjectMeta: metav1.ObjectMeta{Namespace: slug, Name: "refused-inventory"}, Spec: *src.Spec.DeepCopy()}
+	refusedSrc.Spec.SyncServiceRef = v1alpha1.SyncServiceReference{Name: "edge-1"}
 	for _, o := range []client.Object{
 		&v1alpha1.SyncService{ObjectMeta: metav1.ObjectMeta{Namespace: slug, Name: "edge-1"},
-			Spec: v1alpha1.SyncServiceSpec{ServiceType: v1alpha1.ServiceTypeOnPrem, GatewayAddress: sys.gw.cfg.Listen}},
+			Spec: v1alpha1.SyncServiceSpec{ServiceType: v1alpha1.ServiceTypeOnPrem, GatewayAddress: sys.gw.cfg.Listen,
+				Capabilities: []string{string(v1alpha1.IntegrationFaker)}}},
 		&v1alpha1.SyncService{ObjectMeta: metav1.ObjectMeta{Namespace: slug, Name: "edge-2"},
 			Spec: v1alpha1.SyncServiceSpec{ServiceType: v1alpha1.ServiceTypeOnPrem, GatewayAddress: sys.gw.cfg.Listen}},
-		edgeSrc, absentSrc,
+		edgeSrc, absentSrc, refusedSrc,
 	} {
 		if err := c.Create(ctx, o); err != nil {
 			t.Fatalf("creating %s: %v", o.GetName(), err)
@@ -144,6 +151,7 @@ func TestSyncNow(t *testing.T) {
 	te := time.Now().UTC().Truncate(time.Second)
 	request(edgeSrc, rfc(te), "")
 	request(absentSrc, rfc(te), "")
+	request(refusedSrc, rfc(te), "")
 	st = await("the edge source's requested run", edgeSrc, time.Minute, func(st v1alpha1.IntegrationSourceStatus) bool {
 		return outcome(te, v1alpha1.SyncRequestAccepted)(st) && st.LastRun != nil && st.LastRun.ID != edgeRun
 	})
@@ -167,6 +175,11 @@ func TestSyncNow(t *testing.T) {
 	st = await("the absent worker's request", absentSrc, 3*time.Minute, outcome(te, v1alpha1.SyncRequestNotConnected))
 	if q := st.SyncRequest; !strings.Contains(q.Message, "CN=edge-2.default."+slug+".serviceradar") || q.DeliveredAt != nil || st.LastRun != nil {
 		t.Fatalf("the absent worker's request: %+v, last run %+v", q, st.LastRun)
+	}
+
+	st = await("the refused source's request", refusedSrc, time.Minute, outcome(te, v1alpha1.SyncRequestNotConnected))
+	if q := st.SyncRequest; !strings.Contains(q.Message, `does not have capability "netbox"`) || q.DeliveredAt != nil || st.LastRun != nil {
+		t.Fatalf("the request of a source its SyncService may not serve: %+v, last run %+v", q, st.LastRun)
 	}
 
 	request(src, "yesterday", "")
