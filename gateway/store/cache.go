@@ -16,9 +16,9 @@ import (
 
 // DefaultCacheEntries bounds the device cache of a gateway: identifiers and
 // device states across every tenant partition, about 60 bytes each (a
-// device with three identifiers takes four entries), so about 230 MiB, a
-// partition of one million such devices.
-const DefaultCacheEntries = 4_000_000
+// device with three identifiers takes four entries), so about 115 MiB, a
+// partition of half a million such devices.
+const DefaultCacheEntries = 2_000_000
 
 // cache keeps, per tenant partition, what this replica learned of the
 // stored devices while applying segments: the device of each identifier and,
