@@ -41,6 +41,14 @@ func NamespaceTenantOf(t *Tenant) NamespaceTenant {
 	return NamespaceTenant{Slug: t.Spec.Slug, Platform: t.Spec.Platform}
 }
 
+// SlugTenant is the NamespaceTenant of a namespace labelled with tenant
+// slug, as the gateway knows it: the platform tenant is the one of
+// platformSlug, its configured reserved slug. An empty slug gives the zero
+// value.
+func SlugTenant(slug, platformSlug string) NamespaceTenant {
+	return NamespaceTenant{Slug: slug, Platform: slug != "" && slug == platformSlug}
+}
+
 // Refusal is why a SyncService may not serve a source or a tenant: the
 // reason and message of the source's Ready condition.
 //

@@ -119,3 +119,21 @@ func TestAnUnusableSyncServiceReadsAsAMissingOne(t *testing.T) {
 		t.Fatalf("MayServe = %v, a missing SyncService reads %v", got, missing)
 	}
 }
+
+// TestSlugTenant checks the gateway's reading of a namespace's tenant
+// label: only the configured platform slug is the platform tenant.
+func TestSlugTenant(t *testing.T) {
+	for _, tc := range []struct {
+		slug, platform string
+		want           v1alpha1.NamespaceTenant
+	}{
+		{"acme", "platform", v1alpha1.NamespaceTenant{Slug: "acme"}},
+		{"platform", "platform", v1alpha1.NamespaceTenant{Slug: "platform", Platform: true}},
+		{"", "", v1alpha1.NamespaceTenant{}},
+		{"", "platform", v1alpha1.NamespaceTenant{}},
+	} {
+		if got := v1alpha1.SlugTenant(tc.slug, tc.platform); got != tc.want {
+			t.Errorf("SlugTenant(%q, %q) = %+v, want %+v", tc.slug, tc.platform, got, tc.want)
+		}
+	}
+}

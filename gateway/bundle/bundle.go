@@ -42,8 +42,7 @@ type Inputs struct {
 // tenantOf is the tenant of namespace ns as the inputs have it (the
 // caller's tenant or the platform's; none for other namespaces).
 func (in Inputs) tenantOf(ns, platformSlug string) v1alpha1.NamespaceTenant {
-	slug := in.NamespaceTenant[ns]
-	return v1alpha1.NamespaceTenant{Slug: slug, Platform: slug != "" && slug == platformSlug}
+	return v1alpha1.SlugTenant(in.NamespaceTenant[ns], platformSlug)
 }
 
 // ErrAmbiguous is returned when an identity matches more than one

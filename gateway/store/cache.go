@@ -93,11 +93,13 @@ const uidPrefix = "sr:"
 // lower-case canonical uuid, which is all the cache can give back as it was.
 func parseDevID(uid string) (devID, bool) {
 	rest, ok := strings.CutPrefix(uid, uidPrefix)
-	if !ok || len(rest) != 36 {
+	// uuid.Parse takes 36 characters only with the hyphens in place; the
+	// canonical form has no upper-case hex digit.
+	if !ok || len(rest) != 36 || strings.ContainsAny(rest, "ABCDEF") {
 		return devID{}, false
 	}
 	u, err := uuid.Parse(rest)
-	if err != nil || u.String() != rest {
+	if err != nil {
 		return devID{}, false
 	}
 	return devID(u), true
@@ -323,33 +325,39 @@ func (p *partCache) learn(out outcome) {
 		p.reset()
 		p.keys, p.devs, p.complete = map[keyID]devID{}, map[devID]devEntry{}, out.complete
 	}
-	keys := make(map[keyID]devID, len(out.keys))
+	// The outcome as the cache keeps it, and how many entries it adds.
+	type keyEntry struct {
+		k   keyID
+		dev devID
+	}
+	type devEntryUpdate struct {
+		dev devID
+		u   devUpdate
+	}
+	keys := make([]keyEntry, 0, len(out.keys))
+	devs := make([]devEntryUpdate, 0, len(out.devs))
+	var grow int
 	for k, uid := range out.keys {
+		id := p.c.keyOf(k)
 		dev, ok := parseDevID(uid)
 		if !ok {
 			// Not a uid the cache can keep: the key is forgotten, and a miss
 			// no longer proves a key new.
-			p.forgetKey(p.c.keyOf(k))
+			p.forgetKey(id)
 			p.complete = false
 			continue
 		}
-		keys[p.c.keyOf(k)] = dev
+		if _, ok := p.keys[id]; !ok {
+			grow++
+		}
+		keys = append(keys, keyEntry{id, dev})
 	}
-	devs := make(map[devID]devUpdate, len(out.devs))
 	for uid, u := range out.devs {
 		if dev, ok := parseDevID(uid); ok {
-			devs[dev] = u
-		}
-	}
-	var grow int
-	for k := range keys {
-		if _, ok := p.keys[k]; !ok {
-			grow++
-		}
-	}
-	for dev := range devs {
-		if _, ok := p.devs[dev]; !ok {
-			grow++
+			if _, ok := p.devs[dev]; !ok {
+				grow++
+			}
+			devs = append(devs, devEntryUpdate{dev, u})
 		}
 	}
 	// Over budget, what is known is kept up to date (it is still true) and
@@ -360,23 +368,23 @@ func (p *partCache) learn(out outcome) {
 	} else {
 		p.complete = false
 	}
-	for k, dev := range keys {
-		if _, ok := p.keys[k]; ok || add {
-			p.keys[k] = dev
+	for _, e := range keys {
+		if _, ok := p.keys[e.k]; ok || add {
+			p.keys[e.k] = e.dev
 		}
 	}
 	var claim uint64
 	if i := p.sourceBit(out.source); i >= 0 {
 		claim = 1 << i
 	}
-	for dev, u := range devs {
-		e, ok := p.devs[dev]
+	for _, d := range devs {
+		e, ok := p.devs[d.dev]
 		if !ok && !add {
 			continue
 		}
-		e.hash, e.lastSeen = u.hash, u.lastSeen.UnixMicro()
+		e.hash, e.lastSeen = d.u.hash, d.u.lastSeen.UnixMicro()
 		e.claims |= claim
-		p.devs[dev] = e
+		p.devs[d.dev] = e
 	}
 	for _, uid := range out.forget {
 		dev, ok := parseDevID(uid)

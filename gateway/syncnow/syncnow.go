@@ -397,10 +397,7 @@ func (c *Controller) worker(ctx context.Context, src *v1alpha1.IntegrationSource
 		}
 		ssSlug = ssNS.Labels[v1alpha1.TenantLabel]
 	}
-	tenantOf := func(slug string) v1alpha1.NamespaceTenant {
-		return v1alpha1.NamespaceTenant{Slug: slug, Platform: slug != "" && slug == c.PlatformSlug}
-	}
-	if r := v1alpha1.MayServe(ss, src, tenantOf(ssSlug), tenantOf(slug)); r != nil {
+	if r := v1alpha1.MayServe(ss, src, v1alpha1.SlugTenant(ssSlug, c.PlatformSlug), v1alpha1.SlugTenant(slug, c.PlatformSlug)); r != nil {
 		return worker, r.Message, nil
 	}
 	worker = identity.Identity{Class: identity.ClassPlatform, ComponentType: identity.ComponentSync, TenantSlug: slug,
